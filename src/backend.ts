@@ -1,0 +1,62 @@
+/**
+ * The backend record shared by discovery, the scheduler, the pool and admin.
+ *
+ * @module
+ */
+
+/** One upstream server that a route can send requests to. */
+export interface Backend {
+  /** Stable identity, `host:port` of the address connected to (e.g. `127.0.0.1:9001`). */
+  readonly id: string;
+  /** Address to connect to (IP literal or host name). */
+  readonly hostname: string;
+  /** TCP port to connect to. */
+  readonly port: number;
+  /** SRV priority (lower is preferred); 0 for static backends unless configured. */
+  readonly priority: number;
+  /** SRV weight, 0..65535. */
+  readonly weight: number;
+  /** The SRV target name this backend came from, or the configured address. */
+  readonly name: string;
+  /** False while a health check (passive or active) has ejected it. */
+  healthy: boolean;
+  /** Requests currently being proxied to it. */
+  inflight: number;
+}
+
+/** Options for {@linkcode createBackend}. */
+export interface BackendInit {
+  hostname: string;
+  port: number;
+  /** @default {0} */
+  priority?: number;
+  /** @default {1} */
+  weight?: number;
+  /** @default {`${hostname}:${port}`} */
+  name?: string;
+}
+
+/**
+ * Builds a healthy backend record with no requests in flight.
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * const b = createBackend({ hostname: "127.0.0.1", port: 9001, weight: 30 });
+ * console.assert(b.id === "127.0.0.1:9001" && b.healthy);
+ * ```
+ */
+export function createBackend(init: BackendInit): Backend {
+  const host = init.hostname.includes(":") ? `[${init.hostname}]` : init.hostname;
+  const id = `${host}:${init.port}`;
+  return {
+    id,
+    hostname: init.hostname,
+    port: init.port,
+    priority: init.priority ?? 0,
+    weight: init.weight ?? 1,
+    name: init.name ?? id,
+    healthy: true,
+    inflight: 0,
+  };
+}
