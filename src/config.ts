@@ -1,0 +1,306 @@
+/**
+ * The configuration file (see DESIGN.md "Config"): parsed strictly, every error
+ * reported as `file:line: path: message`, defaults filled in.
+ *
+ * @module
+ */
+import type { Node } from "yaml";
+import type { HostPort } from "./address.ts";
+import { join, Source } from "./config/_source.ts";
+import type { StaticBackendEntry } from "./discovery/static.ts";
+import { SCHEDULER_MODES, type SchedulerMode } from "./scheduler.ts";
+
+/** Timeouts in milliseconds. */
+export interface Timeouts {
+  /** Whole request head must arrive within this (slowloris). @default {10000} */
+  head: number;
+  /** Idle keep-alive client connections are closed after this. @default {60000} */
+  idle: number;
+  /** Connecting to a backend. @default {5000} */
+  connect: number;
+  /** From request sent to response head received (→ 504). @default {60000} */
+  response: number;
+  /** No byte moving in either direction of a body for this long aborts it. @default {60000} */
+  body_idle: number;
+  /** Idle pooled backend connections are closed after this. @default {15000} */
+  pool_idle: number;
+  /** On shutdown, in-flight requests get this long to finish. @default {10000} */
+  drain: number;
+}
+
+/** Size and count limits. */
+export interface Limits {
+  /** Largest request/response head. @default {16384} */
+  max_head: number;
+  /** Longest request line. @default {8192} */
+  max_request_line: number;
+  /** Largest request body; 0 = unlimited (bodies are streamed). @default {0} */
+  max_body: number;
+  /** Idle pooled connections kept per backend. @default {64} */
+  pool_idle: number;
+  /** Connections per backend. @default {1024} */
+  pool_max: number;
+}
+
+/** One route. */
+export interface RouteConfig {
+  name: string;
+  host?: string;
+  path: string;
+  srv?: string;
+  backends?: StaticBackendEntry[];
+  scheduler: SchedulerMode;
+}
+
+/** A validated configuration with defaults applied. */
+export interface Config {
+  file: string;
+  listen: { http?: HostPort; https?: HostPort };
+  tls?: { cert: string; key: string; redirect_http: boolean };
+  dns: { nameserver?: HostPort; refresh: number };
+  scheduler: SchedulerMode;
+  workers: number;
+  routes: RouteConfig[];
+  admin?: { listen: HostPort };
+  timeouts: Timeouts;
+  limits: Limits;
+  health: { failures: number; backoff: number; path?: string; interval: number; timeout: number };
+  retry: { attempts: number };
+  log: { access: string };
+}
+
+/** The defaults documented in README. */
+export const DEFAULTS = {
+  timeouts: {
+    head: 10_000,
+    idle: 60_000,
+    connect: 5_000,
+    response: 60_000,
+    body_idle: 60_000,
+    pool_idle: 15_000,
+    drain: 10_000,
+  } satisfies Timeouts,
+  limits: {
+    max_head: 16_384,
+    max_request_line: 8_192,
+    max_body: 0,
+    pool_idle: 64,
+    pool_max: 1024,
+  } satisfies Limits,
+  dns: { refresh: 10_000 },
+  health: { failures: 3, backoff: 10_000, interval: 5_000, timeout: 2_000 },
+  retry: { attempts: 1 },
+  log: { access: "off" },
+} as const;
+
+/** Thrown for an invalid configuration; `errors` are `file:line: path: message` lines. */
+export class ConfigError extends Error {
+  /** Every problem found, one per line. */
+  readonly errors: string[];
+  /** Wraps the problems found. */
+  constructor(errors: string[]) {
+    super(errors.join("\n"));
+    this.name = "ConfigError";
+    this.errors = errors;
+  }
+}
+
+const TOP_KEYS = [
+  "listen",
+  "tls",
+  "dns",
+  "scheduler",
+  "workers",
+  "routes",
+  "admin",
+  "timeouts",
+  "limits",
+  "health",
+  "retry",
+  "log",
+] as const;
+const ROUTE_NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * Parses and validates a config file's text.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "./config.ts";
+ * const c = parseConfig("listen: { http: 127.0.0.1:8080 }\nroutes:\n  - name: app\n    backends: [{ address: 127.0.0.1:9001 }]\n", "unload.yaml");
+ * console.assert(c.routes[0]!.name === "app" && c.timeouts.connect === 5000);
+ * ```
+ * @throws {ConfigError} listing every problem with its file and line.
+ */
+export function parseConfig(text: string, file: string): Config {
+  const src = new Source(file, text);
+  if (src.errors.length) throw new ConfigError(src.errors);
+  const top = src.map(src.root, "", TOP_KEYS);
+  const listenMap = src.map(top.get("listen"), "listen", ["http", "https"]);
+  const listen: Config["listen"] = {};
+  const http = src.address(listenMap.get("http"), "listen.http");
+  const https = src.address(listenMap.get("https"), "listen.https");
+  if (http) listen.http = http;
+  if (https) listen.https = https;
+  if (!listenMap.get("http") && !listenMap.get("https")) {
+    src.fail(
+      top.get("listen") ?? src.root,
+      "listen",
+      "needs http or https (e.g. http: 127.0.0.1:8080)",
+    );
+  }
+  const config: Config = {
+    file,
+    listen,
+    dns: { refresh: DEFAULTS.dns.refresh },
+    scheduler: src.choice(top.get("scheduler"), "scheduler", SCHEDULER_MODES) ?? "srv",
+    workers: workers(src, top.get("workers")),
+    routes: [],
+    timeouts: { ...DEFAULTS.timeouts },
+    limits: { ...DEFAULTS.limits },
+    health: { ...DEFAULTS.health },
+    retry: { ...DEFAULTS.retry },
+    log: { ...DEFAULTS.log },
+  };
+  readTls(src, top.get("tls"), config);
+  const dns = src.map(top.get("dns"), "dns", ["nameserver", "refresh"]);
+  const ns = src.address(dns.get("nameserver"), "dns.nameserver");
+  if (ns) config.dns.nameserver = ns;
+  config.dns.refresh = src.duration(dns.get("refresh"), "dns.refresh") ?? config.dns.refresh;
+  readSection(src, top.get("timeouts"), "timeouts", config.timeouts, (n, p) => src.duration(n, p));
+  readSection(
+    src,
+    top.get("limits"),
+    "limits",
+    config.limits,
+    (n, p, k) => k.startsWith("pool_") ? src.int(n, p, 1, 1_000_000) : src.size(n, p),
+  );
+  const health = src.map(top.get("health"), "health", [
+    "failures",
+    "backoff",
+    "path",
+    "interval",
+    "timeout",
+  ]);
+  config.health.failures = src.int(health.get("failures"), "health.failures", 1, 1000) ??
+    config.health.failures;
+  for (const k of ["backoff", "interval", "timeout"] as const) {
+    config.health[k] = src.duration(health.get(k), `health.${k}`) ?? config.health[k];
+  }
+  const path = src.string(health.get("path"), "health.path");
+  if (path !== undefined) config.health.path = path;
+  const retry = src.map(top.get("retry"), "retry", ["attempts"]);
+  config.retry.attempts = src.int(retry.get("attempts"), "retry.attempts", 0, 5) ??
+    config.retry.attempts;
+  const log = src.map(top.get("log"), "log", ["access"]);
+  config.log.access = src.string(log.get("access"), "log.access") ?? config.log.access;
+  const admin = src.map(top.get("admin"), "admin", ["listen"]);
+  const adminListen = src.address(admin.get("listen"), "admin.listen");
+  if (adminListen) config.admin = { listen: adminListen };
+  readRoutes(src, top.get("routes"), config);
+  if (src.errors.length) throw new ConfigError(src.errors);
+  return config;
+}
+
+/**
+ * Reads and parses a config file.
+ *
+ * @throws {ConfigError} when the file cannot be read or is invalid.
+ */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new ConfigError([`${file}: cannot read config file: ${(e as Error).message}`]);
+  }
+  return parseConfig(text, file);
+}
+
+function workers(src: Source, node: Node | undefined): number {
+  if (node === undefined) return 1;
+  if ((node as { value?: unknown }).value === "auto") return navigator.hardwareConcurrency || 1;
+  return src.int(node, "workers", 1, 256) ?? 1;
+}
+
+function readTls(src: Source, node: Node | undefined, config: Config): void {
+  const tls = src.map(node, "tls", ["cert", "key", "redirect_http"]);
+  if (node !== undefined) {
+    const cert = src.string(tls.get("cert"), "tls.cert");
+    const key = src.string(tls.get("key"), "tls.key");
+    if (cert === undefined || key === undefined) src.fail(node, "tls", "needs both cert and key");
+    else {
+      const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
+      config.tls = { cert, key, redirect_http: redirect };
+    }
+  }
+  if (config.listen.https && !config.tls) {
+    src.fail(src.root, "listen.https", "needs a tls section with cert and key");
+  }
+}
+
+function readSection<T extends object>(
+  src: Source,
+  node: Node | undefined,
+  path: string,
+  target: T,
+  read: (n: Node, p: string, key: string) => number | undefined,
+): void {
+  const entries = src.map(node, path, Object.keys(target));
+  for (const [key, value] of entries) {
+    const v = read(value, join(path, key), key);
+    if (v !== undefined) (target as Record<string, number>)[key] = v;
+  }
+}
+
+function readRoutes(src: Source, node: Node | undefined, config: Config): void {
+  if (node === undefined) {
+    src.fail(src.root, "routes", "at least one route is needed");
+    return;
+  }
+  const names = new Set<string>();
+  src.seq(node, "routes").forEach((item, i) => {
+    const path = `routes[${i}]`;
+    const m = src.map(item, path, ["name", "host", "path", "srv", "backends", "scheduler"]);
+    const name = src.string(m.get("name"), `${path}.name`) ?? `route${i}`;
+    if (!ROUTE_NAME_REGEXP.test(name)) {
+      src.fail(m.get("name"), `${path}.name`, "use letters, digits, . _ -");
+    }
+    if (names.has(name)) src.fail(m.get("name"), `${path}.name`, `duplicate route name "${name}"`);
+    names.add(name);
+    const route: RouteConfig = {
+      name,
+      path: src.string(m.get("path"), `${path}.path`) ?? "/",
+      scheduler: src.choice(m.get("scheduler"), `${path}.scheduler`, SCHEDULER_MODES) ??
+        config.scheduler,
+    };
+    if (!route.path.startsWith("/")) src.fail(m.get("path"), `${path}.path`, 'must start with "/"');
+    const host = src.string(m.get("host"), `${path}.host`);
+    if (host !== undefined) route.host = host.toLowerCase();
+    const srv = src.string(m.get("srv"), `${path}.srv`);
+    if (srv !== undefined) route.srv = srv;
+    if (m.has("backends")) route.backends = readBackends(src, m.get("backends"), path);
+    if ((srv === undefined) === !m.has("backends")) {
+      src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
+    }
+    config.routes.push(route);
+  });
+}
+
+function readBackends(src: Source, node: Node | undefined, path: string): StaticBackendEntry[] {
+  return src.seq(node, `${path}.backends`).map((b, j) => {
+    const p = `${path}.backends[${j}]`;
+    const m = src.map(b, p, ["address", "priority", "weight"]);
+    const address = src.address(m.get("address"), `${p}.address`);
+    if (!m.has("address")) src.fail(b, p, "needs an address (host:port)");
+    if (address?.port === 0) src.fail(m.get("address"), `${p}.address`, "port must be 1..65535");
+    const entry: StaticBackendEntry = {
+      address: src.string(m.get("address"), `${p}.address`) ?? "",
+    };
+    const priority = src.int(m.get("priority"), `${p}.priority`, 0, 65535);
+    const weight = src.int(m.get("weight"), `${p}.weight`, 0, 65535);
+    if (priority !== undefined) entry.priority = priority;
+    if (weight !== undefined) entry.weight = weight;
+    return entry;
+  });
+}

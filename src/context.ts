@@ -1,0 +1,69 @@
+/**
+ * What the data path is handed by whoever runs it (the balancer): routes,
+ * pools, limits. The data path reads it and never reaches back up.
+ *
+ * @module
+ */
+import type { Backend } from "./backend.ts";
+import type { Limits, Timeouts } from "./config.ts";
+import type { Watchdog } from "./deadline.ts";
+import type { PassiveHealth } from "./health.ts";
+import type { Pool } from "./pool.ts";
+import type { Router } from "./router.ts";
+import type { Scheduler } from "./scheduler.ts";
+
+/** A route as the data path sees it. */
+export interface Route {
+  /** Route name from the config. */
+  readonly name: string;
+  /** Picks this route's backends. */
+  readonly scheduler: Scheduler;
+}
+
+/** One finished request, for the access log and metrics. */
+export interface ExchangeRecord {
+  /** Epoch ms the request head was complete. */
+  time: number;
+  client: string;
+  method: string;
+  host: string;
+  path: string;
+  status: number;
+  /** Request body bytes received. */
+  bytesIn: number;
+  /** Response bytes sent (head and body). */
+  bytesOut: number;
+  /** Milliseconds from request head to end of response. */
+  duration: number;
+  route: string;
+  /** Backend id, or "" when none was used. */
+  backend: string;
+  /** Short reason for a balancer-made error response. */
+  error?: string;
+}
+
+/** Everything the per-connection code needs. */
+export interface ProxyContext {
+  /** Maps Host + path to a route. */
+  router: Router<Route>;
+  /** The pool of a backend (created on first use). */
+  pool(backend: Backend): Pool;
+  timeouts: Timeouts;
+  limits: Limits;
+  /** Extra backends to try after a failure that is safe to retry. */
+  retries: number;
+  /** `http` or `https`: how clients reach this listener. */
+  proto: "http" | "https";
+  /** When set, plain-HTTP requests are redirected (308) to HTTPS on this port. */
+  redirectHttpsPort?: number | undefined;
+  /** Drives head, idle, response and body timeouts. */
+  watchdog: Watchdog;
+  /** Passive health tracking. */
+  health: PassiveHealth;
+  /** Connections waiting for their next request; shutdown closes them. */
+  idle: Set<{ close(): void }>;
+  /** True once shutdown started: finish the current request, then close. */
+  closing: boolean;
+  /** Called after every request. */
+  onExchange?: ((record: ExchangeRecord) => void) | undefined;
+}

@@ -1,0 +1,367 @@
+/**
+ * One request/response exchange between a client and a backend: pick, connect,
+ * forward the head, stream both bodies at once, and tear everything down through
+ * one AbortController when either side fails.
+ *
+ * @module
+ */
+import type { Backend } from "./backend.ts";
+import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
+import type { Timed } from "./deadline.ts";
+import { forwardRequestHead, forwardResponseHead } from "./headers.ts";
+import { type Framing, responseFraming } from "./http1/body.ts";
+import {
+  decodeHead,
+  fieldTokens,
+  HttpError,
+  parseResponseHead,
+  readHead,
+  type RequestHead,
+  type ResponseHead,
+} from "./http1/head.ts";
+import type { BufReader, BufWriter } from "./http1/io.ts";
+import { simpleResponse } from "./http1/status.ts";
+import { relayBody, relayUntilClose } from "./pipe.ts";
+import { type BackendConn, ConnectError } from "./pool.ts";
+
+/** The client end of an exchange. */
+export interface ClientSide {
+  reader: BufReader;
+  writer: BufWriter;
+  /** Closes the client connection (unblocks anything waiting on it). */
+  close(): void;
+}
+
+/** What the edge learned from the request head. */
+export interface Request {
+  head: RequestHead;
+  framing: Framing;
+  host: string;
+  keepAlive: boolean;
+  /** The protocol asked for in `Upgrade`, when the client asked to switch. */
+  upgrade: string | undefined;
+}
+
+interface Failure {
+  status: number;
+  message: string;
+  /** Safe to send again to another backend. */
+  retryable: boolean;
+  /** A reused connection died before answering: try once more on a fresh one. */
+  stale: boolean;
+}
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
+const KEEP = 1;
+const CLOSE = 0;
+
+/**
+ * Forwards one request to a backend of `route` and relays the answer.
+ *
+ * @returns true when the client connection can carry another request.
+ */
+export async function forward(
+  client: ClientSide,
+  req: Request,
+  route: Route,
+  ctx: ProxyContext,
+  rec: ExchangeRecord,
+): Promise<boolean> {
+  const ex = new Exchange(client, req, ctx, rec);
+  ctx.watchdog.add(ex);
+  try {
+    return await ex.run(route) === KEEP;
+  } finally {
+    ctx.watchdog.delete(ex);
+  }
+}
+
+/**
+ * Writes a response made by the balancer itself.
+ *
+ * @returns true when the client connection can carry another request.
+ */
+export async function answer(
+  client: ClientSide,
+  rec: ExchangeRecord,
+  status: number,
+  message: string,
+  options: { close: boolean; headOnly?: boolean; headers?: string[] },
+): Promise<boolean> {
+  rec.status = status;
+  rec.error = message;
+  const before = client.writer.written;
+  client.writer.writeString(simpleResponse(status, message, options));
+  try {
+    await client.writer.flush();
+  } catch {
+    return false;
+  }
+  rec.bytesOut += client.writer.written - before;
+  return !options.close;
+}
+
+class Exchange implements Timed {
+  deadline = 0;
+  readonly #client: ClientSide;
+  readonly #req: Request;
+  readonly #ctx: ProxyContext;
+  readonly #rec: ExchangeRecord;
+  readonly #ac = new AbortController();
+  #bc: BackendConn | undefined;
+  #inBody = false;
+  #progress = -1;
+  #timedOut = false;
+  #reqDone = true;
+  #reqFailed = false;
+  #reqSettled: Promise<void> | undefined;
+
+  constructor(client: ClientSide, req: Request, ctx: ProxyContext, rec: ExchangeRecord) {
+    this.#client = client;
+    this.#req = req;
+    this.#ctx = ctx;
+    this.#rec = rec;
+    this.#ac.signal.addEventListener("abort", () => {
+      this.#bc?.close();
+      if (this.#inBody) this.#client.close();
+    }, { once: true });
+  }
+
+  /** Timeout: the response head is late, or a body stopped moving. */
+  expire(now: number): void {
+    if (this.#inBody) {
+      const p = this.#client.writer.written + (this.#bc?.writer.written ?? 0);
+      if (p !== this.#progress) {
+        this.#progress = p;
+        this.deadline = now + this.#ctx.timeouts.body_idle;
+        return;
+      }
+    }
+    this.#timedOut = true;
+    this.#ac.abort(new Error("timeout"));
+  }
+
+  async run(route: Route): Promise<number> {
+    const ctx = this.#ctx;
+    let backend = route.scheduler.next();
+    let retries = 0;
+    let fresh = false;
+    const hasBody = this.#req.framing.kind !== "none";
+    for (;;) {
+      if (backend === undefined) {
+        return this.#fail(503, `no healthy backend for route ${route.name}`, hasBody);
+      }
+      this.#rec.backend = backend.id;
+      backend.inflight++;
+      let result: number | Failure;
+      try {
+        result = await this.#attempt(backend, fresh);
+      } finally {
+        backend.inflight--;
+      }
+      if (typeof result === "number") return result;
+      if (this.#reqFailed) return CLOSE; // the client went away or sent a broken body
+      if (result.stale && !fresh) {
+        fresh = true;
+        continue;
+      }
+      ctx.health.failure(backend, result.message);
+      fresh = false;
+      if (result.retryable && retries < ctx.retries) {
+        retries++;
+        let next = route.scheduler.next();
+        if (next === backend) next = route.scheduler.next(); // prefer another backend
+        if (next !== undefined) {
+          backend = next;
+          continue;
+        }
+      }
+      return this.#fail(result.status, result.message, !this.#reqDone || hasBody);
+    }
+  }
+
+  async #attempt(backend: Backend, fresh: boolean): Promise<number | Failure> {
+    const ctx = this.#ctx;
+    const req = this.#req;
+    const pool = ctx.pool(backend);
+    let bc: BackendConn;
+    try {
+      bc = await pool.acquire(fresh, this.#ac.signal);
+    } catch (e) {
+      const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
+      return failure(status, (e as Error).message, true, false);
+    }
+    this.#bc = bc;
+    const reused = bc.uses > 0;
+    this.deadline = Date.now() + ctx.timeouts.response;
+    bc.writer.writeString(forwardRequestHead(req.head, {
+      clientIp: this.#rec.client,
+      proto: ctx.proto,
+      host: req.host,
+      framing: req.framing,
+      upgrade: req.upgrade,
+    }));
+    if (req.framing.kind === "none") {
+      try {
+        await bc.writer.flush();
+      } catch (e) {
+        pool.release(bc, false);
+        return failure(502, `write to ${backend.id} failed: ${(e as Error).message}`, true, reused);
+      }
+    } else this.#startRequestBody(bc);
+
+    let head: ResponseHead;
+    try {
+      head = await this.#readResponseHead(bc);
+    } catch (e) {
+      pool.release(bc, false);
+      if (this.#timedOut) {
+        return failure(
+          504,
+          `${backend.id} sent no response within timeouts.response`,
+          false,
+          false,
+        );
+      }
+      const nothing = bc.reader.buffered === 0 && !(e instanceof HttpError);
+      const safe = nothing && req.framing.kind === "none" && IDEMPOTENT.has(req.head.method);
+      const why = e instanceof HttpError
+        ? e.message
+        : `${backend.id} closed or reset before answering`;
+      return failure(502, why, safe, nothing && reused && req.framing.kind === "none");
+    }
+    return await this.#relayResponse(bc, head, backend);
+  }
+
+  #startRequestBody(bc: BackendConn): void {
+    this.#reqDone = false;
+    const client = this.#client;
+    this.#reqSettled = relayBody(client.reader, bc.writer, this.#req.framing, {
+      errorStatus: 400,
+      side: "client",
+      maxBody: this.#ctx.limits.max_body,
+    }).then(async (n) => {
+      await bc.writer.flush();
+      this.#rec.bytesIn = n;
+      this.#reqDone = true;
+    }, (e) => {
+      // The client side failed (closed, reset, bad framing): stop everything. A failed
+      // write to the backend instead leaves the response to tell what happened.
+      if (client.reader.eof || e instanceof HttpError) {
+        this.#reqFailed = true;
+        this.#ac.abort(e);
+      }
+    });
+  }
+
+  async #readResponseHead(bc: BackendConn): Promise<ResponseHead> {
+    const maxHead = this.#ctx.limits.max_head;
+    for (;;) {
+      const end = await readHead(bc.reader, { maxHead }, true);
+      if (end === -1) throw new Error("closed");
+      const text = decodeHead(bc.reader.buf, bc.reader.start, end);
+      bc.reader.consume(end - bc.reader.start);
+      const head = parseResponseHead(text);
+      if (head.status >= 200 || head.status === 101) return head;
+      if (this.#req.head.minor === 1) { // interim (100 Continue, 103 Early Hints)
+        this.#client.writer.writeString(text);
+        await this.#client.writer.flush();
+      }
+    }
+  }
+
+  async #relayResponse(
+    bc: BackendConn,
+    head: ResponseHead,
+    backend: Backend,
+  ): Promise<number | Failure> {
+    const ctx = this.#ctx;
+    const req = this.#req;
+    const client = this.#client;
+    const pool = ctx.pool(backend);
+    let framing: Framing;
+    try {
+      framing = responseFraming(head, req.head.method);
+      if (head.status === 101 && req.upgrade === undefined) {
+        throw new HttpError(502, "Backend switched protocols unasked");
+      }
+    } catch (e) {
+      pool.release(bc, false);
+      return failure(502, (e as Error).message, false, false);
+    }
+    const upgrade = head.status === 101;
+    const dechunk = framing.kind === "chunked" && req.head.minor === 0;
+    const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
+    this.#inBody = true;
+    this.deadline = Date.now() + ctx.timeouts.body_idle;
+    const before = client.writer.written;
+    client.writer.writeString(forwardResponseHead(head, {
+      framing,
+      chunked: framing.kind === "chunked" && !dechunk,
+      close,
+      clientMinor: req.head.minor,
+      upgrade,
+    }));
+    this.#rec.status = head.status;
+    try {
+      if (upgrade) {
+        await this.#tunnel(bc);
+        pool.release(bc, false);
+        return CLOSE;
+      }
+      await relayBody(bc.reader, client.writer, framing, {
+        errorStatus: 502,
+        side: "backend",
+        dechunk,
+      });
+      await client.writer.flush();
+    } catch {
+      this.#ac.abort(new Error("response relay failed"));
+      client.writer.discard();
+      pool.release(bc, false);
+      return CLOSE;
+    } finally {
+      this.#rec.bytesOut = client.writer.written - before;
+    }
+    if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
+    const backendKeep = framing.kind !== "close" && this.#reqDone && keepsAlive(head);
+    pool.release(bc, backendKeep);
+    ctx.health.success(backend);
+    return close || !this.#reqDone ? CLOSE : KEEP;
+  }
+
+  async #tunnel(bc: BackendConn): Promise<void> {
+    const client = this.#client;
+    await client.writer.flush();
+    const up = relayUntilClose(client.reader, bc.writer).catch(() => 0);
+    const down = relayUntilClose(bc.reader, client.writer).catch(() => 0);
+    await Promise.race([up, down]);
+    this.#ac.abort(new Error("tunnel closed"));
+    await Promise.all([up, down]);
+  }
+
+  async #fail(status: number, message: string, close: boolean): Promise<number> {
+    const keep = await answer(this.#client, this.#rec, status, message, {
+      close: close || !this.#req.keepAlive,
+      headOnly: this.#req.head.method === "HEAD",
+    });
+    return keep ? KEEP : CLOSE;
+  }
+}
+
+function failure(status: number, message: string, retryable: boolean, stale: boolean): Failure {
+  return { status, message, retryable, stale };
+}
+
+function keepsAlive(head: ResponseHead): boolean {
+  const tokens = head.names.includes("connection") ? fieldTokens(head, "connection") : [];
+  return head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+}
+
+// A request body whose last bytes were written as the response finished settles
+// at once; one the backend never read (an early answer) does not: give up on it.
+async function settleSoon(p: Promise<void>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p, new Promise<void>((r) => timer = setTimeout(r, 50))]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,152 @@
+/**
+ * Header rewriting on the way through: hop-by-hop fields removed (RFC 9110 §7.6.1),
+ * `X-Forwarded-*` and `Via` added.
+ *
+ * @module
+ */
+import { type Fields, fieldTokens, type RequestHead, type ResponseHead } from "./http1/head.ts";
+import type { Framing } from "./http1/body.ts";
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "upgrade",
+  "transfer-encoding",
+  "content-length",
+]);
+// Never removed because a Connection header names them: framing and routing depend on them.
+const PROTECTED = new Set(["host", "content-length", "transfer-encoding"]);
+const VIA = "unload";
+
+/** What the balancer knows about a request besides its head. */
+export interface ForwardInfo {
+  /** Client IP address. */
+  clientIp: string;
+  /** `http` or `https`: how the client reached the balancer. */
+  proto: string;
+  /** Host the request was addressed to (for `X-Forwarded-Host`). */
+  host: string;
+  /** Request body framing as validated at the edge. */
+  framing: Framing;
+  /** Keep `Upgrade` and `Connection: upgrade` (a WebSocket handshake). */
+  upgrade: string | undefined;
+}
+
+/**
+ * Builds the request head sent to a backend: HTTP/1.1, keep-alive, hop-by-hop
+ * fields removed, one normalised framing field, forwarding fields added.
+ *
+ * @example
+ * ```ts
+ * import { parseRequestHead } from "./http1/head.ts";
+ * import { forwardRequestHead } from "./headers.ts";
+ * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+ * const out = forwardRequestHead(h, {
+ *   clientIp: "10.0.0.1", proto: "http", host: "a", framing: { kind: "none", length: 0 },
+ *   upgrade: undefined,
+ * });
+ * console.assert(out.includes("x-forwarded-for: 10.0.0.1\r\n") && !out.includes("close"));
+ * ```
+ */
+export function forwardRequestHead(head: RequestHead, info: ForwardInfo): string {
+  const named = connectionNamed(head);
+  let out = `${head.method} ${head.target} HTTP/1.1\r\n`;
+  let xff = "";
+  let via = "";
+  let hasHost = false;
+  for (let i = 0; i < head.names.length; i++) {
+    const name = head.names[i]!;
+    if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
+    if (name === "x-forwarded-for") {
+      xff += `${head.values[i]}, `;
+      continue;
+    }
+    if (name === "via") {
+      via += `${head.values[i]}, `;
+      continue;
+    }
+    if (name === "x-forwarded-proto" || name === "x-forwarded-host") continue;
+    if (name === "host") hasHost = true;
+    out += `${head.rawNames[i]}: ${head.values[i]}\r\n`;
+  }
+  if (!hasHost) out += `host: ${info.host}\r\n`;
+  out += framingField(info.framing);
+  if (info.upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${info.upgrade}\r\n`;
+  out += `x-forwarded-for: ${xff}${info.clientIp}\r\nx-forwarded-proto: ${info.proto}\r\n` +
+    `x-forwarded-host: ${info.host}\r\nvia: ${via}1.${head.minor} ${VIA}\r\n\r\n`;
+  return out;
+}
+
+/** Options for {@linkcode forwardResponseHead}. */
+export interface ResponseInfo {
+  /** Body framing sent to the client (chunked relayed as is, or dechunked). */
+  framing: Framing;
+  /** Send `Transfer-Encoding: chunked` (false when dechunking for HTTP/1.0). */
+  chunked: boolean;
+  /** Close the client connection after this response. */
+  close: boolean;
+  /** The client speaks HTTP/1.0 (needs an explicit keep-alive). */
+  clientMinor: 0 | 1;
+  /** Keep `Upgrade`/`Connection: upgrade` (a 101 answer). */
+  upgrade: boolean;
+}
+
+/**
+ * Builds the response head sent to the client.
+ *
+ * @example
+ * ```ts
+ * import { parseResponseHead } from "./http1/head.ts";
+ * import { forwardResponseHead } from "./headers.ts";
+ * const h = parseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: x\r\n\r\n");
+ * const out = forwardResponseHead(h, {
+ *   framing: { kind: "length", length: 2 }, chunked: false, close: false, clientMinor: 1,
+ *   upgrade: false,
+ * });
+ * console.assert(out.includes("content-length: 2\r\n") && !out.includes("Keep-Alive"));
+ * ```
+ */
+export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): string {
+  const named = connectionNamed(head);
+  let out = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
+  let via = "";
+  for (let i = 0; i < head.names.length; i++) {
+    const name = head.names[i]!;
+    if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
+    if (name === "via") {
+      via += `${head.values[i]}, `;
+      continue;
+    }
+    out += `${head.rawNames[i]}: ${head.values[i]}\r\n`;
+  }
+  if (info.framing.kind === "length") out += `content-length: ${info.framing.length}\r\n`;
+  else if (info.chunked) out += "transfer-encoding: chunked\r\n";
+  else if (head.status >= 200 && head.status !== 204 && head.names.includes("content-length")) {
+    // HEAD or 304: keep the advertised length of the representation.
+    out += `content-length: ${head.values[head.names.indexOf("content-length")]}\r\n`;
+  }
+  if (info.upgrade) out += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
+  else if (info.close) out += "connection: close\r\n";
+  else if (info.clientMinor === 0) out += "connection: keep-alive\r\n";
+  return `${out}via: ${via}1.${head.minor} ${VIA}\r\n\r\n`;
+}
+
+function framingField(framing: Framing): string {
+  if (framing.kind === "length") return `content-length: ${framing.length}\r\n`;
+  if (framing.kind === "chunked") return "transfer-encoding: chunked\r\n";
+  return "";
+}
+
+function upgradeOf(head: Fields): string {
+  const i = head.names.indexOf("upgrade");
+  return i === -1 ? "websocket" : head.values[i]!;
+}
+
+function connectionNamed(head: Fields): Set<string> | undefined {
+  if (!head.names.includes("connection")) return undefined;
+  const set = new Set<string>();
+  for (const t of fieldTokens(head, "connection")) if (!PROTECTED.has(t)) set.add(t);
+  return set;
+}

@@ -1,0 +1,174 @@
+/**
+ * Buffered reading and writing on a raw `Deno.Conn`, with buffers reused for the
+ * whole life of a connection (no WHATWG streams on the hot path).
+ *
+ * @module
+ */
+
+/** The byte-stream side of a connection that the reader and writer use. */
+export interface ByteConn {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Default size of a connection's read buffer. */
+export const DEFAULT_READ_BUFFER = 16 * 1024;
+
+/**
+ * A read buffer over a connection: heads are parsed in place, bodies are relayed
+ * straight out of it.
+ *
+ * @example
+ * ```ts ignore
+ * const reader = new BufReader(conn);
+ * if (await reader.fill()) console.log(reader.buffered, "bytes ready");
+ * ```
+ */
+export class BufReader {
+  /** The connection read from. */
+  readonly conn: ByteConn;
+  /** The buffer; valid bytes are `buf[start..end)`. */
+  buf: Uint8Array;
+  /** Index of the first unread byte. */
+  start = 0;
+  /** Index after the last read byte. */
+  end = 0;
+  /** Set once the peer has closed its sending side. */
+  eof = false;
+
+  /** Wraps `conn` with a buffer of `size` bytes. */
+  constructor(conn: ByteConn, size: number = DEFAULT_READ_BUFFER) {
+    this.conn = conn;
+    this.buf = new Uint8Array(size);
+  }
+
+  /** Number of bytes read but not yet consumed. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /** Marks `n` buffered bytes as consumed. */
+  consume(n: number): void {
+    this.start += n;
+    if (this.start === this.end) this.start = this.end = 0;
+  }
+
+  /**
+   * Reads more bytes from the connection into the buffer, moving unread bytes to
+   * the front first when the tail is full.
+   *
+   * @returns false at end of stream, or when the buffer is full of unread bytes.
+   */
+  async fill(): Promise<boolean> {
+    if (this.eof) return false;
+    if (this.end === this.buf.length) {
+      if (this.start === 0) return false;
+      this.buf.copyWithin(0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+    }
+    let n: number | null;
+    try {
+      n = await this.conn.read(this.buf.subarray(this.end));
+    } catch (e) {
+      this.eof = true; // reset or closed under us: nothing more will come
+      throw e;
+    }
+    if (n === null) {
+      this.eof = true;
+      return false;
+    }
+    this.end += n;
+    return true;
+  }
+}
+
+/**
+ * A write buffer over a connection: small pieces (a head, a short body) are staged
+ * and leave in one `write`; large pieces go straight through.
+ *
+ * @example
+ * ```ts ignore
+ * const w = new BufWriter(conn);
+ * w.writeString("HTTP/1.1 204 No Content\r\n\r\n");
+ * await w.flush();
+ * ```
+ */
+export class BufWriter {
+  /** The connection written to. */
+  readonly conn: ByteConn;
+  #buf: Uint8Array;
+  #len = 0;
+  /** Total bytes handed to the connection. */
+  written = 0;
+
+  /** Wraps `conn` with a staging buffer of `size` bytes. */
+  constructor(conn: ByteConn, size = 8 * 1024) {
+    this.conn = conn;
+    this.#buf = new Uint8Array(size);
+  }
+
+  /** Bytes staged and not yet written. */
+  get pending(): number {
+    return this.#len;
+  }
+
+  /** Stages a Latin-1 string (HTTP heads are octets); grows the stage if needed. */
+  writeString(s: string): void {
+    const need = this.#len + s.length;
+    if (need > this.#buf.length) this.#grow(need);
+    const buf = this.#buf;
+    let j = this.#len;
+    for (let i = 0; i < s.length; i++) buf[j++] = s.charCodeAt(i);
+    this.#len = j;
+  }
+
+  /** Stages `p` when it fits in the stage, otherwise flushes and writes `p` directly. */
+  async write(p: Uint8Array): Promise<void> {
+    if (this.#len + p.length <= this.#buf.length) {
+      this.#buf.set(p, this.#len);
+      this.#len += p.length;
+      return;
+    }
+    await this.flush();
+    await writeAll(this.conn, p);
+    this.written += p.length;
+  }
+
+  /** Writes every staged byte to the connection. */
+  async flush(): Promise<void> {
+    if (this.#len === 0) return;
+    const n = this.#len;
+    this.#len = 0;
+    await writeAll(this.conn, this.#buf.subarray(0, n));
+    this.written += n;
+  }
+
+  /** Forgets staged bytes (used when the exchange is abandoned). */
+  discard(): void {
+    this.#len = 0;
+  }
+
+  #grow(need: number): void {
+    let size = this.#buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(0, this.#len));
+    this.#buf = next;
+  }
+}
+
+/**
+ * Writes all of `p` to `conn`, looping over partial writes.
+ *
+ * @example
+ * ```ts ignore
+ * await writeAll(conn, new TextEncoder().encode("hello"));
+ * ```
+ */
+export async function writeAll(conn: ByteConn, p: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < p.length) {
+    off += await conn.write(off === 0 ? p : p.subarray(off));
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Accept loops on `Deno.listen` / `Deno.listenTls`, tracking open connections so
+ * that shutdown can wait for them.
+ *
+ * @module
+ */
+
+/** A running accept loop. */
+export interface Acceptor {
+  /** The bound address (port 0 resolved). */
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting; open connections carry on. */
+  stop(): void;
+  /** Settles when every connection's handler has returned (after `stop`). */
+  readonly done: Promise<void>;
+  /** Handlers running now. */
+  readonly open: number;
+}
+
+/**
+ * Accepts connections from `listener` and runs `handle` on each, concurrently.
+ *
+ * @example
+ * ```ts ignore
+ * const acceptor = accept(Deno.listen({ port: 0 }), async (conn) => conn.close());
+ * acceptor.stop();
+ * await acceptor.done;
+ * ```
+ */
+export function accept(
+  listener: Deno.Listener,
+  handle: (conn: Deno.Conn) => Promise<void>,
+): Acceptor {
+  const running = new Set<Promise<void>>();
+  let stopped = false;
+  const loop = (async () => {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (stopped || e instanceof Deno.errors.BadResource) break;
+        continue; // e.g. a TLS handshake that failed, or EMFILE: keep accepting
+      }
+      try {
+        if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+      } catch { /* closed already */ }
+      const p = handle(conn).catch(() => {}).finally(() => running.delete(p));
+      running.add(p);
+    }
+    while (running.size > 0) await Promise.all(running);
+  })();
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    get open() {
+      return running.size;
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+    },
+    done: loop,
+  };
+}

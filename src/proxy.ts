@@ -1,0 +1,200 @@
+/**
+ * The client side of the data path: one loop per accepted connection reading
+ * request heads, validating them at the edge, routing, and handing each request
+ * to {@linkcode forward}. Requests on one connection are answered in order.
+ *
+ * @module
+ */
+import type { ExchangeRecord, ProxyContext } from "./context.ts";
+import type { Timed } from "./deadline.ts";
+import { answer, type ClientSide, forward, type Request } from "./exchange.ts";
+import { requestFraming } from "./http1/body.ts";
+import {
+  decodeHead,
+  fieldTokens,
+  fieldValue,
+  HttpError,
+  parseRequestHead,
+  readHead,
+  type RequestHead,
+} from "./http1/head.ts";
+import { BufReader, BufWriter } from "./http1/io.ts";
+
+const ABSOLUTE_REGEXP = /^https?:\/\/([^/?#]*)([^#]*)/i;
+
+/**
+ * Serves one client connection until it closes, errs, times out or the balancer
+ * shuts down; always closes `conn`.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const conn of Deno.listen({ port: 8080 })) serveConn(conn, ctx);
+ * ```
+ */
+export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<void> {
+  const session = new Session(conn, ctx);
+  ctx.watchdog.add(session);
+  try {
+    await session.run();
+  } catch {
+    // a reset or a read on a connection closed by a timeout: nothing left to say
+  } finally {
+    ctx.watchdog.delete(session);
+    session.close();
+  }
+}
+
+class Session implements ClientSide, Timed {
+  readonly reader: BufReader;
+  readonly writer: BufWriter;
+  deadline = 0;
+  readonly #conn: Deno.Conn;
+  readonly #ctx: ProxyContext;
+  readonly #ip: string;
+  #closed = false;
+
+  constructor(conn: Deno.Conn, ctx: ProxyContext) {
+    this.#conn = conn;
+    this.#ctx = ctx;
+    this.reader = new BufReader(conn);
+    this.writer = new BufWriter(conn);
+    this.#ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+  }
+
+  /** Head or idle timeout: drop the connection. */
+  expire(): void {
+    this.close();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+
+  async run(): Promise<void> {
+    const ctx = this.#ctx;
+    const limits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
+    let first = true;
+    while (!ctx.closing || first) {
+      this.deadline = Date.now() +
+        (first || this.reader.buffered > 0 ? ctx.timeouts.head : ctx.timeouts.idle);
+      let text: string;
+      let head: RequestHead;
+      const rec = newRecord(this.#ip);
+      try {
+        ctx.idle.add(this);
+        const end = await readHead(this.reader, limits).finally(() => ctx.idle.delete(this));
+        if (end === -1) return;
+        this.deadline = 0;
+        text = decodeHead(this.reader.buf, this.reader.start, end);
+        this.reader.consume(end - this.reader.start);
+        head = parseRequestHead(text, limits.maxLine);
+      } catch (e) {
+        if (e instanceof HttpError && !this.#closed) {
+          await answer(this, rec, e.status, e.message, { close: true });
+          this.#report(rec);
+        }
+        return;
+      }
+      const keep = await this.#handle(head, rec);
+      this.#report(rec);
+      if (!keep || this.#closed) return;
+      first = false;
+    }
+  }
+
+  #report(rec: ExchangeRecord): void {
+    rec.duration = performance.now() - rec.duration;
+    this.#ctx.onExchange?.(rec);
+  }
+
+  async #handle(head: RequestHead, rec: ExchangeRecord): Promise<boolean> {
+    const ctx = this.#ctx;
+    rec.method = head.method;
+    let req: Request;
+    let path: string;
+    try {
+      [req, path] = edgeCheck(head);
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 400;
+      return await answer(this, rec, status, (e as Error).message, { close: true });
+    }
+    rec.host = req.host;
+    rec.path = path;
+    const close = req.framing.kind !== "none" || !req.keepAlive;
+    const headOnly = head.method === "HEAD";
+    if (ctx.limits.max_body > 0 && req.framing.length > ctx.limits.max_body) {
+      return await answer(this, rec, 413, "request body over limits.max_body", { close: true });
+    }
+    if (ctx.redirectHttpsPort !== undefined) {
+      const host = req.host.replace(/:\d+$/, "");
+      const port = ctx.redirectHttpsPort === 443 ? "" : `:${ctx.redirectHttpsPort}`;
+      const location = `location: https://${host}${port}${head.target}`;
+      return await answer(this, rec, 308, "use https", { close, headOnly, headers: [location] });
+    }
+    const route = ctx.router.match(req.host, path);
+    if (route === undefined) {
+      return await answer(this, rec, 404, `no route for ${req.host}${path}`, { close, headOnly });
+    }
+    rec.route = route.name;
+    return await forward(this, req, route, ctx, rec);
+  }
+}
+
+/**
+ * Everything checked before a request may go anywhere: framing, Host, target form,
+ * Expect.
+ *
+ * @throws {HttpError} with the status to answer.
+ */
+function edgeCheck(head: RequestHead): [Request, string] {
+  const framing = requestFraming(head);
+  let hosts = 0;
+  for (const n of head.names) if (n === "host") hosts++;
+  if (hosts > 1) throw new HttpError(400, "More than one Host header");
+  if (hosts === 0 && head.minor === 1) throw new HttpError(400, "Missing Host header");
+  let host = fieldValue(head, "host") ?? "";
+  let path = head.target;
+  if (path.charCodeAt(0) !== 47) { // not "/..."
+    const abs = ABSOLUTE_REGEXP.exec(path);
+    if (abs) {
+      host = abs[1]!;
+      path = abs[2] || "/";
+    } else if (!(path === "*" && head.method === "OPTIONS")) {
+      const status = head.method === "CONNECT" ? 405 : 400;
+      throw new HttpError(
+        status,
+        head.method === "CONNECT" ? "CONNECT is not supported" : "Invalid request target",
+      );
+    }
+  }
+  if (/[\s,]/.test(host)) throw new HttpError(400, "Invalid Host header");
+  const tokens = head.names.includes("connection") ? fieldTokens(head, "connection") : [];
+  const keepAlive = head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+  const expect = fieldValue(head, "expect");
+  if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
+    throw new HttpError(417, "Only Expect: 100-continue is supported");
+  }
+  let upgrade: string | undefined;
+  if (tokens.includes("upgrade") && head.minor === 1) upgrade = fieldValue(head, "upgrade");
+  return [{ head, framing, host, keepAlive, upgrade }, path];
+}
+
+function newRecord(client: string): ExchangeRecord {
+  return {
+    time: Date.now(),
+    client,
+    method: "",
+    host: "",
+    path: "",
+    status: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    duration: performance.now(),
+    route: "",
+    backend: "",
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * Request routing: Host (exact or `*.suffix`) and the longest URI path prefix.
+ *
+ * @module
+ */
+
+/** What a route matches on. */
+export interface RouteMatch {
+  /** Exact host (`app.test`), a wildcard (`*.example.com`), or undefined for any host. */
+  host?: string | undefined;
+  /** Path prefix; `/` matches everything. @default {"/"} */
+  path?: string | undefined;
+}
+
+interface Entry<T> {
+  value: T;
+  exact: string | undefined;
+  suffix: string | undefined; // ".example.com" for "*.example.com"
+  path: string;
+  rank: number;
+}
+
+/**
+ * Picks the route for a request: the most specific host (exact, then the longest
+ * wildcard, then any), then the longest path prefix (a plain string prefix, as
+ * nginx's `location /api`).
+ *
+ * @example
+ * ```ts
+ * import { Router } from "./router.ts";
+ * const r = new Router<string>();
+ * r.add({ path: "/" }, "web");
+ * r.add({ host: "app.test", path: "/api" }, "api");
+ * console.assert(r.match("app.test:8080", "/api/users") === "api");
+ * console.assert(r.match("other.test", "/api") === "web");
+ * ```
+ */
+export class Router<T> {
+  readonly #entries: Entry<T>[] = [];
+
+  /** Adds a route. */
+  add(match: RouteMatch, value: T): void {
+    const host = match.host?.toLowerCase();
+    const wildcard = host?.startsWith("*.") ?? false;
+    const entry: Entry<T> = {
+      value,
+      exact: wildcard ? undefined : host,
+      suffix: wildcard ? host!.slice(1) : undefined,
+      path: match.path ?? "/",
+      rank: 0,
+    };
+    const hostRank = entry.exact !== undefined ? 1 << 20 : (entry.suffix?.length ?? 0) << 10;
+    entry.rank = hostRank + entry.path.length;
+    this.#entries.push(entry);
+    this.#entries.sort((a, b) => b.rank - a.rank); // most specific first
+  }
+
+  /**
+   * The best route for `host` (a Host header value; port and case ignored) and
+   * `path` (the request target), or undefined.
+   */
+  match(host: string, path: string): T | undefined {
+    const h = normalizeHost(host);
+    for (const e of this.#entries) {
+      if (e.exact !== undefined && e.exact !== h) continue;
+      if (e.suffix !== undefined && !(h.endsWith(e.suffix) && h.length > e.suffix.length)) {
+        continue;
+      }
+      if (path.startsWith(e.path)) return e.value;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Lower-cases a Host value and removes its port (keeps IPv6 brackets' content).
+ *
+ * @example
+ * ```ts
+ * import { normalizeHost } from "./router.ts";
+ * console.assert(normalizeHost("App.Test:8080") === "app.test");
+ * console.assert(normalizeHost("[::1]:80") === "[::1]");
+ * ```
+ */
+export function normalizeHost(host: string): string {
+  let h = host;
+  if (h.charCodeAt(0) === 91) { // "[v6]:port"
+    const close = h.indexOf("]");
+    h = close === -1 ? h : h.slice(0, close + 1);
+  } else {
+    const colon = h.lastIndexOf(":");
+    if (colon !== -1) h = h.slice(0, colon);
+  }
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  for (let i = 0; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (c >= 65 && c <= 90) return h.toLowerCase();
+  }
+  return h;
+}

@@ -1,0 +1,204 @@
+/**
+ * State shared by the weighted schedulers (`srv`, `rfc2782`): priority groups
+ * of {@linkcode Entry}s, the parked (unhealthy) entries, the weight-0 fallback,
+ * and the bookkeeping that lets a re-lookup keep everyone's place.
+ *
+ * @module
+ */
+import type { Backend } from "../backend.ts";
+import { createEntry, EdfGroup, type Entry, gcd, reweigh } from "./_edf.ts";
+import { Rotation } from "./_rotation.ts";
+import { uniqueBackends } from "./_validate.ts";
+
+/**
+ * Base class of the weighted schedulers. Subclasses call
+ * {@linkcode WeightedScheduler.update} from their constructor and implement `next()`.
+ *
+ * Unhealthy backends are noticed when their slot comes up and are then
+ * "parked" (taken out of the heap, so their slots cost nothing). Each pick
+ * re-checks one parked backend, in rotation, so a backend that is healthy again
+ * rejoins within as many picks as there are parked backends, at its first slot
+ * after the group's clock; `update()` re-checks all of them.
+ */
+export abstract class WeightedScheduler {
+  /** Priority groups, ascending priority. */
+  protected groups: EdfGroup[] = [];
+  /** Every weight-0 backend that is not in a heap: the last-resort rotation. */
+  protected readonly zeros: Rotation = new Rotation();
+  #entries = new Map<string, Entry>();
+  #backends: readonly Backend[] = [];
+  #parked: Entry[] = [];
+  #parkCursor = 0;
+  #nextRank = 0;
+  #nextLive = new Int32Array(1);
+  #liveDirty = true;
+
+  /** Backends currently scheduled, in tie-break order (survivors first, then newcomers). */
+  get backends(): readonly Backend[] {
+    return this.#backends;
+  }
+
+  /**
+   * The earliest round a backend joining group `index` may be served in.
+   *
+   * @param index The group's position in {@linkcode WeightedScheduler.groups}.
+   */
+  protected abstract floorRound(index: number): number;
+
+  /**
+   * Called by `update()` after {@linkcode WeightedScheduler.groups} changed and
+   * before newcomers are placed, so a subclass can re-map its cursor.
+   *
+   * @param _previous The groups before the update.
+   */
+  protected regrouped(_previous: readonly EdfGroup[]): void {}
+
+  /**
+   * Replaces the set, keeping the place of every backend whose id remains.
+   *
+   * @param backends The new set; later duplicates of an id are ignored.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
+  update(backends: readonly Backend[]): void {
+    const list = uniqueBackends(backends);
+    const old = this.#entries;
+    const entries = new Map<string, Entry>();
+    const ordered: Entry[] = [];
+    for (const b of list) {
+      const entry = old.get(b.id) ?? createEntry(b, this.#nextRank++);
+      entry.backend = b;
+      entries.set(b.id, entry);
+      ordered.push(entry);
+    }
+    ordered.sort((a, b) => a.rank - b.rank);
+
+    const members = new Map<number, Entry[]>();
+    for (const e of ordered) {
+      const m = members.get(e.backend.priority);
+      if (m === undefined) members.set(e.backend.priority, [e]);
+      else m.push(e);
+    }
+    // Raw weights: a group whose members all have weight 0 counts each as 1.
+    const raw = new Map<Entry, number>();
+    let divisor = 0;
+    for (const m of members.values()) {
+      const allZero = m.every((e) => e.backend.weight === 0);
+      for (const e of m) {
+        const w = allZero ? 1 : e.backend.weight;
+        raw.set(e, w);
+        divisor = gcd(divisor, w);
+      }
+    }
+
+    const previous = this.groups;
+    const oldGroups = new Map(previous.map((g) => [g.priority, g]));
+    const priorities = [...members.keys()].sort((a, b) => a - b);
+    this.groups = priorities.map((p, index) => {
+      const g = oldGroups.get(p) ?? new EdfGroup(p);
+      g.index = index;
+      return g;
+    });
+    this.regrouped(previous);
+
+    const parked: Entry[] = [];
+    const zeros: Backend[] = [];
+    for (const group of this.groups) {
+      const heap: Entry[] = [];
+      const joining: Entry[] = [];
+      const groupZeros: Backend[] = [];
+      for (const e of members.get(group.priority)!) {
+        const weight = raw.get(e)! / divisor;
+        if (weight === 0) {
+          e.state = "zero";
+          e.group = group;
+          e.weight = 0;
+          groupZeros.push(e.backend);
+          continue;
+        }
+        if (e.group !== group || e.state === "zero") {
+          e.weight = weight;
+          joining.push(e);
+          continue;
+        }
+        reweigh(e, weight);
+        if (e.state === "heap") heap.push(e);
+        else if (e.backend.healthy) joining.push(e);
+        else parked.push(e);
+      }
+      group.reset(heap);
+      for (const e of joining) group.join(e, this.floorRound(group.index));
+      group.zeros.update(groupZeros);
+      zeros.push(...groupZeros);
+    }
+    this.zeros.update(zeros);
+    this.#parked = parked;
+    this.#parkCursor = 0;
+    this.#entries = entries;
+    this.#backends = ordered.map((e) => e.backend);
+    this.#liveDirty = true;
+  }
+
+  /**
+   * @param index A group position.
+   * @returns The first position at or after `index` whose heap is not empty, or `groups.length`.
+   */
+  protected liveFrom(index: number): number {
+    if (this.#liveDirty) this.#rebuildLive();
+    return this.#nextLive[index] ?? this.groups.length;
+  }
+
+  /** Moves the unhealthy top entry of `group` to the parked list. */
+  protected park(group: EdfGroup): void {
+    const e = group.popTop();
+    if (e === undefined) return;
+    e.state = "parked";
+    this.#parked.push(e);
+    if (group.size === 0) this.#liveDirty = true;
+  }
+
+  /** Re-checks one parked entry (in rotation) and puts it back if it is healthy. */
+  protected reviveOne(): void {
+    const parked = this.#parked;
+    if (parked.length === 0) return;
+    if (this.#parkCursor >= parked.length) this.#parkCursor = 0;
+    const i = this.#parkCursor++;
+    if (parked[i]!.backend.healthy) this.#revive(i);
+  }
+
+  /**
+   * Re-checks every parked entry (O(n); used only when nothing else can serve).
+   *
+   * @returns Whether any entry was put back.
+   */
+  protected reviveAll(): boolean {
+    const parked = this.#parked;
+    let revived = false;
+    for (let i = parked.length - 1; i >= 0; i--) {
+      if (parked[i]!.backend.healthy) {
+        this.#revive(i);
+        revived = true;
+      }
+    }
+    return revived;
+  }
+
+  #revive(i: number): void {
+    const parked = this.#parked;
+    const e = parked[i]!;
+    const last = parked.pop()!;
+    if (last !== e) parked[i] = last;
+    const group = e.group!;
+    group.join(e, this.floorRound(group.index));
+    if (group.size === 1) this.#liveDirty = true;
+  }
+
+  #rebuildLive(): void {
+    const groups = this.groups;
+    const n = groups.length;
+    if (this.#nextLive.length !== n + 1) this.#nextLive = new Int32Array(n + 1);
+    const live = this.#nextLive;
+    live[n] = n;
+    for (let i = n - 1; i >= 0; i--) live[i] = groups[i]!.size > 0 ? i : live[i + 1]!;
+    this.#liveDirty = false;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The `srv` scheduler (the default): every priority group gets its weighted
+ * share, round by round.
+ *
+ * @module
+ */
+import type { Backend } from "../backend.ts";
+import type { Scheduler } from "../scheduler.ts";
+import type { EdfGroup } from "./_edf.ts";
+import { WeightedScheduler } from "./_weighted.ts";
+
+/**
+ * Weights are reduced by their gcd and each round gives every backend
+ * `weight / gcd` picks. Within a round the priority groups are served in
+ * ascending priority order; inside a group the picks are interleaved smoothly
+ * (earliest deadline first, see `_edf.ts`; identical to nginx's smooth weighted
+ * round-robin for two backends, equally smooth but not always identical for more).
+ *
+ * - Unhealthy backends' slots are skipped; the others keep their proportions.
+ * - A weight-0 backend gets picks only when its whole group has weight 0 (each
+ *   then counts as weight 1). As a last resort, when no weighted backend is
+ *   healthy, healthy weight-0 backends are used round-robin.
+ * - A pick is O(log n) and allocates nothing (O(n) only on the all-down path).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { createBackend } from "../backend.ts";
+ * import { SrvScheduler } from "./srv.ts";
+ *
+ * const s = new SrvScheduler([
+ *   createBackend({ hostname: "b1", port: 80, priority: 0, weight: 30 }),
+ *   createBackend({ hostname: "b2", port: 80, priority: 0, weight: 20 }),
+ *   createBackend({ hostname: "b3", port: 80, priority: 10, weight: 40 }),
+ * ]);
+ * const order = Array.from({ length: 9 }, () => s.next()?.hostname);
+ * assertEquals(order.join(" "), "b1 b2 b1 b2 b1 b3 b3 b3 b3");
+ * ```
+ */
+export class SrvScheduler extends WeightedScheduler implements Scheduler {
+  /** Always `"srv"`. */
+  readonly mode = "srv" as const;
+  #round = 0;
+  /** Position of the group being served in round `#round`. */
+  #gi = 0;
+
+  /** @param backends The initial set. */
+  constructor(backends: readonly Backend[]) {
+    super();
+    this.update(backends);
+  }
+
+  /** @returns The next backend, or `undefined` when none is healthy. */
+  next(): Backend | undefined {
+    this.reviveOne();
+    const groups = this.groups;
+    let wraps = 0;
+    for (;;) {
+      const gi = this.liveFrom(this.#gi);
+      if (gi >= groups.length) {
+        if (this.liveFrom(0) >= groups.length) return this.#lastResort();
+        this.#round++;
+        this.#gi = 0;
+        if (++wraps > 2) this.#resync();
+        continue;
+      }
+      this.#gi = gi;
+      const group = groups[gi]!;
+      const top = group.peek()!;
+      if (top.round > this.#round) {
+        this.#gi = gi + 1;
+      } else if (!top.backend.healthy) {
+        this.park(group);
+      } else {
+        group.advanceTop();
+        return top.backend;
+      }
+    }
+  }
+
+  protected override floorRound(index: number): number {
+    return index < this.#gi ? this.#round + 1 : this.#round;
+  }
+
+  protected override regrouped(previous: readonly EdfGroup[]): void {
+    const priority = previous[this.#gi]?.priority ?? Infinity;
+    const groups = this.groups;
+    let gi = 0;
+    while (gi < groups.length && groups[gi]!.priority < priority) gi++;
+    this.#gi = gi;
+  }
+
+  #lastResort(): Backend | undefined {
+    if (this.reviveAll()) return this.next();
+    return this.zeros.take();
+  }
+
+  /** Defensive: jump to the earliest round any heap is in. */
+  #resync(): void {
+    let round = Infinity;
+    for (const g of this.groups) round = Math.min(round, g.peek()?.round ?? Infinity);
+    if (round !== Infinity) this.#round = round;
+  }
+}
