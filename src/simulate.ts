@@ -81,13 +81,13 @@ export interface SimulateOptions {
    *
    * @default {"srv"}
    */
-  mode?: SchedulerMode;
+  mode?: SchedulerMode | undefined;
   /**
    * Number of picks.
    *
    * @default {18}
    */
-  n?: number;
+  n?: number | undefined;
 }
 
 /** How much of the traffic one backend got in a simulation. */
@@ -195,7 +195,7 @@ export interface FormatSimulationOptions {
    *
    * @default {200}
    */
-  maxOrder?: number;
+  maxOrder?: number | undefined;
 }
 
 /**
@@ -209,7 +209,7 @@ export interface FormatSimulationOptions {
  *
  * const text = formatSimulation(simulate(parseSrvSpec("b1:0:30,b2:0:20,b3:10:40"), { n: 9 }));
  * assertStringIncludes(text, "\nb1 b2 b1 b2 b1 b3 b3 b3 b3\n");
- * assertStringIncludes(text, "b3            10      40      4  44.4%     44.4%");
+ * assertStringIncludes(text, "b3             10      40      4  44.4%     44.4%");
  * ```
  *
  * @param result What {@linkcode simulate} returned.

@@ -1,0 +1,265 @@
+/**
+ * Test helpers: a raw HTTP/1.1 client over one TCP connection, raw backends that
+ * count their connections, and a balancer started from YAML.
+ *
+ * @module
+ */
+import { Balancer } from "../src/balancer.ts";
+import { parseConfig } from "../src/config.ts";
+import { createLogger } from "../src/log.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A parsed response as the client saw it. */
+export interface RawResponse {
+  status: number;
+  head: string;
+  headers: Map<string, string>;
+  body: string;
+}
+
+/** One client connection that sends raw bytes and reads framed responses. */
+export class RawClient {
+  readonly conn: Deno.TcpConn;
+  #buf = new Uint8Array(0);
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+  }
+
+  /** Connects to 127.0.0.1:`port`. */
+  static async connect(port: number): Promise<RawClient> {
+    return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  /** Sends `text` (or bytes) as is. */
+  async send(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? enc.encode(data) : data;
+    let off = 0;
+    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+  }
+
+  /** Sends `text` and reads one response. */
+  async request(text: string, method = "GET"): Promise<RawResponse> {
+    await this.send(text);
+    return await this.read(method);
+  }
+
+  /** Reads one response (Content-Length, chunked, or until close). */
+  async read(method = "GET"): Promise<RawResponse> {
+    let end: number;
+    while ((end = indexOf(this.#buf, "\r\n\r\n")) === -1) {
+      if (!(await this.#more())) throw new Error(`closed before a response head: ${dec.decode(this.#buf)}`);
+    }
+    const head = dec.decode(this.#buf.subarray(0, end));
+    this.#buf = this.#buf.subarray(end + 4);
+    const [statusLine, ...lines] = head.split("\r\n");
+    const status = Number(statusLine!.split(" ")[1]);
+    const headers = new Map<string, string>();
+    for (const l of lines) {
+      const i = l.indexOf(":");
+      const k = l.slice(0, i).toLowerCase();
+      const v = l.slice(i + 1).trim();
+      headers.set(k, headers.has(k) ? `${headers.get(k)}, ${v}` : v);
+    }
+    let body = "";
+    if (method === "HEAD" || status === 204 || status === 304 || status < 200) {
+      return { status, head, headers, body };
+    }
+    if (headers.get("transfer-encoding") === "chunked") {
+      for (;;) {
+        const le = await this.#line();
+        const size = parseInt(le, 16);
+        if (size === 0) {
+          while ((await this.#line()) !== "");
+          break;
+        }
+        body += dec.decode(await this.#take(size));
+        await this.#line();
+      }
+    } else if (headers.has("content-length")) {
+      body = dec.decode(await this.#take(Number(headers.get("content-length"))));
+    } else {
+      while (await this.#more());
+      body = dec.decode(this.#buf);
+      this.#buf = new Uint8Array(0);
+    }
+    return { status, head, headers, body };
+  }
+
+  /** Resolves true when the server has closed the connection (EOF), false on data. */
+  async closed(timeoutMs = 2000): Promise<boolean> {
+    const t = setTimeout(() => this.conn.close(), timeoutMs);
+    try {
+      const n = await this.conn.read(new Uint8Array(1024));
+      return n === null;
+    } catch {
+      return true;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+
+  async #more(): Promise<boolean> {
+    const chunk = new Uint8Array(64 * 1024);
+    const n = await this.conn.read(chunk);
+    if (n === null) return false;
+    const next = new Uint8Array(this.#buf.length + n);
+    next.set(this.#buf);
+    next.set(chunk.subarray(0, n), this.#buf.length);
+    this.#buf = next;
+    return true;
+  }
+
+  async #line(): Promise<string> {
+    let i: number;
+    while ((i = indexOf(this.#buf, "\r\n")) === -1) {
+      if (!(await this.#more())) throw new Error("closed in a chunk line");
+    }
+    const s = dec.decode(this.#buf.subarray(0, i));
+    this.#buf = this.#buf.subarray(i + 2);
+    return s;
+  }
+
+  async #take(n: number): Promise<Uint8Array> {
+    while (this.#buf.length < n) if (!(await this.#more())) throw new Error("closed in a body");
+    const out = this.#buf.slice(0, n);
+    this.#buf = this.#buf.subarray(n);
+    return out;
+  }
+}
+
+function indexOf(buf: Uint8Array, s: string): number {
+  const first = s.charCodeAt(0);
+  outer: for (let i = buf.indexOf(first); i !== -1 && i <= buf.length - s.length; i = buf.indexOf(first, i + 1)) {
+    for (let j = 1; j < s.length; j++) if (buf[i + j] !== s.charCodeAt(j)) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/** A TCP server on 127.0.0.1 whose connections are handled by `handle`. */
+export interface RawServer {
+  port: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Connections open now. */
+  readonly open: number;
+  /** Bytes received over all connections. */
+  readonly received: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a raw TCP server; `handle` gets each connection and a reader helper.
+ */
+export function rawServer(
+  handle: (conn: Deno.Conn, read: () => Promise<Uint8Array | null>) => Promise<void>,
+): RawServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  let received = 0;
+  const conns = new Set<Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  const loop = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conns.add(conn);
+      const buf = new Uint8Array(64 * 1024);
+      const read = async () => {
+        const n = await conn.read(buf);
+        if (n === null) return null;
+        received += n;
+        return buf.subarray(0, n);
+      };
+      const t = handle(conn, read).catch(() => {}).finally(() => {
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch { /* closed */ }
+        tasks.delete(t);
+      });
+      tasks.add(t);
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return conns.size;
+    },
+    get received() {
+      return received;
+    },
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await loop;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/**
+ * A keep-alive HTTP backend on raw sockets answering each request (read up to the
+ * end of its head; bodies are not expected) with `body(head)`.
+ */
+export function keepAliveBackend(name: string): RawServer {
+  return rawServer(async (conn, read) => {
+    let pending = "";
+    for (;;) {
+      const chunk = await read();
+      if (chunk === null) return;
+      pending += dec.decode(chunk);
+      let i;
+      while ((i = pending.indexOf("\r\n\r\n")) !== -1) {
+        const head = pending.slice(0, i);
+        pending = pending.slice(i + 4);
+        const body = `${name} ${head.split(" ")[1]}\n`;
+        await writeAllText(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`);
+      }
+    }
+  });
+}
+
+/** Writes all of `text`. */
+export async function writeAllText(conn: Deno.Conn, text: string | Uint8Array): Promise<void> {
+  const bytes = typeof text === "string" ? enc.encode(text) : text;
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+/** A balancer started in this process from YAML (`$PORT` placeholders are not needed: listen on :0). */
+export async function startBalancer(yaml: string): Promise<Balancer & { port: number }> {
+  const lb = await Balancer.start(parseConfig(yaml, "test.yaml"), {
+    logger: createLogger({ access: "off", quiet: true }),
+  });
+  return Object.assign(lb, { port: lb.addrs.http?.port ?? 0 });
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Resolves after `ms`. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

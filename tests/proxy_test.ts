@@ -1,0 +1,327 @@
+import { assert, assertEquals, assertLess, assertMatch, assertStringIncludes } from "@std/assert";
+import { delay, keepAliveBackend, RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
+
+const dec = new TextDecoder();
+
+Deno.test("proxy routes by Host (exact and wildcard) and by longest path prefix", async () => {
+  const web = keepAliveBackend("web");
+  const api = keepAliveBackend("api");
+  const wild = keepAliveBackend("wild");
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes:
+  - { name: web, backends: [{ address: 127.0.0.1:${web.port} }] }
+  - { name: api, host: app.test, path: /api, backends: [{ address: 127.0.0.1:${api.port} }] }
+  - { name: wild, host: "*.example.test", backends: [{ address: 127.0.0.1:${wild.port} }] }
+  - { name: only-app, host: app.test, path: /only, backends: [{ address: 127.0.0.1:${api.port} }] }
+`);
+  const c = await RawClient.connect(lb.port);
+  const get = async (host: string, path: string) =>
+    (await c.request(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).body.trim();
+  assertEquals(await get("app.test", "/api/users"), "api /api/users");
+  assertEquals(await get("APP.test:8080", "/api"), "api /api");
+  assertEquals(await get("other.test", "/api/users"), "web /api/users");
+  assertEquals(await get("app.test", "/"), "web /");
+  assertEquals(await get("a.example.test", "/x"), "wild /x");
+  assertEquals(await get("example.test", "/x"), "web /x");
+  c.close();
+  await lb.close();
+  await Promise.all([web.close(), api.close(), wild.close()]);
+});
+
+Deno.test("proxy answers 404 with a plain-text body when no route matches", async () => {
+  const b = keepAliveBackend("b");
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, host: app.test, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  const res = await c.request("GET /x HTTP/1.1\r\nHost: nope.test\r\n\r\n");
+  assertEquals(res.status, 404);
+  assertEquals(res.headers.get("content-type"), "text/plain; charset=utf-8");
+  assertStringIncludes(res.body, "no route for nope.test/x");
+  // the connection stays usable
+  assertEquals((await c.request("GET /y HTTP/1.1\r\nHost: app.test\r\n\r\n")).body, "b /y\n");
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy reuses backend connections for 1000 sequential requests on one client connection", async () => {
+  const b = keepAliveBackend("b");
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  for (let i = 0; i < 1000; i++) {
+    const res = await c.request(`GET /n${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    assertEquals(res.body, `b /n${i}\n`);
+  }
+  assertEquals(b.accepted, 1, "backend connections accepted");
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy answers pipelined requests in order", async () => {
+  const b = keepAliveBackend("b");
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  await c.send("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  assertEquals((await c.read()).body, "b /1\n");
+  assertEquals((await c.read()).body, "b /2\n");
+  const last = await c.read();
+  assertEquals(last.body, "b /3\n");
+  assertEquals(last.headers.get("connection"), "close");
+  assert(await c.closed());
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both ways", async () => {
+  let seen = "";
+  const b = rawServer(async (conn, read) => {
+    const chunk = await read();
+    seen = dec.decode(chunk!);
+    await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-secret\r\nx-secret: 1\r\nkeep-alive: timeout=5\r\n\r\nok");
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  const res = await c.request(
+    "GET /p?q=1 HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, X-Private\r\nX-Private: no\r\n" +
+      "Keep-Alive: 300\r\nX-Forwarded-For: 10.1.1.1\r\nTE: trailers\r\nUser-Agent: t\r\n\r\n",
+  );
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("via"), "1.1 unload");
+  assertEquals(res.headers.has("x-secret"), false);
+  assertEquals(res.headers.has("keep-alive"), false);
+  const lines = seen.toLowerCase().split("\r\n");
+  assertEquals(lines[0], "get /p?q=1 http/1.1");
+  assert(lines.includes("host: app.test"));
+  assert(lines.includes("user-agent: t"));
+  assert(lines.includes("x-forwarded-for: 10.1.1.1, 127.0.0.1"));
+  assert(lines.includes("x-forwarded-proto: http"));
+  assert(lines.includes("x-forwarded-host: app.test"));
+  assert(lines.includes("via: 1.1 unload"));
+  for (const h of ["x-private", "keep-alive", "te", "connection"]) {
+    assert(!lines.some((l) => l.startsWith(`${h}:`)), `${h} must not reach the backend`);
+  }
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy relays a chunked request and a chunked response intact", async () => {
+  let received = "";
+  const b = rawServer(async (conn, read) => {
+    let all = "";
+    while (!all.includes("0\r\n\r\n")) {
+      const chunk = await read();
+      if (chunk === null) return;
+      all += dec.decode(chunk);
+    }
+    received = all;
+    await writeAllText(conn, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    await delay(20);
+    await writeAllText(conn, "7;ext=1\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n");
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  await c.send("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n");
+  await delay(20);
+  const res = await c.request("5\r\npedia\r\n0\r\n\r\n");
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("transfer-encoding"), "chunked");
+  assertEquals(res.body, "hello, world");
+  assertStringIncludes(received, "transfer-encoding: chunked\r\n");
+  assert(received.endsWith("\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), received);
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy relays Expect: 100-continue and HEAD/204/304 responses without a body", async () => {
+  const b = rawServer(async (conn, read) => {
+    let all = "";
+    for (;;) {
+      const chunk = await read();
+      if (chunk === null) return;
+      all += dec.decode(chunk);
+      if (all.includes("Expect: 100-continue") && !all.includes("\r\n\r\nhello")) {
+        if (all.endsWith("\r\n\r\n")) await writeAllText(conn, "HTTP/1.1 100 Continue\r\n\r\n");
+        continue;
+      }
+      if (all.includes("\r\n\r\nhello")) {
+        await writeAllText(conn, "HTTP/1.1 201 Created\r\ncontent-length: 3\r\n\r\nyes");
+        all = "";
+      } else if (all.startsWith("HEAD")) {
+        await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
+        all = "";
+      } else if (all.includes("/204")) {
+        await writeAllText(conn, "HTTP/1.1 204 No Content\r\n\r\n");
+        all = "";
+      } else if (all.includes("/304")) {
+        await writeAllText(conn, "HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n");
+        all = "";
+      }
+    }
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  const interim = await c.request("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  assertEquals(interim.status, 100);
+  const final = await c.request("hello");
+  assertEquals([final.status, final.body], [201, "yes"]);
+  const head = await c.request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD");
+  assertEquals([head.status, head.headers.get("content-length")], [200, "1000"]);
+  assertEquals((await c.request("GET /204 HTTP/1.1\r\nHost: a\r\n\r\n")).status, 204);
+  const nm = await c.request("GET /304 HTTP/1.1\r\nHost: a\r\n\r\n");
+  assertEquals([nm.status, nm.headers.get("etag")], [304, "x"]);
+  // still in sync after bodiless responses
+  assertEquals((await c.request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD")).status, 200);
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy answers 502 when the backend refuses, and 503 when a route has no healthy backend", async () => {
+  const dead = rawServer(async () => {});
+  const port = dead.port;
+  await dead.close(); // nothing listens there any more
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+health: { failures: 1, backoff: 60s }
+retry: { attempts: 0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  const res = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  assertEquals(res.status, 502);
+  assertMatch(res.body, /^502 Bad Gateway: Connect to 127\.0\.0\.1:\d+ failed/);
+  const res2 = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  assertEquals(res2.status, 503);
+  assertStringIncludes(res2.body, "no healthy backend for route app");
+  c.close();
+  await lb.close();
+});
+
+Deno.test("proxy answers 504 when the backend is slower than timeouts.response", async () => {
+  const slow = rawServer(async (_conn, read) => {
+    await read();
+    await read(); // never answers; returns when the balancer gives up and closes
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+timeouts: { response: 300ms }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${slow.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  const res = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  assertEquals(res.status, 504);
+  assertStringIncludes(res.body, "sent no response within timeouts.response");
+  await delay(100);
+  assertEquals(slow.open, 0, "the backend connection is closed");
+  c.close();
+  await lb.close();
+  await slow.close();
+});
+
+Deno.test("proxy retries a request once on a fresh connection when a pooled one went stale", async () => {
+  let served = 0;
+  const b = rawServer(async (conn, read) => {
+    const chunk = await read();
+    if (chunk === null) return;
+    served++;
+    await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    await delay(50); // then close: the pooled connection is stale now
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+retry: { attempts: 0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  assertEquals((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).status, 200);
+  await delay(200);
+  assertEquals((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).status, 200);
+  assertEquals([served, b.accepted], [2, 2]);
+  c.close();
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy closes the backend connection within 1 s when the client disconnects mid-body", async () => {
+  const b = rawServer(async (_conn, read) => {
+    while ((await read()) !== null);
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  await c.send("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(5000));
+  for (let i = 0; i < 50 && b.received < 5000; i++) await delay(20);
+  assertEquals(b.open, 1);
+  c.close();
+  await delay(1000);
+  assertEquals(b.open, 0, "backend connections still open 1 s after the client left");
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy closes the backend connection when the client disconnects mid-response", async () => {
+  const b = rawServer(async (conn, read) => {
+    await read();
+    await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n");
+    const chunk = new Uint8Array(65536);
+    for (let i = 0; i < 1600; i++) await writeAllText(conn, chunk);
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  await c.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+  await c.conn.read(new Uint8Array(65536));
+  c.close();
+  await delay(1000);
+  assertEquals(b.open, 0);
+  await lb.close();
+  await b.close();
+});
+
+Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked response for it", async () => {
+  const b = rawServer(async (conn, read) => {
+    for (;;) {
+      const chunk = await read();
+      if (chunk === null) return;
+      await writeAllText(conn, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    }
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  const res = await c.request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  assertEquals(res.body, "abc");
+  assertEquals(res.headers.has("transfer-encoding"), false);
+  assertLess(res.head.indexOf("HTTP/1.1 200"), 1);
+  c.close();
+  await lb.close();
+  await b.close();
+});
