@@ -50,7 +50,7 @@ Prints the order in which backends are picked, and each one's share.
   --config FILE take the table from a route of FILE (SRV routes are looked up)
   --route NAME  which route (default: the first)
   --mode MODE   srv | rfc2782 | round_robin | least_conn (default: srv, or the route's)
-  -n N          picks to simulate (default: one round)
+  -n N          picks to simulate (default: 18)
 
 Example:
   unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9`,
@@ -147,6 +147,11 @@ async function run(file: string | undefined): Promise<number> {
     console.error(`unload: cannot start: ${(e as Error).message}`);
     return 2;
   }
+  // One broken exchange must never take the whole balancer down.
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    lb.log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
+  });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
   lb.log.info(`unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}`);
   await waitForSignal(["SIGINT", "SIGTERM"]);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Node } from "yaml";
+import { isSeq, type Node } from "./config/_yaml.ts";
 import type { HostPort } from "./address.ts";
 import { join, Source } from "./config/_source.ts";
 import type { StaticBackendEntry } from "./discovery/static.ts";
@@ -163,6 +163,9 @@ export function parseConfig(text: string, file: string): Config {
     log: { ...DEFAULTS.log },
   };
   readTls(src, top.get("tls"), config);
+  if (config.listen.https && !config.tls) {
+    src.fail(listenMap.get("https"), "listen.https", "needs a tls section with cert and key");
+  }
   const dns = src.map(top.get("dns"), "dns", ["nameserver", "refresh"]);
   const ns = src.address(dns.get("nameserver"), "dns.nameserver");
   if (ns) config.dns.nameserver = ns;
@@ -234,9 +237,6 @@ function readTls(src: Source, node: Node | undefined, config: Config): void {
       config.tls = { cert, key, redirect_http: redirect };
     }
   }
-  if (config.listen.https && !config.tls) {
-    src.fail(src.root, "listen.https", "needs a tls section with cert and key");
-  }
 }
 
 function readSection<T extends object>(
@@ -258,8 +258,10 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
     src.fail(src.root, "routes", "at least one route is needed");
     return;
   }
+  const items = src.seq(node, "routes");
+  if (items.length === 0 && isSeq(node)) src.fail(node, "routes", "at least one route is needed");
   const names = new Set<string>();
-  src.seq(node, "routes").forEach((item, i) => {
+  items.forEach((item, i) => {
     const path = `routes[${i}]`;
     const m = src.map(item, path, ["name", "host", "path", "srv", "backends", "scheduler"]);
     const name = src.string(m.get("name"), `${path}.name`) ?? `route${i}`;

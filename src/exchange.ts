@@ -236,22 +236,25 @@ class Exchange implements Timed {
   #startRequestBody(bc: BackendConn): void {
     this.#reqDone = false;
     const client = this.#client;
-    this.#reqSettled = relayBody(client.reader, bc.writer, this.#req.framing, {
-      errorStatus: 400,
-      side: "client",
-      maxBody: this.#ctx.limits.max_body,
-    }).then(async (n) => {
-      await bc.writer.flush();
-      this.#rec.bytesIn = n;
-      this.#reqDone = true;
-    }, (e) => {
-      // The client side failed (closed, reset, bad framing): stop everything. A failed
-      // write to the backend instead leaves the response to tell what happened.
-      if (client.reader.eof || e instanceof HttpError) {
-        this.#reqFailed = true;
-        this.#ac.abort(e);
+    this.#reqSettled = (async () => {
+      try {
+        const n = await relayBody(client.reader, bc.writer, this.#req.framing, {
+          errorStatus: 400,
+          side: "client",
+          maxBody: this.#ctx.limits.max_body,
+        });
+        await bc.writer.flush();
+        this.#rec.bytesIn = n;
+        this.#reqDone = true;
+      } catch (e) {
+        // The client side failed (closed, reset, bad framing): stop everything. A failed
+        // write to the backend instead leaves the response to tell what happened.
+        if (client.reader.eof || e instanceof HttpError) {
+          this.#reqFailed = true;
+          this.#ac.abort(e);
+        }
       }
-    });
+    })();
   }
 
   async #readResponseHead(bc: BackendConn): Promise<ResponseHead> {

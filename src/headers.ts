@@ -68,7 +68,12 @@ export function forwardRequestHead(head: RequestHead, info: ForwardInfo): string
       continue;
     }
     if (name === "x-forwarded-proto" || name === "x-forwarded-host") continue;
-    if (name === "host") hasHost = true;
+    if (name === "host") {
+      // the routed host: an absolute-form target's authority overrides Host (RFC 9112 §3.2.2)
+      hasHost = true;
+      out += `${head.rawNames[i]}: ${info.host}\r\n`;
+      continue;
+    }
     out += `${head.rawNames[i]}: ${head.values[i]}\r\n`;
   }
   if (!hasHost) out += `host: ${info.host}\r\n`;

@@ -29,7 +29,7 @@ export class BackendConn {
   readonly writer: BufWriter;
   /** Requests sent on it before the current one. */
   uses = 0;
-  /** Epoch ms it went idle. */
+  /** Epoch ms it went idle; 0 while in use. */
   idleSince = 0;
   #closed = false;
 
@@ -124,6 +124,7 @@ export class Pool {
     if (!fresh) {
       const c = this.#idle.pop();
       if (c !== undefined) {
+        c.idleSince = 0;
         c.uses++;
         this.reused++;
         return c;
@@ -158,6 +159,14 @@ export class Pool {
     }
     c.idleSince = Date.now();
     this.#idle.push(c);
+    // A read kept pending while idle notices the backend closing (or sending
+    // unasked bytes) at once, instead of on the next request sent there.
+    c.reader.prefetch().then(() => {
+      if (c.idleSince === 0) return; // in use again: the read belongs to its response
+      const i = this.#idle.indexOf(c);
+      if (i !== -1) this.#idle.splice(i, 1);
+      this.#discard(c);
+    });
     this.#sweep();
     this.#wake();
   }

@@ -17,7 +17,8 @@ interface Entry<T> {
   exact: string | undefined;
   suffix: string | undefined; // ".example.com" for "*.example.com"
   path: string;
-  rank: number;
+  /** Host specificity: exact > longer wildcard > shorter wildcard > any host. */
+  hostRank: number;
 }
 
 /**
@@ -47,12 +48,14 @@ export class Router<T> {
       exact: wildcard ? undefined : host,
       suffix: wildcard ? host!.slice(1) : undefined,
       path: match.path ?? "/",
-      rank: 0,
+      hostRank: 0,
     };
-    const hostRank = entry.exact !== undefined ? 1 << 20 : (entry.suffix?.length ?? 0) << 10;
-    entry.rank = hostRank + entry.path.length;
+    entry.hostRank = entry.exact !== undefined
+      ? Number.MAX_SAFE_INTEGER
+      : (entry.suffix?.length ?? 0);
     this.#entries.push(entry);
-    this.#entries.sort((a, b) => b.rank - a.rank); // most specific first
+    // most specific first: host, then path length (a path never outranks a host)
+    this.#entries.sort((a, b) => b.hostRank - a.hostRank || b.path.length - a.path.length);
   }
 
   /**

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "./_yaml.ts";
 import { parseDuration } from "../duration.ts";
 import { type HostPort, parseHostPort } from "../address.ts";
 
@@ -20,7 +20,8 @@ export class Source {
     const doc = parseDocument(text, { lineCounter: this.#lines, uniqueKeys: true });
     for (const e of doc.errors) {
       const line = e.linePos?.[0]?.line ?? 1;
-      this.errors.push(`${file}:${line}: ${e.message.split("\n")[0]}`);
+      // "… at line 4, column 3:" is followed by a code excerpt: keep the first line only
+      this.errors.push(`${file}:${line}: ${e.message.split("\n")[0]!.replace(/:$/, "")}`);
     }
     this.root = (doc.contents as Node | null) ?? null;
   }

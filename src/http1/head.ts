@@ -81,8 +81,14 @@ export async function readHead(
     const buf = reader.buf;
     let i = buf.indexOf(LF, reader.start + scanned);
     while (i !== -1 && i < reader.end) {
-      if (i + 1 < reader.end && buf[i + 1] === LF) return i + 2;
-      if (i + 2 < reader.end && buf[i + 1] === CR && buf[i + 2] === LF) return i + 3;
+      let end = -1;
+      if (i + 1 < reader.end && buf[i + 1] === LF) end = i + 2;
+      else if (i + 2 < reader.end && buf[i + 1] === CR && buf[i + 2] === LF) end = i + 3;
+      if (end !== -1) {
+        // a whole head can arrive in one read larger than maxHead
+        if (end - reader.start > limits.maxHead) throw headTooLarge(reader, limits, isResponse);
+        return end;
+      }
       if (i + 2 >= reader.end) break;
       i = buf.indexOf(LF, i + 1);
     }
@@ -177,7 +183,7 @@ export function parseRequestHead(text: string, maxLine = 8192): RequestHead {
  * @throws {HttpError} 502 on anything malformed.
  */
 export function parseResponseHead(text: string): ResponseHead {
-  const eol = lineEnd(text, 0);
+  const eol = lineEnd(text, 0, 502);
   const line = text.slice(0, eol);
   const sp1 = line.indexOf(" ");
   if (sp1 !== 8) throw new HttpError(502, "Malformed status line from backend");
@@ -199,10 +205,10 @@ export function parseResponseHead(text: string): ResponseHead {
   return head;
 }
 
-function lineEnd(text: string, from: number): number {
+function lineEnd(text: string, from: number, status = 400): number {
   const lf = text.indexOf("\n", from);
   if (lf <= from || text.charCodeAt(lf - 1) !== CR) {
-    throw new HttpError(400, "Line not terminated by CRLF");
+    throw new HttpError(status, "Line not terminated by CRLF");
   }
   return lf - 1;
 }

@@ -35,6 +35,7 @@ export class BufReader {
   end = 0;
   /** Set once the peer has closed its sending side. */
   eof = false;
+  #pending: Promise<boolean> | undefined;
 
   /** Wraps `conn` with a buffer of `size` bytes. */
   constructor(conn: ByteConn, size: number = DEFAULT_READ_BUFFER) {
@@ -59,7 +60,28 @@ export class BufReader {
    *
    * @returns false at end of stream, or when the buffer is full of unread bytes.
    */
-  async fill(): Promise<boolean> {
+  fill(): Promise<boolean> {
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      this.#pending = undefined;
+      return pending;
+    }
+    return this.#fill();
+  }
+
+  /**
+   * Starts a read now, without waiting for it; the next {@linkcode BufReader.fill}
+   * takes its result. Used on idle pooled connections to notice a peer's close.
+   *
+   * @returns the read in progress (never rejects; a failure shows as false).
+   */
+  prefetch(): Promise<boolean> {
+    const p = this.#fill();
+    this.#pending = p;
+    return p.catch(() => false);
+  }
+
+  async #fill(): Promise<boolean> {
     if (this.eof) return false;
     if (this.end === this.buf.length) {
       if (this.start === 0) return false;

@@ -1,0 +1,93 @@
+/**
+ * Test helpers that run `main.ts` as a real process, with only the permission
+ * flags README documents.
+ *
+ * @module
+ */
+import { delay, freePort } from "./_http.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** Runs the CLI to completion. */
+export async function runCli(
+  args: string[],
+  options: { perms?: string[] } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...(options.perms ?? ["--allow-net", "--allow-read"]), MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A balancer process. */
+export interface LbProcess {
+  pid: number;
+  port: number;
+  dir: string;
+  child: Deno.ChildProcess;
+  /** Resident set size in bytes, from /proc. */
+  rss(): number;
+  /** Everything written to stderr so far (after stop). */
+  stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string; stdout: string }>;
+}
+
+/**
+ * Writes `yaml` (with `$PORT` replaced by a free port) to a temp dir and starts
+ * `main.ts run --config` on it; resolves once the port accepts connections.
+ */
+export async function startLbProcess(yaml: string, extraPerms: string[] = []): Promise<LbProcess> {
+  const dir = await Deno.makeTempDir({ prefix: "unload-test-" });
+  const port = freePort();
+  const file = `${dir}/unload.yaml`;
+  await Deno.writeTextFile(file, yaml.replaceAll("$PORT", String(port)).replaceAll("$DIR", dir));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-read", ...extraPerms, MAIN, "run", "--config", file],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const stdout = collect(child.stdout);
+  const stderr = collect(child.stderr);
+  for (let i = 0;; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      if (i > 150) {
+        child.kill("SIGKILL");
+        await child.status;
+        throw new Error(`balancer did not start: ${await stderr}`);
+      }
+      await delay(100);
+    }
+  }
+  return {
+    pid: child.pid,
+    port,
+    dir,
+    child,
+    rss() {
+      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
+      return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
+    },
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch { /* exited already */ }
+      const { code } = await child.status;
+      await Deno.remove(dir, { recursive: true });
+      return { code, stderr: await stderr, stdout: await stdout };
+    },
+  };
+}
+
+async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let s = "";
+  const dec = new TextDecoder();
+  for await (const chunk of stream) s += dec.decode(chunk, { stream: true });
+  return s;
+}
