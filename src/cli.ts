@@ -22,7 +22,7 @@ const USAGE: Record<string, string> = {
   main: `unload ${VERSION}: an HTTP/1.1 load balancer with DNS SRV discovery
 
 Usage:
-  unload [run] --config unload.yaml     serve
+  unload run --config unload.yaml       serve (the default command)
   unload validate --config unload.yaml  check a config file (exit 2 on error)
   unload simulate --srv SPEC [-n 9]     print the pick order for a backend table
   unload demo                           embedded DNS + 3 backends + the balancer

@@ -156,6 +156,8 @@ function edgeCheck(head: RequestHead): [Request, string] {
   for (const n of head.names) if (n === "host") hosts++;
   if (hosts > 1) throw new HttpError(400, "More than one Host header");
   if (hosts === 0 && head.minor === 1) throw new HttpError(400, "Missing Host header");
+  // whatever its target form: a CONNECT must never reach a backend as a plain request
+  if (head.method === "CONNECT") throw new HttpError(405, "CONNECT is not supported");
   let host = fieldValue(head, "host") ?? "";
   let path = head.target;
   if (path.charCodeAt(0) !== 47) { // not "/..."
@@ -164,11 +166,7 @@ function edgeCheck(head: RequestHead): [Request, string] {
       host = abs[1]!;
       path = abs[2] || "/";
     } else if (!(path === "*" && head.method === "OPTIONS")) {
-      const status = head.method === "CONNECT" ? 405 : 400;
-      throw new HttpError(
-        status,
-        head.method === "CONNECT" ? "CONNECT is not supported" : "Invalid request target",
-      );
+      throw new HttpError(400, "Invalid request target");
     }
   }
   if (/[\s,]/.test(host)) throw new HttpError(400, "Invalid Host header");

@@ -1,0 +1,121 @@
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import denoJson from "../deno.json" with { type: "json" };
+import { runCli } from "./_process.ts";
+
+async function withConfig(text: string, fn: (file: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "unload-cli-" });
+  const file = `${dir}/unload.yaml`;
+  await Deno.writeTextFile(file, text);
+  try {
+    await fn(file);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("cli --version prints the version from deno.json", async () => {
+  const r = await runCli(["--version"]);
+  assertEquals([r.code, r.stdout.trim()], [0, `unload ${denoJson.version}`]);
+});
+
+Deno.test("cli --help lists every command, and each command has its own help with an example", async () => {
+  const r = await runCli(["--help"]);
+  assertEquals(r.code, 0);
+  for (const c of ["run", "validate", "simulate", "demo"]) assertStringIncludes(r.stdout, `unload ${c}`);
+  for (const c of ["run", "validate", "simulate", "demo"]) {
+    const h = await runCli([c, "--help"]);
+    assertEquals(h.code, 0);
+    assertStringIncludes(h.stdout, "Example:");
+  }
+});
+
+Deno.test("cli validate accepts a good config with exit 0", async () => {
+  await withConfig(
+    "listen: { http: 127.0.0.1:8080 }\nroutes:\n  - name: app\n    srv: _http._tcp.app.test\n",
+    async (file) => {
+      const r = await runCli(["validate", "--config", file]);
+      assertEquals(r.code, 0, r.stderr);
+      assertStringIncludes(r.stdout, "ok");
+    },
+  );
+});
+
+Deno.test("cli validate names the file and line of every error and exits 2", async () => {
+  const text = [
+    "listen:",
+    "  http: 127.0.0.1:99999", // 2
+    "dns: { refresh: 10 }", // 3
+    "colour: blue", // 4
+    "routes:",
+    "  - name: app",
+    "    srv: _http._tcp.app.test",
+    "    backends: [{ address: 127.0.0.1:9001 }]", // 6-8: both
+    "  - name: api",
+    "    backends:",
+    "      - { address: nohost, weigth: 3 }", // 11
+    "timeouts: { connect: 5 seconds }", // 12
+  ].join("\n");
+  await withConfig(text, async (file) => {
+    const r = await runCli(["validate", "--config", file]);
+    assertEquals(r.code, 2);
+    const lines = r.stderr.trim().split("\n");
+    const expect = [
+      [`${file}:2: listen.http:`, "port out of range"],
+      [`${file}:3: dns.refresh:`, "Duration must look like"],
+      [`${file}:4: colour:`, "unknown key"],
+      [`${file}:6: routes[0]:`, "exactly one of srv"],
+      [`${file}:11: routes[1].backends[0].address:`, "missing port"],
+      [`${file}:11: routes[1].backends[0].weigth:`, "unknown key"],
+      [`${file}:12: timeouts.connect:`, "Duration must look like"],
+    ];
+    for (const [prefix, text] of expect) {
+      assert(
+        lines.some((l) => l.startsWith(prefix!) && l.includes(text!)),
+        `expected a line "${prefix} ...${text}..." in:\n${r.stderr}`,
+      );
+    }
+  });
+});
+
+Deno.test("cli validate reports YAML syntax errors with their line", async () => {
+  await withConfig("listen:\n  http: [127.0.0.1:8080\nroutes: []\n", async (file) => {
+    const r = await runCli(["validate", "--config", file]);
+    assertEquals(r.code, 2);
+    assertMatch(r.stderr, new RegExp(`^${file.replaceAll(".", "\\.")}:\\d+: `));
+  });
+});
+
+Deno.test("cli validate says when the config file cannot be read", async () => {
+  const r = await runCli(["validate", "--config", "/nonexistent/unload.yaml"]);
+  assertEquals(r.code, 2);
+  assertStringIncludes(r.stderr, "/nonexistent/unload.yaml: cannot read config file");
+});
+
+Deno.test("cli run exits 2 without a half-started server when a port is taken", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  await withConfig(
+    `listen: { http: 127.0.0.1:${port} }\nroutes: [{ name: app, backends: [{ address: 127.0.0.1:9 }] }]\n`,
+    async (file) => {
+      const r = await runCli(["run", "--config", file]);
+      assertEquals(r.code, 2);
+      assertStringIncludes(r.stderr, `listen.http 127.0.0.1:${port}: address already in use`);
+    },
+  );
+  busy.close();
+});
+
+Deno.test("cli simulate prints the seed table's pick order and shares", async () => {
+  const r = await runCli(["simulate", "--srv", "b1:0:30,b2:0:20,b3:10:40", "-n", "9"]);
+  assertEquals(r.code, 0, r.stderr);
+  assertStringIncludes(r.stdout, "b1 b2 b1 b2 b1 b3 b3 b3 b3");
+  const bad = await runCli(["simulate", "--srv", "b1:x:30"]);
+  assertEquals(bad.code, 2);
+  assertStringIncludes(bad.stderr, 'Invalid --srv entry "b1:x:30"');
+});
+
+Deno.test("cli rejects an unknown command with usage and exit 2", async () => {
+  const r = await runCli(["frobnicate"]);
+  assertEquals(r.code, 2);
+  assertStringIncludes(r.stderr, 'unknown command "frobnicate"');
+});
