@@ -21,6 +21,9 @@ import {
 import { BufReader, BufWriter } from "./http1/io.ts";
 
 const ABSOLUTE_REGEXP = /^https?:\/\/([^/?#]*)([^#]*)/i;
+// RFC 9110 §7.2 / RFC 3986 host [":" port]: reg-name, IPv4 or [IP-literal]; no userinfo,
+// no "/" and no "," (a list of hosts is ambiguous)
+const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)?$/;
 
 /**
  * Serves one client connection until it closes, errs, times out or the balancer
@@ -165,11 +168,12 @@ function edgeCheck(head: RequestHead): [Request, string] {
     if (abs) {
       host = abs[1]!;
       path = abs[2] || "/";
+      if (host === "") throw new HttpError(400, "Invalid request target: empty authority");
     } else if (!(path === "*" && head.method === "OPTIONS")) {
       throw new HttpError(400, "Invalid request target");
     }
   }
-  if (/[\s,]/.test(host)) throw new HttpError(400, "Invalid Host header");
+  if (!HOST_REGEXP.test(host)) throw new HttpError(400, "Invalid Host header");
   const tokens = head.names.includes("connection") ? fieldTokens(head, "connection") : [];
   const keepAlive = head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
   const expect = fieldValue(head, "expect");
