@@ -1,32 +1,28 @@
 /**
- * A running load balancer built from a {@linkcode Config}: listeners, routes with
- * their schedulers, backend pools, SRV watchers. The only place that knows all of
- * them; the data path gets a {@linkcode ProxyContext} and never reaches back.
+ * A running load balancer built from a {@linkcode Config}: listeners, routes,
+ * backend pools, admin. The only place that knows all of them; the data path gets
+ * a {@linkcode ProxyContext} and never reaches back. Reloads swap the routes
+ * under running listeners.
  *
  * @module
  */
+import type { HostPort } from "./address.ts";
+import { type AdminServer, startAdmin } from "./admin/server.ts";
+import { Metrics } from "./admin/metrics.ts";
 import type { Backend } from "./backend.ts";
-import type { Config, RouteConfig } from "./config.ts";
-import type { ProxyContext, Route } from "./context.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import type { ProxyContext } from "./context.ts";
 import { Watchdog } from "./deadline.ts";
-import { SrvWatcher, type SrvWatcherState } from "./discovery/srv.ts";
-import { staticBackends } from "./discovery/static.ts";
+import type { SrvWatcherState } from "./discovery/srv.ts";
 import { PassiveHealth } from "./health.ts";
 import { accept, type Acceptor } from "./listener.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Pool } from "./pool.ts";
 import { serveConn } from "./proxy.ts";
-import { Router } from "./router.ts";
-import { createScheduler, type Scheduler } from "./scheduler.ts";
+import { RouteSet, type RouteState } from "./routes.ts";
 import { loadTls } from "./tls.ts";
 
-/** A route with what feeds it. */
-export interface RouteState extends Route {
-  readonly config: RouteConfig;
-  readonly scheduler: Scheduler;
-  /** Present for routes discovered through SRV. */
-  readonly srv?: SrvWatcher;
-}
+export type { RouteState } from "./routes.ts";
 
 /** Options for {@linkcode Balancer.start}. */
 export interface BalancerOptions {
@@ -43,6 +39,19 @@ export class StartError extends Error {
   }
 }
 
+/** Outcome of a reload. */
+export interface ReloadResult {
+  ok: boolean;
+  /** What was wrong, when not ok. */
+  error?: string;
+}
+
+interface Listening {
+  key: string;
+  acceptor: Acceptor;
+  ctx: ProxyContext;
+}
+
 /**
  * The running balancer.
  *
@@ -54,28 +63,31 @@ export class StartError extends Error {
  * ```
  */
 export class Balancer {
-  /** The configuration it runs. */
-  readonly config: Config;
   /** Logger in use. */
   readonly log: Logger;
-  /** Routes in config order. */
-  readonly routes: RouteState[] = [];
-  /** Bound listener addresses. */
-  readonly addrs: { http?: Deno.NetAddr; https?: Deno.NetAddr } = {};
+  /** Request counters and histograms. */
+  readonly metrics: Metrics = new Metrics();
   /** Epoch ms it started. */
-  readonly started = Date.now();
+  readonly started: number = Date.now();
+  /** Reloads attempted, and those that failed. */
+  readonly reloads: { ok: number; failed: number; last?: ReloadResult & { time: number } } = {
+    ok: 0,
+    failed: 0,
+  };
+  #config: Config;
+  #routes!: RouteSet;
+  #admin: AdminServer | undefined;
   readonly #ac = new AbortController();
   readonly #pools = new Map<string, Pool>();
-  readonly #acceptors: Acceptor[] = [];
-  readonly #contexts: ProxyContext[] = [];
+  #listening: Listening[] = [];
   readonly #idle = new Set<{ close(): void }>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
-  readonly #router = new Router<RouteState>();
   #closing: Promise<void> | undefined;
+  #reloading: Promise<ReloadResult> | undefined;
 
   private constructor(config: Config, options: BalancerOptions) {
-    this.config = config;
+    this.#config = config;
     this.log = options.logger ?? createLogger({ access: config.log.access });
     this.#watchdog = new Watchdog({ signal: this.#ac.signal });
     this.#health = new PassiveHealth({
@@ -97,13 +109,38 @@ export class Balancer {
   static async start(config: Config, options: BalancerOptions = {}): Promise<Balancer> {
     const lb = new Balancer(config, options);
     try {
-      await lb.#startRoutes();
-      await lb.#listen();
+      lb.#routes = await RouteSet.start(config, { log: lb.log, onChange: () => lb.#prunePools() });
+      await lb.#listen(config);
+      if (config.admin) {
+        lb.#admin = bind(
+          "admin.listen",
+          config.admin.listen,
+          () => startAdmin(lb, config.admin!.listen),
+        );
+      }
     } catch (e) {
       await lb.close();
       throw e instanceof StartError ? e : new StartError((e as Error).message, { cause: e });
     }
     return lb;
+  }
+
+  /** The configuration in force. */
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** Routes in config order. */
+  get routes(): readonly RouteState[] {
+    return this.#routes?.routes ?? [];
+  }
+
+  /** Bound listener addresses. */
+  get addrs(): { http?: Deno.NetAddr; https?: Deno.NetAddr; admin?: Deno.NetAddr } {
+    const out: { http?: Deno.NetAddr; https?: Deno.NetAddr; admin?: Deno.NetAddr } = {};
+    for (const l of this.#listening) out[l.ctx.proto] = l.acceptor.addr;
+    if (this.#admin) out.admin = this.#admin.addr;
+    return out;
   }
 
   /** Pools by backend id. */
@@ -118,6 +155,55 @@ export class Balancer {
     return out;
   }
 
+  /** Re-reads the config file it was started from and applies it (see {@linkcode Balancer.reload}). */
+  async reloadFromFile(): Promise<ReloadResult> {
+    let next: Config;
+    try {
+      next = await loadConfig(this.#config.file);
+    } catch (e) {
+      const error = e instanceof ConfigError ? e.message : (e as Error).message;
+      return this.#reloaded({ ok: false, error });
+    }
+    return await this.reload(next);
+  }
+
+  /**
+   * Applies a new configuration: new routes serve the next requests, in-flight
+   * requests finish on the old ones, listeners whose address did not change keep
+   * their sockets and connections. On failure the old configuration stays.
+   */
+  reload(next: Config): Promise<ReloadResult> {
+    const run = async (): Promise<ReloadResult> => {
+      let routes: RouteSet;
+      try {
+        routes = await RouteSet.start(next, {
+          log: this.log,
+          known: this.#routes.backends(),
+          onChange: () => this.#prunePools(),
+        });
+      } catch (e) {
+        return this.#reloaded({ ok: false, error: (e as Error).message });
+      }
+      const old = this.#routes;
+      const previous = this.#listening;
+      try {
+        await this.#listen(next, routes);
+      } catch (e) {
+        await routes.stop();
+        return this.#reloaded({ ok: false, error: (e as Error).message });
+      }
+      this.#routes = routes;
+      this.#config = next;
+      for (const l of previous) if (!this.#listening.includes(l)) this.#retire(l);
+      await old.stop();
+      this.#prunePools();
+      return this.#reloaded({ ok: true });
+    };
+    const p = (this.#reloading ?? Promise.resolve()).then(run, run);
+    this.#reloading = p;
+    return p;
+  }
+
   /**
    * Stops accepting, lets in-flight requests finish (up to `timeouts.drain`),
    * closes idle connections, stops discovery and empties the pools.
@@ -128,31 +214,51 @@ export class Balancer {
   }
 
   async #close(): Promise<void> {
-    for (const a of this.#acceptors) a.stop();
-    for (const c of this.#contexts) c.closing = true;
+    const listening = this.#listening;
+    this.#listening = [];
+    for (const l of listening) this.#retire(l);
     for (const s of this.#idle) s.close();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const drained = Promise.all(this.#acceptors.map((a) => a.done));
+    const drained = Promise.all(listening.map((l) => l.acceptor.done));
     const late = new Promise<boolean>((r) =>
-      timer = setTimeout(() => r(true), this.config.timeouts.drain)
+      timer = setTimeout(() => r(true), this.#config.timeouts.drain)
     );
     if (await Promise.race([drained.then(() => false), late])) {
       this.log.warn("drain timeout reached: closing the remaining connections");
-      for (const p of this.#pools.values()) p.drain();
-      this.#ac.abort(); // stops the watchdog; sessions are closed below
+      for (const l of listening) l.acceptor.closeAll();
+      await drained;
     }
     clearTimeout(timer);
     this.#ac.abort();
     for (const p of this.#pools.values()) p.drain();
-    await Promise.all(this.routes.map((r) => r.srv?.closed));
+    await this.#routes?.stop();
+    await this.#admin?.close();
     this.#health.close();
     this.log.close();
+  }
+
+  #reloaded(result: ReloadResult): ReloadResult {
+    if (result.ok) {
+      this.reloads.ok++;
+      this.log.info(`config reloaded from ${this.#config.file}`);
+    } else {
+      this.reloads.failed++;
+      this.log.error(`config reload rejected, the running config stays: ${result.error}`);
+    }
+    this.reloads.last = { ...result, time: Date.now() };
+    return result;
+  }
+
+  // Stops accepting on a listener that is gone from the config; its connections finish.
+  #retire(l: Listening): void {
+    l.acceptor.stop();
+    l.ctx.closing = true;
   }
 
   #pool(backend: Backend): Pool {
     let pool = this.#pools.get(backend.id);
     if (pool === undefined) {
-      const { limits, timeouts } = this.config;
+      const { limits, timeouts } = this.#config;
       pool = new Pool(backend, {
         maxIdle: limits.pool_idle,
         maxConns: limits.pool_max,
@@ -164,103 +270,109 @@ export class Balancer {
     return pool;
   }
 
-  async #startRoutes(): Promise<void> {
-    for (const rc of this.config.routes) {
-      const scheduler = createScheduler(
-        rc.scheduler,
-        rc.backends ? staticBackends(rc.backends) : [],
-      );
-      const state: RouteState = { name: rc.name, config: rc, scheduler };
-      if (rc.srv !== undefined) {
-        (state as { srv?: SrvWatcher }).srv = this.#watch(rc.srv, state);
-      }
-      this.routes.push(state);
-      this.#router.add({ host: rc.host, path: rc.path }, state);
-    }
-    await Promise.all(this.routes.map((r) => r.srv?.ready));
-  }
-
-  #watch(name: string, route: { name: string; scheduler: Scheduler }): SrvWatcher {
-    const { nameserver, refresh } = this.config.dns;
-    return new SrvWatcher({
-      name,
-      ...(nameserver ? { nameServer: { ipAddr: nameserver.hostname, port: nameserver.port } } : {}),
-      refresh,
-      signal: this.#ac.signal,
-      onUpdate: (found) => this.#apply(route, found),
-      onError: (e) => {
-        const kept = route.scheduler.backends.length;
-        this.log.warn(
-          `route ${route.name}: ${e.message}; keeping the last good set (${kept} backends, stale)`,
-        );
-      },
-    });
-  }
-
-  // Backends that stay keep their object (health, in-flight count, pool).
-  #apply(route: { name: string; scheduler: Scheduler }, found: Backend[]): void {
-    const current = new Map(route.scheduler.backends.map((b) => [b.id, b]));
-    const next = found.map((b) => {
-      const old = current.get(b.id);
-      return old && old.priority === b.priority && old.weight === b.weight ? old : b;
-    });
-    route.scheduler.update(next);
-    const ids = next.map((b) => `${b.name}=${b.id} p${b.priority} w${b.weight}`).join(", ");
-    this.log.info(`route ${route.name}: backends ${ids}`);
-    const used = new Set<string>();
-    for (const r of this.routes) for (const b of r.scheduler.backends) used.add(b.id);
+  // Pools of backends no route uses any more drain and go.
+  #prunePools(): void {
+    const used = this.#routes?.backends();
+    if (used === undefined) return;
     for (const [id, pool] of this.#pools) {
-      if (!used.has(id) && !next.some((b) => b.id === id)) {
+      if (!used.has(id)) {
         pool.drain();
         this.#pools.delete(id);
       }
     }
   }
 
-  async #listen(): Promise<void> {
-    const { listen, tls } = this.config;
-    const tlsFiles = tls && listen.https ? await loadTls(tls) : undefined;
-    if (listen.https && tlsFiles) {
-      const addr = listen.https;
-      const listener = bind(
-        "listen.https",
-        addr,
-        () =>
-          Deno.listenTls({ ...addr, transport: "tcp", ...tlsFiles, alpnProtocols: ["http/1.1"] }),
-      );
-      this.addrs.https = this.#serve(listener, "https", undefined);
+  // Binds the listeners of `config`, keeping those whose address and TLS files are
+  // unchanged; every context gets the new routes and settings.
+  async #listen(config: Config, routes?: RouteSet): Promise<void> {
+    const { listen, tls } = config;
+    const wanted: Array<{ proto: "http" | "https"; addr: HostPort; key: string }> = [];
+    if (listen.https) {
+      wanted.push({
+        proto: "https",
+        addr: listen.https,
+        key: `https ${addrKey(listen.https)} ${tls?.cert} ${tls?.key}`,
+      });
     }
     if (listen.http) {
-      const redirect = tls?.redirect_http ? this.addrs.https?.port : undefined;
-      const listener = bind("listen.http", listen.http, () => Deno.listen(listen.http!));
-      this.addrs.http = this.#serve(listener, "http", redirect);
+      wanted.push({
+        proto: "http",
+        addr: listen.http,
+        key: `http ${addrKey(listen.http)} ${tls?.redirect_http}`,
+      });
     }
+    const next: Listening[] = [];
+    const opened: Listening[] = [];
+    try {
+      for (const w of wanted) {
+        const kept = this.#listening.find((l) => l.key === w.key);
+        if (kept) {
+          next.push(kept);
+          continue;
+        }
+        const listener = w.proto === "https"
+          ? await tlsListener(config, w.addr)
+          : bind("listen.http", w.addr, () => Deno.listen(w.addr));
+        const ctx = this.#context(config, w.proto);
+        const l = { key: w.key, ctx, acceptor: accept(listener, (conn) => serveConn(conn, ctx)) };
+        opened.push(l);
+        next.push(l);
+      }
+    } catch (e) {
+      for (const l of opened) l.acceptor.stop();
+      throw e;
+    }
+    const httpsPort = next.find((l) => l.ctx.proto === "https")?.acceptor.addr.port;
+    for (const l of next) {
+      const ctx = l.ctx;
+      if (routes) ctx.router = routes.router;
+      ctx.timeouts = config.timeouts;
+      ctx.limits = config.limits;
+      ctx.retries = config.retry.attempts;
+      ctx.redirectHttpsPort = ctx.proto === "http" && config.tls?.redirect_http
+        ? httpsPort
+        : undefined;
+    }
+    this.#listening = next;
   }
 
-  #serve(listener: Deno.Listener, proto: "http" | "https", redirect?: number): Deno.NetAddr {
+  #context(config: Config, proto: "http" | "https"): ProxyContext {
     const log = this.log;
-    const ctx: ProxyContext = {
-      router: this.#router,
+    const metrics = this.metrics;
+    return {
+      router: this.#routes.router,
       pool: (b) => this.#pool(b),
-      timeouts: this.config.timeouts,
-      limits: this.config.limits,
-      retries: this.config.retry.attempts,
+      timeouts: config.timeouts,
+      limits: config.limits,
+      retries: config.retry.attempts,
       proto,
-      redirectHttpsPort: redirect,
+      redirectHttpsPort: undefined,
       watchdog: this.#watchdog,
       health: this.#health,
       closing: false,
       idle: this.#idle,
-      onExchange: (r) => log.access(r),
+      onExchange: (r) => {
+        metrics.observe(r);
+        log.access(r);
+      },
     };
-    this.#contexts.push(ctx);
-    const acceptor = accept(listener, (conn) => serveConn(conn, ctx));
-    this.#acceptors.push(acceptor);
-    return acceptor.addr;
   }
 }
 
-function bind(what: string, addr: { hostname: string; port: number }, open: () => Deno.Listener) {
+function addrKey(a: HostPort): string {
+  return `${a.hostname}:${a.port}`;
+}
+
+async function tlsListener(config: Config, addr: HostPort): Promise<Deno.Listener> {
+  const files = await loadTls(config.tls!);
+  return bind(
+    "listen.https",
+    addr,
+    () => Deno.listenTls({ ...addr, transport: "tcp", ...files, alpnProtocols: ["http/1.1"] }),
+  );
+}
+
+function bind<T>(what: string, addr: HostPort, open: () => T): T {
   try {
     return open();
   } catch (e) {

@@ -154,7 +154,10 @@ async function run(file: string | undefined): Promise<number> {
   });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
   lb.log.info(`unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}`);
+  const reload = () => void lb.reloadFromFile();
+  Deno.addSignalListener("SIGHUP", reload);
   await waitForSignal(["SIGINT", "SIGTERM"]);
+  Deno.removeSignalListener("SIGHUP", reload);
   lb.log.info("shutting down: finishing in-flight requests");
   await lb.close();
   return 0;

@@ -15,6 +15,8 @@ export interface Acceptor {
   readonly done: Promise<void>;
   /** Handlers running now. */
   readonly open: number;
+  /** Closes every open connection (the end of a drain that ran out of time). */
+  closeAll(): void;
 }
 
 /**
@@ -32,6 +34,7 @@ export function accept(
   handle: (conn: Deno.Conn) => Promise<void>,
 ): Acceptor {
   const running = new Set<Promise<void>>();
+  const conns = new Set<Deno.Conn>();
   let stopped = false;
   const loop = (async () => {
     for (;;) {
@@ -45,7 +48,11 @@ export function accept(
       try {
         if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       } catch { /* closed already */ }
-      const p = handle(conn).catch(() => {}).finally(() => running.delete(p));
+      conns.add(conn);
+      const p = handle(conn).catch(() => {}).finally(() => {
+        running.delete(p);
+        conns.delete(conn);
+      });
       running.add(p);
     }
     while (running.size > 0) await Promise.all(running);
@@ -61,6 +68,13 @@ export function accept(
       try {
         listener.close();
       } catch { /* already closed */ }
+    },
+    closeAll() {
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed by its handler already */ }
+      }
     },
     done: loop,
   };

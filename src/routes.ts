@@ -1,0 +1,122 @@
+/**
+ * The routes of one configuration: each with its scheduler, fed by static
+ * backends or an SRV watcher. A reload builds a new set and retires the old one.
+ *
+ * @module
+ */
+import type { Backend } from "./backend.ts";
+import type { Config, RouteConfig } from "./config.ts";
+import type { Route } from "./context.ts";
+import { SrvWatcher } from "./discovery/srv.ts";
+import { staticBackends } from "./discovery/static.ts";
+import type { Logger } from "./log.ts";
+import { Router } from "./router.ts";
+import { createScheduler, type Scheduler } from "./scheduler.ts";
+
+/** A route with what feeds it. */
+export interface RouteState extends Route {
+  readonly config: RouteConfig;
+  readonly scheduler: Scheduler;
+  /** Present for routes discovered through SRV. */
+  readonly srv?: SrvWatcher;
+}
+
+/** Options for {@linkcode RouteSet.start}. */
+export interface RouteSetOptions {
+  log: Logger;
+  /** Backends already running (by id): reused so health, counters and pools carry over. */
+  known?: ReadonlyMap<string, Backend>;
+  /** Called after a discovery update changed some route's backends. */
+  onChange?: () => void;
+}
+
+/**
+ * Routes built from a config, with a router over them.
+ *
+ * @example
+ * ```ts ignore
+ * const set = await RouteSet.start(config, { log });
+ * set.router.match("app.test", "/");
+ * await set.stop();
+ * ```
+ */
+export class RouteSet {
+  /** Routes in config order. */
+  readonly routes: RouteState[] = [];
+  /** Host + path → route. */
+  readonly router: Router<RouteState> = new Router<RouteState>();
+  readonly #ac = new AbortController();
+  readonly #options: RouteSetOptions;
+
+  private constructor(options: RouteSetOptions) {
+    this.#options = options;
+  }
+
+  /** Builds every route and waits for each SRV name's first lookup. */
+  static async start(config: Config, options: RouteSetOptions): Promise<RouteSet> {
+    const set = new RouteSet(options);
+    try {
+      for (const rc of config.routes) {
+        const found = rc.backends ? staticBackends(rc.backends) : [];
+        const scheduler = createScheduler(rc.scheduler, set.#reuse(found));
+        const state: RouteState = { name: rc.name, config: rc, scheduler };
+        if (rc.srv !== undefined) {
+          (state as { srv?: SrvWatcher }).srv = set.#watch(config, rc.srv, state);
+        }
+        set.routes.push(state);
+        set.router.add({ host: rc.host, path: rc.path }, state);
+      }
+      await Promise.all(set.routes.map((r) => r.srv?.ready));
+    } catch (e) {
+      await set.stop();
+      throw e;
+    }
+    return set;
+  }
+
+  /** Every backend of every route, by id. */
+  backends(): Map<string, Backend> {
+    const out = new Map<string, Backend>();
+    for (const r of this.routes) for (const b of r.scheduler.backends) out.set(b.id, b);
+    return out;
+  }
+
+  /** Stops discovery. */
+  async stop(): Promise<void> {
+    this.#ac.abort();
+    await Promise.all(this.routes.map((r) => r.srv?.closed));
+  }
+
+  #reuse(found: Backend[]): Backend[] {
+    const known = this.#options.known;
+    const mine = this.backends();
+    return found.map((b) => {
+      const old = mine.get(b.id) ?? known?.get(b.id);
+      return old && old.priority === b.priority && old.weight === b.weight ? old : b;
+    });
+  }
+
+  #watch(config: Config, name: string, route: RouteState): SrvWatcher {
+    const { nameserver, refresh } = config.dns;
+    const log = this.#options.log;
+    return new SrvWatcher({
+      name,
+      ...(nameserver ? { nameServer: { ipAddr: nameserver.hostname, port: nameserver.port } } : {}),
+      refresh,
+      signal: this.#ac.signal,
+      onUpdate: (found) => {
+        const next = this.#reuse(found);
+        route.scheduler.update(next);
+        const list = next.map((b) => `${b.name}=${b.id} p${b.priority} w${b.weight}`).join(", ");
+        log.info(`route ${route.name}: ${name} → ${list}`);
+        this.#options.onChange?.();
+      },
+      onError: (e) => {
+        const kept = route.scheduler.backends.length;
+        log.warn(
+          `route ${route.name}: ${e.message}; keeping the last good set (${kept} backends, stale)`,
+        );
+      },
+    });
+  }
+}
