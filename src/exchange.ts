@@ -114,6 +114,7 @@ class Exchange implements Timed {
   #timedOut = false;
   #reqDone = true;
   #reqFailed = false;
+  #reqError: unknown;
   #reqSettled: Promise<void> | undefined;
 
   constructor(client: ClientSide, req: Request, ctx: ProxyContext, rec: ExchangeRecord) {
@@ -160,7 +161,10 @@ class Exchange implements Timed {
         backend.inflight--;
       }
       if (typeof result === "number") return result;
-      if (this.#reqFailed) return CLOSE; // the client went away or sent a broken body
+      if (this.#reqFailed) { // the client went away, or sent a broken or oversized body
+        const e = this.#reqError;
+        return e instanceof HttpError ? await this.#fail(e.status, e.message, true) : CLOSE;
+      }
       if (result.stale && !fresh) {
         fresh = true;
         continue;
@@ -251,6 +255,7 @@ class Exchange implements Timed {
         // write to the backend instead leaves the response to tell what happened.
         if (client.reader.eof || e instanceof HttpError) {
           this.#reqFailed = true;
+          this.#reqError = e;
           this.#ac.abort(e);
         }
       }

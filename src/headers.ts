@@ -128,7 +128,10 @@ export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): str
   }
   if (info.framing.kind === "length") out += `content-length: ${info.framing.length}\r\n`;
   else if (info.chunked) out += "transfer-encoding: chunked\r\n";
-  else if (head.status >= 200 && head.status !== 204 && head.names.includes("content-length")) {
+  else if (info.framing.kind === "close" && head.names.includes("transfer-encoding")) {
+    // e.g. "gzip" without chunked: delimited by close, but the coding still applies
+    out += `transfer-encoding: ${head.values[head.names.indexOf("transfer-encoding")]}\r\n`;
+  } else if (head.status >= 200 && head.status !== 204 && head.names.includes("content-length")) {
     // HEAD or 304: keep the advertised length of the representation.
     out += `content-length: ${head.values[head.names.indexOf("content-length")]}\r\n`;
   }

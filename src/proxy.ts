@@ -169,7 +169,9 @@ function edgeCheck(head: RequestHead): [Request, string] {
       host = abs[1]!;
       path = abs[2] || "/";
       if (host === "") throw new HttpError(400, "Invalid request target: empty authority");
-    } else if (!(path === "*" && head.method === "OPTIONS")) {
+    } else if (path === "*" && head.method === "OPTIONS") {
+      path = "/"; // asterisk-form: routed as the host's root, forwarded as "*"
+    } else {
       throw new HttpError(400, "Invalid request target");
     }
   }

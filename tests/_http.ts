@@ -50,7 +50,9 @@ export class RawClient {
   async read(method = "GET"): Promise<RawResponse> {
     let end: number;
     while ((end = indexOf(this.#buf, "\r\n\r\n")) === -1) {
-      if (!(await this.#more())) throw new Error(`closed before a response head: ${dec.decode(this.#buf)}`);
+      if (!(await this.#more())) {
+        throw new Error(`closed before a response head: ${dec.decode(this.#buf)}`);
+      }
     }
     const head = dec.decode(this.#buf.subarray(0, end));
     this.#buf = this.#buf.subarray(end + 4);
@@ -88,14 +90,21 @@ export class RawClient {
     return { status, head, headers, body };
   }
 
-  /** Resolves true when the server has closed the connection (EOF), false on data. */
+  /**
+   * Resolves true when the server closes the connection (EOF or reset) within
+   * `timeoutMs`; false on data or when it is still open after `timeoutMs`.
+   */
   async closed(timeoutMs = 2000): Promise<boolean> {
-    const t = setTimeout(() => this.conn.close(), timeoutMs);
+    let timedOut = false;
+    const t = setTimeout(() => {
+      timedOut = true;
+      this.close();
+    }, timeoutMs);
     try {
       const n = await this.conn.read(new Uint8Array(1024));
       return n === null;
     } catch {
-      return true;
+      return !timedOut;
     } finally {
       clearTimeout(t);
     }
@@ -139,7 +148,11 @@ export class RawClient {
 
 function indexOf(buf: Uint8Array, s: string): number {
   const first = s.charCodeAt(0);
-  outer: for (let i = buf.indexOf(first); i !== -1 && i <= buf.length - s.length; i = buf.indexOf(first, i + 1)) {
+  outer: for (
+    let i = buf.indexOf(first);
+    i !== -1 && i <= buf.length - s.length;
+    i = buf.indexOf(first, i + 1)
+  ) {
     for (let j = 1; j < s.length; j++) if (buf[i + j] !== s.charCodeAt(j)) continue outer;
     return i;
   }
@@ -230,7 +243,10 @@ export function keepAliveBackend(name: string): RawServer {
         const head = pending.slice(0, i);
         pending = pending.slice(i + 4);
         const body = `${name} ${head.split(" ")[1]}\n`;
-        await writeAllText(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`);
+        await writeAllText(
+          conn,
+          `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`,
+        );
       }
     }
   });
