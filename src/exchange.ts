@@ -107,7 +107,7 @@ class Exchange implements Timed {
   readonly #req: Request;
   readonly #ctx: ProxyContext;
   readonly #rec: ExchangeRecord;
-  readonly #ac = new AbortController();
+  #ac: AbortController | undefined; // made on first use: most exchanges never need it
   #bc: BackendConn | undefined;
   #inBody = false;
   #progress = -1;
@@ -122,10 +122,23 @@ class Exchange implements Timed {
     this.#req = req;
     this.#ctx = ctx;
     this.#rec = rec;
-    this.#ac.signal.addEventListener("abort", () => {
-      this.#bc?.close();
-      if (this.#inBody) this.#client.close();
-    }, { once: true });
+  }
+
+  /** The exchange's one abort signal (handed to connect). */
+  get #signal(): AbortSignal {
+    return (this.#ac ??= new AbortController()).signal;
+  }
+
+  /**
+   * Tears the exchange down: the backend connection closes (stopping both of its
+   * directions), and so does the client's once a response is under way.
+   */
+  #abort(reason: unknown): void {
+    const ac = this.#ac ??= new AbortController();
+    if (ac.signal.aborted) return;
+    ac.abort(reason);
+    this.#bc?.close();
+    if (this.#inBody) this.#client.close();
   }
 
   /** Timeout: the response head is late, or a body stopped moving. */
@@ -139,7 +152,7 @@ class Exchange implements Timed {
       }
     }
     this.#timedOut = true;
-    this.#ac.abort(new Error("timeout"));
+    this.#abort(new Error("timeout"));
   }
 
   async run(route: Route): Promise<number> {
@@ -190,14 +203,15 @@ class Exchange implements Timed {
     const pool = ctx.pool(backend);
     let bc: BackendConn;
     try {
-      bc = await pool.acquire(fresh, this.#ac.signal);
+      // the signal only matters when a connection has to be opened
+      bc = await pool.acquire(fresh, fresh || pool.idle === 0 ? this.#signal : undefined);
     } catch (e) {
       const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
       return failure(status, (e as Error).message, true, false);
     }
     this.#bc = bc;
     const reused = bc.uses > 0;
-    this.deadline = Date.now() + ctx.timeouts.response;
+    this.deadline = ctx.watchdog.now + ctx.timeouts.response;
     bc.writer.writeString(forwardRequestHead(req.head, {
       clientIp: this.#rec.client,
       proto: ctx.proto,
@@ -256,7 +270,7 @@ class Exchange implements Timed {
         if (client.reader.eof || e instanceof HttpError) {
           this.#reqFailed = true;
           this.#reqError = e;
-          this.#ac.abort(e);
+          this.#abort(e);
         }
       }
     })();
@@ -301,7 +315,7 @@ class Exchange implements Timed {
     const dechunk = framing.kind === "chunked" && req.head.minor === 0;
     const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
     this.#inBody = true;
-    this.deadline = Date.now() + ctx.timeouts.body_idle;
+    this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
     const before = client.writer.written;
     client.writer.writeString(forwardResponseHead(head, {
       framing,
@@ -324,7 +338,7 @@ class Exchange implements Timed {
       });
       await client.writer.flush();
     } catch {
-      this.#ac.abort(new Error("response relay failed"));
+      this.#abort(new Error("response relay failed"));
       client.writer.discard();
       pool.release(bc, false);
       return CLOSE;
@@ -344,7 +358,7 @@ class Exchange implements Timed {
     const up = relayUntilClose(client.reader, bc.writer).catch(() => 0);
     const down = relayUntilClose(bc.reader, client.writer).catch(() => 0);
     await Promise.race([up, down]);
-    this.#ac.abort(new Error("tunnel closed"));
+    this.#abort(new Error("tunnel closed"));
     await Promise.all([up, down]);
   }
 

@@ -82,14 +82,19 @@ class Session implements ClientSide, Timed {
     const limits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
     let first = true;
     while (!ctx.closing || first) {
-      this.deadline = Date.now() +
+      this.deadline = ctx.watchdog.now +
         (first || this.reader.buffered > 0 ? ctx.timeouts.head : ctx.timeouts.idle);
       let text: string;
       let head: RequestHead;
       const rec = newRecord(this.#ip);
       try {
         ctx.idle.add(this);
-        const end = await readHead(this.reader, limits).finally(() => ctx.idle.delete(this));
+        let end: number;
+        try {
+          end = await readHead(this.reader, limits);
+        } finally {
+          ctx.idle.delete(this);
+        }
         if (end === -1) return;
         this.deadline = 0;
         text = decodeHead(this.reader.buf, this.reader.start, end);
