@@ -12,7 +12,7 @@ import { forwardRequestHead, forwardResponseHead } from "./headers.ts";
 import { type Framing, responseFraming } from "./http1/body.ts";
 import {
   decodeHead,
-  fieldTokens,
+  connectionTokens,
   HttpError,
   parseResponseHead,
   readHead,
@@ -376,7 +376,7 @@ function failure(status: number, message: string, retryable: boolean, stale: boo
 }
 
 function keepsAlive(head: ResponseHead): boolean {
-  const tokens = head.names.includes("connection") ? fieldTokens(head, "connection") : [];
+  const tokens = connectionTokens(head);
   return head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
 }
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Fields, fieldTokens, type RequestHead, type ResponseHead } from "./http1/head.ts";
+import { connectionTokens, type Fields, type RequestHead, type ResponseHead } from "./http1/head.ts";
 import type { Framing } from "./http1/body.ts";
 
 const HOP_BY_HOP = new Set([
@@ -153,8 +153,10 @@ function upgradeOf(head: Fields): string {
 }
 
 function connectionNamed(head: Fields): Set<string> | undefined {
-  if (!head.names.includes("connection")) return undefined;
-  const set = new Set<string>();
-  for (const t of fieldTokens(head, "connection")) if (!PROTECTED.has(t)) set.add(t);
+  let set: Set<string> | undefined;
+  for (const t of connectionTokens(head)) {
+    if (PROTECTED.has(t) || HOP_BY_HOP.has(t) || t === "close") continue; // dropped anyway
+    (set ??= new Set()).add(t);
+  }
   return set;
 }

@@ -11,7 +11,7 @@ import { answer, type ClientSide, forward, type Request } from "./exchange.ts";
 import { requestFraming } from "./http1/body.ts";
 import {
   decodeHead,
-  fieldTokens,
+  connectionTokens,
   fieldValue,
   HttpError,
   parseRequestHead,
@@ -181,7 +181,7 @@ function edgeCheck(head: RequestHead): [Request, string] {
     }
   }
   if (!HOST_REGEXP.test(host)) throw new HttpError(400, "Invalid Host header");
-  const tokens = head.names.includes("connection") ? fieldTokens(head, "connection") : [];
+  const tokens = connectionTokens(head);
   const keepAlive = head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
   const expect = fieldValue(head, "expect");
   if (expect !== undefined && expect.toLowerCase() !== "100-continue") {

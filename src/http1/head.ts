@@ -23,6 +23,8 @@ export interface Fields {
   names: string[];
   rawNames: string[];
   values: string[];
+  /** Memo of {@linkcode connectionTokens}. */
+  connection?: string[];
 }
 
 /** A parsed request head. */
@@ -284,6 +286,24 @@ export function fieldTokens(fields: Fields, name: string): string[] {
     }
   }
   return out;
+}
+
+const NO_TOKENS: string[] = [];
+
+/**
+ * The lower-cased tokens of the `Connection` field(s), computed once per head.
+ *
+ * @example
+ * ```ts
+ * import { connectionTokens, parseRequestHead } from "./head.ts";
+ * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n");
+ * console.assert(connectionTokens(h)[0] === "close");
+ * ```
+ */
+export function connectionTokens(fields: Fields): string[] {
+  return fields.connection ??= fields.names.includes("connection")
+    ? fieldTokens(fields, "connection")
+    : NO_TOKENS;
 }
 
 /** Returns the first value of field `name` (lower-case), or undefined. */
