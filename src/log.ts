@@ -2,6 +2,12 @@
  * Logging: human-readable event lines on stderr, and an access log of one JSON
  * line per request (stdout, a file, or off).
  *
+ * Access log fields: `time` (ISO 8601, when the request head was complete), `client`
+ * (IP), `method`, `host`, `path` (the request target as sent, query included),
+ * `status`, `bytes_in` (request body), `bytes_out` (response head and body),
+ * `duration_ms`, `route` ("" when no route matched), `backend` (id, "" when none was
+ * used), and `error` on responses the balancer made itself (404, 502, 503...).
+ *
  * @module
  */
 import type { ExchangeRecord } from "./context.ts";
@@ -37,17 +43,30 @@ const ENCODER = new TextEncoder();
 export function createLogger(options: { access: string; quiet?: boolean }): Logger {
   const quiet = options.quiet ?? false;
   let file: Deno.FsFile | undefined;
-  let write: ((line: string) => void) | undefined;
-  if (options.access === "stdout") write = (l) => Deno.stdout.writeSync(ENCODER.encode(l));
-  else if (options.access === "stderr") write = (l) => Deno.stderr.writeSync(ENCODER.encode(l));
+  let sink: Sink | undefined;
+  if (options.access === "stdout") sink = Deno.stdout;
+  else if (options.access === "stderr") sink = Deno.stderr;
   else if (options.access !== "off") {
     file = Deno.openSync(options.access, { append: true, create: true });
-    const f = file;
-    write = (l) => f.writeSync(ENCODER.encode(l));
+    sink = file;
   }
   const event = (level: string, message: string) => {
-    if (!quiet) {
-      Deno.stderr.writeSync(ENCODER.encode(`${new Date().toISOString()} ${level} ${message}\n`));
+    if (quiet) return;
+    try {
+      writeAll(Deno.stderr, ENCODER.encode(`${new Date().toISOString()} ${level} ${message}\n`));
+    } catch { /* stderr is gone: nowhere left to say it */ }
+  };
+  // A failing access log (disk full, closed pipe) must not fail requests: the first
+  // failure is reported, the next ones are dropped silently until a write works again.
+  let failing = false;
+  const write = (line: string) => {
+    if (sink === undefined) return;
+    try {
+      writeAll(sink, ENCODER.encode(line));
+      failing = false;
+    } catch (e) {
+      if (!failing) event("error", `access log ${options.access}: ${(e as Error).message}`);
+      failing = true;
     }
   };
   return {
@@ -55,7 +74,7 @@ export function createLogger(options: { access: string; quiet?: boolean }): Logg
     warn: (m) => event("warn ", m),
     error: (m) => event("error", m),
     access(r) {
-      if (write === undefined) return;
+      if (sink === undefined) return;
       write(
         JSON.stringify({
           time: new Date(r.time).toISOString(),
@@ -74,8 +93,19 @@ export function createLogger(options: { access: string; quiet?: boolean }): Logg
       );
     },
     close() {
+      sink = undefined;
       file?.close();
       file = undefined;
     },
   };
+}
+
+interface Sink {
+  writeSync(p: Uint8Array): number;
+}
+
+// writeSync may write less than asked (a pipe that is nearly full).
+function writeAll(sink: Sink, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) off += sink.writeSync(bytes.subarray(off));
 }

@@ -10,8 +10,8 @@ import type { Timed } from "./deadline.ts";
 import { answer, type ClientSide, forward, type Request } from "./exchange.ts";
 import { requestFraming } from "./http1/body.ts";
 import {
-  decodeHead,
   connectionTokens,
+  decodeHead,
   fieldValue,
   HttpError,
   parseRequestHead,
@@ -96,12 +96,16 @@ class Session implements ClientSide, Timed {
           ctx.idle.delete(this);
         }
         if (end === -1) return;
+        rec.time = Date.now(); // the request starts now, not when the connection went idle
+        rec.duration = performance.now();
         this.deadline = 0;
         text = decodeHead(this.reader.buf, this.reader.start, end);
         this.reader.consume(end - this.reader.start);
         head = parseRequestHead(text, limits.maxLine);
       } catch (e) {
         if (e instanceof HttpError && !this.#closed) {
+          rec.time = Date.now();
+          rec.duration = performance.now();
           await answer(this, rec, e.status, e.message, { close: true });
           this.#report(rec);
         }
@@ -194,7 +198,8 @@ function edgeCheck(head: RequestHead): [Request, string] {
 
 function newRecord(client: string): ExchangeRecord {
   return {
-    time: Date.now(),
+    time: 0, // set once the head is complete
+
     client,
     method: "",
     host: "",
@@ -202,7 +207,7 @@ function newRecord(client: string): ExchangeRecord {
     status: 0,
     bytesIn: 0,
     bytesOut: 0,
-    duration: performance.now(),
+    duration: 0,
     route: "",
     backend: "",
   };

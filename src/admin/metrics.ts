@@ -1,17 +1,165 @@
 /**
- * Request metrics collected from the data path's exchange records.
+ * Request metrics collected from the data path's exchange records: counts by
+ * route, backend and status class, and a latency histogram per route. Fed once per
+ * finished request, so {@linkcode Metrics.observe} only does map lookups and
+ * increments once a route/backend pair has been seen.
  *
  * @module
  */
 import type { ExchangeRecord } from "../context.ts";
 
-/** Counters and histograms fed by every finished request. */
+/** Upper bounds of the latency histogram buckets, in seconds (`+Inf` is implied). */
+export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+]);
+
+const BUCKETS_MS = new Float64Array(LATENCY_BUCKETS.map((s) => s * 1000));
+
+/**
+ * Status class labels, indexed by `Math.floor(status / 100)`; index 0 (`none`) counts
+ * exchanges that ended before any response status was set (the client went away).
+ */
+export const STATUS_CLASSES: readonly string[] = Object.freeze([
+  "none",
+  "1xx",
+  "2xx",
+  "3xx",
+  "4xx",
+  "5xx",
+]);
+
+/** Requests of one route: latency histogram, bytes and per-backend status counts. */
+export class RouteSeries {
+  /** Non-cumulative bucket counts; the last one is `+Inf`. */
+  readonly buckets: Float64Array = new Float64Array(LATENCY_BUCKETS.length + 1);
+  /** Requests observed. */
+  count = 0;
+  /** Sum of durations, in seconds. */
+  sum = 0;
+  /** Request body bytes received. */
+  bytesIn = 0;
+  /** Response bytes sent. */
+  bytesOut = 0;
+  /** Counts by status class ({@linkcode STATUS_CLASSES} order), by backend id ("" = none). */
+  readonly backends: Map<string, Float64Array> = new Map();
+
+  /**
+   * The counts of `backend`, created (all zero) on first use.
+   *
+   * @param backend A backend id, or "" for requests answered without a backend.
+   * @returns Its counts by status class.
+   */
+  codes(backend: string): Float64Array {
+    let codes = this.backends.get(backend);
+    if (codes === undefined) {
+      codes = new Float64Array(STATUS_CLASSES.length);
+      this.backends.set(backend, codes);
+    }
+    return codes;
+  }
+}
+
+/**
+ * Counters and histograms fed by every finished request.
+ *
+ * @example
+ * ```ts
+ * import { Metrics } from "./metrics.ts";
+ * const m = new Metrics();
+ * m.observe({
+ *   time: Date.now(), client: "127.0.0.1", method: "GET", host: "app.test", path: "/",
+ *   status: 200, bytesIn: 0, bytesOut: 120, duration: 2.5, route: "app", backend: "127.0.0.1:9001",
+ * });
+ * console.assert(m.requests === 1 && m.route("app")!.codes("127.0.0.1:9001")[2] === 1);
+ * ```
+ */
 export class Metrics {
   /** Requests observed. */
   requests = 0;
+  readonly #routes = new Map<string, RouteSeries>();
 
   /** Records one finished request. */
-  observe(_record: ExchangeRecord): void {
+  observe(record: ExchangeRecord): void {
     this.requests++;
+    const series = this.series(record.route);
+    const cls = (record.status / 100) | 0;
+    series.codes(record.backend)[cls >= 1 && cls <= 5 ? cls : 0]!++;
+    const ms = record.duration;
+    let i = 0;
+    while (i < BUCKETS_MS.length && ms > BUCKETS_MS[i]!) i++;
+    series.buckets[i]!++;
+    series.count++;
+    series.sum += ms / 1000;
+    series.bytesIn += record.bytesIn;
+    series.bytesOut += record.bytesOut;
   }
+
+  /**
+   * The series of `route`, created (all zero) on first use; exporters call it for every
+   * configured route and backend so that series exist before their first request.
+   *
+   * @param route A route name, or "" for requests no route matched.
+   * @returns The route's series.
+   */
+  series(route: string): RouteSeries {
+    let series = this.#routes.get(route);
+    if (series === undefined) {
+      series = new RouteSeries();
+      this.#routes.set(route, series);
+    }
+    return series;
+  }
+
+  /** The series of `route`, if any request or exporter touched it. */
+  route(route: string): RouteSeries | undefined {
+    return this.#routes.get(route);
+  }
+
+  /** Every route series, by route name, in creation order. */
+  routes(): IterableIterator<[string, RouteSeries]> {
+    return this.#routes.entries();
+  }
+}
+
+/**
+ * Requests of `backend` in `series` (all status classes).
+ *
+ * @param series A route's series.
+ * @param backend A backend id.
+ * @returns The sum of its counts, 0 when it has none.
+ */
+export function backendRequests(series: RouteSeries | undefined, backend: string): number {
+  const codes = series?.backends.get(backend);
+  if (codes === undefined) return 0;
+  let n = 0;
+  for (const c of codes) n += c;
+  return n;
+}
+
+/**
+ * Counts by status class as an object with the non-zero classes, e.g. `{ "2xx": 40 }`.
+ *
+ * @param codes Counts in {@linkcode STATUS_CLASSES} order (one backend, or summed).
+ * @returns The non-zero classes.
+ */
+export function statusObject(codes: ArrayLike<number> | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (codes === undefined) return out;
+  for (let i = 0; i < STATUS_CLASSES.length; i++) {
+    if (codes[i]) out[STATUS_CLASSES[i]!] = codes[i]!;
+  }
+  return out;
 }

@@ -1,36 +1,69 @@
 /**
- * The admin listener: `/metrics`, `/status`, `/` (dashboard), `POST /reload`.
+ * The admin listener: `GET /metrics` (Prometheus), `GET /status` (JSON), `GET /`
+ * (the live dashboard) and `POST /reload`.
  *
  * @module
  */
 import type { HostPort } from "../address.ts";
 import type { Balancer } from "../balancer.ts";
+import { DASHBOARD_HTML } from "./dashboard.ts";
+import { renderMetrics } from "./prometheus.ts";
+import { buildStatus } from "./status.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "./_text_format.ts";
 
 /** A running admin listener. */
 export interface AdminServer {
+  /** The bound address (port 0 in the config picks a free one). */
   readonly addr: Deno.NetAddr;
+  /** Stops listening and waits for open requests to end. */
   close(): Promise<void>;
 }
+
+/** Extra endpoints served before the built-in ones (the demo adds its controls). */
+export type AdminHandler = (
+  req: Request,
+  url: URL,
+) => Response | undefined | Promise<Response | undefined>;
+
+/** Options for {@linkcode startAdmin}. */
+export interface AdminOptions {
+  /** Asked first for every request; `undefined` falls through to the built-in endpoints. */
+  handle?: AdminHandler;
+}
+
+const NO_STORE = { "cache-control": "no-store" };
 
 /**
  * Starts the admin listener for `lb` on `addr`.
  *
+ * @param lb The balancer to report on and reload.
+ * @param addr Where to listen.
+ * @param options Extra endpoints.
+ * @returns The bound address and a way to stop it.
  * @throws {Error} when the address cannot be bound.
+ *
+ * @example
+ * ```ts ignore
+ * const admin = startAdmin(lb, { hostname: "127.0.0.1", port: 9090 });
+ * await admin.close();
+ * ```
  */
-export function startAdmin(lb: Balancer, addr: HostPort): AdminServer {
+export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions = {}): AdminServer {
   const ac = new AbortController();
   const server = Deno.serve({
     hostname: addr.hostname,
     port: addr.port,
     signal: ac.signal,
     onListen: () => {},
+    onError: (e) => {
+      lb.log.error(`admin: ${(e as Error)?.stack ?? e}`);
+      return new Response("internal error\n", { status: 500 });
+    },
   }, async (req) => {
     const url = new URL(req.url);
-    if (url.pathname === "/reload" && req.method === "POST") {
-      const result = await lb.reloadFromFile();
-      return Response.json(result, { status: result.ok ? 200 : 400 });
-    }
-    return new Response("not found\n", { status: 404 });
+    const extra = await options.handle?.(req, url);
+    if (extra) return extra;
+    return route(lb, req, url.pathname);
   });
   return {
     addr: server.addr as Deno.NetAddr,
@@ -39,4 +72,34 @@ export function startAdmin(lb: Balancer, addr: HostPort): AdminServer {
       await server.finished;
     },
   };
+}
+
+async function route(lb: Balancer, req: Request, path: string): Promise<Response> {
+  const read = req.method === "GET" || req.method === "HEAD";
+  switch (path) {
+    case "/":
+      if (!read) return notAllowed("GET, HEAD");
+      return new Response(DASHBOARD_HTML, {
+        headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE },
+      });
+    case "/metrics":
+      if (!read) return notAllowed("GET, HEAD");
+      return new Response(renderMetrics(lb), {
+        headers: { "content-type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE },
+      });
+    case "/status":
+      if (!read) return notAllowed("GET, HEAD");
+      return Response.json(buildStatus(lb), { headers: NO_STORE });
+    case "/reload": {
+      if (req.method !== "POST") return notAllowed("POST");
+      const result = await lb.reloadFromFile();
+      return Response.json(result, { status: result.ok ? 200 : 400 });
+    }
+    default:
+      return new Response("not found\n", { status: 404 });
+  }
+}
+
+function notAllowed(allow: string): Response {
+  return new Response("method not allowed\n", { status: 405, headers: { allow } });
 }

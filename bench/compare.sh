@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Side-by-side throughput of unload and peer load balancers on this machine, in ONE run,
+# on the same work (each adds X-Forwarded-For and reuses backend connections).
+#   nginx backends (3 ports) and wrk pinned to CPU 1; each balancer pinned to CPU 0.
+#   unload and HAProxy discover the backends through DNS SRV (dnsmasq on 127.0.0.1:5353).
+# Env: DUR (s per measurement, 8), CONNS ("100 1000"), ROUNDS (1: best of N).
+# Prints a markdown table: rps, p50, p99, errors and the ratio to HAProxy.
+set -u
+cd "$(dirname "$0")/.."
+need=()
+for c in nginx haproxy caddy wrk dnsmasq taskset; do command -v "$c" >/dev/null || need+=("$c"); done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${need[@]}" | sed 's/^dnsmasq$/dnsmasq-base/; s/^taskset$/util-linux/' | tr '\n' ' ')
+  echo "installing: $pkgs" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
+fi
+DENO=${DENO:-$(command -v deno || echo "npx -y deno@2.9.6")}
+D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-"100 1000"}; ROUNDS=${ROUNDS:-1}
+trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
+ulimit -n 65536 2>/dev/null || true
+
+cat > "$D/backend.conf" <<C
+worker_processes 1; daemon off; pid $D/b.pid; error_log $D/b.err;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:9001; location / { return 200 "b1 hello\n"; } }
+  server { listen 127.0.0.1:9002; location / { return 200 "b2 hello\n"; } }
+  server { listen 127.0.0.1:9003; location / { return 200 "b3 hello\n"; } } }
+C
+taskset -c 1 nginx -c "$D/backend.conf" -p "$D" &
+dnsmasq -k --port=5353 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+  --host-record=b1.test,127.0.0.1 --host-record=b2.test,127.0.0.1 --host-record=b3.test,127.0.0.1 \
+  --srv-host=_http._tcp.app.test,b1.test,9001,0,30 --srv-host=_http._tcp.app.test,b2.test,9002,0,20 \
+  --srv-host=_http._tcp.app.test,b3.test,9003,0,40 --pid-file="$D/dns.pid" --user=root --group=root &
+cat > "$D/lb-nginx.conf" <<C
+worker_processes 1; daemon off; pid $D/n.pid; error_log $D/n.err;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:9001 weight=3; server 127.0.0.1:9002 weight=2; server 127.0.0.1:9003 weight=4; keepalive 128; }
+  server { listen 127.0.0.1:8081; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } } }
+C
+cat > "$D/haproxy.cfg" <<C
+global
+  nbthread 1
+  maxconn 8000
+resolvers dns
+  nameserver d 127.0.0.1:5353
+  accepted_payload_size 8192
+  hold valid 10s
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+  option forwardfor
+frontend fe
+  bind 127.0.0.1:8082
+  default_backend be
+backend be
+  balance roundrobin
+  server-template s 3 _http._tcp.app.test resolvers dns init-addr none
+C
+cat > "$D/Caddyfile" <<C
+{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:8083 {
+  reverse_proxy {
+    dynamic srv _http._tcp.app.test {
+      resolvers 127.0.0.1:5353
+      refresh 10s
+    }
+    lb_policy round_robin
+  }
+}
+C
+cat > "$D/unload.yaml" <<C
+listen: { http: 127.0.0.1:8090 }
+dns: { nameserver: 127.0.0.1:5353, refresh: 10s }
+routes: [{ name: app, srv: _http._tcp.app.test }]
+C
+# Caddy resolves SRV targets through the system resolver: make the names resolvable for
+# this run only (the line is removed again on exit, so it cannot leak into other tests).
+if ! grep -q ' b1.test' /etc/hosts 2>/dev/null; then
+  echo '127.0.0.1 b1.test b2.test b3.test # unload bench/compare.sh' >> /etc/hosts
+  trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"; sed -i "/# unload bench\/compare.sh/d" /etc/hosts' EXIT
+fi
+sleep 0.5
+taskset -c 0 nginx -c "$D/lb-nginx.conf" -p "$D" &
+taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
+GOMAXPROCS=1 taskset -c 0 caddy run --config "$D/Caddyfile" --adapter caddyfile > "$D/caddy.log" 2>&1 &
+taskset -c 0 $DENO run --allow-net --allow-read main.ts run --config "$D/unload.yaml" > "$D/unload.log" 2>&1 &
+sleep 4
+
+declare -A RPS P50 P99 ERR
+for conns in $CONNS; do
+  for round in $(seq 1 "$ROUNDS"); do
+    for t in direct:9001 nginx:8081 haproxy:8082 caddy:8083 unload:8090; do
+      name=${t%%:*}; port=${t##*:}; k="$name/$conns"
+      curl -s -m 2 "http://127.0.0.1:$port/" >/dev/null || { ERR[$k]="no answer"; continue; }
+      out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DUR}s" --latency "http://127.0.0.1:$port/" 2>&1)
+      rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+      if awk -v a="$rps" -v b="${RPS[$k]:-0}" 'BEGIN{exit !(a>b)}'; then
+        RPS[$k]=$rps
+        P50[$k]=$(echo "$out" | awk '$1=="50%"{print $2}')
+        P99[$k]=$(echo "$out" | awk '$1=="99%"{print $2}')
+        ERR[$k]=$(echo "$out" | grep -E 'Socket errors|Non-2xx' | sed 's/^ *//' | tr '\n' ' ')
+      fi
+    done
+  done
+done
+
+echo "unload vs peers — $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${DUR}s per run, best of $ROUNDS"
+echo
+echo "| balancer | conns | req/s | p50 | p99 | errors | req/s vs HAProxy |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for conns in $CONNS; do
+  h=${RPS[haproxy/$conns]:-0}
+  for name in direct nginx haproxy caddy unload; do
+    k="$name/$conns"; r=${RPS[$k]:-0}
+    ratio=$(awk -v a="$r" -v b="$h" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "-" }')
+    echo "| $name | $conns | ${RPS[$k]:--} | ${P50[$k]:--} | ${P99[$k]:--} | ${ERR[$k]:-0} | $ratio |"
+  done
+done

@@ -1,0 +1,218 @@
+/**
+ * `GET /metrics`: the balancer's state in the Prometheus text format — requests,
+ * latency, pools, backend health, SRV discovery and reloads.
+ *
+ * @module
+ */
+import denoJson from "../../deno.json" with { type: "json" };
+import type { Backend } from "../backend.ts";
+import type { Balancer } from "../balancer.ts";
+import { LATENCY_BUCKETS, STATUS_CLASSES } from "./metrics.ts";
+import { TextFormat } from "./_text_format.ts";
+
+/** What the exporters read from a running balancer. */
+export type AdminSource = Pick<
+  Balancer,
+  "config" | "routes" | "pools" | "srvStates" | "reloads" | "started" | "metrics"
+>;
+
+const LE = LATENCY_BUCKETS.map(String).concat("+Inf");
+
+/**
+ * Makes sure every configured route and each of its backends has a (zero) series, so
+ * dashboards and alerts see them before their first request.
+ *
+ * @param lb The balancer.
+ */
+export function prepareSeries(lb: AdminSource): void {
+  for (const r of lb.routes) {
+    const series = lb.metrics.series(r.name);
+    for (const b of r.scheduler.backends) series.codes(b.id);
+  }
+}
+
+/**
+ * Renders the metrics of `lb`.
+ *
+ * @param lb The balancer.
+ * @param now Epoch ms to compute ages against. @default {Date.now()}
+ * @returns The exposition text.
+ *
+ * @example
+ * ```ts ignore
+ * const text = renderMetrics(lb);
+ * ```
+ */
+export function renderMetrics(lb: AdminSource, now: number = Date.now()): string {
+  prepareSeries(lb);
+  const out = new TextFormat();
+  const m = lb.metrics;
+
+  out.family("unload_build_info", "gauge", "Always 1; the version in a label.");
+  out.sample("unload_build_info", { version: denoJson.version }, 1);
+  out.family("unload_start_time_seconds", "gauge", "Unix time the balancer started.");
+  out.sample("unload_start_time_seconds", {}, lb.started / 1000);
+
+  out.family(
+    "unload_requests_total",
+    "counter",
+    'Requests finished, by route, backend and status class ("" = no route or no backend).',
+  );
+  for (const [route, s] of m.routes()) {
+    for (const [backend, codes] of s.backends) {
+      for (let i = 1; i < STATUS_CLASSES.length; i++) {
+        out.sample(
+          "unload_requests_total",
+          { route, backend, code: STATUS_CLASSES[i]! },
+          codes[i]!,
+        );
+      }
+      if (codes[0]) {
+        out.sample("unload_requests_total", { route, backend, code: "none" }, codes[0]);
+      }
+    }
+  }
+  out.family(
+    "unload_request_duration_seconds",
+    "histogram",
+    "Time from a complete request head to the end of the response, by route.",
+  );
+  for (const [route, s] of m.routes()) {
+    let cumulative = 0;
+    for (let i = 0; i < LE.length; i++) {
+      cumulative += s.buckets[i]!;
+      out.sample("unload_request_duration_seconds_bucket", { route, le: LE[i]! }, cumulative);
+    }
+    out.sample("unload_request_duration_seconds_sum", { route }, s.sum);
+    out.sample("unload_request_duration_seconds_count", { route }, s.count);
+  }
+  out.family("unload_request_body_bytes_total", "counter", "Request body bytes received.");
+  for (const [route, s] of m.routes()) {
+    out.sample("unload_request_body_bytes_total", { route }, s.bytesIn);
+  }
+  out.family("unload_response_bytes_total", "counter", "Response bytes sent (head and body).");
+  for (const [route, s] of m.routes()) {
+    out.sample("unload_response_bytes_total", { route }, s.bytesOut);
+  }
+
+  backendFamilies(out, lb);
+  poolFamilies(out, lb);
+  srvFamilies(out, lb, now);
+
+  out.family("unload_config_reloads_total", "counter", "Configuration reloads, by result.");
+  out.sample("unload_config_reloads_total", { result: "ok" }, lb.reloads.ok);
+  out.sample("unload_config_reloads_total", { result: "failed" }, lb.reloads.failed);
+  out.family(
+    "unload_config_last_reload_successful",
+    "gauge",
+    "1 when the latest reload (if any) was applied, 0 when it was rejected.",
+  );
+  out.sample("unload_config_last_reload_successful", {}, lb.reloads.last?.ok === false ? 0 : 1);
+  return out.toString();
+}
+
+function backendFamilies(out: TextFormat, lb: AdminSource): void {
+  const unique = new Map<string, Backend>();
+  for (const r of lb.routes) for (const b of r.scheduler.backends) unique.set(b.id, b);
+  out.family("unload_backend_up", "gauge", "1 while the backend gets traffic, 0 while ejected.");
+  for (const b of unique.values()) {
+    out.sample("unload_backend_up", { backend: b.id, name: b.name }, b.healthy ? 1 : 0);
+  }
+  out.family("unload_backend_inflight_requests", "gauge", "Requests being proxied now.");
+  for (const b of unique.values()) {
+    out.sample("unload_backend_inflight_requests", { backend: b.id }, b.inflight);
+  }
+  out.family("unload_backend_weight", "gauge", "SRV (or configured) weight, by route.");
+  for (const r of lb.routes) {
+    for (const b of r.scheduler.backends) {
+      out.sample("unload_backend_weight", { route: r.name, backend: b.id }, b.weight);
+    }
+  }
+  out.family("unload_backend_priority", "gauge", "SRV (or configured) priority, by route.");
+  for (const r of lb.routes) {
+    for (const b of r.scheduler.backends) {
+      out.sample("unload_backend_priority", { route: r.name, backend: b.id }, b.priority);
+    }
+  }
+}
+
+/** Pool counters summed by backend id (a backend can have more than one pool, e.g. TLS). */
+export interface PoolTotals {
+  /** Connections handed out now. */
+  active: number;
+  /** Idle connections now. */
+  idle: number;
+  /** Connections opened over time. */
+  opened: number;
+  /** Requests sent on a reused connection. */
+  reused: number;
+}
+
+/**
+ * The pools of `lb` summed by backend id.
+ *
+ * @param lb The balancer.
+ * @returns Counters by backend id.
+ */
+export function poolTotals(lb: AdminSource): Map<string, PoolTotals> {
+  const out = new Map<string, PoolTotals>();
+  for (const p of lb.pools.values()) {
+    const id = p.backend.id;
+    const t = out.get(id) ?? { active: 0, idle: 0, opened: 0, reused: 0 };
+    t.active += p.active;
+    t.idle += p.idle;
+    t.opened += p.opened;
+    t.reused += p.reused;
+    out.set(id, t);
+  }
+  return out;
+}
+
+function poolFamilies(out: TextFormat, lb: AdminSource): void {
+  const pools = [...poolTotals(lb)];
+  out.family("unload_pool_connections", "gauge", "Backend connections by state (active, idle).");
+  for (const [id, p] of pools) {
+    out.sample("unload_pool_connections", { backend: id, state: "active" }, p.active);
+    out.sample("unload_pool_connections", { backend: id, state: "idle" }, p.idle);
+  }
+  out.family("unload_pool_connections_opened_total", "counter", "Backend connections opened.");
+  for (const [id, p] of pools) {
+    out.sample("unload_pool_connections_opened_total", { backend: id }, p.opened);
+  }
+  out.family("unload_pool_reuses_total", "counter", "Requests sent on a reused connection.");
+  for (const [id, p] of pools) out.sample("unload_pool_reuses_total", { backend: id }, p.reused);
+}
+
+function srvFamilies(out: TextFormat, lb: AdminSource, now: number): void {
+  const states = [...lb.srvStates()];
+  out.family("unload_srv_lookups_total", "counter", "SRV lookups attempted.");
+  for (const [route, s] of states) {
+    out.sample("unload_srv_lookups_total", { route, name: s.name }, s.lookups);
+  }
+  out.family("unload_srv_lookup_failures_total", "counter", "SRV lookups that failed.");
+  for (const [route, s] of states) {
+    out.sample("unload_srv_lookup_failures_total", { route, name: s.name }, s.failures);
+  }
+  out.family(
+    "unload_srv_stale",
+    "gauge",
+    "1 when the latest lookup failed and the last good set is in use.",
+  );
+  for (const [route, s] of states) {
+    out.sample("unload_srv_stale", { route, name: s.name }, s.stale ? 1 : 0);
+  }
+  out.family(
+    "unload_srv_last_success_age_seconds",
+    "gauge",
+    "Seconds since the latest successful lookup (absent before the first).",
+  );
+  for (const [route, s] of states) {
+    if (s.lastSuccess === undefined) continue;
+    const age = Math.max(0, now - s.lastSuccess) / 1000;
+    out.sample("unload_srv_last_success_age_seconds", { route, name: s.name }, age);
+  }
+  out.family("unload_srv_backends", "gauge", "Backends in the last good set.");
+  for (const [route, s] of states) {
+    out.sample("unload_srv_backends", { route, name: s.name }, s.backends.length);
+  }
+}

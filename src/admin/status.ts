@@ -1,0 +1,214 @@
+/**
+ * `GET /status`: a JSON snapshot of routes, backends, pools, SRV freshness and
+ * reloads — what the dashboard polls.
+ *
+ * @module
+ */
+import denoJson from "../../deno.json" with { type: "json" };
+import type { Backend } from "../backend.ts";
+import type { SchedulerMode } from "../scheduler.ts";
+import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
+import { type AdminSource, poolTotals, prepareSeries } from "./prometheus.ts";
+
+/** One backend of one route. */
+export interface BackendStatus {
+  /** `host:port` connected to. */
+  id: string;
+  /** SRV target (or configured address) it came from. */
+  name: string;
+  /** SRV (or configured) priority. */
+  priority: number;
+  /** SRV (or configured) weight. */
+  weight: number;
+  /** Share of the route's traffic its priority and weight call for (health ignored), 0..1. */
+  share: number;
+  /** False while ejected by health checks. */
+  healthy: boolean;
+  /** Requests being proxied to it now. */
+  inflight: number;
+  /** Its connection pool: connections in use and idle, opened and reused over time. */
+  pool: { active: number; idle: number; opened: number; reused: number };
+  /** Requests this route sent it, finished. */
+  requests: number;
+  /** Those requests by status class (non-zero classes only). */
+  status: Record<string, number>;
+}
+
+/** SRV discovery state of a route. */
+export interface SrvStatus {
+  /** The SRV name looked up. */
+  name: string;
+  /** Ms between lookups (`dns.refresh`). */
+  refresh: number;
+  /** True when the latest lookup failed and the last good set is in use. */
+  stale: boolean;
+  /** Epoch ms, or null before the first successful lookup. */
+  lastSuccess: number | null;
+  /** Message of the latest failed lookup (kept after a later success), or null. */
+  lastError: string | null;
+  /** Lookups attempted. */
+  lookups: number;
+  /** Lookups that failed. */
+  failures: number;
+}
+
+/** One route. */
+export interface RouteStatus {
+  /** Route name from the config. */
+  name: string;
+  /** `host` from the config, or null (any host). */
+  host: string | null;
+  /** Path prefix from the config, or null. */
+  path: string | null;
+  /** The route's scheduler mode. */
+  scheduler: SchedulerMode;
+  /** Discovery state, or null for static backends. */
+  srv: SrvStatus | null;
+  /** Requests finished on this route. */
+  requests: number;
+  /** Those requests by status class (non-zero classes only). */
+  status: Record<string, number>;
+  /** Latency histogram: bucket bounds (seconds) and cumulative counts, the last one `+Inf`. */
+  latency: { le: readonly number[]; counts: number[]; sum: number; count: number };
+  /** Backends now scheduled, in scheduler order. */
+  backends: BackendStatus[];
+}
+
+/** The whole snapshot. */
+export interface Status {
+  /** The balancer's version. */
+  version: string;
+  /** Epoch ms of this snapshot (ages are relative to it). */
+  now: number;
+  /** Epoch ms the balancer started. */
+  started: number;
+  /** Seconds since start. */
+  uptime: number;
+  /** Requests finished, all routes. */
+  requests: number;
+  /** Reloads applied and rejected, and the latest one (`time` in epoch ms). */
+  reloads: {
+    ok: number;
+    failed: number;
+    last: { ok: boolean; error: string | null; time: number } | null;
+  };
+  /** Routes in config order. */
+  routes: RouteStatus[];
+}
+
+/**
+ * Takes a snapshot of `lb`.
+ *
+ * @param lb The balancer.
+ * @param now Epoch ms of the snapshot. @default {Date.now()}
+ * @returns A JSON-serialisable status.
+ *
+ * @example
+ * ```ts ignore
+ * const status = buildStatus(lb);
+ * console.log(status.routes[0]?.backends.map((b) => b.healthy));
+ * ```
+ */
+export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
+  prepareSeries(lb);
+  const srv = lb.srvStates();
+  const pools = poolTotals(lb);
+  const last = lb.reloads.last;
+  return {
+    version: denoJson.version,
+    now,
+    started: lb.started,
+    uptime: Math.max(0, now - lb.started) / 1000,
+    requests: lb.metrics.requests,
+    reloads: {
+      ok: lb.reloads.ok,
+      failed: lb.reloads.failed,
+      last: last ? { ok: last.ok, error: last.error ?? null, time: last.time } : null,
+    },
+    routes: lb.routes.map((r) => {
+      const series = lb.metrics.route(r.name);
+      const backends = r.scheduler.backends;
+      const shares = expectedShares(r.scheduler.mode, backends);
+      const s = srv.get(r.name);
+      const codes = new Array<number>(STATUS_CLASSES.length).fill(0);
+      for (const c of series?.backends.values() ?? []) c.forEach((n, i) => codes[i]! += n);
+      let cumulative = 0;
+      const counts = Array.from(series?.buckets ?? [], (n) => cumulative += n);
+      return {
+        name: r.name,
+        host: r.config.host ?? null,
+        path: r.config.path ?? null,
+        scheduler: r.scheduler.mode,
+        srv: s
+          ? {
+            name: s.name,
+            refresh: lb.config.dns.refresh,
+            stale: s.stale,
+            lastSuccess: s.lastSuccess ?? null,
+            lastError: s.lastError ?? null,
+            lookups: s.lookups,
+            failures: s.failures,
+          }
+          : null,
+        requests: series?.count ?? 0,
+        status: statusObject(codes),
+        latency: { le: LATENCY_BUCKETS, counts, sum: series?.sum ?? 0, count: series?.count ?? 0 },
+        backends: backends.map((b, i) => {
+          const pool = pools.get(b.id);
+          return {
+            id: b.id,
+            name: b.name,
+            priority: b.priority,
+            weight: b.weight,
+            share: shares[i]!,
+            healthy: b.healthy,
+            inflight: b.inflight,
+            pool: {
+              active: pool?.active ?? 0,
+              idle: pool?.idle ?? 0,
+              opened: pool?.opened ?? 0,
+              reused: pool?.reused ?? 0,
+            },
+            requests: backendRequests(series, b.id),
+            status: statusObject(series?.backends.get(b.id)),
+          };
+        }),
+      };
+    }),
+  };
+}
+
+/**
+ * The share of a route's requests each backend should get when all are healthy:
+ * `srv` spreads by weight over every priority; `rfc2782` by weight inside the lowest
+ * priority only; `round_robin` and `least_conn` evenly.
+ *
+ * @param mode The route's scheduler mode.
+ * @param backends The route's backends.
+ * @returns One share (0..1) per backend, in order.
+ *
+ * @example
+ * ```ts
+ * import { expectedShares } from "./status.ts";
+ * import { createBackend } from "../backend.ts";
+ * const bs = [30, 20, 40].map((weight, i) =>
+ *   createBackend({ hostname: "127.0.0.1", port: 9001 + i, weight, priority: i === 2 ? 10 : 0 })
+ * );
+ * console.assert(expectedShares("srv", bs).join() === [3 / 9, 2 / 9, 4 / 9].join());
+ * console.assert(expectedShares("rfc2782", bs).join() === "0.6,0.4,0");
+ * ```
+ */
+export function expectedShares(mode: SchedulerMode, backends: readonly Backend[]): number[] {
+  if (backends.length === 0) return [];
+  let group = backends;
+  if (mode === "rfc2782") {
+    const lowest = Math.min(...backends.map((b) => b.priority));
+    group = backends.filter((b) => b.priority === lowest);
+  }
+  const byWeight = mode === "srv" || mode === "rfc2782";
+  const total = byWeight ? group.reduce((sum, b) => sum + b.weight, 0) : 0;
+  return backends.map((b) => {
+    if (!group.includes(b)) return 0;
+    return total > 0 ? b.weight / total : 1 / group.length;
+  });
+}
