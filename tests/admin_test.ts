@@ -41,12 +41,12 @@ async function setup() {
     records: {
       srv: SEED.map(([name, priority, weight], i) => ({
         name: SRV,
-        target: `${name}.test`,
+        target: `${name}.unload.test`,
         port: backends[i]!.port,
         priority,
         weight,
       })),
-      a: SEED.map(([name]) => ({ name: `${name}.test`, address: "127.0.0.1" })),
+      a: SEED.map(([name]) => ({ name: `${name}.unload.test`, address: "127.0.0.1" })),
     },
     signal: dnsStop.signal,
   });
@@ -137,7 +137,7 @@ Deno.test({
         text,
         `unload_request_duration_seconds_bucket{route="other",le="+Inf"} 2\n`,
       );
-      assertStringIncludes(text, `unload_backend_up{backend="${p1}",name="b1.test"} 1\n`);
+      assertStringIncludes(text, `unload_backend_up{backend="${p1}",name="b1.unload.test"} 1\n`);
       assertStringIncludes(text, `unload_backend_weight{route="app",backend="${p3}"} 40\n`);
       assertStringIncludes(text, `unload_pool_connections{backend="${p1}",state="idle"} 1\n`);
       assertStringIncludes(text, `unload_pool_connections{backend="${p1}",state="active"} 0\n`);
@@ -175,9 +175,9 @@ Deno.test("admin /status reports routes, backends, shares, pools, SRV freshness 
     assertEquals(
       app.backends.map((b) => [b.name, b.priority, b.weight, b.healthy, b.inflight, b.requests]),
       [
-        ["b1.test", 0, 30, true, 0, 3],
-        ["b2.test", 0, 20, true, 0, 2],
-        ["b3.test", 10, 40, true, 0, 4],
+        ["b1.unload.test", 0, 30, true, 0, 3],
+        ["b2.unload.test", 0, 20, true, 0, 2],
+        ["b3.unload.test", 10, 40, true, 0, 4],
       ],
     );
     assertEquals(app.backends.map((b) => Math.round(b.share * 900)), [300, 200, 400]);

@@ -11,8 +11,8 @@ const SEED: Row[] = [["b1", 0, 30], ["b2", 0, 20], ["b3", 10, 40]];
 function seedRecords(ports: number[], table: Row[] = SEED) {
   const records: DnsmasqRecords = { srv: [], hosts: [] };
   table.forEach(([name, priority, weight], i) => {
-    records.srv.push({ name: NAME, target: `${name}.test`, port: ports[i]!, priority, weight });
-    records.hosts.push({ name: `${name}.test`, address: "127.0.0.1" });
+    records.srv.push({ name: NAME, target: `${name}.unload.test`, port: ports[i]!, priority, weight });
+    records.hosts.push({ name: `${name}.unload.test`, address: "127.0.0.1" });
   });
   return records;
 }

@@ -6,15 +6,15 @@ import { type DnsmasqRecords, type SrvRecordSpec, startDnsmasq } from "./_dnsmas
 const NAME = "_http._tcp.app.test";
 const REFRESH = 300;
 
-const B1: SrvRecordSpec = { name: NAME, target: "b1.test", port: 9001, priority: 0, weight: 30 };
-const B2: SrvRecordSpec = { name: NAME, target: "b2.test", port: 9002, priority: 0, weight: 20 };
-const B3: SrvRecordSpec = { name: NAME, target: "b3.test", port: 9003, priority: 10, weight: 40 };
-const B4: SrvRecordSpec = { name: NAME, target: "b4.test", port: 9004, priority: 10, weight: 10 };
+const B1: SrvRecordSpec = { name: NAME, target: "b1.unload.test", port: 9001, priority: 0, weight: 30 };
+const B2: SrvRecordSpec = { name: NAME, target: "b2.unload.test", port: 9002, priority: 0, weight: 20 };
+const B3: SrvRecordSpec = { name: NAME, target: "b3.unload.test", port: 9003, priority: 10, weight: 40 };
+const B4: SrvRecordSpec = { name: NAME, target: "b4.unload.test", port: 9004, priority: 10, weight: 10 };
 const HOSTS = [
-  { name: "b1.test", address: "127.0.0.11" },
-  { name: "b2.test", address: "127.0.0.12" },
-  { name: "b3.test", address: "127.0.0.13" },
-  { name: "b4.test", address: "127.0.0.14" },
+  { name: "b1.unload.test", address: "127.0.0.11" },
+  { name: "b2.unload.test", address: "127.0.0.12" },
+  { name: "b3.unload.test", address: "127.0.0.13" },
+  { name: "b4.unload.test", address: "127.0.0.14" },
 ];
 const SEED: DnsmasqRecords = { srv: [B1, B2, B3], hosts: HOSTS };
 
@@ -73,7 +73,7 @@ Deno.test("resolveSrv returns the seed table sorted by priority, target and addr
         port: 9001,
         priority: 0,
         weight: 30,
-        name: "b1.test",
+        name: "b1.unload.test",
       },
       {
         id: "127.0.0.12:9002",
@@ -81,7 +81,7 @@ Deno.test("resolveSrv returns the seed table sorted by priority, target and addr
         port: 9002,
         priority: 0,
         weight: 20,
-        name: "b2.test",
+        name: "b2.unload.test",
       },
       {
         id: "127.0.0.13:9003",
@@ -89,7 +89,7 @@ Deno.test("resolveSrv returns the seed table sorted by priority, target and addr
         port: 9003,
         priority: 10,
         weight: 40,
-        name: "b3.test",
+        name: "b3.unload.test",
       },
     ]);
     assert(backends.every((b) => b.healthy && b.inflight === 0));
@@ -102,15 +102,15 @@ Deno.test("resolveSrv gives one backend per address of a target, A and AAAA", as
   const dns = await startDnsmasq({
     srv: [B1],
     hosts: [
-      { name: "b1.test", address: "127.0.0.21" },
-      { name: "b1.test", address: "127.0.0.11" },
-      { name: "b1.test", address: "::1" },
+      { name: "b1.unload.test", address: "127.0.0.21" },
+      { name: "b1.unload.test", address: "127.0.0.11" },
+      { name: "b1.unload.test", address: "::1" },
     ],
   });
   try {
     const backends = await resolveSrv(NAME, { nameServer: dns.nameServer });
     assertEquals(ids(backends), ["127.0.0.11:9001", "127.0.0.21:9001", "[::1]:9001"]);
-    assert(backends.every((b) => b.name === "b1.test" && b.weight === 30));
+    assert(backends.every((b) => b.name === "b1.unload.test" && b.weight === 30));
   } finally {
     await dns.stop();
   }
@@ -119,7 +119,7 @@ Deno.test("resolveSrv gives one backend per address of a target, A and AAAA", as
 Deno.test("resolveSrv leaves out targets without address records", async () => {
   const dns = await startDnsmasq({
     srv: [B1, B2],
-    hosts: [{ name: "b1.test", address: "127.0.0.11" }],
+    hosts: [{ name: "b1.unload.test", address: "127.0.0.11" }],
   });
   try {
     const backends = await resolveSrv(NAME, { nameServer: dns.nameServer });
@@ -148,7 +148,7 @@ Deno.test("resolveSrv fails when no target has an address", async () => {
     await assertRejects(
       () => resolveSrv(NAME, { nameServer: dns.nameServer }),
       Error,
-      `SRV lookup ${NAME} failed: no address records for b1.test, b2.test`,
+      `SRV lookup ${NAME} failed: no address records for b1.unload.test, b2.unload.test`,
     );
   } finally {
     await dns.stop();

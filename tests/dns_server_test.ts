@@ -6,14 +6,14 @@ import type { Backend } from "../src/backend.ts";
 const NAME = "_http._tcp.app.test";
 const SEED: DemoDnsRecords = {
   srv: [
-    { name: NAME, target: "b1.test", port: 9001, priority: 0, weight: 30 },
-    { name: NAME, target: "b2.test", port: 9002, priority: 0, weight: 20 },
-    { name: NAME, target: "b3.test", port: 9003, priority: 10, weight: 40 },
+    { name: NAME, target: "b1.unload.test", port: 9001, priority: 0, weight: 30 },
+    { name: NAME, target: "b2.unload.test", port: 9002, priority: 0, weight: 20 },
+    { name: NAME, target: "b3.unload.test", port: 9003, priority: 10, weight: 40 },
   ],
   a: [
-    { name: "b1.test", address: "127.0.0.11" },
-    { name: "b2.test", address: "127.0.0.12" },
-    { name: "b3.test", address: "127.0.0.13" },
+    { name: "b1.unload.test", address: "127.0.0.11" },
+    { name: "b2.unload.test", address: "127.0.0.12" },
+    { name: "b3.unload.test", address: "127.0.0.13" },
   ],
 };
 
@@ -45,9 +45,9 @@ Deno.test("demo DNS server answers SRV queries from Deno.resolveDns", async () =
     assertEquals(
       records.map((r) => ({ ...r })).sort((a, b) => a.port - b.port),
       [
-        { priority: 0, weight: 30, port: 9001, target: "b1.test." },
-        { priority: 0, weight: 20, port: 9002, target: "b2.test." },
-        { priority: 10, weight: 40, port: 9003, target: "b3.test." },
+        { priority: 0, weight: 30, port: 9001, target: "b1.unload.test." },
+        { priority: 0, weight: 20, port: 9002, target: "b2.unload.test." },
+        { priority: 10, weight: 40, port: 9003, target: "b3.unload.test." },
       ],
     );
   });
@@ -55,7 +55,7 @@ Deno.test("demo DNS server answers SRV queries from Deno.resolveDns", async () =
 
 Deno.test("demo DNS server answers A queries case-insensitively", async () => {
   await withServer(SEED, async (nameServer) => {
-    assertEquals(await Deno.resolveDns("b1.test", "A", { nameServer }), ["127.0.0.11"]);
+    assertEquals(await Deno.resolveDns("b1.unload.test", "A", { nameServer }), ["127.0.0.11"]);
     assertEquals(await Deno.resolveDns("B2.Test", "A", { nameServer }), ["127.0.0.12"]);
   });
 });
@@ -63,11 +63,11 @@ Deno.test("demo DNS server answers A queries case-insensitively", async () => {
 Deno.test("demo DNS server gives no AAAA records and no answer for unknown names", async () => {
   await withServer(SEED, async (nameServer) => {
     await assertRejects(
-      () => Deno.resolveDns("b1.test", "AAAA", { nameServer }),
+      () => Deno.resolveDns("b1.unload.test", "AAAA", { nameServer }),
       Deno.errors.NotFound,
     );
     await assertRejects(
-      () => Deno.resolveDns("b1.test", "TXT", { nameServer }),
+      () => Deno.resolveDns("b1.unload.test", "TXT", { nameServer }),
       Deno.errors.NotFound,
     );
     await assertRejects(
@@ -119,8 +119,8 @@ Deno.test("demo DNS server returns NXDOMAIN for unknown names and NOERROR for kn
         };
       };
       assertEquals(await ask("nope.test", 1), { rcode: 3, answers: 0, additional: 0 });
-      assertEquals(await ask("b1.test", 28), { rcode: 0, answers: 0, additional: 0 });
-      assertEquals(await ask("b1.test", 1), { rcode: 0, answers: 1, additional: 0 });
+      assertEquals(await ask("b1.unload.test", 28), { rcode: 0, answers: 0, additional: 0 });
+      assertEquals(await ask("b1.unload.test", 1), { rcode: 0, answers: 1, additional: 0 });
       assertEquals(await ask(NAME, 33), { rcode: 0, answers: 3, additional: 3 });
     } finally {
       socket.close();
@@ -138,9 +138,9 @@ Deno.test("demo DNS server interoperates with resolveSrv, including an IP litera
     assertEquals(
       backends.map(({ id, priority, weight, name }) => ({ id, priority, weight, name })),
       [
-        { id: "127.0.0.11:9001", priority: 0, weight: 30, name: "b1.test" },
-        { id: "127.0.0.12:9002", priority: 0, weight: 20, name: "b2.test" },
-        { id: "127.0.0.13:9003", priority: 10, weight: 40, name: "b3.test" },
+        { id: "127.0.0.11:9001", priority: 0, weight: 30, name: "b1.unload.test" },
+        { id: "127.0.0.12:9002", priority: 0, weight: 20, name: "b2.unload.test" },
+        { id: "127.0.0.13:9003", priority: 10, weight: 40, name: "b3.unload.test" },
         { id: "127.0.0.1:9004", priority: 20, weight: 5, name: "127.0.0.1" },
       ],
     );
@@ -162,7 +162,7 @@ Deno.test("demo DNS server serves new records after setRecords, seen by a watche
     });
     try {
       await watcher.ready;
-      setRecords({ srv: SEED.srv!.filter((r) => r.target !== "b2.test"), a: SEED.a! });
+      setRecords({ srv: SEED.srv!.filter((r) => r.target !== "b2.unload.test"), a: SEED.a! });
       const deadline = Date.now() + 1_500;
       while (updates.length < 2 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -194,20 +194,20 @@ Deno.test("demo DNS server ignores garbage and keeps serving", async () => {
     } finally {
       socket.close();
     }
-    assertEquals(await Deno.resolveDns("b3.test", "A", { nameServer }), ["127.0.0.13"]);
+    assertEquals(await Deno.resolveDns("b3.unload.test", "A", { nameServer }), ["127.0.0.13"]);
   });
 });
 
 Deno.test("demo DNS server rejects invalid records", async () => {
   const signal = AbortSignal.abort();
   await assertRejects(
-    () => startDnsServer({ records: { a: [{ name: "b1.test", address: "::1" }] }, signal }),
+    () => startDnsServer({ records: { a: [{ name: "b1.unload.test", address: "::1" }] }, signal }),
     RangeError,
     "A record address must be IPv4",
   );
   const server = await startDnsServer({ records: SEED, signal });
   assertThrows(
-    () => server.setRecords({ srv: [{ name: NAME, target: "b1.test", port: 70000 }] }),
+    () => server.setRecords({ srv: [{ name: NAME, target: "b1.unload.test", port: 70000 }] }),
     RangeError,
     "Port must be 0..65535: received 70000",
   );
