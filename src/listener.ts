@@ -33,9 +33,15 @@ export function accept(
   listener: Deno.Listener,
   handle: (conn: Deno.Conn) => Promise<void>,
 ): Acceptor {
-  const running = new Set<Promise<void>>();
   const conns = new Set<Deno.Conn>();
   let stopped = false;
+  let allDone: (() => void) | undefined;
+  // One shared settle handler, not a closure chain per connection: idle keep-alive
+  // connections are many, and each should cost as little as possible.
+  const settled = (conn: Deno.Conn) => {
+    conns.delete(conn);
+    if (conns.size === 0) allDone?.();
+  };
   const loop = (async () => {
     for (;;) {
       let conn: Deno.Conn;
@@ -49,18 +55,14 @@ export function accept(
         if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       } catch { /* closed already */ }
       conns.add(conn);
-      const p = handle(conn).catch(() => {}).finally(() => {
-        running.delete(p);
-        conns.delete(conn);
-      });
-      running.add(p);
+      handle(conn).then(() => settled(conn), () => settled(conn));
     }
-    while (running.size > 0) await Promise.all(running);
+    if (conns.size > 0) await new Promise<void>((resolve) => allDone = resolve);
   })();
   return {
     addr: listener.addr as Deno.NetAddr,
     get open() {
-      return running.size;
+      return conns.size;
     },
     stop() {
       if (stopped) return;

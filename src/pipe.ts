@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BufReader, BufWriter } from "./http1/io.ts";
+import { BODY_READ_BUFFER, type BufReader, type BufWriter } from "./http1/io.ts";
 import { ChunkedParser, CHUNKS_DONE, type Framing } from "./http1/body.ts";
 import { HttpError } from "./http1/head.ts";
 
@@ -52,6 +52,10 @@ export function relayBody(
   framing: Framing,
   options: RelayOptions,
 ): Promise<number> {
+  const more = framing.kind === "length" ? framing.length > src.buffered : framing.kind !== "none";
+  if (more && src.buf.length < BODY_READ_BUFFER) {
+    src.resize(BODY_READ_BUFFER); // more than what is buffered is coming: read it in larger pieces
+  }
   switch (framing.kind) {
     case "none":
       return Promise.resolve(0);

@@ -18,7 +18,7 @@ import {
   readHead,
   type RequestHead,
 } from "./http1/head.ts";
-import { BufReader, BufWriter } from "./http1/io.ts";
+import { BufReader, BufWriter, SMALL_READ_BUFFER } from "./http1/io.ts";
 
 const ABSOLUTE_REGEXP = /^https?:\/\/([^/?#]*)([^#]*)/i;
 // RFC 9110 §7.2 / RFC 3986 host [":" port]: reg-name, IPv4 or [IP-literal]; no userinfo,
@@ -59,7 +59,7 @@ class Session implements ClientSide, Timed {
   constructor(conn: Deno.Conn, ctx: ProxyContext) {
     this.#conn = conn;
     this.#ctx = ctx;
-    this.reader = new BufReader(conn);
+    this.reader = new BufReader(conn, SMALL_READ_BUFFER);
     this.writer = new BufWriter(conn);
     this.#ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   }
@@ -113,6 +113,10 @@ class Session implements ClientSide, Timed {
       }
       const keep = await this.#handle(head, rec);
       this.#report(rec);
+      // back to a small buffer once a large head or body has gone through
+      if (this.reader.buffered === 0 && this.reader.buf.length > SMALL_READ_BUFFER) {
+        this.reader.resize(SMALL_READ_BUFFER);
+      }
       if (!keep || this.#closed) return;
       first = false;
     }

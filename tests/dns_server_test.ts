@@ -56,7 +56,7 @@ Deno.test("demo DNS server answers SRV queries from Deno.resolveDns", async () =
 Deno.test("demo DNS server answers A queries case-insensitively", async () => {
   await withServer(SEED, async (nameServer) => {
     assertEquals(await Deno.resolveDns("b1.unload.test", "A", { nameServer }), ["127.0.0.11"]);
-    assertEquals(await Deno.resolveDns("B2.Test", "A", { nameServer }), ["127.0.0.12"]);
+    assertEquals(await Deno.resolveDns("B2.Unload.Test", "A", { nameServer }), ["127.0.0.12"]);
   });
 });
 

@@ -11,8 +11,18 @@ export interface ByteConn {
   write(p: Uint8Array): Promise<number>;
 }
 
-/** Default size of a connection's read buffer. */
+/** Default size of a connection's read buffer (grown for large heads and bodies). */
 export const DEFAULT_READ_BUFFER = 16 * 1024;
+/** Read buffer of a client connection between requests: idle connections stay cheap. */
+export const SMALL_READ_BUFFER = 1024;
+/** Read buffer size a body relay grows a smaller buffer to. */
+export const BODY_READ_BUFFER = 16 * 1024;
+const STAGE_SIZE = 8 * 1024;
+const EMPTY = new Uint8Array(0);
+// Write stages not in use. A writer takes one for a response and gives it back once
+// flushed, so 10,000 idle keep-alive connections hold no stage at all.
+const FREE_STAGES: Uint8Array[] = [];
+const MAX_FREE_STAGES = 1024;
 
 /**
  * A read buffer over a connection: heads are parsed in place, bodies are relayed
@@ -46,6 +56,19 @@ export class BufReader {
   /** Number of bytes read but not yet consumed. */
   get buffered(): number {
     return this.end - this.start;
+  }
+
+  /**
+   * Makes the buffer at least `size` bytes, keeping unread bytes (no effect while a
+   * prefetched read is pending).
+   */
+  resize(size: number): void {
+    if (this.#pending !== undefined || size < this.buffered) return;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(this.start, this.end));
+    this.end -= this.start;
+    this.start = 0;
+    this.buf = next;
   }
 
   /** Marks `n` buffered bytes as consumed. */
@@ -119,15 +142,14 @@ export class BufReader {
 export class BufWriter {
   /** The connection written to. */
   readonly conn: ByteConn;
-  #buf: Uint8Array;
+  #buf: Uint8Array = EMPTY;
   #len = 0;
   /** Total bytes handed to the connection. */
   written = 0;
 
-  /** Wraps `conn` with a staging buffer of `size` bytes. */
-  constructor(conn: ByteConn, size = 8 * 1024) {
+  /** Wraps `conn`; a stage is taken from a shared free list on first use. */
+  constructor(conn: ByteConn) {
     this.conn = conn;
-    this.#buf = new Uint8Array(size);
   }
 
   /** Bytes staged and not yet written. */
@@ -138,6 +160,7 @@ export class BufWriter {
   /** Stages a Latin-1 string (HTTP heads are octets); grows the stage if needed. */
   writeString(s: string): void {
     const need = this.#len + s.length;
+    if (this.#buf === EMPTY) this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
     if (need > this.#buf.length) this.#grow(need);
     const buf = this.#buf;
     let j = this.#len;
@@ -147,6 +170,9 @@ export class BufWriter {
 
   /** Stages `p` when it fits in the stage, otherwise flushes and writes `p` directly. */
   async write(p: Uint8Array): Promise<void> {
+    if (this.#buf === EMPTY && p.length <= STAGE_SIZE) {
+      this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
+    }
     if (this.#len + p.length <= this.#buf.length) {
       this.#buf.set(p, this.#len);
       this.#len += p.length;
@@ -164,6 +190,7 @@ export class BufWriter {
     this.#len = 0;
     await writeAll(this.conn, this.#buf.subarray(0, n));
     this.written += n;
+    if (this.#len === 0) this.#release();
   }
 
   /** Forgets staged bytes (used when the exchange is abandoned). */
@@ -171,8 +198,14 @@ export class BufWriter {
     this.#len = 0;
   }
 
+  #release(): void {
+    const buf = this.#buf;
+    this.#buf = EMPTY;
+    if (buf.length === STAGE_SIZE && FREE_STAGES.length < MAX_FREE_STAGES) FREE_STAGES.push(buf);
+  }
+
   #grow(need: number): void {
-    let size = this.#buf.length * 2;
+    let size = Math.max(STAGE_SIZE, this.#buf.length * 2);
     while (size < need) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.#buf.subarray(0, this.#len));
