@@ -11,8 +11,8 @@ import type { Timed } from "./deadline.ts";
 import { forwardRequestHead, forwardResponseHead } from "./headers.ts";
 import { type Framing, responseFraming } from "./http1/body.ts";
 import {
-  decodeHead,
   connectionTokens,
+  decodeHead,
   HttpError,
   parseResponseHead,
   readHead,
@@ -159,6 +159,7 @@ class Exchange implements Timed {
     const ctx = this.#ctx;
     let backend = route.scheduler.next();
     let retries = 0;
+    let tried: Backend[] | undefined; // only allocated after a failure
     let fresh = false;
     const hasBody = this.#req.framing.kind !== "none";
     for (;;) {
@@ -186,8 +187,8 @@ class Exchange implements Timed {
       fresh = false;
       if (result.retryable && retries < ctx.retries) {
         retries++;
-        let next = route.scheduler.next();
-        if (next === backend) next = route.scheduler.next(); // prefer another backend
+        (tried ??= []).push(backend);
+        const next = untried(route, tried);
         if (next !== undefined) {
           backend = next;
           continue;
@@ -368,6 +369,19 @@ class Exchange implements Timed {
       headOnly: this.#req.head.method === "HEAD",
     });
     return keep ? KEEP : CLOSE;
+  }
+}
+
+// The scheduler's next pick among backends that have not failed this request yet:
+// the tried ones are skipped like unhealthy ones for this one pick (no await in between,
+// so no other request sees it), since a heavy backend can come up many times in a row.
+function untried(route: Route, tried: Backend[]): Backend | undefined {
+  const healthy = tried.map((b) => b.healthy);
+  for (const b of tried) b.healthy = false;
+  try {
+    return route.scheduler.next();
+  } finally {
+    tried.forEach((b, i) => b.healthy = healthy[i]!);
   }
 }
 

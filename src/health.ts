@@ -1,6 +1,8 @@
 /**
  * Passive health: consecutive failures eject a backend for a back-off period,
  * after which it gets traffic again (and is ejected again at once if it still fails).
+ * With active checks on (`health_check.ts`), an ejected backend has no back-off:
+ * it stays out until the active check brings it back.
  *
  * @module
  */
@@ -12,6 +14,8 @@ export interface PassiveHealthOptions {
   failures: number;
   /** How long an ejected backend gets no traffic, in ms. @default {10000} */
   backoff: number;
+  /** Active checks decide when an ejected backend comes back (no back-off timer). @default {false} */
+  activeChecks?: boolean;
   /** Told when a backend changes state. */
   onChange?: (backend: Backend, healthy: boolean, reason: string) => void;
 }
@@ -31,7 +35,7 @@ export interface PassiveHealthOptions {
  * ```
  */
 export class PassiveHealth {
-  readonly #options: PassiveHealthOptions;
+  #options: PassiveHealthOptions;
   readonly #fails = new Map<Backend, number>();
   readonly #timers = new Map<Backend, ReturnType<typeof setTimeout>>();
 
@@ -47,6 +51,15 @@ export class PassiveHealth {
     if (n < this.#options.failures || !backend.healthy) return;
     backend.healthy = false;
     this.#options.onChange?.(backend, false, `${n} consecutive failures, last: ${reason}`);
+    if (!this.#options.activeChecks) this.backOff(backend);
+  }
+
+  /**
+   * Starts the back-off of an ejected backend: it gets traffic again once it is over.
+   * For a backend ejected while active checks were on, when they are turned off.
+   */
+  backOff(backend: Backend): void {
+    if (this.#timers.has(backend)) return;
     const t = setTimeout(() => {
       this.#timers.delete(backend);
       this.#fails.set(backend, this.#options.failures - 1); // one more failure ejects again
@@ -62,6 +75,15 @@ export class PassiveHealth {
   /** Records a successful exchange. */
   success(backend: Backend): void {
     if (this.#fails.get(backend)) this.#fails.set(backend, 0);
+  }
+
+  /**
+   * Applies new settings (a reload). Turning active checks on cancels the pending
+   * back-offs: the active check brings those backends back.
+   */
+  configure(options: Omit<PassiveHealthOptions, "onChange">): void {
+    this.#options = { ...this.#options, ...options };
+    if (options.activeChecks) this.close();
   }
 
   /** Cancels pending back-off timers. */

@@ -1,0 +1,507 @@
+/**
+ * Active health checks (issue #6): probes over real sockets, the fall/rise counts,
+ * one timer for every backend, discovery changes, the interplay with passive
+ * ejection, and the balancer following `health:` through start, traffic and reload.
+ */
+import { assert, assertEquals, assertGreater, assertLess, assertMatch } from "@std/assert";
+import { Balancer } from "../src/balancer.ts";
+import { type Backend, createBackend } from "../src/backend.ts";
+import { parseConfig } from "../src/config.ts";
+import { PassiveHealth } from "../src/health.ts";
+import { HealthChecker, probe } from "../src/health_check.ts";
+import type { Logger } from "../src/log.ts";
+import { delay, freePort, RawClient, type RawServer, rawServer, writeAllText } from "./_http.ts";
+import { type DnsmasqRecords, startDnsmasq } from "./_dnsmasq.ts";
+
+const dec = new TextDecoder();
+
+/** A backend whose `/healthz` answers `health.status`; other paths get 200 "name path". */
+interface HealthBackend extends RawServer {
+  status: number;
+  /** Probes received (requests for /healthz). */
+  readonly probes: number;
+  /** The last probe's request head. */
+  readonly lastProbe: string;
+  readonly backend: Backend;
+}
+
+function healthBackend(name: string, status = 200): HealthBackend {
+  const state = { status, probes: 0, lastProbe: "" };
+  const server = rawServer(async (conn, read) => {
+    let pending = "";
+    for (;;) {
+      const chunk = await read();
+      if (chunk === null) return;
+      pending += dec.decode(chunk);
+      let i;
+      while ((i = pending.indexOf("\r\n\r\n")) !== -1) {
+        const head = pending.slice(0, i);
+        pending = pending.slice(i + 4);
+        const path = head.split(" ")[1];
+        if (path === "/healthz") {
+          state.probes++;
+          state.lastProbe = head;
+          await writeAllText(
+            conn,
+            `HTTP/1.1 ${state.status} S\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhc`,
+          );
+          return;
+        }
+        const body = `${name} ${path}\n`;
+        await writeAllText(
+          conn,
+          `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`,
+        );
+      }
+    }
+  });
+  const backend = createBackend({ hostname: "127.0.0.1", port: server.port });
+  return {
+    port: server.port,
+    get accepted() {
+      return server.accepted;
+    },
+    get open() {
+      return server.open;
+    },
+    get received() {
+      return server.received;
+    },
+    close: () => server.close(),
+    get status() {
+      return state.status;
+    },
+    set status(s: number) {
+      state.status = s;
+    },
+    get probes() {
+      return state.probes;
+    },
+    get lastProbe() {
+      return state.lastProbe;
+    },
+    backend,
+  };
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for: ${what}`);
+    await delay(10);
+  }
+}
+
+function captureLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+    access() {},
+    close() {},
+  };
+}
+
+Deno.test("probe sends GET <path> with Host and Connection: close on a fresh connection; 2xx/3xx pass", async () => {
+  const b = healthBackend("b");
+  try {
+    const r = await probe(b.backend, { path: "/healthz", timeout: 1000 });
+    assertEquals([r.ok, r.status], [true, 200]);
+    const lines = b.lastProbe.split("\r\n");
+    assertEquals(lines[0], "GET /healthz HTTP/1.1");
+    assert(lines.includes(`Host: 127.0.0.1:${b.port}`), b.lastProbe);
+    assert(lines.includes("Connection: close"), b.lastProbe);
+    b.status = 302;
+    assertEquals((await probe(b.backend, { path: "/healthz", timeout: 1000 })).ok, true);
+    b.status = 404;
+    const bad = await probe(b.backend, { path: "/healthz", timeout: 1000 });
+    assertEquals([bad.ok, bad.status, bad.reason], [false, 404, "GET /healthz answered 404"]);
+    b.status = 503;
+    assertEquals((await probe(b.backend, { path: "/healthz", timeout: 1000 })).ok, false);
+    assertEquals(b.accepted, 4, "one connection per probe");
+  } finally {
+    await b.close();
+  }
+});
+
+Deno.test("probe uses the SRV target name with the port as Host", async () => {
+  const b = healthBackend("b");
+  try {
+    const srv = createBackend({ hostname: "127.0.0.1", port: b.port, name: "b1.unload.test" });
+    assert((await probe(srv, { path: "/healthz", timeout: 1000 })).ok);
+    assert(b.lastProbe.includes(`\r\nHost: b1.unload.test:${b.port}\r\n`), b.lastProbe);
+  } finally {
+    await b.close();
+  }
+});
+
+Deno.test("probe fails on refused, silent (bounded by timeout), garbage and early close", async () => {
+  const refused = createBackend({ hostname: "127.0.0.1", port: freePort() });
+  const r1 = await probe(refused, { path: "/", timeout: 1000 });
+  assertEquals(r1.ok, false);
+  assertMatch(r1.reason, /^connect: /);
+
+  const silent = rawServer(async (_conn, read) => {
+    while ((await read()) !== null);
+  });
+  const garbage = rawServer(async (conn, read) => {
+    await read();
+    await writeAllText(conn, "SSH-2.0-OpenSSH_9.6\r\n");
+  });
+  const early = rawServer(async (_conn, read) => {
+    await read();
+  });
+  try {
+    const t0 = performance.now();
+    const r2 = await probe(createBackend({ hostname: "127.0.0.1", port: silent.port }), {
+      path: "/",
+      timeout: 300,
+    });
+    const took = performance.now() - t0;
+    assertEquals(r2.ok, false);
+    assertMatch(r2.reason, /timed out after 300ms/);
+    assert(took >= 250 && took < 1000, `took ${took}ms`);
+    await until(() => silent.open === 0, 500, "the timed-out probe's connection is closed");
+
+    const r3 = await probe(createBackend({ hostname: "127.0.0.1", port: garbage.port }), {
+      path: "/",
+      timeout: 1000,
+    });
+    assertEquals(r3.ok, false);
+    assertMatch(r3.reason, /^malformed status line/);
+
+    const r4 = await probe(createBackend({ hostname: "127.0.0.1", port: early.port }), {
+      path: "/",
+      timeout: 1000,
+    });
+    assertEquals([r4.ok, r4.reason], [false, "closed before a status line"]);
+  } finally {
+    await Promise.all([silent.close(), garbage.close(), early.close()]);
+  }
+});
+
+Deno.test("checker: down after `fall` consecutive failures, up after 2 consecutive passes", async () => {
+  const b = healthBackend("b");
+  const ac = new AbortController();
+  const changes: string[] = [];
+  const checker = new HealthChecker({
+    path: "/healthz",
+    interval: 20,
+    timeout: 500,
+    fall: 3,
+    backends: () => [b.backend],
+    signal: ac.signal,
+    onChange: (x, up, why) => changes.push(`${x.id} ${up ? "up" : "down"}: ${why}`),
+  });
+  try {
+    await until(() => checker.rounds >= 3, 2000, "3 rounds");
+    assert(b.backend.healthy);
+    b.status = 500;
+    const failedFrom = b.probes;
+    await until(() => !b.backend.healthy, 2000, "down");
+    assertEquals(b.probes - failedFrom, 3, "down at the third failed probe, not before");
+    assertEquals(changes, [`${b.backend.id} down: GET /healthz answered 500`]);
+    // one pass is not enough; a failure in between starts the count over
+    b.status = 200;
+    let from = b.probes;
+    await until(() => b.probes >= from + 1, 2000, "one pass");
+    b.status = 500;
+    await until(() => b.probes >= from + 3, 2000, "more failures");
+    assert(!b.backend.healthy, "back up after a single pass");
+    b.status = 200;
+    from = b.probes;
+    await until(() => b.backend.healthy, 2000, "up");
+    assertEquals(b.probes - from, 2, "up at the second consecutive pass");
+    assertEquals(changes[1], `${b.backend.id} up: 2 consecutive checks passed`);
+  } finally {
+    ac.abort();
+    await checker.closed;
+    await b.close();
+  }
+});
+
+Deno.test("checker: one timer for all backends, follows the set it is given, stops on abort", async () => {
+  const bs = [healthBackend("a"), healthBackend("b"), healthBackend("c")];
+  const set: Backend[] = [bs[0]!.backend, bs[1]!.backend];
+  const ac = new AbortController();
+  const checker = new HealthChecker({
+    path: "/healthz",
+    interval: 100,
+    timeout: 500,
+    backends: () => set,
+    signal: ac.signal,
+  });
+  try {
+    await delay(450); // rounds at ~0, 100, 200, 300, 400 ms
+    const [a, b, c] = bs as [HealthBackend, HealthBackend, HealthBackend];
+    assertEquals(a.probes, b.probes, "every backend is probed in the same round");
+    assert(a.probes >= 3 && a.probes <= 6, `probes in 450 ms at 100 ms: ${a.probes}`);
+    assertEquals(c.probes, 0);
+    // discovery: c joins, a leaves
+    set.splice(0, 1, c.backend);
+    const [a0, c0] = [a.probes, c.probes];
+    await delay(250);
+    assertGreater(c.probes, c0);
+    assertLess(a.probes - a0, 2, "a removed backend is probed at most once more");
+    ac.abort();
+    await checker.closed;
+    const after = bs.map((x) => x.probes);
+    await delay(250);
+    assertEquals(bs.map((x) => x.probes), after, "no probe after abort");
+  } finally {
+    ac.abort();
+    await Promise.all(bs.map((x) => x.close()));
+  }
+});
+
+Deno.test("checker: abort abandons a probe in progress at once", async () => {
+  const silent = rawServer(async (_conn, read) => {
+    while ((await read()) !== null);
+  });
+  const ac = new AbortController();
+  const checker = new HealthChecker({
+    path: "/",
+    interval: 1000,
+    timeout: 10_000,
+    backends: () => [createBackend({ hostname: "127.0.0.1", port: silent.port })],
+    signal: ac.signal,
+  });
+  await until(() => silent.open === 1, 1000, "a probe connected");
+  const t0 = performance.now();
+  ac.abort();
+  await checker.closed;
+  assertLess(performance.now() - t0, 200);
+  await until(() => silent.open === 0, 500, "the probe's connection closed");
+  await silent.close();
+});
+
+Deno.test("checker: a passively ejected backend needs 2 fresh passes; passive health has no back-off with active checks", async () => {
+  const b = healthBackend("b");
+  const passive = new PassiveHealth({ failures: 2, backoff: 50, activeChecks: true });
+  const ac = new AbortController();
+  const checker = new HealthChecker({
+    path: "/healthz",
+    interval: 60_000, // rounds: the first one at start, then only check()
+    timeout: 500,
+    backends: () => [b.backend],
+    signal: ac.signal,
+  });
+  try {
+    await until(() => checker.rounds === 1, 1000, "the first round");
+    await checker.check();
+    passive.failure(b.backend, "reset");
+    passive.failure(b.backend, "reset");
+    assert(!b.backend.healthy, "ejected by passive health");
+    await delay(150); // three back-offs long: passive health does not bring it back
+    assert(!b.backend.healthy, "back in rotation by the back-off");
+    await checker.check();
+    assert(!b.backend.healthy, "back after one pass (the passes before the ejection count)");
+    await checker.check();
+    assert(b.backend.healthy, "not back after 2 passes");
+    assertEquals(b.probes, 4);
+  } finally {
+    ac.abort();
+    await checker.closed;
+    passive.close();
+    await b.close();
+  }
+});
+
+Deno.test("checker rejects a path that is not origin-form", () => {
+  let threw = false;
+  try {
+    new HealthChecker({
+      path: "/x y\r\nX: 1",
+      interval: 1000,
+      timeout: 100,
+      backends: () => [],
+      signal: AbortSignal.abort(),
+    });
+  } catch (e) {
+    threw = e instanceof RangeError;
+  }
+  assert(threw);
+  let configError = "";
+  try {
+    parseConfig(
+      `listen: { http: 127.0.0.1:0 }\nhealth: { path: "healthz", interval: 0s }\nroutes: [{ name: a, backends: [{ address: 127.0.0.1:1 }] }]\n`,
+      "h.yaml",
+    );
+  } catch (e) {
+    configError = (e as Error).message;
+  }
+  assertMatch(configError, /h\.yaml:2: health\.interval: must be more than 0ms/);
+  assertMatch(configError, /h\.yaml:2: health\.path: must be a path like \/healthz/);
+});
+
+async function startLb(yaml: string): Promise<Balancer & { port: number; lines: string[] }> {
+  const log = captureLogger();
+  const lb = await Balancer.start(parseConfig(yaml, "test.yaml"), { logger: log });
+  return Object.assign(lb, { port: lb.addrs.http!.port, lines: log.lines });
+}
+
+Deno.test("balancer: an unhealthy backend is taken out and brought back by the active check, logged", async () => {
+  const good = healthBackend("good");
+  const sick = healthBackend("sick", 503);
+  const lb = await startLb(`
+listen: { http: 127.0.0.1:0 }
+health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 2 }
+scheduler: round_robin
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${good.port} }, { address: 127.0.0.1:${sick.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  try {
+    const sickB = () => lb.routes[0]!.scheduler.backends.find((x) => x.port === sick.port)!;
+    await until(() => !sickB().healthy, 2000, "sick down");
+    for (let i = 0; i < 10; i++) {
+      const res = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+      assertEquals(res.headers.get("x-backend"), "good");
+    }
+    sick.status = 204;
+    await until(() => sickB().healthy, 2000, "sick up");
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      seen.add((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).headers.get("x-backend")!);
+    }
+    assertEquals([...seen].sort(), ["good", "sick"]);
+    const id = `127.0.0.1:${sick.port}`;
+    assert(
+      lb.lines.includes(`warn backend ${id} down: GET /healthz answered 503`),
+      lb.lines.join("\n"),
+    );
+    assert(lb.lines.includes(`info backend ${id} up`), lb.lines.join("\n"));
+    assert(!lb.lines.some((l) => l.includes(good.port.toString()) && l.includes("down")));
+  } finally {
+    c.close();
+    await lb.close();
+    await Promise.all([good.close(), sick.close()]);
+  }
+});
+
+Deno.test("balancer: with active checks a passively ejected backend stays out past the back-off until the check passes", async () => {
+  const a = healthBackend("a");
+  let broken = false; // real requests to "flaky" are reset while true
+  const flakyHealth = { status: 200 };
+  const flaky = rawServer(async (conn, read) => {
+    const chunk = await read();
+    if (chunk === null) return;
+    if (dec.decode(chunk).startsWith("GET /healthz ")) {
+      await writeAllText(conn, `HTTP/1.1 ${flakyHealth.status} S\r\ncontent-length: 0\r\n\r\n`);
+    } else if (!broken) {
+      await writeAllText(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-backend: flaky\r\n\r\nflaky",
+      );
+    }
+  });
+  const lb = await startLb(`
+listen: { http: 127.0.0.1:0 }
+health: { path: /healthz, interval: 100ms, timeout: 500ms, failures: 2, backoff: 50ms }
+retry: { attempts: 0 }
+scheduler: round_robin
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${flaky.port} }, { address: 127.0.0.1:${a.port} }] }]
+`);
+  try {
+    const b = lb.routes[0]!.scheduler.backends.find((x) => x.port === flaky.port)!;
+    broken = true;
+    const statuses = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await RawClient.connect(lb.port);
+      statuses.push(
+        (await c.request("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")).status,
+      );
+      c.close();
+    }
+    assertEquals(statuses.filter((s) => s === 502).length, 2, `statuses: ${statuses}`);
+    assert(!b.healthy, "ejected by passive health after 2 failed exchanges");
+    flakyHealth.status = 500;
+    await delay(400); // eight back-offs long
+    assert(!b.healthy, "back in rotation without a passing check");
+    broken = false;
+    flakyHealth.status = 200;
+    await until(() => b.healthy, 2000, "up after passing checks");
+    const id = `127.0.0.1:${flaky.port}`;
+    const mine = lb.lines.filter((l) => l.includes(id));
+    assertMatch(mine[0]!, /^warn backend .* ejected: 2 consecutive failures/);
+    assertEquals(mine.at(-1), `info backend ${id} up`);
+    assert(!mine.some((l) => l.includes("back-off over")), mine.join("\n"));
+  } finally {
+    await lb.close();
+    await Promise.all([a.close(), flaky.close()]);
+  }
+});
+
+Deno.test("balancer: reload turns active checks on and off; off hands the down backends to the back-off", async () => {
+  const a = healthBackend("a");
+  const sick = healthBackend("sick", 500);
+  const yaml = (health: string) => `
+listen: { http: 127.0.0.1:0 }
+${health}
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${a.port} }, { address: 127.0.0.1:${sick.port} }] }]
+`;
+  const lb = await startLb(yaml("health: { backoff: 200ms }"));
+  try {
+    const b = () => lb.routes[0]!.scheduler.backends.find((x) => x.port === sick.port)!;
+    await delay(150);
+    assertEquals(sick.probes, 0, "no probe without health.path");
+    const on = yaml(
+      "health: { path: /healthz, interval: 30ms, timeout: 500ms, failures: 1, backoff: 200ms }",
+    );
+    assert((await lb.reload(parseConfig(on, "test.yaml"))).ok);
+    await until(() => !b().healthy, 1000, "down by the check");
+    assert((await lb.reload(parseConfig(yaml("health: { backoff: 200ms }"), "test.yaml"))).ok);
+    const probes = sick.probes;
+    await until(() => b().healthy, 1000, "back after the back-off");
+    assertLess(sick.probes - probes, 2, "checks stopped");
+  } finally {
+    await lb.close();
+    await Promise.all([a.close(), sick.close()]);
+  }
+});
+
+Deno.test("balancer: active checks follow SRV updates: a new target is probed (and taken out), a removed one no longer", async () => {
+  const NAME = "_http._tcp.app.test";
+  const b1 = healthBackend("b1");
+  const b2 = healthBackend("b2", 500);
+  const records = (ports: number[]): DnsmasqRecords => ({
+    srv: ports.map((port, i) => ({
+      name: NAME,
+      target: `h${i + 1}.test`,
+      port,
+      priority: 0,
+      weight: 10,
+    })),
+    hosts: ports.map((_, i) => ({ name: `h${i + 1}.test`, address: "127.0.0.1" })),
+  });
+  const dns = await startDnsmasq(records([b1.port]));
+  const lb = await startLb(`
+listen: { http: 127.0.0.1:0 }
+dns: { nameserver: 127.0.0.1:${dns.port}, refresh: 200ms }
+health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 1 }
+routes: [{ name: app, srv: ${NAME} }]
+`);
+  try {
+    await until(() => b1.probes > 0, 2000, "b1 probed");
+    assert(b1.lastProbe.includes(`\r\nHost: h1.test:${b1.port}\r\n`), b1.lastProbe);
+    await dns.restart(records([b1.port, b2.port]));
+    await until(() => lb.routes[0]!.scheduler.backends.length === 2, 3000, "b2 discovered");
+    await until(() => b2.probes > 0, 2000, "b2 probed");
+    const b2b = lb.routes[0]!.scheduler.backends.find((x) => x.port === b2.port)!;
+    await until(() => !b2b.healthy, 2000, "b2 down");
+    await dns.restart(records([b2.port]));
+    await until(
+      () => lb.routes[0]!.scheduler.backends.every((x) => x.port === b2.port),
+      3000,
+      "b1 removed",
+    );
+    const p1 = b1.probes;
+    await delay(200);
+    assertLess(b1.probes - p1, 2, "a removed backend is no longer probed");
+  } finally {
+    await lb.close();
+    await dns.stop();
+    await Promise.all([b1.close(), b2.close()]);
+  }
+});
