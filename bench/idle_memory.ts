@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console
 // Memory of 10,000 idle keep-alive client connections (issue #7 target: < 150 MB RSS).
 // Run: deno run -A bench/idle_memory.ts   (needs ulimit -n > 20000)
 import { startLbProcess } from "../tests/_process.ts";

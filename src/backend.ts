@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { UpstreamTls } from "./tls.ts";
 
 /** One upstream server that a route can send requests to. */
 export interface Backend {
@@ -22,6 +23,8 @@ export interface Backend {
   healthy: boolean;
   /** Requests currently being proxied to it. */
   inflight: number;
+  /** Present when it is reached over TLS (`routes[].tls: true`). */
+  readonly tls?: UpstreamTls;
 }
 
 /** Options for {@linkcode createBackend}. */
@@ -59,4 +62,37 @@ export function createBackend(init: BackendInit): Backend {
     healthy: true,
     inflight: 0,
   };
+}
+
+/**
+ * The identity a pool is kept under: the id, plus the TLS settings and the name
+ * verified when the backend is reached over TLS (a route with and one without
+ * TLS to the same address get separate pools).
+ *
+ * @example
+ * ```ts
+ * import { backendKey, createBackend } from "./backend.ts";
+ * console.assert(backendKey(createBackend({ hostname: "127.0.0.1", port: 9001 })) === "127.0.0.1:9001");
+ * ```
+ */
+export function backendKey(b: Backend): string {
+  return b.tls ? `${b.id} ${b.tls.key} ${tlsServerName(b)}` : b.id;
+}
+
+/**
+ * The name a TLS backend's certificate must carry: `routes[].server_name`, else
+ * the SRV target it was discovered from, else its configured host or IP.
+ *
+ * @example
+ * ```ts
+ * import { createBackend, tlsServerName } from "./backend.ts";
+ * const b = createBackend({ hostname: "10.0.0.5", port: 443, name: "b1.test." });
+ * console.assert(tlsServerName(b) === "b1.test");
+ * ```
+ */
+export function tlsServerName(b: Backend): string {
+  if (b.tls?.serverName !== undefined) return b.tls.serverName;
+  // SRV targets are bare names; static backends are named by their host:port address
+  if (b.name !== b.id && !b.name.includes(":")) return b.name.replace(/\.$/, "");
+  return b.hostname;
 }

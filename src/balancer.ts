@@ -9,18 +9,19 @@
 import type { HostPort } from "./address.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { Metrics } from "./admin/metrics.ts";
-import type { Backend } from "./backend.ts";
+import { type Backend, backendKey } from "./backend.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import type { ProxyContext } from "./context.ts";
 import { Watchdog } from "./deadline.ts";
 import type { SrvWatcherState } from "./discovery/srv.ts";
 import { PassiveHealth } from "./health.ts";
+import { HealthChecker } from "./health_check.ts";
 import { accept, type Acceptor } from "./listener.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Pool } from "./pool.ts";
 import { serveConn } from "./proxy.ts";
 import { RouteSet, type RouteState } from "./routes.ts";
-import { loadTls } from "./tls.ts";
+import { TlsAcceptor } from "./tls_reload.ts";
 
 export type { RouteState } from "./routes.ts";
 
@@ -83,6 +84,7 @@ export class Balancer {
   readonly #idle = new Set<{ close(): void }>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
+  #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
   #closing: Promise<void> | undefined;
   #reloading: Promise<ReloadResult> | undefined;
 
@@ -93,6 +95,7 @@ export class Balancer {
     this.#health = new PassiveHealth({
       failures: config.health.failures,
       backoff: config.health.backoff,
+      activeChecks: config.health.path !== undefined,
       onChange: (b, healthy, why) =>
         healthy
           ? this.log.info(`backend ${b.id} back in rotation: ${why}`)
@@ -110,6 +113,7 @@ export class Balancer {
     const lb = new Balancer(config, options);
     try {
       lb.#routes = await RouteSet.start(config, { log: lb.log, onChange: () => lb.#prunePools() });
+      lb.#activeChecks(config);
       await lb.#listen(config);
       if (config.admin) {
         lb.#admin = bind(
@@ -143,7 +147,7 @@ export class Balancer {
     return out;
   }
 
-  /** Pools by backend id. */
+  /** Pools by backend id (by `backendKey`: id and TLS settings, for TLS backends). */
   get pools(): ReadonlyMap<string, Pool> {
     return this.#pools;
   }
@@ -195,6 +199,7 @@ export class Balancer {
       this.#routes = routes;
       this.#config = next;
       for (const l of previous) if (!this.#listening.includes(l)) this.#retire(l);
+      this.#activeChecks(next);
       await old.stop();
       this.#prunePools();
       return this.#reloaded({ ok: true });
@@ -230,11 +235,45 @@ export class Balancer {
     }
     clearTimeout(timer);
     this.#ac.abort();
+    this.#checks?.ac.abort();
+    await this.#checks?.checker.closed;
     for (const p of this.#pools.values()) p.drain();
     await this.#routes?.stop();
     await this.#admin?.close();
     this.#health.close();
     this.log.close();
+  }
+
+  // Active health checks as `config.health` asks: the checker is replaced only when
+  // its settings changed (its counts then start over). It asks for the running routes'
+  // backends before every round, so discovery updates and reloads are followed.
+  #activeChecks(config: Config): void {
+    const { path, interval, timeout, failures, backoff } = config.health;
+    const key = path === undefined ? "" : `${path} ${interval} ${timeout} ${failures}`;
+    this.#health.configure({ failures, backoff, activeChecks: path !== undefined });
+    if ((this.#checks?.key ?? "") === key) return;
+    this.#checks?.ac.abort();
+    this.#checks = undefined;
+    if (path === undefined) {
+      // turned off: what the checks left down gets the passive back-off instead
+      for (const b of this.#routes.backends().values()) if (!b.healthy) this.#health.backOff(b);
+      return;
+    }
+    const ac = new AbortController();
+    const checker = new HealthChecker({
+      path,
+      interval,
+      timeout,
+      fall: failures,
+      backends: () => this.#routes.backends().values(),
+      signal: ac.signal,
+      onChange: (b, healthy, why) => {
+        if (!healthy) return this.log.warn(`backend ${b.id} down: ${why}`);
+        this.#health.success(b); // proven up again: passive failures start from zero
+        this.log.info(`backend ${b.id} up`);
+      },
+    });
+    this.#checks = { key, ac, checker };
   }
 
   #reloaded(result: ReloadResult): ReloadResult {
@@ -256,7 +295,8 @@ export class Balancer {
   }
 
   #pool(backend: Backend): Pool {
-    let pool = this.#pools.get(backend.id);
+    const key = backendKey(backend);
+    let pool = this.#pools.get(key);
     if (pool === undefined) {
       const { limits, timeouts } = this.#config;
       pool = new Pool(backend, {
@@ -264,8 +304,9 @@ export class Balancer {
         maxConns: limits.pool_max,
         idleTimeout: timeouts.pool_idle,
         connectTimeout: timeouts.connect,
+        tls: backend.tls,
       });
-      this.#pools.set(backend.id, pool);
+      this.#pools.set(key, pool);
     }
     return pool;
   }
@@ -282,8 +323,9 @@ export class Balancer {
     }
   }
 
-  // Binds the listeners of `config`, keeping those whose address and TLS files are
-  // unchanged; every context gets the new routes and settings.
+  // Binds the listeners of `config`, keeping those whose address is unchanged (an
+  // HTTPS one re-reads its certificate, last: a bad one fails the reload); every
+  // context gets the new routes and settings.
   async #listen(config: Config, routes?: RouteSet): Promise<void> {
     const { listen, tls } = config;
     const wanted: Array<{ proto: "http" | "https"; addr: HostPort; key: string }> = [];
@@ -291,14 +333,14 @@ export class Balancer {
       wanted.push({
         proto: "https",
         addr: listen.https,
-        key: `https ${addrKey(listen.https)} ${tls?.cert} ${tls?.key}`,
+        key: `https ${addrKey(listen.https)}`,
       });
     }
     if (listen.http) {
       wanted.push({
         proto: "http",
         addr: listen.http,
-        key: `http ${addrKey(listen.http)} ${tls?.redirect_http}`,
+        key: `http ${addrKey(listen.http)}`,
       });
     }
     const next: Listening[] = [];
@@ -310,13 +352,17 @@ export class Balancer {
           next.push(kept);
           continue;
         }
-        const listener = w.proto === "https"
-          ? await tlsListener(config, w.addr)
-          : bind("listen.http", w.addr, () => Deno.listen(w.addr));
         const ctx = this.#context(config, w.proto);
-        const l = { key: w.key, ctx, acceptor: accept(listener, (conn) => serveConn(conn, ctx)) };
+        const handle = (conn: Deno.Conn) => serveConn(conn, ctx);
+        const acceptor = w.proto === "https"
+          ? await TlsAcceptor.start({ addr: w.addr, tls: tls!, handle, log: this.log })
+          : accept(bind("listen.http", w.addr, () => Deno.listen(w.addr)), handle);
+        const l = { key: w.key, ctx, acceptor };
         opened.push(l);
         next.push(l);
+      }
+      for (const l of next) {
+        if (l.acceptor instanceof TlsAcceptor && !opened.includes(l)) await l.acceptor.reload(tls);
       }
     } catch (e) {
       for (const l of opened) l.acceptor.stop();
@@ -361,15 +407,6 @@ export class Balancer {
 
 function addrKey(a: HostPort): string {
   return `${a.hostname}:${a.port}`;
-}
-
-async function tlsListener(config: Config, addr: HostPort): Promise<Deno.Listener> {
-  const files = await loadTls(config.tls!);
-  return bind(
-    "listen.https",
-    addr,
-    () => Deno.listenTls({ ...addr, transport: "tcp", ...files, alpnProtocols: ["http/1.1"] }),
-  );
 }
 
 function bind<T>(what: string, addr: HostPort, open: () => T): T {

@@ -54,10 +54,13 @@ Prints the order in which backends are picked, and each one's share.
 
 Example:
   unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9`,
-  demo: `Usage: unload demo [--listen ADDR]
+  demo: `Usage: unload demo [--listen ADDR] [--admin ADDR] [--traffic]
 
 Starts an embedded SRV DNS server, three demo backends (b1 p0 w30, b2 p0 w20,
-b3 p10 w40) and the balancer on ADDR (default 127.0.0.1:8080).
+b3 p10 w40), the balancer and its admin listener with the live dashboard.
+  --listen ADDR  the balancer (default 127.0.0.1:8080)
+  --admin ADDR   dashboard, /metrics, /status and demo controls (default 127.0.0.1:9090)
+  --traffic      send a little built-in traffic so the dashboard moves
 
 Example:
   npx -y deno@2.9.6 task start`,
@@ -81,6 +84,8 @@ export async function main(args: string[]): Promise<number> {
         mode: { type: "string" },
         n: { type: "string", short: "n" },
         listen: { type: "string" },
+        admin: { type: "string" },
+        traffic: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -107,7 +112,11 @@ export async function main(args: string[]): Promise<number> {
     case "simulate":
       return await simulateCommand(flags);
     case "demo":
-      return await runDemo({ listen: flags.listen ?? "127.0.0.1:8080" });
+      return await runDemo({
+        listen: flags.listen ?? "127.0.0.1:8080",
+        admin: flags.admin ?? "127.0.0.1:9090",
+        traffic: flags.traffic ?? false,
+      });
     default:
       console.error(`unload: unknown command "${command}"\n\n${USAGE.main}`);
       return 2;

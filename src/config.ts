@@ -50,13 +50,15 @@ export interface RouteConfig {
   srv?: string;
   backends?: StaticBackendEntry[];
   scheduler: SchedulerMode;
+  /** Present when `tls: true`: backends are reached over TLS. */
+  tls?: { ca?: string; server_name?: string };
 }
 
 /** A validated configuration with defaults applied. */
 export interface Config {
   file: string;
   listen: { http?: HostPort; https?: HostPort };
-  tls?: { cert: string; key: string; redirect_http: boolean };
+  tls?: { cert: string; key: string; redirect_http: boolean; watch: boolean };
   dns: { nameserver?: HostPort; refresh: number };
   scheduler: SchedulerMode;
   workers: number;
@@ -119,7 +121,21 @@ const TOP_KEYS = [
   "retry",
   "log",
 ] as const;
+const ROUTE_KEYS = [
+  "name",
+  "host",
+  "path",
+  "srv",
+  "backends",
+  "scheduler",
+  "tls",
+  "ca",
+  "server_name",
+] as const;
 const ROUTE_NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
+// origin-form request target: "/" then visible ASCII (no space, CR or LF to inject)
+const HEALTH_PATH_REGEXP = /^\/[\x21-\x7e]*$/;
+const SERVER_NAME_REGEXP = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
 
 /**
  * Parses and validates a config file's text.
@@ -189,9 +205,15 @@ export function parseConfig(text: string, file: string): Config {
     config.health.failures;
   for (const k of ["backoff", "interval", "timeout"] as const) {
     config.health[k] = src.duration(health.get(k), `health.${k}`) ?? config.health[k];
+    if (k !== "backoff" && config.health[k] === 0) {
+      src.fail(health.get(k), `health.${k}`, "must be more than 0ms");
+    }
   }
   const path = src.string(health.get("path"), "health.path");
   if (path !== undefined) config.health.path = path;
+  if (path !== undefined && !HEALTH_PATH_REGEXP.test(path)) {
+    src.fail(health.get("path"), "health.path", `must be a path like /healthz: received "${path}"`);
+  }
   const retry = src.map(top.get("retry"), "retry", ["attempts"]);
   config.retry.attempts = src.int(retry.get("attempts"), "retry.attempts", 0, 5) ??
     config.retry.attempts;
@@ -227,14 +249,15 @@ function workers(src: Source, node: Node | undefined): number {
 }
 
 function readTls(src: Source, node: Node | undefined, config: Config): void {
-  const tls = src.map(node, "tls", ["cert", "key", "redirect_http"]);
+  const tls = src.map(node, "tls", ["cert", "key", "redirect_http", "watch"]);
   if (node !== undefined) {
     const cert = src.string(tls.get("cert"), "tls.cert");
     const key = src.string(tls.get("key"), "tls.key");
     if (cert === undefined || key === undefined) src.fail(node, "tls", "needs both cert and key");
     else {
       const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
-      config.tls = { cert, key, redirect_http: redirect };
+      const watch = src.bool(tls.get("watch"), "tls.watch") ?? true;
+      config.tls = { cert, key, redirect_http: redirect, watch };
     }
   }
 }
@@ -263,7 +286,7 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
   const names = new Set<string>();
   items.forEach((item, i) => {
     const path = `routes[${i}]`;
-    const m = src.map(item, path, ["name", "host", "path", "srv", "backends", "scheduler"]);
+    const m = src.map(item, path, ROUTE_KEYS);
     const name = src.string(m.get("name"), `${path}.name`) ?? `route${i}`;
     if (!ROUTE_NAME_REGEXP.test(name)) {
       src.fail(m.get("name"), `${path}.name`, "use letters, digits, . _ -");
@@ -285,8 +308,31 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
     if ((srv === undefined) === !m.has("backends")) {
       src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
     }
+    readUpstreamTls(src, m, path, route);
     config.routes.push(route);
   });
+}
+
+function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {
+  const tls = src.bool(m.get("tls"), `${path}.tls`);
+  const ca = src.string(m.get("ca"), `${path}.ca`);
+  const serverName = src.string(m.get("server_name"), `${path}.server_name`);
+  if (serverName !== undefined && !SERVER_NAME_REGEXP.test(serverName)) {
+    src.fail(
+      m.get("server_name"),
+      `${path}.server_name`,
+      `must be a DNS name: received "${serverName}"`,
+    );
+  }
+  if (tls !== true) {
+    for (const k of ["ca", "server_name"] as const) {
+      if (m.has(k)) src.fail(m.get(k), `${path}.${k}`, "only applies with tls: true");
+    }
+    return;
+  }
+  route.tls = {};
+  if (ca !== undefined) route.tls.ca = ca;
+  if (serverName !== undefined) route.tls.server_name = serverName;
 }
 
 function readBackends(src: Source, node: Node | undefined, path: string): StaticBackendEntry[] {

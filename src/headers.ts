@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { connectionTokens, type Fields, type RequestHead, type ResponseHead } from "./http1/head.ts";
+import {
+  connectionTokens,
+  type Fields,
+  type RequestHead,
+  type ResponseHead,
+} from "./http1/head.ts";
 import type { Framing } from "./http1/body.ts";
 
 const HOP_BY_HOP = new Set([

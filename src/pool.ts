@@ -4,8 +4,9 @@
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
+import { type Backend, tlsServerName } from "./backend.ts";
 import { BufReader, BufWriter } from "./http1/io.ts";
+import { upstreamHandshake, type UpstreamTls } from "./tls.ts";
 
 /** Pool bounds and timeouts. */
 export interface PoolOptions {
@@ -15,8 +16,10 @@ export interface PoolOptions {
   maxConns: number;
   /** Idle connections are closed after this many ms. @default {15000} */
   idleTimeout: number;
-  /** Connecting gives up after this many ms. @default {5000} */
+  /** Connecting (and the TLS handshake) gives up after this many ms. @default {5000} */
   connectTimeout: number;
+  /** Speak TLS to the backend with these settings. @default {plain TCP} */
+  tls?: UpstreamTls | undefined;
 }
 
 /** A connection to a backend with its reusable buffers. */
@@ -120,16 +123,20 @@ export class Pool {
    * @param fresh skip idle connections (a retry after a stale one failed).
    * @throws {ConnectError} when connecting fails or times out.
    */
-  async acquire(fresh = false, signal?: AbortSignal): Promise<BackendConn> {
+  acquire(fresh = false, signal?: AbortSignal): BackendConn | Promise<BackendConn> {
     if (!fresh) {
       const c = this.#idle.pop();
-      if (c !== undefined) {
+      if (c !== undefined) { // the common case stays synchronous
         c.idleSince = 0;
         c.uses++;
         this.reused++;
         return c;
       }
     }
+    return this.#open(signal);
+  }
+
+  async #open(signal?: AbortSignal): Promise<BackendConn> {
     while (this.#total >= this.#options.maxConns) {
       const c = this.#idle.shift(); // at the bound: make room by closing an idle one
       if (c !== undefined) {
@@ -184,10 +191,16 @@ export class Pool {
     const timeout = AbortSignal.timeout(this.#options.connectTimeout);
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
     try {
-      const conn = await Deno.connect({ hostname, port, signal: both });
+      const tcp = await Deno.connect({ hostname, port, signal: both });
       try {
-        conn.setNoDelay(true);
+        tcp.setNoDelay(true);
       } catch { /* not a TCP socket */ }
+      const tls = this.#options.tls;
+      const conn = tls === undefined ? tcp : await upstreamHandshake(tcp, {
+        tls,
+        serverName: tlsServerName(this.backend),
+        signal: both,
+      });
       this.opened++;
       return new BackendConn(conn);
     } catch (e) {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
+import { type Backend, backendKey } from "./backend.ts";
 import type { Config, RouteConfig } from "./config.ts";
 import type { Route } from "./context.ts";
 import { SrvWatcher } from "./discovery/srv.ts";
@@ -12,6 +12,7 @@ import { staticBackends } from "./discovery/static.ts";
 import type { Logger } from "./log.ts";
 import { Router } from "./router.ts";
 import { createScheduler, type Scheduler } from "./scheduler.ts";
+import { loadUpstreamTls, type UpstreamTls } from "./tls.ts";
 
 /** A route with what feeds it. */
 export interface RouteState extends Route {
@@ -24,7 +25,7 @@ export interface RouteState extends Route {
 /** Options for {@linkcode RouteSet.start}. */
 export interface RouteSetOptions {
   log: Logger;
-  /** Backends already running (by id): reused so health, counters and pools carry over. */
+  /** Backends already running (by {@linkcode backendKey}): reused so health, counters and pools carry over. */
   known?: ReadonlyMap<string, Backend>;
   /** Called after a discovery update changed some route's backends. */
   onChange?: () => void;
@@ -58,10 +59,11 @@ export class RouteSet {
     try {
       for (const rc of config.routes) {
         const found = rc.backends ? staticBackends(rc.backends) : [];
-        const scheduler = createScheduler(rc.scheduler, set.#reuse(found));
+        const tls = rc.tls ? await loadUpstreamTls({ name: rc.name, ...rc.tls }) : undefined;
+        const scheduler = createScheduler(rc.scheduler, set.#reuse(found, tls));
         const state: RouteState = { name: rc.name, config: rc, scheduler };
         if (rc.srv !== undefined) {
-          (state as { srv?: SrvWatcher }).srv = set.#watch(config, rc.srv, state);
+          (state as { srv?: SrvWatcher }).srv = set.#watch(config, rc.srv, state, tls);
         }
         set.routes.push(state);
         set.router.add({ host: rc.host, path: rc.path }, state);
@@ -74,10 +76,10 @@ export class RouteSet {
     return set;
   }
 
-  /** Every backend of every route, by id. */
+  /** Every backend of every route, by {@linkcode backendKey} (the id, for plain TCP). */
   backends(): Map<string, Backend> {
     const out = new Map<string, Backend>();
-    for (const r of this.routes) for (const b of r.scheduler.backends) out.set(b.id, b);
+    for (const r of this.routes) for (const b of r.scheduler.backends) out.set(backendKey(b), b);
     return out;
   }
 
@@ -87,16 +89,23 @@ export class RouteSet {
     await Promise.all(this.routes.map((r) => r.srv?.closed));
   }
 
-  #reuse(found: Backend[]): Backend[] {
+  #reuse(found: Backend[], tls: UpstreamTls | undefined): Backend[] {
     const known = this.#options.known;
     const mine = this.backends();
-    return found.map((b) => {
-      const old = mine.get(b.id) ?? known?.get(b.id);
+    return found.map((plain) => {
+      const b: Backend = tls ? { ...plain, tls } : plain;
+      const key = backendKey(b);
+      const old = mine.get(key) ?? known?.get(key);
       return old && old.priority === b.priority && old.weight === b.weight ? old : b;
     });
   }
 
-  #watch(config: Config, name: string, route: RouteState): SrvWatcher {
+  #watch(
+    config: Config,
+    name: string,
+    route: RouteState,
+    tls: UpstreamTls | undefined,
+  ): SrvWatcher {
     const { nameserver, refresh } = config.dns;
     const log = this.#options.log;
     return new SrvWatcher({
@@ -105,7 +114,7 @@ export class RouteSet {
       refresh,
       signal: this.#ac.signal,
       onUpdate: (found) => {
-        const next = this.#reuse(found);
+        const next = this.#reuse(found, tls);
         route.scheduler.update(next);
         const list = next.map((b) => `${b.name}=${b.id} p${b.priority} w${b.weight}`).join(", ");
         log.info(`route ${route.name}: ${name} → ${list}`);

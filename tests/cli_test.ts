@@ -21,7 +21,9 @@ Deno.test("cli --version prints the version from deno.json", async () => {
 Deno.test("cli --help lists every command, and each command has its own help with an example", async () => {
   const r = await runCli(["--help"]);
   assertEquals(r.code, 0);
-  for (const c of ["run", "validate", "simulate", "demo"]) assertStringIncludes(r.stdout, `unload ${c}`);
+  for (const c of ["run", "validate", "simulate", "demo"]) {
+    assertStringIncludes(r.stdout, `unload ${c}`);
+  }
   for (const c of ["run", "validate", "simulate", "demo"]) {
     const h = await runCli([c, "--help"]);
     assertEquals(h.code, 0);

@@ -72,7 +72,7 @@ routes:
     "t.yaml",
   );
   assertEquals(c.listen.https, { hostname: "::1", port: 443 });
-  assertEquals(c.tls, { cert: "c.pem", key: "k.pem", redirect_http: true });
+  assertEquals(c.tls, { cert: "c.pem", key: "k.pem", redirect_http: true, watch: true });
   assertEquals(c.dns, { nameserver: { hostname: "127.0.0.1", port: 5353 }, refresh: 30_000 });
   assertEquals([c.scheduler, c.workers, c.retry.attempts, c.log.access], [
     "rfc2782",
@@ -168,7 +168,7 @@ Deno.test("parseConfig reports an unknown top-level key at its line", () => {
 Deno.test("parseConfig reports an unknown key of a route at its line", () => {
   assertMatch(
     error(MINIMAL + "    colour: red\n"),
-    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler\)$/,
+    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, tls, ca, server_name\)$/,
   );
 });
 

@@ -11,7 +11,13 @@ const SEED: Row[] = [["b1", 0, 30], ["b2", 0, 20], ["b3", 10, 40]];
 function seedRecords(ports: number[], table: Row[] = SEED) {
   const records: DnsmasqRecords = { srv: [], hosts: [] };
   table.forEach(([name, priority, weight], i) => {
-    records.srv.push({ name: NAME, target: `${name}.unload.test`, port: ports[i]!, priority, weight });
+    records.srv.push({
+      name: NAME,
+      target: `${name}.unload.test`,
+      port: ports[i]!,
+      priority,
+      weight,
+    });
     records.hosts.push({ name: `${name}.unload.test`, address: "127.0.0.1" });
   });
   return records;
@@ -119,7 +125,9 @@ Deno.test("a target added to DNS gets traffic after the next refresh", async () 
   try {
     assertEquals(Object.keys(await t.count(90)).sort(), ["b1", "b2", "b3"]);
     const ports = t.backends.map((b) => b.port);
-    await t.dns.restart(seedRecords(ports, [["b1", 0, 30], ["b2", 0, 20], ["b3", 10, 40], ["b4", 10, 10]]));
+    await t.dns.restart(
+      seedRecords(ports, [["b1", 0, 30], ["b2", 0, 20], ["b3", 10, 40], ["b4", 10, 10]]),
+    );
     await delay(REFRESH + 1000);
     const counts = await t.count(100);
     assertEquals(counts, { b1: 30, b2: 20, b3: 40, b4: 10 });

@@ -6,10 +6,34 @@ import { type DnsmasqRecords, type SrvRecordSpec, startDnsmasq } from "./_dnsmas
 const NAME = "_http._tcp.app.test";
 const REFRESH = 300;
 
-const B1: SrvRecordSpec = { name: NAME, target: "b1.unload.test", port: 9001, priority: 0, weight: 30 };
-const B2: SrvRecordSpec = { name: NAME, target: "b2.unload.test", port: 9002, priority: 0, weight: 20 };
-const B3: SrvRecordSpec = { name: NAME, target: "b3.unload.test", port: 9003, priority: 10, weight: 40 };
-const B4: SrvRecordSpec = { name: NAME, target: "b4.unload.test", port: 9004, priority: 10, weight: 10 };
+const B1: SrvRecordSpec = {
+  name: NAME,
+  target: "b1.unload.test",
+  port: 9001,
+  priority: 0,
+  weight: 30,
+};
+const B2: SrvRecordSpec = {
+  name: NAME,
+  target: "b2.unload.test",
+  port: 9002,
+  priority: 0,
+  weight: 20,
+};
+const B3: SrvRecordSpec = {
+  name: NAME,
+  target: "b3.unload.test",
+  port: 9003,
+  priority: 10,
+  weight: 40,
+};
+const B4: SrvRecordSpec = {
+  name: NAME,
+  target: "b4.unload.test",
+  port: 9004,
+  priority: 10,
+  weight: 10,
+};
 const HOSTS = [
   { name: "b1.unload.test", address: "127.0.0.11" },
   { name: "b2.unload.test", address: "127.0.0.12" },

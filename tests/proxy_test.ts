@@ -1,5 +1,12 @@
 import { assert, assertEquals, assertLess, assertMatch, assertStringIncludes } from "@std/assert";
-import { delay, keepAliveBackend, RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
+import {
+  delay,
+  keepAliveBackend,
+  RawClient,
+  rawServer,
+  startBalancer,
+  writeAllText,
+} from "./_http.ts";
 
 const dec = new TextDecoder();
 
@@ -71,7 +78,9 @@ listen: { http: 127.0.0.1:0 }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
   const c = await RawClient.connect(lb.port);
-  await c.send("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  await c.send(
+    "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+  );
   assertEquals((await c.read()).body, "b /1\n");
   assertEquals((await c.read()).body, "b /2\n");
   const last = await c.read();
@@ -88,7 +97,10 @@ Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both w
   const b = rawServer(async (conn, read) => {
     const chunk = await read();
     seen = dec.decode(chunk!);
-    await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-secret\r\nx-secret: 1\r\nkeep-alive: timeout=5\r\n\r\nok");
+    await writeAllText(
+      conn,
+      "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-secret\r\nx-secret: 1\r\nkeep-alive: timeout=5\r\n\r\nok",
+    );
   });
   const lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
@@ -182,7 +194,9 @@ listen: { http: 127.0.0.1:0 }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
   const c = await RawClient.connect(lb.port);
-  const interim = await c.request("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  const interim = await c.request(
+    "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+  );
   assertEquals(interim.status, 100);
   const final = await c.request("hello");
   assertEquals([final.status, final.body], [201, "yes"]);
@@ -273,7 +287,9 @@ listen: { http: 127.0.0.1:0 }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
   const c = await RawClient.connect(lb.port);
-  await c.send("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(5000));
+  await c.send(
+    "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(5000),
+  );
   for (let i = 0; i < 50 && b.received < 5000; i++) await delay(20);
   assertEquals(b.open, 1);
   c.close();
@@ -309,7 +325,10 @@ Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked re
     for (;;) {
       const chunk = await read();
       if (chunk === null) return;
-      await writeAllText(conn, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+      await writeAllText(
+        conn,
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      );
     }
   });
   const lb = await startBalancer(`

@@ -49,7 +49,10 @@ function hashingBackend() {
         left -= c.length;
       }
       const digest = hash.digest("hex");
-      await writeAllText(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${digest.length}\r\n\r\n${digest}`);
+      await writeAllText(
+        conn,
+        `HTTP/1.1 200 OK\r\ncontent-length: ${digest.length}\r\n\r\n${digest}`,
+      );
     } else {
       await writeAllText(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${SIZE}\r\n\r\n`);
       for (let i = 0; i < SIZE / CHUNK; i++) await writeAllText(conn, pattern(i % 97));
@@ -82,7 +85,10 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
   try {
     // warm up, then take the baseline
     const warm = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
-    await writeAllText(warm, "POST /w HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+    await writeAllText(
+      warm,
+      "POST /w HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
     while ((await warm.read(new Uint8Array(1024))) !== null);
     warm.close();
     const base = lb.rss();

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# HTTPS throughput of unload vs HAProxy, each terminating TLS for the same nginx backend,
+# in ONE run (a benchmark, not a test).
+#   nginx backend and wrk pinned to CPU 1; each balancer pinned to CPU 0; 127.0.0.1 only.
+#   One self-signed EC P-256 certificate (made here with openssl) for both balancers.
+#   Two workloads: keep-alive (TLS record throughput: one handshake per connection) and
+#   "Connection: close" (one full TLS handshake per request).
+# Env: DUR (s per measurement, 8), CONNS (100), ROUNDS (1: best of N), KEEP (keep temp dir),
+#   BP/HP/UP (ports of the backend, HAProxy, unload: 19101/19443/19444).
+# Prints a markdown table: rps, p50, p99, errors and unload's ratio to HAProxy.
+set -u
+cd "$(dirname "$0")/.."
+for c in nginx haproxy wrk openssl taskset curl; do
+  command -v "$c" >/dev/null || { echo "bench/https.sh: $c is needed" >&2; exit 2; }
+done
+DENO=${DENO:-$(command -v deno || echo "npx -y deno@2.9.6")}
+D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-100}; ROUNDS=${ROUNDS:-1}
+# ports (backend, HAProxy, unload), away from the usual ones other benchmarks use
+BP=${BP:-19101}; HP=${HP:-19443}; UP=${UP:-19444}
+trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
+ulimit -n 65536 2>/dev/null || true
+
+# The self-signed certificate, as docs/tls.md shows it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -keyout "$D/key.pem" -out "$D/cert.pem" -subj "/CN=app.test" \
+  -addext "subjectAltName=DNS:app.test,IP:127.0.0.1" 2>/dev/null
+cat "$D/cert.pem" "$D/key.pem" > "$D/haproxy.pem"
+
+cat > "$D/backend.conf" <<C
+worker_processes 1; daemon off; pid $D/b.pid; error_log $D/b.err;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BP; location / { return 200 "b1 hello\n"; } } }
+C
+taskset -c 1 nginx -c "$D/backend.conf" -p "$D" &
+
+cat > "$D/haproxy.cfg" <<C
+global
+  nbthread 1
+  maxconn 8000
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+  option forwardfor
+frontend fe
+  bind 127.0.0.1:$HP ssl crt $D/haproxy.pem alpn http/1.1
+  http-request set-header X-Forwarded-Proto https
+  default_backend be
+backend be
+  server b1 127.0.0.1:$BP
+C
+cat > "$D/unload.yaml" <<C
+listen: { https: 127.0.0.1:$UP }
+tls: { cert: $D/cert.pem, key: $D/key.pem }
+log: { access: "off" }
+routes:
+  - name: app
+    backends: [{ address: 127.0.0.1:$BP }]
+C
+sleep 0.3
+taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
+taskset -c 0 $DENO run --allow-net --allow-read main.ts run --config "$D/unload.yaml" \
+  > "$D/unload.log" 2>&1 &
+for i in $(seq 1 100); do
+  curl -sk -m 1 https://127.0.0.1:$HP/ >/dev/null && curl -sk -m 1 https://127.0.0.1:$UP/ >/dev/null && break
+  sleep 0.2
+done
+
+# warm-up (V8 compiles the hot path; both sides get the same)
+for port in $HP $UP; do taskset -c 1 wrk -t1 -c"$CONNS" -d2s "https://127.0.0.1:$port/" >/dev/null 2>&1; done
+
+echo "HTTPS, $CONNS connections, ${DUR}s per measurement, best of $ROUNDS (rps; latency p50/p99)"
+echo
+echo "| workload | balancer | rps | p50 | p99 | errors | rps vs HAProxy |"
+echo "|---|---|---|---|---|---|---|"
+declare -A best
+declare -A row
+for mode in keepalive close; do
+  hdr=(); [ "$mode" = close ] && hdr=(-H "Connection: close")
+  for round in $(seq 1 "$ROUNDS"); do
+    for t in haproxy:$HP unload:$UP; do
+      name=${t%%:*}; port=${t##*:}
+      curl -sk -m 2 "https://127.0.0.1:$port/" >/dev/null || { echo "$name: no answer" >&2; continue; }
+      out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 5s --latency "${hdr[@]}" \
+        "https://127.0.0.1:$port/" 2>&1)
+      rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+      p50=$(echo "$out" | awk '$1=="50%"{print $2}'); p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+      err=$(echo "$out" | grep -E 'Socket errors|Non-2xx' | sed 's/^ *//' | tr '\n' ' ')
+      if awk -v a="${rps:-0}" -v b="${best[$mode$name]:-0}" 'BEGIN{exit !(a>b)}'; then
+        best[$mode$name]=$rps; row[$mode$name]="$rps | $p50 | $p99 | ${err:-0}"
+      fi
+    done
+  done
+  for name in haproxy unload; do
+    ratio=$(awk -v a="${best[${mode}unload]:-0}" -v b="${best[${mode}haproxy]:-0}" \
+      'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }')
+    [ "$name" = haproxy ] && ratio="1.00"
+    echo "| $mode | $name | ${row[$mode$name]:-no answer | | | } | $ratio |"
+  done
+done
