@@ -29,6 +29,13 @@ export type { RouteState } from "./routes.ts";
 export interface BalancerOptions {
   /** @default {a logger following config.log} */
   logger?: Logger;
+  /**
+   * Share the listening ports with other workers (`SO_REUSEPORT`): `"first"` checks
+   * that the port is free, then binds shareably; `"join"` binds a port the first one
+   * holds. Workers other than the first serve no admin listener.
+   * @default {undefined (exclusive ports)}
+   */
+  reusePort?: "first" | "join";
 }
 
 /** Thrown when the balancer cannot start (a port in use, an unreadable certificate). */
@@ -86,10 +93,12 @@ export class Balancer {
   readonly #health: PassiveHealth;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
   #closing: Promise<void> | undefined;
+  readonly #reusePort: "first" | "join" | undefined;
   #reloading: Promise<ReloadResult> | undefined;
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#config = config;
+    this.#reusePort = options.reusePort;
     this.log = options.logger ?? createLogger({ access: config.log.access });
     this.#watchdog = new Watchdog({ signal: this.#ac.signal });
     this.#health = new PassiveHealth({
@@ -115,7 +124,7 @@ export class Balancer {
       lb.#routes = await RouteSet.start(config, { log: lb.log, onChange: () => lb.#prunePools() });
       lb.#activeChecks(config);
       await lb.#listen(config);
-      if (config.admin) {
+      if (config.admin && options.reusePort !== "join") {
         lb.#admin = bind(
           "admin.listen",
           config.admin.listen,
@@ -355,8 +364,14 @@ export class Balancer {
         const ctx = this.#context(config, w.proto);
         const handle = (conn: Deno.Conn) => serveConn(conn, ctx);
         const acceptor = w.proto === "https"
-          ? await TlsAcceptor.start({ addr: w.addr, tls: tls!, handle, log: this.log })
-          : accept(bind("listen.http", w.addr, () => Deno.listen(w.addr)), handle);
+          ? await TlsAcceptor.start({
+            addr: w.addr,
+            tls: tls!,
+            handle,
+            log: this.log,
+            join: this.#reusePort === "join",
+          })
+          : accept(bind("listen.http", w.addr, () => listenHttp(w.addr, this.#reusePort)), handle);
         const l = { key: w.key, ctx, acceptor };
         opened.push(l);
         next.push(l);
@@ -403,6 +418,13 @@ export class Balancer {
       },
     };
   }
+}
+
+function listenHttp(addr: HostPort, reusePort: "first" | "join" | undefined): Deno.Listener {
+  if (reusePort === undefined) return Deno.listen(addr);
+  // reusePort would let a second balancer bind the same port silently: check first
+  if (reusePort === "first" && addr.port !== 0) Deno.listen(addr).close();
+  return Deno.listen({ ...addr, reusePort: true });
 }
 
 function addrKey(a: HostPort): string {

@@ -8,6 +8,8 @@
 import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { Balancer } from "./balancer.ts";
+import { createLogger } from "./log.ts";
+import { startWorkers, type WorkerGroup } from "./workers.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { staticBackends } from "./discovery/static.ts";
 import { resolveSrv } from "./discovery/srv.ts";
@@ -149,12 +151,33 @@ async function validate(file: string | undefined): Promise<number> {
 async function run(file: string | undefined): Promise<number> {
   const config = await readConfig(file);
   if (typeof config === "number") return config;
+  const shared = config.workers > 1;
+  const ports = [config.listen.http, config.listen.https].filter((a) => a !== undefined);
+  if (shared && ports.some((a) => a.port === 0)) {
+    console.error("unload: cannot start: workers > 1 needs fixed listen ports (not 0)");
+    return 2;
+  }
   let lb: Balancer;
+  let workers: WorkerGroup | undefined;
   try {
-    lb = await Balancer.start(config);
+    lb = await Balancer.start(
+      config,
+      shared
+        ? { reusePort: "first", logger: createLogger({ access: config.log.access, worker: 0 }) }
+        : {},
+    );
   } catch (e) {
     console.error(`unload: cannot start: ${(e as Error).message}`);
     return 2;
+  }
+  if (shared) {
+    try {
+      workers = await startWorkers(config.workers - 1, config.file);
+    } catch (e) {
+      await lb.close();
+      console.error(`unload: cannot start: ${(e as Error).message}`);
+      return 2;
+    }
   }
   // One broken exchange must never take the whole balancer down.
   globalThis.addEventListener("unhandledrejection", (e) => {
@@ -162,13 +185,19 @@ async function run(file: string | undefined): Promise<number> {
     lb.log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
   });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
-  lb.log.info(`unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}`);
-  const reload = () => void lb.reloadFromFile();
+  const threads = shared ? ` with ${config.workers} workers` : "";
+  lb.log.info(
+    `unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}${threads}`,
+  );
+  const reload = () => {
+    void lb.reloadFromFile();
+    void workers?.reload();
+  };
   Deno.addSignalListener("SIGHUP", reload);
   await waitForSignal(["SIGINT", "SIGTERM"]);
   Deno.removeSignalListener("SIGHUP", reload);
   lb.log.info("shutting down: finishing in-flight requests");
-  await lb.close();
+  await Promise.all([lb.close(), workers?.close()]);
   return 0;
 }
 

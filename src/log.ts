@@ -40,8 +40,11 @@ const ENCODER = new TextEncoder();
  * log.close();
  * ```
  */
-export function createLogger(options: { access: string; quiet?: boolean }): Logger {
+export function createLogger(
+  options: { access: string; quiet?: boolean; worker?: number },
+): Logger {
   const quiet = options.quiet ?? false;
+  const tag = options.worker === undefined ? "" : `[worker ${options.worker}] `;
   let file: Deno.FsFile | undefined;
   let sink: Sink | undefined;
   if (options.access === "stdout") sink = Deno.stdout;
@@ -53,7 +56,10 @@ export function createLogger(options: { access: string; quiet?: boolean }): Logg
   const event = (level: string, message: string) => {
     if (quiet) return;
     try {
-      writeAll(Deno.stderr, ENCODER.encode(`${new Date().toISOString()} ${level} ${message}\n`));
+      writeAll(
+        Deno.stderr,
+        ENCODER.encode(`${new Date().toISOString()} ${level} ${tag}${message}\n`),
+      );
     } catch { /* stderr is gone: nowhere left to say it */ }
   };
   // A failing access log (disk full, closed pipe) must not fail requests: the first
@@ -89,6 +95,7 @@ export function createLogger(options: { access: string; quiet?: boolean }): Logg
           route: r.route,
           backend: r.backend,
           ...(r.error ? { error: r.error } : {}),
+          ...(options.worker === undefined ? {} : { worker: options.worker }),
         }) + "\n",
       );
     },

@@ -26,6 +26,8 @@ export interface TlsAcceptorOptions {
   log: Logger;
   /** Quiet period after the last file change before reloading, in ms. @default {300} */
   debounce?: number;
+  /** Join a port other workers of this balancer already bound (skip the in-use check). */
+  join?: boolean;
 }
 
 /**
@@ -67,7 +69,7 @@ export class TlsAcceptor implements Acceptor {
   static async start(options: TlsAcceptorOptions): Promise<TlsAcceptor> {
     const material = await loadTls(options.tls);
     const { addr } = options;
-    if (addr.port !== 0) {
+    if (addr.port !== 0 && !options.join) {
       // reusePort would let a second balancer bind the same port silently: check first
       bindOrThrow(addr, options.tls, () => Deno.listen(addr).close());
     }

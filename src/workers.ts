@@ -1,0 +1,94 @@
+/**
+ * `workers: N`: N event loops sharing the listening ports through `SO_REUSEPORT`,
+ * the kernel spreading connections between them. The first one runs in the main
+ * thread (with the admin listener); the others are Web Workers running
+ * {@linkcode Balancer} on the same config file, so no permission beyond
+ * `--allow-net --allow-read` is needed.
+ *
+ * @module
+ */
+import type { ReloadResult } from "./balancer.ts";
+
+/** Messages to a worker. */
+export type ToWorker =
+  | { type: "start"; file: string; index: number }
+  | { type: "reload" }
+  | { type: "close" };
+
+/** Messages from a worker. */
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "error"; message: string }
+  | { type: "reloaded"; result: ReloadResult }
+  | { type: "closed" };
+
+/** The extra workers of a balancer. */
+export interface WorkerGroup {
+  /** Workers running. */
+  readonly size: number;
+  /** Asks every worker to re-read the config file. */
+  reload(): Promise<ReloadResult[]>;
+  /** Drains and stops every worker. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `count` workers on `file`; resolves once each is serving.
+ *
+ * @throws {Error} with the first worker's start error (the others are stopped).
+ * @example
+ * ```ts ignore
+ * const group = await startWorkers(1, "unload.yaml");
+ * await group.close();
+ * ```
+ */
+export async function startWorkers(count: number, file: string): Promise<WorkerGroup> {
+  const workers: Array<{ w: Worker; next: () => Promise<FromWorker> }> = [];
+  for (let i = 1; i <= count; i++) {
+    const w = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const queue: FromWorker[] = [];
+    const waiting: Array<(m: FromWorker) => void> = [];
+    w.onmessage = (e: MessageEvent<FromWorker>) => {
+      const take = waiting.shift();
+      if (take) take(e.data);
+      else queue.push(e.data);
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      const m: FromWorker = { type: "error", message: e.message };
+      const take = waiting.shift();
+      if (take) take(m);
+      else queue.push(m);
+    };
+    const next = () =>
+      queue.length > 0
+        ? Promise.resolve(queue.shift()!)
+        : new Promise<FromWorker>((r) => waiting.push(r));
+    workers.push({ w, next });
+    w.postMessage({ type: "start", file, index: i } satisfies ToWorker);
+  }
+  const started = await Promise.all(workers.map((x) => x.next()));
+  const close = async () => {
+    await Promise.all(workers.map(async (x) => {
+      x.w.postMessage({ type: "close" } satisfies ToWorker);
+      await x.next();
+      x.w.terminate();
+    }));
+  };
+  const failed = started.find((m) => m.type === "error");
+  if (failed?.type === "error") {
+    for (const x of workers) x.w.terminate();
+    throw new Error(`worker failed to start: ${failed.message}`);
+  }
+  return {
+    size: workers.length,
+    async reload() {
+      return await Promise.all(workers.map(async (x) => {
+        x.w.postMessage({ type: "reload" } satisfies ToWorker);
+        const m = await x.next();
+        return m.type === "reloaded" ? m.result : { ok: false, error: "worker did not answer" };
+      }));
+    },
+    close,
+  };
+}
