@@ -9,21 +9,22 @@
 import type { HostPort } from "./address.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { Metrics } from "./admin/metrics.ts";
-import { type Backend, backendKey } from "./backend.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import type { ProxyContext } from "./context.ts";
 import { Watchdog } from "./deadline.ts";
 import type { SrvWatcherState } from "./discovery/srv.ts";
 import { PassiveHealth } from "./health.ts";
 import { HealthChecker } from "./health_check.ts";
-import { accept, type Acceptor } from "./listener.ts";
+import { accept, type Acceptor, addrKey, bind, listenHttp, StartError } from "./listener.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { Pool } from "./pool.ts";
+import type { Pool } from "./pool.ts";
+import { PoolSet } from "./pools.ts";
 import { serveConn } from "./proxy.ts";
 import { RouteSet, type RouteState } from "./routes.ts";
 import { TlsAcceptor } from "./tls_reload.ts";
 
 export type { RouteState } from "./routes.ts";
+export { StartError } from "./listener.ts";
 
 /** Options for {@linkcode Balancer.start}. */
 export interface BalancerOptions {
@@ -36,15 +37,6 @@ export interface BalancerOptions {
    * @default {undefined (exclusive ports)}
    */
   reusePort?: "first" | "join";
-}
-
-/** Thrown when the balancer cannot start (a port in use, an unreadable certificate). */
-export class StartError extends Error {
-  /** Wraps the reason. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "StartError";
-  }
 }
 
 /** Outcome of a reload. */
@@ -86,7 +78,7 @@ export class Balancer {
   #routes!: RouteSet;
   #admin: AdminServer | undefined;
   readonly #ac = new AbortController();
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new PoolSet(() => this.#config);
   #listening: Listening[] = [];
   readonly #idle = new Set<{ close(): void }>();
   readonly #watchdog: Watchdog;
@@ -158,7 +150,7 @@ export class Balancer {
 
   /** Pools by backend id (by `backendKey`: id and TLS settings, for TLS backends). */
   get pools(): ReadonlyMap<string, Pool> {
-    return this.#pools;
+    return this.#pools.map;
   }
 
   /** SRV watcher states by route name. */
@@ -246,7 +238,7 @@ export class Balancer {
     this.#ac.abort();
     this.#checks?.ac.abort();
     await this.#checks?.checker.closed;
-    for (const p of this.#pools.values()) p.drain();
+    this.#pools.drainAll();
     await this.#routes?.stop();
     await this.#admin?.close();
     this.#health.close();
@@ -303,33 +295,10 @@ export class Balancer {
     l.ctx.closing = true;
   }
 
-  #pool(backend: Backend): Pool {
-    const key = backendKey(backend);
-    let pool = this.#pools.get(key);
-    if (pool === undefined) {
-      const { limits, timeouts } = this.#config;
-      pool = new Pool(backend, {
-        maxIdle: limits.pool_idle,
-        maxConns: limits.pool_max,
-        idleTimeout: timeouts.pool_idle,
-        connectTimeout: timeouts.connect,
-        tls: backend.tls,
-      });
-      this.#pools.set(key, pool);
-    }
-    return pool;
-  }
-
   // Pools of backends no route uses any more drain and go.
   #prunePools(): void {
     const used = this.#routes?.backends();
-    if (used === undefined) return;
-    for (const [id, pool] of this.#pools) {
-      if (!used.has(id)) {
-        pool.drain();
-        this.#pools.delete(id);
-      }
-    }
+    if (used !== undefined) this.#pools.prune(used);
   }
 
   // Binds the listeners of `config`, keeping those whose address is unchanged (an
@@ -402,7 +371,7 @@ export class Balancer {
     const metrics = this.metrics;
     return {
       router: this.#routes.router,
-      pool: (b) => this.#pool(b),
+      pool: (b) => this.#pools.get(b),
       timeouts: config.timeouts,
       limits: config.limits,
       retries: config.retry.attempts,
@@ -417,27 +386,5 @@ export class Balancer {
         log.access(r);
       },
     };
-  }
-}
-
-function listenHttp(addr: HostPort, reusePort: "first" | "join" | undefined): Deno.Listener {
-  if (reusePort === undefined) return Deno.listen(addr);
-  // reusePort would let a second balancer bind the same port silently: check first
-  if (reusePort === "first" && addr.port !== 0) Deno.listen(addr).close();
-  return Deno.listen({ ...addr, reusePort: true });
-}
-
-function addrKey(a: HostPort): string {
-  return `${a.hostname}:${a.port}`;
-}
-
-function bind<T>(what: string, addr: HostPort, open: () => T): T {
-  try {
-    return open();
-  } catch (e) {
-    const why = e instanceof Deno.errors.AddrInUse
-      ? "address already in use"
-      : (e as Error).message;
-    throw new StartError(`${what} ${addr.hostname}:${addr.port}: ${why}`, { cause: e });
   }
 }

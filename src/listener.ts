@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { HostPort } from "./address.ts";
 
 /** A running accept loop. */
 export interface Acceptor {
@@ -80,4 +81,42 @@ export function accept(
     },
     done: loop,
   };
+}
+
+/** Thrown when the balancer cannot start (a port in use, an unreadable certificate). */
+export class StartError extends Error {
+  /** Wraps the reason. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StartError";
+  }
+}
+
+/** Binds a plain HTTP listener, exclusively or shareably (see BalancerOptions.reusePort). */
+export function listenHttp(addr: HostPort, reusePort: "first" | "join" | undefined): Deno.Listener {
+  if (reusePort === undefined) return Deno.listen(addr);
+  // reusePort would let a second balancer bind the same port silently: check first
+  if (reusePort === "first" && addr.port !== 0) Deno.listen(addr).close();
+  return Deno.listen({ ...addr, reusePort: true });
+}
+
+/** `host:port` of an address. */
+export function addrKey(a: HostPort): string {
+  return `${a.hostname}:${a.port}`;
+}
+
+/**
+ * Runs `open`, turning a bind failure into a {@linkcode StartError} naming `what`.
+ *
+ * @throws {StartError} e.g. `listen.http 127.0.0.1:8080: address already in use`.
+ */
+export function bind<T>(what: string, addr: HostPort, open: () => T): T {
+  try {
+    return open();
+  } catch (e) {
+    const why = e instanceof Deno.errors.AddrInUse
+      ? "address already in use"
+      : (e as Error).message;
+    throw new StartError(`${what} ${addr.hostname}:${addr.port}: ${why}`, { cause: e });
+  }
 }

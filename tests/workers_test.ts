@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "@std/assert";
-import { freePort, keepAliveBackend, RawClient } from "./_http.ts";
+import { delay, freePort, keepAliveBackend, RawClient } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
 
 Deno.test("workers: 2 serves one port from two event loops, both taking connections", async () => {
@@ -11,6 +11,9 @@ log: { access: stdout }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
   try {
+    // The main thread answers as soon as its port is bound; give the second worker
+    // time to join the port group before counting who takes connections.
+    await delay(1000);
     for (let i = 0; i < 40; i++) { // new connections: the kernel spreads them by 4-tuple
       const c = await RawClient.connect(lb.port);
       const res = await c.request("GET /w HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
