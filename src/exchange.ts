@@ -8,7 +8,7 @@
 import type { Backend } from "./backend.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "./deadline.ts";
-import { forwardRequestHead, forwardResponseHead } from "./headers.ts";
+import { writeRequestHead, writeResponseHead } from "./headers.ts";
 import { type Framing, responseFraming } from "./http1/body.ts";
 import {
   connectionTokens,
@@ -213,13 +213,13 @@ class Exchange implements Timed {
     this.#bc = bc;
     const reused = bc.uses > 0;
     this.deadline = ctx.watchdog.now + ctx.timeouts.response;
-    bc.writer.writeString(forwardRequestHead(req.head, {
+    writeRequestHead(bc.writer, req.head, {
       clientIp: this.#rec.client,
       proto: ctx.proto,
       host: req.host,
       framing: req.framing,
       upgrade: req.upgrade,
-    }));
+    });
     if (req.framing.kind === "none") {
       try {
         await bc.writer.flush();
@@ -318,13 +318,13 @@ class Exchange implements Timed {
     this.#inBody = true;
     this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
     const before = client.writer.written;
-    client.writer.writeString(forwardResponseHead(head, {
+    writeResponseHead(client.writer, head, {
       framing,
       chunked: framing.kind === "chunked" && !dechunk,
       close,
       clientMinor: req.head.minor,
       upgrade,
-    }));
+    });
     this.#rec.status = head.status;
     try {
       if (upgrade) {

@@ -39,25 +39,47 @@ export interface ForwardInfo {
   upgrade: string | undefined;
 }
 
+/** Where a head is written: a `BufWriter` on the hot path, a {@linkcode TextSink} elsewhere. */
+export interface HeadSink {
+  /** Appends `s`. */
+  writeString(s: string): void;
+  /** Appends `text[start..end)`. */
+  writeText(text: string, start: number, end: number): void;
+}
+
 /**
- * Builds the request head sent to a backend: HTTP/1.1, keep-alive, hop-by-hop
- * fields removed, one normalised framing field, forwarding fields added.
+ * A {@linkcode HeadSink} that collects a string.
  *
  * @example
  * ```ts
- * import { parseRequestHead } from "./http1/head.ts";
- * import { forwardRequestHead } from "./headers.ts";
- * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
- * const out = forwardRequestHead(h, {
- *   clientIp: "10.0.0.1", proto: "http", host: "a", framing: { kind: "none", length: 0 },
- *   upgrade: undefined,
- * });
- * console.assert(out.includes("x-forwarded-for: 10.0.0.1\r\n") && !out.includes("close"));
+ * import { TextSink } from "./headers.ts";
+ * const sink = new TextSink();
+ * sink.writeString("a");
+ * sink.writeText("xbcx", 1, 3);
+ * console.assert(sink.text === "abc");
  * ```
  */
-export function forwardRequestHead(head: RequestHead, info: ForwardInfo): string {
+export class TextSink implements HeadSink {
+  /** Everything written. */
+  text = "";
+  /** Appends `s`. */
+  writeString(s: string): void {
+    this.text += s;
+  }
+  /** Appends `text[start..end)`. */
+  writeText(text: string, start: number, end: number): void {
+    this.text += text.slice(start, end);
+  }
+}
+
+/**
+ * Writes the request head sent to a backend: HTTP/1.1, keep-alive, hop-by-hop
+ * fields removed, one normalised framing field, forwarding fields added; other
+ * field lines are copied as received.
+ */
+export function writeRequestHead(out: HeadSink, head: RequestHead, info: ForwardInfo): void {
   const named = connectionNamed(head);
-  let out = `${head.method} ${head.target} HTTP/1.1\r\n`;
+  out.writeString(`${head.method} ${head.target} HTTP/1.1\r\n`);
   let xff = "";
   let via = "";
   let hasHost = false;
@@ -76,17 +98,48 @@ export function forwardRequestHead(head: RequestHead, info: ForwardInfo): string
     if (name === "host") {
       // the routed host: an absolute-form target's authority overrides Host (RFC 9112 §3.2.2)
       hasHost = true;
-      out += `${head.rawNames[i]}: ${info.host}\r\n`;
-      continue;
+      if (head.values[i] !== info.host) {
+        out.writeString(`${head.rawNames[i]}: ${info.host}\r\n`);
+        continue;
+      }
     }
-    out += `${head.rawNames[i]}: ${head.values[i]}\r\n`;
+    copyLine(out, head, i);
   }
-  if (!hasHost) out += `host: ${info.host}\r\n`;
-  out += framingField(info.framing);
-  if (info.upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${info.upgrade}\r\n`;
-  out += `x-forwarded-for: ${xff}${info.clientIp}\r\nx-forwarded-proto: ${info.proto}\r\n` +
-    `x-forwarded-host: ${info.host}\r\nvia: ${via}1.${head.minor} ${VIA}\r\n\r\n`;
-  return out;
+  if (!hasHost) out.writeString(`host: ${info.host}\r\n`);
+  const framing = info.framing.kind === "length"
+    ? `content-length: ${info.framing.length}\r\n`
+    : info.framing.kind === "chunked"
+    ? "transfer-encoding: chunked\r\n"
+    : "";
+  const upgrade = info.upgrade === undefined
+    ? ""
+    : `connection: upgrade\r\nupgrade: ${info.upgrade}\r\n`;
+  out.writeString(
+    `${framing}${upgrade}x-forwarded-for: ${xff}${info.clientIp}\r\n` +
+      `x-forwarded-proto: ${info.proto}\r\nx-forwarded-host: ${info.host}\r\n` +
+      `via: ${via}1.${head.minor} ${VIA}\r\n\r\n`,
+  );
+}
+
+/**
+ * {@linkcode writeRequestHead} into a string.
+ *
+ * @example
+ * ```ts
+ * import { parseRequestHead } from "./http1/head.ts";
+ * import { forwardRequestHead } from "./headers.ts";
+ * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+ * const out = forwardRequestHead(h, {
+ *   clientIp: "10.0.0.1", proto: "http", host: "a", framing: { kind: "none", length: 0 },
+ *   upgrade: undefined,
+ * });
+ * console.assert(out.includes("x-forwarded-for: 10.0.0.1\r\n") && !out.includes("close"));
+ * ```
+ */
+export function forwardRequestHead(head: RequestHead, info: ForwardInfo): string {
+  const sink = new TextSink();
+  writeRequestHead(sink, head, info);
+  return sink.text;
 }
 
 /** Options for {@linkcode forwardResponseHead}. */
@@ -103,8 +156,38 @@ export interface ResponseInfo {
   upgrade: boolean;
 }
 
+/** Writes the response head sent to the client; other field lines are copied as received. */
+export function writeResponseHead(out: HeadSink, head: ResponseHead, info: ResponseInfo): void {
+  const named = connectionNamed(head);
+  out.writeString(`HTTP/1.1 ${head.status} ${head.reason}\r\n`);
+  let via = "";
+  for (let i = 0; i < head.names.length; i++) {
+    const name = head.names[i]!;
+    if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
+    if (name === "via") {
+      via += `${head.values[i]}, `;
+      continue;
+    }
+    copyLine(out, head, i);
+  }
+  let tail = "";
+  if (info.framing.kind === "length") tail = `content-length: ${info.framing.length}\r\n`;
+  else if (info.chunked) tail = "transfer-encoding: chunked\r\n";
+  else if (info.framing.kind === "close" && head.names.includes("transfer-encoding")) {
+    // e.g. "gzip" without chunked: delimited by close, but the coding still applies
+    tail = `transfer-encoding: ${head.values[head.names.indexOf("transfer-encoding")]}\r\n`;
+  } else if (head.status >= 200 && head.status !== 204 && head.names.includes("content-length")) {
+    // HEAD or 304: keep the advertised length of the representation.
+    tail = `content-length: ${head.values[head.names.indexOf("content-length")]}\r\n`;
+  }
+  if (info.upgrade) tail += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
+  else if (info.close) tail += "connection: close\r\n";
+  else if (info.clientMinor === 0) tail += "connection: keep-alive\r\n";
+  out.writeString(`${tail}via: ${via}1.${head.minor} ${VIA}\r\n\r\n`);
+}
+
 /**
- * Builds the response head sent to the client.
+ * {@linkcode writeResponseHead} into a string.
  *
  * @example
  * ```ts
@@ -119,37 +202,17 @@ export interface ResponseInfo {
  * ```
  */
 export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): string {
-  const named = connectionNamed(head);
-  let out = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
-  let via = "";
-  for (let i = 0; i < head.names.length; i++) {
-    const name = head.names[i]!;
-    if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
-    if (name === "via") {
-      via += `${head.values[i]}, `;
-      continue;
-    }
-    out += `${head.rawNames[i]}: ${head.values[i]}\r\n`;
-  }
-  if (info.framing.kind === "length") out += `content-length: ${info.framing.length}\r\n`;
-  else if (info.chunked) out += "transfer-encoding: chunked\r\n";
-  else if (info.framing.kind === "close" && head.names.includes("transfer-encoding")) {
-    // e.g. "gzip" without chunked: delimited by close, but the coding still applies
-    out += `transfer-encoding: ${head.values[head.names.indexOf("transfer-encoding")]}\r\n`;
-  } else if (head.status >= 200 && head.status !== 204 && head.names.includes("content-length")) {
-    // HEAD or 304: keep the advertised length of the representation.
-    out += `content-length: ${head.values[head.names.indexOf("content-length")]}\r\n`;
-  }
-  if (info.upgrade) out += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
-  else if (info.close) out += "connection: close\r\n";
-  else if (info.clientMinor === 0) out += "connection: keep-alive\r\n";
-  return `${out}via: ${via}1.${head.minor} ${VIA}\r\n\r\n`;
+  const sink = new TextSink();
+  writeResponseHead(sink, head, info);
+  return sink.text;
 }
 
-function framingField(framing: Framing): string {
-  if (framing.kind === "length") return `content-length: ${framing.length}\r\n`;
-  if (framing.kind === "chunked") return "transfer-encoding: chunked\r\n";
-  return "";
+// Field line i as received (its text and CRLF), or rebuilt when the head has no text.
+function copyLine(out: HeadSink, head: Fields, i: number): void {
+  const lines = head.lines;
+  if (head.text !== undefined && lines !== undefined && lines.length > 2 * i) {
+    out.writeText(head.text, lines[2 * i]!, lines[2 * i + 1]! + 2);
+  } else out.writeString(`${head.rawNames[i]}: ${head.values[i]}\r\n`);
 }
 
 function upgradeOf(head: Fields): string {

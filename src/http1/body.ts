@@ -90,7 +90,14 @@ function lengthFraming(head: RequestHead | ResponseHead, status: number): Framin
   let length = -1;
   for (let i = 0; i < head.names.length; i++) {
     if (head.names[i] !== "content-length") continue;
-    for (const part of head.values[i]!.split(",")) {
+    const value = head.values[i]!;
+    const n = digits(value);
+    if (n !== -1) { // the usual single number
+      if (length !== -1 && n !== length) throw new HttpError(status, "Differing Content-Length");
+      length = n;
+      continue;
+    }
+    for (const part of value.split(",")) {
       const v = part.trim();
       if (!DIGITS_REGEXP.test(v)) throw new HttpError(status, "Malformed Content-Length");
       const n = Number(v);
@@ -99,6 +106,18 @@ function lengthFraming(head: RequestHead | ResponseHead, status: number): Framin
     }
   }
   return length === 0 ? NONE : { kind: "length", length };
+}
+
+// The value of a string of 1 to 15 ASCII digits, or -1.
+function digits(s: string): number {
+  if (s.length === 0 || s.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 const ST_SIZE = 0;

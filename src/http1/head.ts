@@ -23,6 +23,9 @@ export interface Fields {
   names: string[];
   rawNames: string[];
   values: string[];
+  /** The head's text, and where each field line starts and ends (before its CRLF) in it. */
+  text?: string;
+  lines?: number[];
   /** Memo of {@linkcode connectionTokens}. */
   connection?: string[];
 }
@@ -168,7 +171,16 @@ export function parseRequestHead(text: string, maxLine = 8192): RequestHead {
     if (c <= 0x20 || c >= 0x7f) throw new HttpError(400, "Invalid byte in request target");
   }
   const minor = parseVersion(line.slice(sp2 + 1), false);
-  const head: RequestHead = { method, target, minor, names: [], rawNames: [], values: [] };
+  const head: RequestHead = {
+    method,
+    target,
+    minor,
+    names: [],
+    rawNames: [],
+    values: [],
+    text,
+    lines: [],
+  };
   parseFields(text, eol + 2, head, false);
   return head;
 }
@@ -190,9 +202,8 @@ export function parseResponseHead(text: string): ResponseHead {
   const sp1 = line.indexOf(" ");
   if (sp1 !== 8) throw new HttpError(502, "Malformed status line from backend");
   const minor = parseVersion(line.slice(0, 8), true);
-  const code = line.slice(9, 12);
-  const status = code.length === 3 && /^[1-9]\d\d$/.test(code) ? Number(code) : NaN;
-  if (Number.isNaN(status) || (line.length > 12 && line[12] !== " ")) {
+  const status = statusCode(line);
+  if (status === -1 || (line.length > 12 && line.charCodeAt(12) !== 0x20)) {
     throw new HttpError(502, "Malformed status code from backend");
   }
   const head: ResponseHead = {
@@ -202,9 +213,21 @@ export function parseResponseHead(text: string): ResponseHead {
     names: [],
     rawNames: [],
     values: [],
+    text,
+    lines: [],
   };
   parseFields(text, eol + 2, head, true);
   return head;
+}
+
+// The three digits after "HTTP/1.x ", 100..999, or -1.
+function statusCode(line: string): number {
+  if (line.length < 12) return -1;
+  const a = line.charCodeAt(9) - 48;
+  const b = line.charCodeAt(10) - 48;
+  const c = line.charCodeAt(11) - 48;
+  if (a < 1 || a > 9 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  return a * 100 + b * 10 + c;
 }
 
 function lineEnd(text: string, from: number, status = 400): number {
@@ -258,6 +281,7 @@ function parseFields(text: string, pos: number, out: Fields, isResponse: boolean
     out.rawNames.push(raw);
     out.names.push(raw.toLowerCase());
     out.values.push(text.slice(vs, ve));
+    out.lines?.push(pos, end);
     pos = eol + 1;
   }
 }

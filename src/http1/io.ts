@@ -168,6 +168,17 @@ export class BufWriter {
     this.#len = j;
   }
 
+  /** Stages `text[start..end)` (Latin-1), without making a substring. */
+  writeText(text: string, start: number, end: number): void {
+    const need = this.#len + end - start;
+    if (this.#buf === EMPTY) this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
+    if (need > this.#buf.length) this.#grow(need);
+    const buf = this.#buf;
+    let j = this.#len;
+    for (let i = start; i < end; i++) buf[j++] = text.charCodeAt(i);
+    this.#len = j;
+  }
+
   /** Stages `p` when it fits in the stage, otherwise flushes and writes `p` directly. */
   async write(p: Uint8Array): Promise<void> {
     if (this.#buf === EMPTY && p.length <= STAGE_SIZE) {
