@@ -205,7 +205,8 @@ class Exchange implements Timed {
     let bc: BackendConn;
     try {
       // the signal only matters when a connection has to be opened
-      bc = await pool.acquire(fresh, fresh || pool.idle === 0 ? this.#signal : undefined);
+      const got = pool.acquire(fresh, fresh || pool.idle === 0 ? this.#signal : undefined);
+      bc = got instanceof Promise ? await got : got; // an idle connection: no wait at all
     } catch (e) {
       const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
       return failure(status, (e as Error).message, true, false);

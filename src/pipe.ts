@@ -83,7 +83,8 @@ async function relayLength(
   while (left > 0) {
     if (src.buffered === 0) await more(src, dst, side);
     const n = Math.min(left, src.buffered);
-    await dst.write(src.buf.subarray(src.start, src.start + n));
+    const w = dst.write(src.buf.subarray(src.start, src.start + n));
+    if (w !== undefined) await w;
     src.consume(n);
     left -= n;
   }

@@ -19,6 +19,7 @@ export const SMALL_READ_BUFFER = 1024;
 export const BODY_READ_BUFFER = 16 * 1024;
 const STAGE_SIZE = 8 * 1024;
 const EMPTY = new Uint8Array(0);
+const RESOLVED = Promise.resolve();
 // Write stages not in use. A writer takes one for a response and gives it back once
 // flushed, so 10,000 idle keep-alive connections hold no stage at all.
 const FREE_STAGES: Uint8Array[] = [];
@@ -179,27 +180,39 @@ export class BufWriter {
     this.#len = j;
   }
 
-  /** Stages `p` when it fits in the stage, otherwise flushes and writes `p` directly. */
-  async write(p: Uint8Array): Promise<void> {
+  /**
+   * Stages `p` when it fits in the stage (returning nothing: no promise, no wait),
+   * otherwise flushes and writes `p` directly.
+   */
+  write(p: Uint8Array): Promise<void> | undefined {
     if (this.#buf === EMPTY && p.length <= STAGE_SIZE) {
       this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
     }
     if (this.#len + p.length <= this.#buf.length) {
       this.#buf.set(p, this.#len);
       this.#len += p.length;
-      return;
+      return undefined;
     }
+    return this.#writeThrough(p);
+  }
+
+  async #writeThrough(p: Uint8Array): Promise<void> {
     await this.flush();
     await writeAll(this.conn, p);
     this.written += p.length;
   }
 
   /** Writes every staged byte to the connection. */
-  async flush(): Promise<void> {
-    if (this.#len === 0) return;
+  flush(): Promise<void> {
+    if (this.#len === 0) return RESOLVED;
     const n = this.#len;
     this.#len = 0;
-    await writeAll(this.conn, this.#buf.subarray(0, n));
+    return this.conn.write(this.#buf.subarray(0, n)).then((w) => this.#flushed(n, w));
+  }
+
+  // After the first write of a flush: usually all of it went; else write the rest.
+  #flushed(n: number, w: number): Promise<void> | void {
+    if (w < n) return writeAll(this.conn, this.#buf.subarray(w, n)).then(() => this.#flushed(n, n));
     this.written += n;
     if (this.#len === 0) this.#release();
   }
