@@ -7,6 +7,7 @@
 # Prints a markdown table: rps, p50, p99, errors and the ratio to HAProxy.
 set -u
 cd "$(dirname "$0")/.."
+. bench/_backends.sh
 need=()
 for c in nginx haproxy caddy wrk dnsmasq taskset; do command -v "$c" >/dev/null || need+=("$c"); done
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,15 +20,7 @@ D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-"100 1000"}; ROUNDS=${ROUNDS:-1}
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
 ulimit -n 65536 2>/dev/null || true
 
-cat > "$D/backend.conf" <<C
-worker_processes 1; daemon off; pid $D/b.pid; error_log $D/b.err;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:9001; location / { return 200 "b1 hello\n"; } }
-  server { listen 127.0.0.1:9002; location / { return 200 "b2 hello\n"; } }
-  server { listen 127.0.0.1:9003; location / { return 200 "b3 hello\n"; } } }
-C
-taskset -c 1 nginx -c "$D/backend.conf" -p "$D" &
+nginx_backends "$D" 9001 9002 9003
 dnsmasq -k --port=5353 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
   --host-record=b1.test,127.0.0.1 --host-record=b2.test,127.0.0.1 --host-record=b3.test,127.0.0.1 \
   --srv-host=_http._tcp.app.test,b1.test,9001,0,30 --srv-host=_http._tcp.app.test,b2.test,9002,0,20 \
@@ -47,13 +40,7 @@ resolvers dns
   nameserver d 127.0.0.1:5353
   accepted_payload_size 8192
   hold valid 10s
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-  option forwardfor
+$HAPROXY_DEFAULTS
 frontend fe
   bind 127.0.0.1:8082
   default_backend be

@@ -10,6 +10,7 @@
 # Prints a markdown table: rps, p50, p99, errors and unload's ratio to HAProxy.
 set -u
 cd "$(dirname "$0")/.."
+. bench/_backends.sh
 for c in nginx haproxy wrk openssl taskset curl; do
   command -v "$c" >/dev/null || { echo "bench/https.sh: $c is needed" >&2; exit 2; }
 done
@@ -26,26 +27,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -addext "subjectAltName=DNS:app.test,IP:127.0.0.1" 2>/dev/null
 cat "$D/cert.pem" "$D/key.pem" > "$D/haproxy.pem"
 
-cat > "$D/backend.conf" <<C
-worker_processes 1; daemon off; pid $D/b.pid; error_log $D/b.err;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BP; location / { return 200 "b1 hello\n"; } } }
-C
-taskset -c 1 nginx -c "$D/backend.conf" -p "$D" &
+nginx_backends "$D" "$BP"
 
 cat > "$D/haproxy.cfg" <<C
 global
   nbthread 1
   maxconn 8000
   tune.ssl.default-dh-param 2048
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-  option forwardfor
+$HAPROXY_DEFAULTS
 frontend fe
   bind 127.0.0.1:$HP ssl crt $D/haproxy.pem alpn http/1.1
   http-request set-header X-Forwarded-Proto https

@@ -1,14 +1,11 @@
 /**
  * Test helpers for TLS: a throwaway CA and server certificates made with the
- * `openssl` command in a temp dir, what a client sees of a server's certificate,
- * a TLS backend and an HTTP/1.1 client for any connection.
+ * `openssl` command in a temp dir, what a client sees of a server's certificate
+ * and a TLS backend (the client is `RawClient.tls` in `_http.ts`).
  *
  * @module
  */
-import { writeAllText } from "./_http.ts";
-
-const dec = new TextDecoder();
-const enc = new TextEncoder();
+import { keepAliveBackend, type RawServer } from "./_http.ts";
 
 /** A server certificate and its key, as files. */
 export interface IssuedCert {
@@ -151,111 +148,17 @@ export async function installCert(from: IssuedCert, to: { cert: string; key: str
   }
 }
 
-/** HTTP/1.1 over any connection (a TLS one here); responses framed by Content-Length. */
-export class Client {
-  readonly conn: Deno.Conn;
-  #buf = "";
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  /** A TLS connection to 127.0.0.1:`port` trusting `caPem`, offering ALPN http/1.1. */
-  static async tls(port: number, caPem: string): Promise<Client> {
-    return new Client(
-      await Deno.connectTls({
-        hostname: "127.0.0.1",
-        port,
-        caCerts: [caPem],
-        alpnProtocols: ["http/1.1"],
-      }),
-    );
-  }
-
-  /** Sends `GET path` and reads the response. */
-  async get(path: string): Promise<{ status: number; head: string; body: string }> {
-    await writeAllText(this.conn, `GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
-    let end;
-    while ((end = this.#buf.indexOf("\r\n\r\n")) === -1) await this.#more();
-    const head = this.#buf.slice(0, end);
-    const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-    while (this.#buf.length < end + 4 + length) await this.#more();
-    const body = this.#buf.slice(end + 4, end + 4 + length);
-    this.#buf = this.#buf.slice(end + 4 + length);
-    return { status: Number(head.split(" ")[1]), head, body };
-  }
-
-  /** Closes the connection. */
-  close(): void {
-    try {
-      this.conn.close();
-    } catch { /* closed */ }
-  }
-
-  async #more(): Promise<void> {
-    const chunk = new Uint8Array(16384);
-    const n = await this.conn.read(chunk);
-    if (n === null) throw new Error("connection closed");
-    this.#buf += dec.decode(chunk.subarray(0, n));
-  }
-}
-
 /**
  * A keep-alive HTTP backend behind TLS (`Deno.listenTls`) with `cert`, answering
- * `tls PATH` to every request; counts the connections it accepted.
+ * `tls PATH` to every request (see {@linkcode keepAliveBackend}); counts the
+ * connections it accepted.
  */
-export function tlsBackend(cert: IssuedCert): {
-  port: number;
-  readonly accepted: number;
-  close(): Promise<void>;
-} {
+export function tlsBackend(cert: IssuedCert): RawServer {
   const listener = Deno.listenTls({
     hostname: "127.0.0.1",
     port: 0,
     cert: Deno.readTextFileSync(cert.cert),
     key: Deno.readTextFileSync(cert.key),
   });
-  let accepted = 0;
-  const conns = new Set<Deno.Conn>();
-  const loop = (async () => {
-    const tasks: Promise<void>[] = [];
-    for await (const conn of listener) {
-      accepted++;
-      conns.add(conn);
-      tasks.push((async () => {
-        const buf = new Uint8Array(16384);
-        let pending = "";
-        try {
-          for (let n; (n = await conn.read(buf)) !== null;) {
-            pending += dec.decode(buf.subarray(0, n));
-            for (let i; (i = pending.indexOf("\r\n\r\n")) !== -1; pending = pending.slice(i + 4)) {
-              const body = `tls ${pending.split(" ")[1]}\n`;
-              await conn.write(
-                enc.encode(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`),
-              );
-            }
-          }
-        } catch { /* handshake refused by the balancer, or closed */ }
-        conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed by close() */ }
-      })());
-    }
-    await Promise.all(tasks);
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    get accepted() {
-      return accepted;
-    },
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await loop;
-    },
-  };
+  return keepAliveBackend("tls", { listener });
 }

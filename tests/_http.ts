@@ -1,12 +1,13 @@
 /**
  * Test helpers: a raw HTTP/1.1 client over one TCP connection, raw backends that
- * count their connections, and a balancer started from YAML.
+ * count their connections, and a balancer started from YAML (alone, or with one
+ * route to a backend and a client connected to it).
  *
  * @module
  */
 import { Balancer } from "../src/balancer.ts";
 import { parseConfig } from "../src/config.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger, type Logger } from "../src/log.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -19,18 +20,35 @@ export interface RawResponse {
   body: string;
 }
 
-/** One client connection that sends raw bytes and reads framed responses. */
+/** One client connection (TCP or TLS) that sends raw bytes and reads framed responses. */
 export class RawClient {
-  readonly conn: Deno.TcpConn;
+  readonly conn: Deno.Conn;
   #buf = new Uint8Array(0);
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: Deno.Conn) {
     this.conn = conn;
   }
 
   /** Connects to 127.0.0.1:`port`. */
   static async connect(port: number): Promise<RawClient> {
     return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  /** Connects over TLS to 127.0.0.1:`port` trusting `caPem`, offering ALPN http/1.1. */
+  static async tls(port: number, caPem: string): Promise<RawClient> {
+    return new RawClient(
+      await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port,
+        caCerts: [caPem],
+        alpnProtocols: ["http/1.1"],
+      }),
+    );
+  }
+
+  /** Sends `GET path` with `Host: app.test` and reads the response. */
+  get(path: string): Promise<RawResponse> {
+    return this.request(`GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
   }
 
   /** Sends `text` (or bytes) as is. */
@@ -171,13 +189,20 @@ export interface RawServer {
   close(): Promise<void>;
 }
 
+/** Options for {@linkcode rawServer} and {@linkcode keepAliveBackend}. */
+export interface RawServerOptions {
+  /** Where connections come from, e.g. a `Deno.listenTls` listener. @default {TCP on 127.0.0.1, any free port} */
+  listener?: Deno.Listener;
+}
+
 /**
- * Starts a raw TCP server; `handle` gets each connection and a reader helper.
+ * Starts a raw server; `handle` gets each connection and a reader helper.
  */
 export function rawServer(
   handle: (conn: Deno.Conn, read: () => Promise<Uint8Array | null>) => Promise<void>,
+  options: RawServerOptions = {},
 ): RawServer {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = options.listener ?? Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let accepted = 0;
   let received = 0;
   const conns = new Set<Deno.Conn>();
@@ -229,27 +254,41 @@ export function rawServer(
 
 /**
  * A keep-alive HTTP backend on raw sockets answering each request (read up to the
- * end of its head; bodies are not expected) with `body(head)`.
+ * end of its head; bodies are not expected) with {@linkcode namedResponse}.
  */
-export function keepAliveBackend(name: string): RawServer {
-  return rawServer(async (conn, read) => {
-    let pending = "";
-    for (;;) {
-      const chunk = await read();
-      if (chunk === null) return;
-      pending += dec.decode(chunk);
-      let i;
-      while ((i = pending.indexOf("\r\n\r\n")) !== -1) {
-        const head = pending.slice(0, i);
-        pending = pending.slice(i + 4);
-        const body = `${name} ${head.split(" ")[1]}\n`;
-        await writeAllText(
-          conn,
-          `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`,
-        );
-      }
+export function keepAliveBackend(name: string, options: RawServerOptions = {}): RawServer {
+  return rawServer(
+    (conn, read) => forEachHead(read, (head) => writeAllText(conn, namedResponse(name, head))),
+    options,
+  );
+}
+
+/**
+ * Reads request heads (up to the blank line; bodies are not expected) with `read`
+ * and hands each to `onHead`, until the peer closes or `onHead` resolves to false.
+ */
+export async function forEachHead(
+  read: () => Promise<Uint8Array | null>,
+  onHead: (head: string) => Promise<boolean | void>,
+): Promise<void> {
+  let pending = "";
+  for (;;) {
+    const chunk = await read();
+    if (chunk === null) return;
+    pending += dec.decode(chunk);
+    let i;
+    while ((i = pending.indexOf("\r\n\r\n")) !== -1) {
+      const head = pending.slice(0, i);
+      pending = pending.slice(i + 4);
+      if ((await onHead(head)) === false) return;
     }
-  });
+  }
+}
+
+/** A 200 response to the request with `head`: body `NAME PATH\n`, header `x-backend: NAME`. */
+export function namedResponse(name: string, head: string): string {
+  const body = `${name} ${head.split(" ")[1]}\n`;
+  return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`;
 }
 
 /** Writes all of `text`. */
@@ -259,12 +298,70 @@ export async function writeAllText(conn: Deno.Conn, text: string | Uint8Array): 
   while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
+/** Options for {@linkcode startBalancer}. */
+export interface StartBalancerOptions {
+  /** Where the balancer logs. @default {a quiet logger without access log} */
+  logger?: Logger;
+}
+
 /** A balancer started in this process from YAML (`$PORT` placeholders are not needed: listen on :0). */
-export async function startBalancer(yaml: string): Promise<Balancer & { port: number }> {
+export async function startBalancer(
+  yaml: string,
+  options: StartBalancerOptions = {},
+): Promise<Balancer & { port: number }> {
   const lb = await Balancer.start(parseConfig(yaml, "test.yaml"), {
-    logger: createLogger({ access: "off", quiet: true }),
+    logger: options.logger ?? createLogger({ access: "off", quiet: true }),
   });
   return Object.assign(lb, { port: lb.addrs.http?.port ?? 0 });
+}
+
+/** A logger that keeps each info, warn and error line, prefixed with its level, in `lines`. */
+export function captureLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+    access() {},
+    close() {},
+  };
+}
+
+/** A balancer with one route to a backend, and a client connected to it. */
+export interface Proxied {
+  lb: Balancer & { port: number };
+  c: RawClient;
+  /** Closes the client, the balancer and the backend, in that order. */
+  close(): Promise<void>;
+}
+
+/** Options for {@linkcode proxyTo}. */
+export interface ProxyToOptions {
+  /** Top-level YAML lines besides `listen` and `routes`, e.g. `timeouts: { response: 300ms }`. @default {""} */
+  config?: string;
+}
+
+/**
+ * Starts a balancer on 127.0.0.1:0 whose one route, `app`, goes to `backend`, and
+ * connects a client to it.
+ */
+export async function proxyTo(backend: RawServer, options: ProxyToOptions = {}): Promise<Proxied> {
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+${options.config ?? ""}
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`);
+  const c = await RawClient.connect(lb.port);
+  return {
+    lb,
+    c,
+    async close() {
+      c.close();
+      await lb.close();
+      await backend.close();
+    },
+  };
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released). */

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertGreater, assertRejects } from "@std/assert";
 import { resolveSrv, SrvWatcher, type SrvWatcherState } from "../src/discovery/srv.ts";
 import type { Backend } from "../src/backend.ts";
-import { type DnsmasqRecords, type SrvRecordSpec, startDnsmasq } from "./_dnsmasq.ts";
+import { type Dnsmasq, type DnsmasqRecords, type SrvRecordSpec, startDnsmasq } from "./_dnsmasq.ts";
 
 const NAME = "_http._tcp.app.test";
 const REFRESH = 300;
@@ -84,6 +84,26 @@ function watch(nameServer: { ipAddr: string; port: number }, signal: AbortSignal
     onError: (error) => errors.push(error),
   });
   return { watcher, updates, errors };
+}
+
+/**
+ * Runs `fn` once a watcher over a dnsmasq seeded with {@linkcode SEED} has made its
+ * first lookup; then stops the watcher and dnsmasq, also when `fn` throws.
+ */
+async function withWatcher(
+  fn: (t: ReturnType<typeof watch> & { dns: Dnsmasq }) => Promise<void>,
+): Promise<void> {
+  const dns = await startDnsmasq(SEED);
+  const controller = new AbortController();
+  const watched = watch(dns.nameServer, controller.signal);
+  try {
+    await watched.watcher.ready;
+    await fn({ ...watched, dns });
+  } finally {
+    controller.abort();
+    await watched.watcher.closed;
+    await dns.stop();
+  }
 }
 
 Deno.test("resolveSrv returns the seed table sorted by priority, target and address", async () => {
@@ -213,12 +233,8 @@ Deno.test("resolveSrv rejects with the abort reason when its signal aborts", asy
   }
 });
 
-Deno.test("SrvWatcher reports the first lookup, then only real changes", async () => {
-  const dns = await startDnsmasq(SEED);
-  const controller = new AbortController();
-  const { watcher, updates, errors } = watch(dns.nameServer, controller.signal);
-  try {
-    await watcher.ready;
+Deno.test("SrvWatcher reports the first lookup, then only real changes", () =>
+  withWatcher(async ({ watcher, updates, errors }) => {
     assertEquals(updates.length, 1);
     assertEquals(ids(updates[0]!), ["127.0.0.11:9001", "127.0.0.12:9002", "127.0.0.13:9003"]);
     const state: SrvWatcherState = watcher.state;
@@ -231,37 +247,19 @@ Deno.test("SrvWatcher reports the first lookup, then only real changes", async (
     assertEquals(updates.length, 1);
     assertEquals(errors, []);
     assert(watcher.state.backends === updates[0], "an unchanged lookup keeps the same objects");
-  } finally {
-    controller.abort();
-    await watcher.closed;
-    await dns.stop();
-  }
-});
+  }));
 
-Deno.test("SrvWatcher picks up a removed target within refresh + 1s", async () => {
-  const dns = await startDnsmasq(SEED);
-  const controller = new AbortController();
-  const { watcher, updates } = watch(dns.nameServer, controller.signal);
-  try {
-    await watcher.ready;
+Deno.test("SrvWatcher picks up a removed target within refresh + 1s", () =>
+  withWatcher(async ({ dns, updates }) => {
     await dns.restart({ srv: [B1, B3], hosts: HOSTS });
     const restarted = Date.now();
     await waitFor("an update without b2", REFRESH + 1_000, () => updates.length === 2);
     assertEquals(ids(updates[1]!), ["127.0.0.11:9001", "127.0.0.13:9003"]);
     assert(Date.now() - restarted <= REFRESH + 1_000);
-  } finally {
-    controller.abort();
-    await watcher.closed;
-    await dns.stop();
-  }
-});
+  }));
 
-Deno.test("SrvWatcher keeps the last good set and reports stale while DNS is down", async () => {
-  const dns = await startDnsmasq(SEED);
-  const controller = new AbortController();
-  const { watcher, updates, errors } = watch(dns.nameServer, controller.signal);
-  try {
-    await watcher.ready;
+Deno.test("SrvWatcher keeps the last good set and reports stale while DNS is down", () =>
+  withWatcher(async ({ dns, watcher, updates, errors }) => {
     const good = watcher.state.backends;
     const lastSuccess = watcher.state.lastSuccess;
     await dns.stop();
@@ -275,19 +273,10 @@ Deno.test("SrvWatcher keeps the last good set and reports stale while DNS is dow
     assertEquals(updates.length, 1, "a failure does not call onUpdate");
     assertGreater(errors.length, 1);
     assert(errors.every((e) => e.message.startsWith(`SRV lookup ${NAME} failed:`)));
-  } finally {
-    controller.abort();
-    await watcher.closed;
-    await dns.stop();
-  }
-});
+  }));
 
-Deno.test("SrvWatcher reports stale when the name starts returning no records, then recovers", async () => {
-  const dns = await startDnsmasq(SEED);
-  const controller = new AbortController();
-  const { watcher, updates, errors } = watch(dns.nameServer, controller.signal);
-  try {
-    await watcher.ready;
+Deno.test("SrvWatcher reports stale when the name starts returning no records, then recovers", () =>
+  withWatcher(async ({ dns, watcher, updates, errors }) => {
     await dns.restart({ srv: [], hosts: HOSTS });
     await waitFor("a failed lookup", REFRESH + 1_000, () => watcher.state.stale);
     assertEquals(ids(watcher.state.backends).length, 3);
@@ -296,19 +285,10 @@ Deno.test("SrvWatcher reports stale when the name starts returning no records, t
     await waitFor("recovery", REFRESH + 1_000, () => !watcher.state.stale);
     assertEquals(updates.length, 1, "recovering to the same set is not a change");
     assert(watcher.state.lastError?.endsWith("returned no records"), "lastError is kept");
-  } finally {
-    controller.abort();
-    await watcher.closed;
-    await dns.stop();
-  }
-});
+  }));
 
-Deno.test("SrvWatcher shows a new target after the next refresh", async () => {
-  const dns = await startDnsmasq(SEED);
-  const controller = new AbortController();
-  const { watcher, updates } = watch(dns.nameServer, controller.signal);
-  try {
-    await watcher.ready;
+Deno.test("SrvWatcher shows a new target after the next refresh", () =>
+  withWatcher(async ({ dns, updates }) => {
     await dns.restart({ srv: [B1, B2, B3, B4], hosts: HOSTS });
     await waitFor("an update with b4", REFRESH + 1_000, () => updates.length === 2);
     assertEquals(
@@ -320,28 +300,14 @@ Deno.test("SrvWatcher shows a new target after the next refresh", async () => {
         { id: "127.0.0.14:9004", priority: 10, weight: 10 },
       ],
     );
-  } finally {
-    controller.abort();
-    await watcher.closed;
-    await dns.stop();
-  }
-});
+  }));
 
-Deno.test("SrvWatcher reports a changed weight as an update", async () => {
-  const dns = await startDnsmasq(SEED);
-  const controller = new AbortController();
-  const { watcher, updates } = watch(dns.nameServer, controller.signal);
-  try {
-    await watcher.ready;
+Deno.test("SrvWatcher reports a changed weight as an update", () =>
+  withWatcher(async ({ dns, updates }) => {
     await dns.restart({ srv: [B1, { ...B2, weight: 25 }, B3], hosts: HOSTS });
     await waitFor("an update with b2 weighing 25", REFRESH + 1_000, () => updates.length === 2);
     assertEquals(updates[1]!.map((b) => b.weight), [30, 25, 40]);
-  } finally {
-    controller.abort();
-    await watcher.closed;
-    await dns.stop();
-  }
-});
+  }));
 
 Deno.test("SrvWatcher stops at once when aborted mid-lookup", async () => {
   const silent = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });

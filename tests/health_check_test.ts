@@ -9,8 +9,18 @@ import { type Backend, createBackend } from "../src/backend.ts";
 import { parseConfig } from "../src/config.ts";
 import { PassiveHealth } from "../src/health.ts";
 import { HealthChecker, probe } from "../src/health_check.ts";
-import type { Logger } from "../src/log.ts";
-import { delay, freePort, RawClient, type RawServer, rawServer, writeAllText } from "./_http.ts";
+import {
+  captureLogger,
+  delay,
+  forEachHead,
+  freePort,
+  namedResponse,
+  RawClient,
+  type RawServer,
+  rawServer,
+  startBalancer,
+  writeAllText,
+} from "./_http.ts";
 import { type DnsmasqRecords, startDnsmasq } from "./_dnsmasq.ts";
 
 const dec = new TextDecoder();
@@ -26,62 +36,23 @@ interface HealthBackend extends RawServer {
 }
 
 function healthBackend(name: string, status = 200): HealthBackend {
-  const state = { status, probes: 0, lastProbe: "" };
-  const server = rawServer(async (conn, read) => {
-    let pending = "";
-    for (;;) {
-      const chunk = await read();
-      if (chunk === null) return;
-      pending += dec.decode(chunk);
-      let i;
-      while ((i = pending.indexOf("\r\n\r\n")) !== -1) {
-        const head = pending.slice(0, i);
-        pending = pending.slice(i + 4);
-        const path = head.split(" ")[1];
-        if (path === "/healthz") {
-          state.probes++;
-          state.lastProbe = head;
-          await writeAllText(
-            conn,
-            `HTTP/1.1 ${state.status} S\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhc`,
-          );
-          return;
-        }
-        const body = `${name} ${path}\n`;
-        await writeAllText(
-          conn,
-          `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`,
-        );
+  const server = rawServer((conn, read) =>
+    forEachHead(read, async (head) => {
+      if (head.split(" ")[1] !== "/healthz") {
+        return await writeAllText(conn, namedResponse(name, head));
       }
-    }
-  });
+      health.probes++;
+      health.lastProbe = head;
+      await writeAllText(
+        conn,
+        `HTTP/1.1 ${health.status} S\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhc`,
+      );
+      return false;
+    })
+  );
   const backend = createBackend({ hostname: "127.0.0.1", port: server.port });
-  return {
-    port: server.port,
-    get accepted() {
-      return server.accepted;
-    },
-    get open() {
-      return server.open;
-    },
-    get received() {
-      return server.received;
-    },
-    close: () => server.close(),
-    get status() {
-      return state.status;
-    },
-    set status(s: number) {
-      state.status = s;
-    },
-    get probes() {
-      return state.probes;
-    },
-    get lastProbe() {
-      return state.lastProbe;
-    },
-    backend,
-  };
+  const health = Object.assign(server, { status, probes: 0, lastProbe: "", backend });
+  return health;
 }
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -90,18 +61,6 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
     if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for: ${what}`);
     await delay(10);
   }
-}
-
-function captureLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-    error: (m) => lines.push(`error ${m}`),
-    access() {},
-    close() {},
-  };
 }
 
 Deno.test("probe sends GET <path> with Host and Connection: close on a fresh connection; 2xx/3xx pass", async () => {
@@ -337,9 +296,8 @@ Deno.test("checker rejects a path that is not origin-form", () => {
 });
 
 async function startLb(yaml: string): Promise<Balancer & { port: number; lines: string[] }> {
-  const log = captureLogger();
-  const lb = await Balancer.start(parseConfig(yaml, "test.yaml"), { logger: log });
-  return Object.assign(lb, { port: lb.addrs.http!.port, lines: log.lines });
+  const logger = captureLogger();
+  return Object.assign(await startBalancer(yaml, { logger }), { lines: logger.lines });
 }
 
 Deno.test("balancer: an unhealthy backend is taken out and brought back by the active check, logged", async () => {

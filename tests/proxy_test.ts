@@ -2,6 +2,7 @@ import { assert, assertEquals, assertLess, assertMatch, assertStringIncludes } f
 import {
   delay,
   keepAliveBackend,
+  proxyTo,
   RawClient,
   rawServer,
   startBalancer,
@@ -56,28 +57,18 @@ routes: [{ name: app, host: app.test, backends: [{ address: 127.0.0.1:${b.port} 
 
 Deno.test("proxy reuses backend connections for 1000 sequential requests on one client connection", async () => {
   const b = keepAliveBackend("b");
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   for (let i = 0; i < 1000; i++) {
     const res = await c.request(`GET /n${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
     assertEquals(res.body, `b /n${i}\n`);
   }
   assertEquals(b.accepted, 1, "backend connections accepted");
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy answers pipelined requests in order", async () => {
   const b = keepAliveBackend("b");
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   await c.send(
     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
   );
@@ -87,9 +78,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   assertEquals(last.body, "b /3\n");
   assertEquals(last.headers.get("connection"), "close");
   assert(await c.closed());
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both ways", async () => {
@@ -102,11 +91,7 @@ Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both w
       "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-secret\r\nx-secret: 1\r\nkeep-alive: timeout=5\r\n\r\nok",
     );
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   const res = await c.request(
     "GET /p?q=1 HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, X-Private\r\nX-Private: no\r\n" +
       "Keep-Alive: 300\r\nX-Forwarded-For: 10.1.1.1\r\nTE: trailers\r\nUser-Agent: t\r\n\r\n",
@@ -126,9 +111,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   for (const h of ["x-private", "keep-alive", "te", "connection"]) {
     assert(!lines.some((l) => l.startsWith(`${h}:`)), `${h} must not reach the backend`);
   }
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy relays a chunked request and a chunked response intact", async () => {
@@ -145,11 +128,7 @@ Deno.test("proxy relays a chunked request and a chunked response intact", async 
     await delay(20);
     await writeAllText(conn, "7;ext=1\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n");
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   await c.send("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n");
   await delay(20);
   const res = await c.request("5\r\npedia\r\n0\r\n\r\n");
@@ -158,9 +137,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   assertEquals(res.body, "hello, world");
   assertStringIncludes(received, "transfer-encoding: chunked\r\n");
   assert(received.endsWith("\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), received);
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy relays Expect: 100-continue and HEAD/204/304 responses without a body", async () => {
@@ -189,11 +166,7 @@ Deno.test("proxy relays Expect: 100-continue and HEAD/204/304 responses without 
       }
     }
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   const interim = await c.request(
     "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
   );
@@ -207,9 +180,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   assertEquals([nm.status, nm.headers.get("etag")], [304, "x"]);
   // still in sync after bodiless responses
   assertEquals((await c.request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD")).status, 200);
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy answers 502 when the backend refuses, and 503 when a route has no healthy backend", async () => {
@@ -238,20 +209,13 @@ Deno.test("proxy answers 504 when the backend is slower than timeouts.response",
     await read();
     await read(); // never answers; returns when the balancer gives up and closes
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-timeouts: { response: 300ms }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${slow.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(slow, { config: "timeouts: { response: 300ms }" });
   const res = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   assertEquals(res.status, 504);
   assertStringIncludes(res.body, "sent no response within timeouts.response");
   await delay(100);
   assertEquals(slow.open, 0, "the backend connection is closed");
-  c.close();
-  await lb.close();
-  await slow.close();
+  await close();
 });
 
 Deno.test("proxy retries a request once on a fresh connection when a pooled one went stale", async () => {
@@ -263,30 +227,19 @@ Deno.test("proxy retries a request once on a fresh connection when a pooled one 
     await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     await delay(50); // then close: the pooled connection is stale now
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-retry: { attempts: 0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b, { config: "retry: { attempts: 0 }" });
   assertEquals((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).status, 200);
   await delay(200);
   assertEquals((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).status, 200);
   assertEquals([served, b.accepted], [2, 2]);
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy closes the backend connection within 1 s when the client disconnects mid-body", async () => {
   const b = rawServer(async (_conn, read) => {
     while ((await read()) !== null);
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   await c.send(
     "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(5000),
   );
@@ -295,8 +248,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   c.close();
   await delay(1000);
   assertEquals(b.open, 0, "backend connections still open 1 s after the client left");
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy closes the backend connection when the client disconnects mid-response", async () => {
@@ -306,18 +258,13 @@ Deno.test("proxy closes the backend connection when the client disconnects mid-r
     const chunk = new Uint8Array(65536);
     for (let i = 0; i < 1600; i++) await writeAllText(conn, chunk);
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   await c.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
   await c.conn.read(new Uint8Array(65536));
   c.close();
   await delay(1000);
   assertEquals(b.open, 0);
-  await lb.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked response for it", async () => {
@@ -331,16 +278,10 @@ Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked re
       );
     }
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(b);
   const res = await c.request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
   assertEquals(res.body, "abc");
   assertEquals(res.headers.has("transfer-encoding"), false);
   assertLess(res.head.indexOf("HTTP/1.1 200"), 1);
-  c.close();
-  await lb.close();
-  await b.close();
+  await close();
 });

@@ -5,7 +5,7 @@
  * "Malformed or ambiguous framing → 400 and close; nothing reaches a backend").
  */
 import { assert, assertEquals } from "@std/assert";
-import { delay, RawClient, rawServer, startBalancer } from "./_http.ts";
+import { delay, proxyTo, RawClient, rawServer, startBalancer } from "./_http.ts";
 
 /** One malformed request and what the balancer must do with it. */
 interface Row {
@@ -25,6 +25,9 @@ interface Row {
 }
 
 const LIMITS = { maxRequestLine: 1024, maxHead: 4096, maxBody: 1024 };
+/** {@linkcode LIMITS} as a config section. */
+const LIMITS_YAML =
+  `limits: { max_request_line: ${LIMITS.maxRequestLine}, max_head: ${LIMITS.maxHead}, max_body: ${LIMITS.maxBody} }`;
 const H = "Host: app.test\r\n";
 
 const ROWS: Row[] = [
@@ -385,26 +388,6 @@ const ROWS: Row[] = [
   },
 ];
 
-/**
- * True when the balancer closed (or reset) the connection within `ms`; false when it
- * sent more bytes or kept the connection open. (RawClient.closed() answers true on
- * its own timeout too, so it cannot tell a kept-open connection from a closed one.)
- */
-async function closedByBalancer(c: RawClient, ms = 2000): Promise<boolean> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    c.close();
-  }, ms);
-  try {
-    return (await c.conn.read(new Uint8Array(1024))) === null;
-  } catch {
-    return !timedOut;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function eventually(cond: () => boolean, ms = 1000): Promise<boolean> {
   for (let waited = 0; !cond() && waited < ms; waited += 10) await delay(10);
   return cond();
@@ -422,7 +405,7 @@ Deno.test("balancer rejects malformed and smuggling requests, closes, and forwar
   const lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 timeouts: { response: 3s }
-limits: { max_request_line: ${LIMITS.maxRequestLine}, max_head: ${LIMITS.maxHead}, max_body: ${LIMITS.maxBody} }
+${LIMITS_YAML}
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
 
@@ -444,7 +427,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
         ({ status, body } = await c.read());
       } catch { /* closed without a response */ }
       if (options.status) assertEquals(status, row.status, `status (body: ${body.trim()})`);
-      assert(await closedByBalancer(c), "the balancer closes the connection afterwards");
+      assert(await c.closed(), "the balancer closes the connection afterwards");
     } finally {
       c.close();
     }
@@ -477,17 +460,10 @@ Deno.test("balancer serves a well-formed request on the same setup (the table's 
     await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
     await read();
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0 }
-limits: { max_request_line: ${LIMITS.maxRequestLine}, max_head: ${LIMITS.maxHead}, max_body: ${LIMITS.maxBody} }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
-`);
-  const c = await RawClient.connect(lb.port);
+  const { c, close } = await proxyTo(backend, { config: LIMITS_YAML });
   const res = await c.request(
     `POST / HTTP/1.1\r\n${H}Content-Length: 5, 5\r\nX-Pad: ${"p".repeat(500)}\r\n\r\nhello`,
   );
   assertEquals([res.status, res.body], [200, "ok"]);
-  c.close();
-  await lb.close();
-  await backend.close();
+  await close();
 });

@@ -9,16 +9,16 @@ import {
 import { Balancer, StartError } from "../src/balancer.ts";
 import { ConfigError, parseConfig } from "../src/config.ts";
 import { startDnsServer } from "../src/demo/dns_server.ts";
-import type { Logger } from "../src/log.ts";
+import { installCert, type IssuedCert, makeCa, servedSerial, tlsBackend } from "./_certs.ts";
 import {
-  Client,
-  installCert,
-  type IssuedCert,
-  makeCa,
-  servedSerial,
-  tlsBackend,
-} from "./_certs.ts";
-import { delay, keepAliveBackend, RawClient, rawServer, writeAllText } from "./_http.ts";
+  captureLogger,
+  delay,
+  keepAliveBackend,
+  RawClient,
+  rawServer,
+  startBalancer,
+  writeAllText,
+} from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
 
 const dec = new TextDecoder();
@@ -31,15 +31,8 @@ const third = await ca.issue("third", { serial: 0x1003 });
 
 /** A balancer in this process whose log lines are kept in `lines`. */
 async function start(yaml: string): Promise<{ lb: Balancer; lines: string[] }> {
-  const lines: string[] = [];
-  const log: Logger = {
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-    error: (m) => lines.push(`error ${m}`),
-    access: () => {},
-    close: () => {},
-  };
-  return { lb: await Balancer.start(parseConfig(yaml, "test.yaml"), { logger: log }), lines };
+  const logger = captureLogger();
+  return { lb: await startBalancer(yaml, { logger }), lines: logger.lines };
 }
 
 /** Copies `cert` to fresh file names in the CA's dir (what the balancer is pointed at). */
@@ -96,7 +89,7 @@ listen: { https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
-  const c = await Client.tls(lb.addrs.https!.port, ca.caPem);
+  const c = await RawClient.tls(lb.addrs.https!.port, ca.caPem);
   assertEquals((await (c.conn as Deno.TlsConn).handshake()).alpnProtocol, "http/1.1");
   for (let i = 0; i < 100; i++) assertEquals((await c.get(`/n${i}`)).body, `b /n${i}\n`);
   assertEquals(b.accepted, 1, "backend connections accepted");
@@ -119,7 +112,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   assertEquals(res.status, 308);
   assertEquals(res.headers.get("location"), `https://app.test:${https!.port}/a/b?q=1`);
   assertEquals(b.accepted, 0, "nothing reached the backend");
-  const tls = await Client.tls(https!.port, ca.caPem);
+  const tls = await RawClient.tls(https!.port, ca.caPem);
   assertEquals((await tls.get("/a")).body, "b /a\n", "https is served, not redirected");
   assertEquals((await lb.reload(parseConfig(yaml(false), "test.yaml"))).ok, true);
   assertEquals(lb.addrs.http!.port, http!.port, "the http listener was kept");
@@ -141,7 +134,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
   try {
     assertEquals(await servedSerial(lb.port), first.serial);
-    const open = await Client.tls(lb.port, ca.caPem);
+    const open = await RawClient.tls(lb.port, ca.caPem);
     assertEquals((await open.get("/before")).body, "b /before\n");
     // a key that is not the certificate's: refused, the old certificate stays
     await installCert({ ...second, key: third.key }, files);
@@ -152,7 +145,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
     Deno.kill(lb.pid, "SIGHUP");
     await until("the new serial", async () => (await servedSerial(lb.port)) === second.serial);
     assertEquals((await open.get("/after")).body, "b /after\n", "the open connection still works");
-    const fresh = await Client.tls(lb.port, ca.caPem);
+    const fresh = await RawClient.tls(lb.port, ca.caPem);
     assertEquals((await fresh.get("/new")).body, "b /new\n");
     fresh.close();
     open.close();
@@ -176,7 +169,7 @@ tls: { cert: ${files.cert}, key: ${files.key} }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
   const port = lb.addrs.https!.port;
-  const open = await Client.tls(port, ca.caPem);
+  const open = await RawClient.tls(port, ca.caPem);
   assertEquals((await open.get("/1")).body, "b /1\n");
   await installCert(second, files);
   await until("the new serial", async () => (await servedSerial(port)) === second.serial);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { sleep } from "../_sleep.ts";
 
 /** Options for {@linkcode startTraffic}. */
 export interface TrafficOptions {
@@ -75,17 +76,4 @@ export function startTraffic(url: string, options: TrafficOptions): Traffic {
     },
     done,
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -6,6 +6,7 @@
  */
 import { type Backend, createBackend } from "../backend.ts";
 import { isIpLiteral } from "../address.ts";
+import { sleep } from "../_sleep.ts";
 
 /** A DNS server to ask instead of the system resolver, e.g. `{ ipAddr: "127.0.0.1", port: 5353 }`. */
 export interface NameServer {
@@ -290,19 +291,6 @@ export class SrvWatcher {
       // A throwing onError must not stop the watcher; there is nowhere left to report to.
     }
   }
-}
-
-/** Resolves after `ms`, or as soon as `signal` aborts; leaves no timer or listener behind. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 function trimDot(name: string): string {

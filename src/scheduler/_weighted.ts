@@ -12,7 +12,8 @@ import { uniqueBackends } from "./_validate.ts";
 
 /**
  * Base class of the weighted schedulers. Subclasses call
- * {@linkcode WeightedScheduler.update} from their constructor and implement `next()`.
+ * {@linkcode WeightedScheduler.update} from their constructor and implement
+ * {@linkcode WeightedScheduler.pick}.
  *
  * Unhealthy backends are noticed when their slot comes up and are then
  * "parked" (taken out of the heap, so their slots cost nothing). Each pick
@@ -37,6 +38,23 @@ export abstract class WeightedScheduler {
   get backends(): readonly Backend[] {
     return this.#backends;
   }
+
+  /**
+   * Re-checks one parked backend, then picks as the mode does.
+   *
+   * @returns The next backend, or `undefined` when none is healthy.
+   */
+  next(): Backend | undefined {
+    this.#reviveOne();
+    return this.pick();
+  }
+
+  /**
+   * The mode's choice among the groups, once `next()` has re-checked a parked backend.
+   *
+   * @returns The next backend, or `undefined` when none is healthy.
+   */
+  protected abstract pick(): Backend | undefined;
 
   /**
    * The earliest round a backend joining group `index` may be served in.
@@ -156,8 +174,25 @@ export abstract class WeightedScheduler {
     if (group.size === 0) this.#liveDirty = true;
   }
 
+  /**
+   * Serves the top entry of `group` when its backend is healthy (advancing it
+   * to its next slot), and otherwise parks it.
+   *
+   * @param group A group whose heap is not empty.
+   * @returns The backend served, or `undefined` when the top entry was parked.
+   */
+  protected serveTop(group: EdfGroup): Backend | undefined {
+    const top = group.peek()!;
+    if (!top.backend.healthy) {
+      this.park(group);
+      return undefined;
+    }
+    group.advanceTop();
+    return top.backend;
+  }
+
   /** Re-checks one parked entry (in rotation) and puts it back if it is healthy. */
-  protected reviveOne(): void {
+  #reviveOne(): void {
     const parked = this.#parked;
     if (parked.length === 0) return;
     if (this.#parkCursor >= parked.length) this.#parkCursor = 0;

@@ -5,8 +5,7 @@
  */
 import type { Backend } from "../backend.ts";
 import type { Scheduler } from "../scheduler.ts";
-import { Rotation } from "./_rotation.ts";
-import { uniqueBackends } from "./_validate.ts";
+import { RotationScheduler } from "./_rotation.ts";
 
 /**
  * The healthy backend with the fewest requests in flight (`backend.inflight`,
@@ -30,24 +29,13 @@ import { uniqueBackends } from "./_validate.ts";
  * assertEquals(s.next(), b2);
  * ```
  */
-export class LeastConnScheduler implements Scheduler {
+export class LeastConnScheduler extends RotationScheduler implements Scheduler {
   /** Always `"least_conn"`. */
   readonly mode = "least_conn" as const;
-  #rotation = new Rotation();
-
-  /** @param backends The initial set. */
-  constructor(backends: readonly Backend[]) {
-    this.update(backends);
-  }
-
-  /** Backends currently scheduled, in tie-break order. */
-  get backends(): readonly Backend[] {
-    return this.#rotation.items;
-  }
 
   /** @returns The least loaded healthy backend, or `undefined` when none is healthy. */
   next(): Backend | undefined {
-    const r = this.#rotation;
+    const r = this.rotation;
     const items = r.items;
     const n = items.length;
     let best = -1;
@@ -66,13 +54,5 @@ export class LeastConnScheduler implements Scheduler {
     if (best < 0) return undefined;
     r.cursor = best + 1 === n ? 0 : best + 1;
     return items[best];
-  }
-
-  /**
-   * @param backends The new set.
-   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
-   */
-  update(backends: readonly Backend[]): void {
-    this.#rotation.update(uniqueBackends(backends));
   }
 }

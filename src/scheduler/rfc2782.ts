@@ -49,9 +49,8 @@ export class Rfc2782Scheduler extends WeightedScheduler implements Scheduler {
     this.update(backends);
   }
 
-  /** @returns The next backend, or `undefined` when none is healthy. */
-  next(): Backend | undefined {
-    this.reviveOne();
+  /** @returns The backend to serve from the lowest priority group with a healthy member. */
+  protected override pick(): Backend | undefined {
     const groups = this.groups;
     for (;;) {
       const gi = this.liveFrom(0);
@@ -66,14 +65,8 @@ export class Rfc2782Scheduler extends WeightedScheduler implements Scheduler {
         if (this.reviveAll()) continue;
         return undefined;
       }
-      const group = groups[gi]!;
-      const top = group.peek()!;
-      if (!top.backend.healthy) {
-        this.park(group);
-      } else {
-        group.advanceTop();
-        return top.backend;
-      }
+      const b = this.serveTop(groups[gi]!);
+      if (b !== undefined) return b;
     }
   }
 

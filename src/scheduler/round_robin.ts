@@ -5,8 +5,7 @@
  */
 import type { Backend } from "../backend.ts";
 import type { Scheduler } from "../scheduler.ts";
-import { Rotation } from "./_rotation.ts";
-import { uniqueBackends } from "./_validate.ts";
+import { RotationScheduler } from "./_rotation.ts";
 
 /**
  * Healthy backends one after another, ignoring weight and priority. A
@@ -27,31 +26,12 @@ import { uniqueBackends } from "./_validate.ts";
  * assertEquals(Array.from({ length: 4 }, () => s.next()?.hostname).join(" "), "b1 b2 b1 b2");
  * ```
  */
-export class RoundRobinScheduler implements Scheduler {
+export class RoundRobinScheduler extends RotationScheduler implements Scheduler {
   /** Always `"round_robin"`. */
   readonly mode = "round_robin" as const;
-  #rotation = new Rotation();
-
-  /** @param backends The initial set. */
-  constructor(backends: readonly Backend[]) {
-    this.update(backends);
-  }
-
-  /** Backends currently scheduled, in rotation order. */
-  get backends(): readonly Backend[] {
-    return this.#rotation.items;
-  }
 
   /** @returns The next healthy backend, or `undefined` when none is healthy. */
   next(): Backend | undefined {
-    return this.#rotation.take();
-  }
-
-  /**
-   * @param backends The new set.
-   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
-   */
-  update(backends: readonly Backend[]): void {
-    this.#rotation.update(uniqueBackends(backends));
+    return this.rotation.take();
   }
 }

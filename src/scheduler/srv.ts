@@ -50,9 +50,8 @@ export class SrvScheduler extends WeightedScheduler implements Scheduler {
     this.update(backends);
   }
 
-  /** @returns The next backend, or `undefined` when none is healthy. */
-  next(): Backend | undefined {
-    this.reviveOne();
+  /** @returns The backend whose slot is due next in the current round, groups in order. */
+  protected override pick(): Backend | undefined {
     const groups = this.groups;
     let wraps = 0;
     for (;;) {
@@ -66,15 +65,12 @@ export class SrvScheduler extends WeightedScheduler implements Scheduler {
       }
       this.#gi = gi;
       const group = groups[gi]!;
-      const top = group.peek()!;
-      if (top.round > this.#round) {
+      if (group.peek()!.round > this.#round) {
         this.#gi = gi + 1;
-      } else if (!top.backend.healthy) {
-        this.park(group);
-      } else {
-        group.advanceTop();
-        return top.backend;
+        continue;
       }
+      const b = this.serveTop(group);
+      if (b !== undefined) return b;
     }
   }
 
