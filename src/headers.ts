@@ -81,17 +81,12 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
   const named = connectionNamed(head);
   out.writeString(`${head.method} ${head.target} HTTP/1.1\r\n`);
   let xff = "";
-  let via = "";
   let hasHost = false;
   for (let i = 0; i < head.names.length; i++) {
     const name = head.names[i]!;
-    if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
+    if (name === "via" || isHopByHop(name, named)) continue;
     if (name === "x-forwarded-for") {
       xff += `${head.values[i]}, `;
-      continue;
-    }
-    if (name === "via") {
-      via += `${head.values[i]}, `;
       continue;
     }
     if (name === "x-forwarded-proto" || name === "x-forwarded-host") continue;
@@ -117,7 +112,7 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
   out.writeString(
     `${framing}${upgrade}x-forwarded-for: ${xff}${info.clientIp}\r\n` +
       `x-forwarded-proto: ${info.proto}\r\nx-forwarded-host: ${info.host}\r\n` +
-      `via: ${via}1.${head.minor} ${VIA}\r\n\r\n`,
+      `via: ${via(head)}\r\n\r\n`,
   );
 }
 
@@ -160,15 +155,9 @@ export interface ResponseInfo {
 export function writeResponseHead(out: HeadSink, head: ResponseHead, info: ResponseInfo): void {
   const named = connectionNamed(head);
   out.writeString(`HTTP/1.1 ${head.status} ${head.reason}\r\n`);
-  let via = "";
   for (let i = 0; i < head.names.length; i++) {
     const name = head.names[i]!;
-    if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
-    if (name === "via") {
-      via += `${head.values[i]}, `;
-      continue;
-    }
-    copyLine(out, head, i);
+    if (name !== "via" && !isHopByHop(name, named)) copyLine(out, head, i);
   }
   let tail = "";
   if (info.framing.kind === "length") tail = `content-length: ${info.framing.length}\r\n`;
@@ -183,7 +172,7 @@ export function writeResponseHead(out: HeadSink, head: ResponseHead, info: Respo
   if (info.upgrade) tail += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
   else if (info.close) tail += "connection: close\r\n";
   else if (info.clientMinor === 0) tail += "connection: keep-alive\r\n";
-  out.writeString(`${tail}via: ${via}1.${head.minor} ${VIA}\r\n\r\n`);
+  out.writeString(`${tail}via: ${via(head)}\r\n\r\n`);
 }
 
 /**
@@ -205,6 +194,21 @@ export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): str
   const sink = new TextSink();
   writeResponseHead(sink, head, info);
   return sink.text;
+}
+
+function isHopByHop(name: string, named: Set<string> | undefined): boolean {
+  return HOP_BY_HOP.has(name) || (named !== undefined && named.has(name));
+}
+
+// The Via value to send: the hops so far, then this one (RFC 9110 §7.6.3).
+function via(head: RequestHead | ResponseHead): string {
+  const self = `1.${head.minor} ${VIA}`;
+  if (!head.names.includes("via")) return self;
+  let before = "";
+  for (let i = 0; i < head.names.length; i++) {
+    if (head.names[i] === "via") before += `${head.values[i]}, `;
+  }
+  return before + self;
 }
 
 // Field line i as received (its text and CRLF), or rebuilt when the head has no text.
