@@ -3,9 +3,12 @@
  * weights 1..65535 in four priority groups. Each iteration makes {@linkcode PICKS}
  * picks: divide the time per iteration by 1000 for the time per pick.
  *
- * `least_conn` runs against a busy pool (every backend has requests in flight),
- * its worst case where the O(n) scan cannot stop early at an idle backend, and
- * against an idle pool, its best case.
+ * `least_conn` runs against a busy pool (every backend has 1..8 requests in
+ * flight, no load changes between picks), against an idle pool (every backend at
+ * 0, so every pick is a tie), and as the proxy drives it: each pick starts a
+ * request (`inflight++`, `loadChanged`) and ends the one started
+ * {@linkcode WINDOW} picks earlier (`inflight--`, `loadChanged`), so the time
+ * per pick includes two load changes.
  *
  *     deno bench bench/scheduler_bench.ts
  *
@@ -13,18 +16,11 @@
  */
 import { type Backend, createBackend } from "../src/backend.ts";
 import { createScheduler, SCHEDULER_MODES } from "../src/scheduler.ts";
+import { random } from "../tests/_scheduler.ts";
 
 const PICKS = 1000;
-
-function random(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => {
-    x = (x + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(x ^ (x >>> 15), 1 | x);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Requests in flight at once in the proxy-driven `least_conn` bench. */
+const WINDOW = 64;
 
 function backends(size: number): Backend[] {
   const rand = random(size);
@@ -52,6 +48,27 @@ for (const size of [3, 100, 1000]) {
       },
     });
   }
+  const driven = createScheduler("least_conn", backends(size));
+  const started: (Backend | undefined)[] = Array(WINDOW).fill(undefined);
+  let slot = 0;
+  Deno.bench({
+    name: `least_conn (proxy load changes), ${size} backends, ${PICKS} picks`,
+    group: `${size} backends`,
+    fn() {
+      for (let i = 0; i < PICKS; i++) {
+        const b = driven.next()!;
+        b.inflight++;
+        driven.loadChanged?.(b);
+        const done = started[slot];
+        if (done !== undefined) {
+          done.inflight--;
+          driven.loadChanged?.(done);
+        }
+        started[slot] = b;
+        slot = slot + 1 === WINDOW ? 0 : slot + 1;
+      }
+    },
+  });
   const idle = backends(size);
   for (const b of idle) b.inflight = 0;
   const scheduler = createScheduler("least_conn", idle);

@@ -168,11 +168,13 @@ class Exchange implements Timed {
       }
       this.#rec.backend = backend.id;
       backend.inflight++;
+      route.scheduler.loadChanged?.(backend);
       let result: number | Failure;
       try {
         result = await this.#attempt(backend, fresh);
       } finally {
         backend.inflight--;
+        route.scheduler.loadChanged?.(backend);
       }
       if (typeof result === "number") return result;
       if (this.#reqFailed) { // the client went away, or sent a broken or oversized body

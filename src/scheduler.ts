@@ -57,6 +57,12 @@ export interface Scheduler {
   update(backends: readonly Backend[]): void;
   /** Backends currently scheduled. */
   readonly backends: readonly Backend[];
+  /**
+   * Called by the proxy right after it raised `backend.inflight` (a request
+   * started) and right after it lowered it (a request ended), so modes that order
+   * by load can keep their order up to date.
+   */
+  loadChanged?(backend: Backend): void;
 }
 
 /**

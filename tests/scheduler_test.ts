@@ -1,75 +1,20 @@
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
-import { type Backend, createBackend } from "../src/backend.ts";
+import {
+  backend,
+  counts,
+  indexPicks,
+  nginxSwrr,
+  picks,
+  random,
+  relookup,
+  seed,
+} from "./_scheduler.ts";
 import {
   createScheduler,
   isSchedulerMode,
-  type Scheduler,
   SCHEDULER_MODES,
   type SchedulerMode,
 } from "../src/scheduler.ts";
-
-// ---------------------------------------------------------------- helpers
-
-function backend(name: string, priority = 0, weight = 1): Backend {
-  return createBackend({ hostname: `${name}.test`, port: 80, priority, weight, name });
-}
-
-/** The seed table: b1(p0,w30) b2(p0,w20) b3(p10,w40). */
-function seed(): Backend[] {
-  return [backend("b1", 0, 30), backend("b2", 0, 20), backend("b3", 10, 40)];
-}
-
-/** Fresh objects with the same ids, as a DNS re-lookup produces. */
-function relookup(backends: readonly Backend[]): Backend[] {
-  return backends.map((b) => backend(b.name, b.priority, b.weight));
-}
-
-function picks(s: Scheduler, n: number): string[] {
-  return Array.from({ length: n }, () => s.next()?.name ?? "-");
-}
-
-function counts(s: Scheduler, n: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (let i = 0; i < n; i++) {
-    const name = s.next()?.name ?? "-";
-    out[name] = (out[name] ?? 0) + 1;
-  }
-  return out;
-}
-
-/** A deterministic PRNG so failures reproduce. */
-function random(seedValue: number): () => number {
-  let x = seedValue >>> 0;
-  return () => {
-    x = (x + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(x ^ (x >>> 15), 1 | x);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** nginx's smooth weighted round-robin, O(n) per pick: the reference. */
-function nginxSwrr(weights: readonly number[], n: number): number[] {
-  const current = weights.map(() => 0);
-  const total = weights.reduce((a, b) => a + b, 0);
-  const out: number[] = [];
-  for (let p = 0; p < n; p++) {
-    let best = 0;
-    for (let i = 0; i < weights.length; i++) {
-      current[i]! += weights[i]!;
-      if (current[i]! > current[best]!) best = i;
-    }
-    current[best]! -= total;
-    out.push(best);
-  }
-  return out;
-}
-
-function indexPicks(weights: readonly number[], n: number): number[] {
-  const list = weights.map((w, i) => backend(`${i}`, 0, w));
-  const s = createScheduler("srv", list);
-  return Array.from({ length: n }, () => Number(s.next()!.name));
-}
 
 // ------------------------------------------------- cases shared by every mode
 
@@ -453,31 +398,4 @@ Deno.test("scheduler rfc2782 mode uses weight 0 only when alone or all are 0", (
 Deno.test("scheduler round_robin mode ignores weight and priority", () => {
   const s = createScheduler("round_robin", seed());
   assertEquals(picks(s, 6).join(" "), "b1 b2 b3 b1 b2 b3");
-});
-
-// ----------------------------------------------------------- least_conn mode
-
-Deno.test("scheduler least_conn mode picks the backend with the fewest requests in flight", () => {
-  const list = seed();
-  const s = createScheduler("least_conn", list);
-  list[0]!.inflight = 4;
-  list[1]!.inflight = 2;
-  list[2]!.inflight = 3;
-  assertEquals(s.next(), list[1]);
-  list[1]!.inflight = 5;
-  assertEquals(s.next(), list[2]);
-  list[2]!.healthy = false;
-  list[2]!.inflight = 0;
-  assertEquals(s.next(), list[0]);
-});
-
-Deno.test("scheduler least_conn mode spreads equal loads in turn", () => {
-  const list = seed();
-  for (const b of list) b.inflight = 7;
-  const s = createScheduler("least_conn", list);
-  assertEquals(picks(s, 6).join(" "), "b1 b2 b3 b1 b2 b3");
-  // As the proxy does: count each pick in flight until it is released.
-  for (const b of list) b.inflight = 0;
-  for (let i = 0; i < 30; i++) s.next()!.inflight++;
-  assertEquals(list.map((b) => b.inflight), [10, 10, 10]);
 });

@@ -5,16 +5,42 @@
  */
 import type { Backend } from "../backend.ts";
 import type { Scheduler } from "../scheduler.ts";
-import { RotationScheduler } from "./_rotation.ts";
+import { createLoadEntry, type LoadEntry, LoadHeap } from "./_load_heap.ts";
+import { uniqueBackends } from "./_validate.ts";
 
 /**
  * The healthy backend with the fewest requests in flight (`backend.inflight`,
  * which the proxy maintains), ignoring weight and priority. Ties go to the
- * first one at or after a rotating cursor, so equal loads spread evenly.
+ * backend picked least recently, so equal loads take turns (in list order at
+ * first; a newcomer from `update()` counts as picked just before it joined).
  *
- * Cost: the proxy changes `inflight` without telling the scheduler, so a pick
- * scans the backends, O(n); the scan stops at the first idle (`inflight` 0)
- * one, which makes it O(1) on a lightly loaded pool.
+ * Cost: a pick is O(log n) and allocates nothing. The backends sit in a binary
+ * min-heap by (load, last pick) (`_load_heap.ts`);
+ * {@linkcode LeastConnScheduler.loadChanged}, which the proxy calls after each
+ * change of `inflight`, moves one backend in O(log n). `update()` is O(n).
+ *
+ * Unhealthy backends are noticed when they come to the top and are then
+ * "parked" outside the heap. Each pick re-checks one parked backend, in
+ * rotation, so a backend that is healthy again rejoins within as many picks as
+ * there are parked backends (counting any parked meanwhile), at its current load
+ * and with its old place in the tie order; when the heap runs empty every parked
+ * backend is re-checked (O(n), only while nearly everything is down), and
+ * `update()` re-checks them all.
+ *
+ * Loads changed without {@linkcode LeastConnScheduler.loadChanged} (a backend
+ * object shared with another route's scheduler after a reload, or `inflight`
+ * set directly) leave the heap with stale keys, which are repaired three ways: the top is re-read
+ * before it is served (re-placed if its key was stale, then the new top is
+ * looked at, at most once per backend per pick); each pick re-reads one more
+ * backend, in rotation, so every key is re-read at least once every n picks;
+ * `update()` re-reads them all. The guarantee: the backend returned is healthy,
+ * its current `inflight` is at most the recorded load of every other backend
+ * in the heap, and among equals it was picked least recently. When every load
+ * change is reported (a route whose backends no other route uses), recorded
+ * loads are current loads and the pick is exactly the least loaded healthy
+ * backend in the heap. Otherwise a backend whose load rose unreported is never
+ * preferred on its stale key, and one whose load fell unreported can be passed
+ * over until its key is re-read: for at most n picks.
  *
  * @example
  * ```ts
@@ -25,34 +51,170 @@ import { RotationScheduler } from "./_rotation.ts";
  * const b1 = createBackend({ hostname: "b1", port: 80 });
  * const b2 = createBackend({ hostname: "b2", port: 80 });
  * const s = new LeastConnScheduler([b1, b2]);
- * b1.inflight = 3;
- * assertEquals(s.next(), b2);
+ * const b = s.next()!; // b1: equal loads, neither picked yet, b1 listed first
+ * b.inflight++; // as the proxy does when the request starts
+ * s.loadChanged(b);
+ * assertEquals([s.next(), s.next()], [b2, b2]);
  * ```
  */
-export class LeastConnScheduler extends RotationScheduler implements Scheduler {
+export class LeastConnScheduler implements Scheduler {
   /** Always `"least_conn"`. */
   readonly mode = "least_conn" as const;
+  #heap = new LoadHeap();
+  /** Every entry, in `backends` order: survivors of an update first, then newcomers. */
+  #entries: LoadEntry[] = [];
+  #byId = new Map<string, LoadEntry>();
+  #backends: readonly Backend[] = [];
+  #parked: LoadEntry[] = [];
+  #parkCursor = 0;
+  #refreshCursor = 0;
+  #seq = 0;
+
+  /**
+   * @param backends The initial set.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
+  constructor(backends: readonly Backend[]) {
+    this.update(backends);
+  }
+
+  /** Backends currently scheduled: survivors of each update in their order, then newcomers. */
+  get backends(): readonly Backend[] {
+    return this.#backends;
+  }
 
   /** @returns The least loaded healthy backend, or `undefined` when none is healthy. */
   next(): Backend | undefined {
-    const r = this.rotation;
-    const items = r.items;
-    const n = items.length;
-    let best = -1;
-    let load = Infinity;
-    let c = r.cursor;
-    for (let i = 0; i < n; i++) {
-      if (c >= n) c = 0;
-      const b = items[c]!;
-      if (b.healthy && b.inflight < load) {
-        best = c;
-        load = b.inflight;
-        if (load <= 0) break;
+    this.#reviveOne();
+    this.#refreshOne();
+    const heap = this.#heap;
+    let refreshes = this.#entries.length; // each entry needs at most one: bounds the loop
+    let revived = false;
+    for (;;) {
+      const top = heap.peek();
+      if (top === undefined) {
+        if (revived || !this.#reviveAll()) return undefined;
+        revived = true;
+        continue;
       }
-      c++;
+      const b = top.backend;
+      if (!b.healthy) {
+        this.#parked.push(heap.popTop()!);
+        continue;
+      }
+      if (b.inflight !== top.key && refreshes-- > 0) {
+        top.key = b.inflight;
+        heap.fix(top);
+        continue;
+      }
+      top.seq = ++this.#seq;
+      heap.fix(top);
+      return b;
     }
-    if (best < 0) return undefined;
-    r.cursor = best + 1 === n ? 0 : best + 1;
-    return items[best];
+  }
+
+  /**
+   * Re-reads a backend's `inflight` and moves it in the order, O(log n). Does
+   * nothing for a backend that is not scheduled or is parked (its load is read
+   * again when it rejoins).
+   *
+   * @param backend A backend whose `inflight` just changed.
+   */
+  loadChanged(backend: Backend): void {
+    const e = this.#byId.get(backend.id);
+    if (e === undefined || e.pos < 0) return;
+    const load = e.backend.inflight;
+    if (load === e.key) return;
+    e.key = load;
+    this.#heap.fix(e);
+  }
+
+  /**
+   * Replaces the set. Backends whose id remains keep their place in the tie
+   * order (and their order in `backends`); newcomers join after them. Every
+   * load and health is read again.
+   *
+   * @param backends The new set; later duplicates of an id are ignored.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
+  update(backends: readonly Backend[]): void {
+    const given = new Map<string, Backend>();
+    for (const b of uniqueBackends(backends)) given.set(b.id, b);
+    const entries: LoadEntry[] = [];
+    for (const e of this.#entries) {
+      const b = given.get(e.backend.id);
+      if (b === undefined) continue;
+      given.delete(b.id);
+      e.backend = b;
+      entries.push(e);
+    }
+    for (const b of given.values()) entries.push(createLoadEntry(b, ++this.#seq));
+
+    const live: LoadEntry[] = [];
+    const parked: LoadEntry[] = [];
+    for (const e of entries) {
+      e.key = e.backend.inflight;
+      e.pos = -1;
+      if (e.backend.healthy) live.push(e);
+      else parked.push(e);
+    }
+    this.#heap.reset(live);
+    this.#parked = parked;
+    this.#parkCursor = 0;
+    this.#refreshCursor = 0;
+    this.#entries = entries;
+    this.#byId = new Map(entries.map((e) => [e.backend.id, e]));
+    this.#backends = entries.map((e) => e.backend);
+  }
+
+  /** Re-reads the load of one entry, in rotation, and re-places it if it was stale. */
+  #refreshOne(): void {
+    const entries = this.#entries;
+    if (entries.length === 0) return;
+    if (this.#refreshCursor >= entries.length) this.#refreshCursor = 0;
+    const e = entries[this.#refreshCursor++]!;
+    if (e.pos < 0 || e.backend.inflight === e.key) return;
+    e.key = e.backend.inflight;
+    this.#heap.fix(e);
+  }
+
+  /**
+   * Re-checks one parked entry, in rotation, and puts it back if it is healthy.
+   * The cursor stays on a revived entry's slot, which the last entry moved into,
+   * so every entry is checked within one pass of the list.
+   */
+  #reviveOne(): void {
+    const parked = this.#parked;
+    if (parked.length === 0) return;
+    if (this.#parkCursor >= parked.length) this.#parkCursor = 0;
+    const i = this.#parkCursor;
+    if (parked[i]!.backend.healthy) this.#revive(i);
+    else this.#parkCursor = i + 1;
+  }
+
+  /**
+   * Re-checks every parked entry (O(n); used only when the heap is empty).
+   *
+   * @returns Whether any entry was put back.
+   */
+  #reviveAll(): boolean {
+    const parked = this.#parked;
+    let revived = false;
+    for (let i = parked.length - 1; i >= 0; i--) {
+      if (parked[i]!.backend.healthy) {
+        this.#revive(i);
+        revived = true;
+      }
+    }
+    return revived;
+  }
+
+  #revive(i: number): void {
+    const parked = this.#parked;
+    const e = parked[i]!;
+    const last = parked.pop()!;
+    if (last !== e) parked[i] = last;
+    e.key = e.backend.inflight;
+    this.#heap.push(e);
   }
 }
