@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { Balancer } from "./balancer.ts";
 import { createLogger } from "./log.ts";
+import { loadTls, loadUpstreamTls } from "./tls.ts";
 import { startWorkers, type WorkerGroup } from "./workers.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { staticBackends } from "./discovery/static.ts";
@@ -144,6 +145,17 @@ async function readConfig(file: string | undefined): Promise<Config | number> {
 async function validate(file: string | undefined): Promise<number> {
   const config = await readConfig(file);
   if (typeof config === "number") return config;
+  // the files the config names must be usable too: what `run` would refuse at start
+  const problems: string[] = [];
+  const check = (p: Promise<unknown>) => p.catch((e) => problems.push((e as Error).message));
+  if (config.tls && config.listen.https) await check(loadTls(config.tls));
+  for (const r of config.routes) {
+    if (r.tls) await check(loadUpstreamTls({ name: r.name, ...r.tls }));
+  }
+  if (problems.length > 0) {
+    for (const p of problems) console.error(`${file}: ${p}`);
+    return 2;
+  }
   console.log(`${file}: ok (${config.routes.length} routes)`);
   return 0;
 }

@@ -121,3 +121,20 @@ Deno.test("cli rejects an unknown command with usage and exit 2", async () => {
   assertEquals(r.code, 2);
   assertStringIncludes(r.stderr, 'unknown command "frobnicate"');
 });
+
+Deno.test("cli validate checks the certificate and CA files a config names", async () => {
+  await withConfig(
+    [
+      "listen: { https: 127.0.0.1:8443 }",
+      "tls: { cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }",
+      "routes:",
+      "  - { name: app, backends: [{ address: 127.0.0.1:9001 }], tls: true, ca: /nonexistent/ca.pem }",
+    ].join("\n"),
+    async (file) => {
+      const r = await runCli(["validate", "--config", file]);
+      assertEquals(r.code, 2);
+      assertStringIncludes(r.stderr, `${file}: tls.cert /nonexistent/cert.pem: cannot read`);
+      assertStringIncludes(r.stderr, `${file}: route app: ca /nonexistent/ca.pem: cannot read`);
+    },
+  );
+});
