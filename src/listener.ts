@@ -21,7 +21,8 @@ export interface Acceptor {
 }
 
 /**
- * Accepts connections from `listener` and runs `handle` on each, concurrently.
+ * Accepts connections from `listener` and runs `handle` on each, concurrently;
+ * `handle` resolves to the connection once done with it, and never rejects.
  *
  * @example
  * ```ts ignore
@@ -32,7 +33,7 @@ export interface Acceptor {
  */
 export function accept(
   listener: Deno.Listener,
-  handle: (conn: Deno.Conn) => Promise<void>,
+  handle: (conn: Deno.Conn) => Promise<Deno.Conn>,
 ): Acceptor {
   const conns = new Set<Deno.Conn>();
   let stopped = false;
@@ -43,6 +44,7 @@ export function accept(
     conns.delete(conn);
     if (conns.size === 0) allDone?.();
   };
+  const failed = () => {}; // handlers resolve to their connection and never reject
   const loop = (async () => {
     for (;;) {
       let conn: Deno.Conn;
@@ -56,7 +58,7 @@ export function accept(
         if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       } catch { /* closed already */ }
       conns.add(conn);
-      handle(conn).then(() => settled(conn), () => settled(conn));
+      handle(conn).then(settled, failed);
     }
     if (conns.size > 0) await new Promise<void>((resolve) => allDone = resolve);
   })();

@@ -27,14 +27,14 @@ const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)
 
 /**
  * Serves one client connection until it closes, errs, times out or the balancer
- * shuts down; always closes `conn`.
+ * shuts down; always closes `conn`, and resolves to it (never rejects).
  *
  * @example
  * ```ts ignore
  * for await (const conn of Deno.listen({ port: 8080 })) serveConn(conn, ctx);
  * ```
  */
-export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<void> {
+export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   const session = new Session(conn, ctx);
   ctx.watchdog.add(session);
   try {
@@ -45,6 +45,7 @@ export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<voi
     ctx.watchdog.delete(session);
     session.close();
   }
+  return conn;
 }
 
 class Session implements ClientSide, Timed {
@@ -82,30 +83,31 @@ class Session implements ClientSide, Timed {
     const limits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
     let first = true;
     while (!ctx.closing || first) {
-      this.deadline = ctx.watchdog.now +
-        (first || this.reader.buffered > 0 ? ctx.timeouts.head : ctx.timeouts.idle);
+      this.deadline = ctx.watchdog.now + (first ? ctx.timeouts.head : ctx.timeouts.idle);
       let text: string;
       let head: RequestHead;
-      const rec = newRecord(this.#ip);
+      let rec: ExchangeRecord | undefined;
       try {
         ctx.idle.add(this);
         let end: number;
         try {
+          // Waiting for the next request holds as little as possible: no head parser,
+          // no record, just the pending read (10,000 idle connections add up).
+          if (this.reader.buffered === 0 && !(await this.reader.fill())) return;
+          this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
           end = await readHead(this.reader, limits);
         } finally {
           ctx.idle.delete(this);
         }
         if (end === -1) return;
-        rec.time = Date.now(); // the request starts now, not when the connection went idle
-        rec.duration = performance.now();
+        rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
         this.deadline = 0;
         text = decodeHead(this.reader.buf, this.reader.start, end);
         this.reader.consume(end - this.reader.start);
         head = parseRequestHead(text, limits.maxLine);
       } catch (e) {
         if (e instanceof HttpError && !this.#closed) {
-          rec.time = Date.now();
-          rec.duration = performance.now();
+          rec ??= newRecord(this.#ip);
           await answer(this, rec, e.status, e.message, { close: true });
           this.#report(rec);
         }
@@ -202,8 +204,7 @@ function edgeCheck(head: RequestHead): [Request, string] {
 
 function newRecord(client: string): ExchangeRecord {
   return {
-    time: 0, // set once the head is complete
-
+    time: Date.now(),
     client,
     method: "",
     host: "",
@@ -211,7 +212,7 @@ function newRecord(client: string): ExchangeRecord {
     status: 0,
     bytesIn: 0,
     bytesOut: 0,
-    duration: 0,
+    duration: performance.now(), // the start, until #report turns it into the duration
     route: "",
     backend: "",
   };

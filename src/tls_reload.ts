@@ -20,8 +20,8 @@ export interface TlsAcceptorOptions {
   addr: HostPort;
   /** Certificate and key files (the `tls:` section); `watch`: reload when they change. */
   tls: TlsPaths & { watch?: boolean };
-  /** Serves one accepted connection. */
-  handle: (conn: Deno.Conn) => Promise<void>;
+  /** Serves one accepted connection; resolves to it when done, never rejects. */
+  handle: (conn: Deno.Conn) => Promise<Deno.Conn>;
   /** Reload messages go here. */
   log: Logger;
   /** Quiet period after the last file change before reloading, in ms. @default {300} */

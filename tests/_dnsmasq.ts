@@ -113,12 +113,22 @@ function requireDnsmasq(): string {
   throw new Error(`dnsmasq was not found ($DNSMASQ, /usr/sbin, /usr/local/sbin, PATH); ${hint}`);
 }
 
-/** Binds port 0 to let the kernel pick a free UDP port, then releases it. */
+/**
+ * A port free for both UDP and TCP (dnsmasq binds both), taken below the kernel's
+ * ephemeral range (32768+), so that no outgoing connection of the tests can grab
+ * it between a stop and a restart of dnsmasq on the same port.
+ */
 function freeUdpPort(): number {
-  const socket = Deno.listenDatagram({ transport: "udp", hostname: HOST, port: 0 });
-  const { port } = socket.addr as Deno.NetAddr;
-  socket.close();
-  return port;
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    try {
+      Deno.listenDatagram({ transport: "udp", hostname: HOST, port }).close();
+      Deno.listen({ hostname: HOST, port }).close();
+      return port;
+    } catch {
+      // taken: try another
+    }
+  }
 }
 
 interface Process {

@@ -285,3 +285,14 @@ Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked re
   assertLess(res.head.indexOf("HTTP/1.1 200"), 1);
   await close();
 });
+
+Deno.test("proxy gives a keep-alive connection timeouts.idle between requests and timeouts.head once one begins", async () => {
+  const b = keepAliveBackend("b");
+  const { c, close } = await proxyTo(b, { config: "timeouts: { head: 300ms, idle: 5s }" });
+  assertEquals((await c.request("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")).body, "b /1\n");
+  await delay(600); // idle longer than the head timeout: still open
+  assertEquals((await c.request("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")).body, "b /2\n");
+  await c.send("GET /3 HT"); // a request begins and stalls
+  assert(await c.closed(1500), "closed at the head timeout, not the idle one");
+  await close();
+});
