@@ -60,7 +60,7 @@ const CLOSE = 0;
  *
  * @returns true when the client connection can carry another request.
  */
-export async function forward(
+export function forward(
   client: ClientSide,
   req: Request,
   route: Route,
@@ -69,11 +69,7 @@ export async function forward(
 ): Promise<boolean> {
   const ex = new Exchange(client, req, ctx, rec);
   ctx.watchdog.add(ex);
-  try {
-    return await ex.run(route) === KEEP;
-  } finally {
-    ctx.watchdog.delete(ex);
-  }
+  return ex.run(route).then(ex.finished, ex.failed);
 }
 
 /**
@@ -140,6 +136,18 @@ class Exchange implements Timed {
     this.#bc?.close();
     if (this.#inBody) this.#client.close();
   }
+
+  /** The exchange is over: stop its timeouts; true when the client connection goes on. */
+  readonly finished = (outcome: number): boolean => {
+    this.#ctx.watchdog.delete(this);
+    return outcome === KEEP;
+  };
+
+  /** The exchange threw: stop its timeouts and pass the error on. */
+  readonly failed = (e: unknown): never => {
+    this.#ctx.watchdog.delete(this);
+    throw e;
+  };
 
   /** Timeout: the response head is late, or a body stopped moving. */
   expire(now: number): void {
@@ -283,7 +291,10 @@ class Exchange implements Timed {
   async #readResponseHead(bc: BackendConn): Promise<ResponseHead> {
     const maxHead = this.#ctx.limits.max_head;
     for (;;) {
-      const end = await readHead(bc.reader, { maxHead }, true);
+      // wait for the first bytes with a bare read, then the head is usually complete
+      if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
+      const r = readHead(bc.reader, { maxHead }, true);
+      const end = typeof r === "number" ? r : await r;
       if (end === -1) throw new Error("closed");
       const text = decodeHead(bc.reader.buf, bc.reader.start, end);
       bc.reader.consume(end - bc.reader.start);

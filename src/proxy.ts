@@ -95,7 +95,8 @@ class Session implements ClientSide, Timed {
           // no record, just the pending read (10,000 idle connections add up).
           if (this.reader.buffered === 0 && !(await this.reader.fill())) return;
           this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
-          end = await readHead(this.reader, limits);
+          const r = readHead(this.reader, limits); // usually all there already: no wait
+          end = typeof r === "number" ? r : await r;
         } finally {
           ctx.idle.delete(this);
         }
@@ -129,7 +130,8 @@ class Session implements ClientSide, Timed {
     this.#ctx.onExchange?.(rec);
   }
 
-  async #handle(head: RequestHead, rec: ExchangeRecord): Promise<boolean> {
+  // Not async: every branch ends in one promise, returned as is (no frame kept).
+  #handle(head: RequestHead, rec: ExchangeRecord): Promise<boolean> {
     const ctx = this.#ctx;
     rec.method = head.method;
     let req: Request;
@@ -138,27 +140,27 @@ class Session implements ClientSide, Timed {
       [req, path] = edgeCheck(head);
     } catch (e) {
       const status = e instanceof HttpError ? e.status : 400;
-      return await answer(this, rec, status, (e as Error).message, { close: true });
+      return answer(this, rec, status, (e as Error).message, { close: true });
     }
     rec.host = req.host;
     rec.path = path;
     const close = req.framing.kind !== "none" || !req.keepAlive;
     const headOnly = head.method === "HEAD";
     if (ctx.limits.max_body > 0 && req.framing.length > ctx.limits.max_body) {
-      return await answer(this, rec, 413, "request body over limits.max_body", { close: true });
+      return answer(this, rec, 413, "request body over limits.max_body", { close: true });
     }
     if (ctx.redirectHttpsPort !== undefined) {
       const host = req.host.replace(/:\d+$/, "");
       const port = ctx.redirectHttpsPort === 443 ? "" : `:${ctx.redirectHttpsPort}`;
       const location = `location: https://${host}${port}${head.target}`;
-      return await answer(this, rec, 308, "use https", { close, headOnly, headers: [location] });
+      return answer(this, rec, 308, "use https", { close, headOnly, headers: [location] });
     }
     const route = ctx.router.match(req.host, path);
     if (route === undefined) {
-      return await answer(this, rec, 404, `no route for ${req.host}${path}`, { close, headOnly });
+      return answer(this, rec, 404, `no route for ${req.host}${path}`, { close, headOnly });
     }
     rec.route = route.name;
-    return await forward(this, req, route, ctx, rec);
+    return forward(this, req, route, ctx, rec);
   }
 }
 

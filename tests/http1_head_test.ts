@@ -36,8 +36,8 @@ function status(fn: () => unknown): number {
   return assertThrows(fn, HttpError).status;
 }
 
-async function rejectStatus(p: Promise<unknown>): Promise<number> {
-  return (await assertRejects(() => p, HttpError)).status;
+async function rejectStatus(p: number | Promise<unknown>): Promise<number> {
+  return (await assertRejects(() => Promise.resolve(p), HttpError)).status;
 }
 
 // ---------------------------------------------------------------- parseRequestHead

@@ -67,38 +67,31 @@ for (let c = 97; c < 123; c++) TCHAR[c] = 1;
  * Waits until a whole head (ending in an empty line) is buffered.
  *
  * @returns the index just past the head's final CRLF in `reader.buf`, or -1 when
- * the peer closed before sending any byte of a head.
+ * the peer closed before sending any byte of a head; a plain number (no promise)
+ * when the whole head is already buffered.
  * @throws {HttpError} 414/431 when over the limits, 400 on a head cut short.
  */
-export async function readHead(
+export function readHead(
   reader: BufReader,
   limits: HeadLimits,
   isResponse = false,
+): number | Promise<number> {
+  let end: number;
+  try {
+    end = scanHead(reader, limits, isResponse, 0);
+  } catch (e) {
+    return Promise.reject(e); // one way to fail, whether or not it had to wait
+  }
+  return end >= 0 ? end : readHeadMore(reader, limits, isResponse);
+}
+
+async function readHeadMore(
+  reader: BufReader,
+  limits: HeadLimits,
+  isResponse: boolean,
 ): Promise<number> {
-  let scanned = 0; // bytes after reader.start already searched for the end of the head
   for (;;) {
-    // RFC 9112 §2.2: ignore empty lines before a request line.
-    while (!isResponse && reader.buffered >= 2 && reader.buf[reader.start] === CR) {
-      if (reader.buf[reader.start + 1] !== LF) break;
-      reader.consume(2);
-      scanned = 0;
-    }
-    const buf = reader.buf;
-    let i = buf.indexOf(LF, reader.start + scanned);
-    while (i !== -1 && i < reader.end) {
-      let end = -1;
-      if (i + 1 < reader.end && buf[i + 1] === LF) end = i + 2;
-      else if (i + 2 < reader.end && buf[i + 1] === CR && buf[i + 2] === LF) end = i + 3;
-      if (end !== -1) {
-        // a whole head can arrive in one read larger than maxHead
-        if (end - reader.start > limits.maxHead) throw headTooLarge(reader, limits, isResponse);
-        return end;
-      }
-      if (i + 2 >= reader.end) break;
-      i = buf.indexOf(LF, i + 1);
-    }
-    scanned = Math.max(0, reader.buffered - 2);
-    if (reader.buffered >= limits.maxHead) throw headTooLarge(reader, limits, isResponse);
+    const scanned = Math.max(0, reader.buffered - 2); // already searched
     if (reader.end === reader.buf.length && reader.buf.length < limits.maxHead) {
       growBuffer(reader, limits.maxHead);
     }
@@ -107,7 +100,40 @@ export async function readHead(
       if (!reader.eof) throw headTooLarge(reader, limits, isResponse);
       throw new HttpError(400, "Connection closed in the middle of a message head");
     }
+    const end = scanHead(reader, limits, isResponse, scanned);
+    if (end >= 0) return end;
   }
+}
+
+// The end of a head already buffered, or -2 when more bytes are needed.
+function scanHead(
+  reader: BufReader,
+  limits: HeadLimits,
+  isResponse: boolean,
+  scanned: number,
+): number {
+  // RFC 9112 §2.2: ignore empty lines before a request line.
+  while (!isResponse && reader.buffered >= 2 && reader.buf[reader.start] === CR) {
+    if (reader.buf[reader.start + 1] !== LF) break;
+    reader.consume(2);
+    scanned = 0;
+  }
+  const buf = reader.buf;
+  let i = buf.indexOf(LF, reader.start + scanned);
+  while (i !== -1 && i < reader.end) {
+    let end = -1;
+    if (i + 1 < reader.end && buf[i + 1] === LF) end = i + 2;
+    else if (i + 2 < reader.end && buf[i + 1] === CR && buf[i + 2] === LF) end = i + 3;
+    if (end !== -1) {
+      // a whole head can arrive in one read larger than maxHead
+      if (end - reader.start > limits.maxHead) throw headTooLarge(reader, limits, isResponse);
+      return end;
+    }
+    if (i + 2 >= reader.end) break;
+    i = buf.indexOf(LF, i + 1);
+  }
+  if (reader.buffered >= limits.maxHead) throw headTooLarge(reader, limits, isResponse);
+  return -2;
 }
 
 function growBuffer(reader: BufReader, max: number): void {
