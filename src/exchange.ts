@@ -260,7 +260,7 @@ class Exchange implements Timed {
         : `${backend.id} closed or reset before answering`;
       return failure(502, why, safe, nothing && reused && req.framing.kind === "none");
     }
-    return await this.#relayResponse(bc, head, backend);
+    return this.#relayResponse(bc, head, backend);
   }
 
   #startRequestBody(bc: BackendConn): void {

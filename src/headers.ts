@@ -23,7 +23,10 @@ const HOP_BY_HOP = new Set([
 ]);
 // Never removed because a Connection header names them: framing and routing depend on them.
 const PROTECTED = new Set(["host", "content-length", "transfer-encoding"]);
-const VIA = "unload";
+const VIA_11 = "1.1 unload";
+const VIA_10 = "1.0 unload";
+const XFP_HTTP = "\r\nx-forwarded-proto: http\r\nx-forwarded-host: ";
+const XFP_HTTPS = "\r\nx-forwarded-proto: https\r\nx-forwarded-host: ";
 
 /** What the balancer knows about a request besides its head. */
 export interface ForwardInfo {
@@ -101,19 +104,25 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
     copyLine(out, head, i);
   }
   if (!hasHost) out.writeString(`host: ${info.host}\r\n`);
-  const framing = info.framing.kind === "length"
-    ? `content-length: ${info.framing.length}\r\n`
-    : info.framing.kind === "chunked"
-    ? "transfer-encoding: chunked\r\n"
-    : "";
-  const upgrade = info.upgrade === undefined
-    ? ""
-    : `connection: upgrade\r\nupgrade: ${info.upgrade}\r\n`;
-  out.writeString(
-    `${framing}${upgrade}x-forwarded-for: ${xff}${info.clientIp}\r\n` +
-      `x-forwarded-proto: ${info.proto}\r\nx-forwarded-host: ${info.host}\r\n` +
-      `via: ${via(head)}\r\n\r\n`,
-  );
+  // the added fields go out piece by piece: no string is built for them
+  if (info.framing.kind === "length") {
+    out.writeString("content-length: ");
+    out.writeString(String(info.framing.length));
+    out.writeString("\r\n");
+  } else if (info.framing.kind === "chunked") out.writeString("transfer-encoding: chunked\r\n");
+  if (info.upgrade !== undefined) {
+    out.writeString("connection: upgrade\r\nupgrade: ");
+    out.writeString(info.upgrade);
+    out.writeString("\r\n");
+  }
+  out.writeString("x-forwarded-for: ");
+  if (xff !== "") out.writeString(xff);
+  out.writeString(info.clientIp);
+  out.writeString(info.proto === "https" ? XFP_HTTPS : XFP_HTTP);
+  out.writeString(info.host);
+  out.writeString("\r\nvia: ");
+  writeVia(out, head);
+  out.writeString("\r\n\r\n");
 }
 
 /**
@@ -172,7 +181,10 @@ export function writeResponseHead(out: HeadSink, head: ResponseHead, info: Respo
   if (info.upgrade) tail += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
   else if (info.close) tail += "connection: close\r\n";
   else if (info.clientMinor === 0) tail += "connection: keep-alive\r\n";
-  out.writeString(`${tail}via: ${via(head)}\r\n\r\n`);
+  out.writeString(tail);
+  out.writeString("via: ");
+  writeVia(out, head);
+  out.writeString("\r\n\r\n");
 }
 
 /**
@@ -201,14 +213,15 @@ function isHopByHop(name: string, named: Set<string> | undefined): boolean {
 }
 
 // The Via value to send: the hops so far, then this one (RFC 9110 §7.6.3).
-function via(head: RequestHead | ResponseHead): string {
-  const self = `1.${head.minor} ${VIA}`;
-  if (!head.names.includes("via")) return self;
-  let before = "";
-  for (let i = 0; i < head.names.length; i++) {
-    if (head.names[i] === "via") before += `${head.values[i]}, `;
+function writeVia(out: HeadSink, head: RequestHead | ResponseHead): void {
+  if (head.names.includes("via")) {
+    for (let i = 0; i < head.names.length; i++) {
+      if (head.names[i] !== "via") continue;
+      out.writeString(head.values[i]!);
+      out.writeString(", ");
+    }
   }
-  return before + self;
+  out.writeString(head.minor === 1 ? VIA_11 : VIA_10);
 }
 
 // Field line i as received (its text and CRLF), or rebuilt when the head has no text.

@@ -35,7 +35,8 @@ export interface RelayOptions {
  * flushed whenever a read has to wait). A chunked body is validated and passed on
  * byte for byte.
  *
- * @returns the number of body bytes moved (data bytes for a chunked body).
+ * @returns the number of body bytes moved (data bytes for a chunked body); a plain
+ * number when the body was already buffered whole and nothing had to wait.
  * @throws {ClosedEarlyError} when `src` ends before the body does.
  * @throws {HttpError} on malformed chunked framing, or a body over `maxBody`.
  *
@@ -51,14 +52,26 @@ export function relayBody(
   dst: BufWriter,
   framing: Framing,
   options: RelayOptions,
-): Promise<number> {
-  const more = framing.kind === "length" ? framing.length > src.buffered : framing.kind !== "none";
+): number | Promise<number> {
+  if (framing.kind === "none") return 0;
+  if (framing.kind === "length" && framing.length <= src.buffered) {
+    // all of it is here already (a small response): no loop, no promise unless it must wait
+    const n = framing.length;
+    const w = dst.write(src.buf.subarray(src.start, src.start + n));
+    if (w === undefined) {
+      src.consume(n);
+      return n;
+    }
+    return w.then(() => {
+      src.consume(n);
+      return n;
+    });
+  }
+  const more = framing.kind === "length" ? framing.length > src.buffered : true;
   if (more && src.buf.length < BODY_READ_BUFFER) {
     src.resize(BODY_READ_BUFFER); // more than what is buffered is coming: read it in larger pieces
   }
   switch (framing.kind) {
-    case "none":
-      return Promise.resolve(0);
     case "length":
       return relayLength(src, dst, framing.length, options.side);
     case "chunked":
