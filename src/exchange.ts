@@ -21,7 +21,7 @@ import {
 } from "./http1/head.ts";
 import type { BufReader, BufWriter } from "./http1/io.ts";
 import { simpleResponse } from "./http1/status.ts";
-import { relayBody, relayUntilClose } from "./pipe.ts";
+import { relayBody, type RelayOptions, relayUntilClose } from "./pipe.ts";
 import { type BackendConn, ConnectError } from "./pool.ts";
 
 /** The client end of an exchange. */
@@ -51,6 +51,8 @@ interface Failure {
   stale: boolean;
 }
 
+const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
+const DECHUNK: RelayOptions = { errorStatus: 502, side: "backend", dechunk: true };
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 const KEEP = 1;
 const CLOSE = 0;
@@ -346,11 +348,7 @@ class Exchange implements Timed {
         pool.release(bc, false);
         return CLOSE;
       }
-      await relayBody(bc.reader, client.writer, framing, {
-        errorStatus: 502,
-        side: "backend",
-        dechunk,
-      });
+      await relayBody(bc.reader, client.writer, framing, dechunk ? DECHUNK : FROM_BACKEND);
       await client.writer.flush();
     } catch {
       this.#abort(new Error("response relay failed"));

@@ -34,6 +34,8 @@ export class BackendConn {
   uses = 0;
   /** Epoch ms it went idle; 0 while in use. */
   idleSince = 0;
+  /** Set by its pool: the read kept pending while idle has ended. */
+  idleReadEnded: () => void = () => {};
   #closed = false;
 
   /** Wraps a connected socket. */
@@ -168,12 +170,7 @@ export class Pool {
     this.#idle.push(c);
     // A read kept pending while idle notices the backend closing (or sending
     // unasked bytes) at once, instead of on the next request sent there.
-    c.reader.prefetch().then(() => {
-      if (c.idleSince === 0) return; // in use again: the read belongs to its response
-      const i = this.#idle.indexOf(c);
-      if (i !== -1) this.#idle.splice(i, 1);
-      this.#discard(c);
-    });
+    c.reader.prefetch().then(c.idleReadEnded, c.idleReadEnded);
     this.#sweep();
     this.#wake();
   }
@@ -202,7 +199,14 @@ export class Pool {
         signal: both,
       });
       this.opened++;
-      return new BackendConn(conn);
+      const c = new BackendConn(conn);
+      c.idleReadEnded = () => { // made once per connection, not once per request
+        if (c.idleSince === 0) return; // in use again: the read belongs to its response
+        const i = this.#idle.indexOf(c);
+        if (i !== -1) this.#idle.splice(i, 1);
+        this.#discard(c);
+      };
+      return c;
     } catch (e) {
       throw new ConnectError(this.backend, e, timeout.aborted);
     }

@@ -98,12 +98,12 @@ export class BufReader {
    * Starts a read now, without waiting for it; the next {@linkcode BufReader.fill}
    * takes its result. Used on idle pooled connections to notice a peer's close.
    *
-   * @returns the read in progress (never rejects; a failure shows as false).
+   * @returns the read in progress (it may reject: the caller handles both outcomes).
    */
   prefetch(): Promise<boolean> {
     const p = this.#fill();
     this.#pending = p;
-    return p.catch(() => false);
+    return p;
   }
 
   // Not an async function: one read, with handlers made once per reader, so a fill
