@@ -80,7 +80,7 @@ export class Balancer {
   readonly #ac = new AbortController();
   readonly #pools = new PoolSet(() => this.#config);
   #listening: Listening[] = [];
-  readonly #idle = new Set<{ close(): void }>();
+  readonly #sessions = new Set<{ closeIfIdle(): void }>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
@@ -223,7 +223,7 @@ export class Balancer {
     const listening = this.#listening;
     this.#listening = [];
     for (const l of listening) this.#retire(l);
-    for (const s of this.#idle) s.close();
+    for (const s of this.#sessions) s.closeIfIdle();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const drained = Promise.all(listening.map((l) => l.acceptor.done));
     const late = new Promise<boolean>((r) =>
@@ -380,7 +380,7 @@ export class Balancer {
       watchdog: this.#watchdog,
       health: this.#health,
       closing: false,
-      idle: this.#idle,
+      sessions: this.#sessions,
       onExchange: (r) => {
         metrics.observe(r);
         log.access(r);

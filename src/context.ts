@@ -60,8 +60,8 @@ export interface ProxyContext {
   watchdog: Watchdog;
   /** Passive health tracking. */
   health: PassiveHealth;
-  /** Connections waiting for their next request; shutdown closes them. */
-  idle: Set<{ close(): void }>;
+  /** Open client connections; shutdown closes those waiting for a request. */
+  sessions: Set<{ closeIfIdle(): void }>;
   /** True once shutdown started: finish the current request, then close. */
   closing: boolean;
   /** Called after every request. */

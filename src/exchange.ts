@@ -30,6 +30,11 @@ export interface ClientSide {
   writer: BufWriter;
   /** Closes the client connection (unblocks anything waiting on it). */
   close(): void;
+  /**
+   * Hands the connection's timeout to `t` (the exchange in progress) until called
+   * with undefined: one watchdog entry per connection, not one per request.
+   */
+  watch(t: Timed | undefined): void;
 }
 
 /** What the edge learned from the request head. */
@@ -70,7 +75,7 @@ export function forward(
   rec: ExchangeRecord,
 ): Promise<boolean> {
   const ex = new Exchange(client, req, ctx, rec);
-  ctx.watchdog.add(ex);
+  client.watch(ex);
   return ex.run(route).then(ex.finished, ex.failed);
 }
 
@@ -141,13 +146,13 @@ class Exchange implements Timed {
 
   /** The exchange is over: stop its timeouts; true when the client connection goes on. */
   readonly finished = (outcome: number): boolean => {
-    this.#ctx.watchdog.delete(this);
+    this.#client.watch(undefined);
     return outcome === KEEP;
   };
 
   /** The exchange threw: stop its timeouts and pass the error on. */
   readonly failed = (e: unknown): never => {
-    this.#ctx.watchdog.delete(this);
+    this.#client.watch(undefined);
     throw e;
   };
 

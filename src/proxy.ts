@@ -37,12 +37,14 @@ const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)
 export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   const session = new Session(conn, ctx);
   ctx.watchdog.add(session);
+  ctx.sessions.add(session);
   try {
     await session.run();
   } catch {
     // a reset or a read on a connection closed by a timeout: nothing left to say
   } finally {
     ctx.watchdog.delete(session);
+    ctx.sessions.delete(session);
     session.close();
   }
   return conn;
@@ -51,11 +53,13 @@ export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Den
 class Session implements ClientSide, Timed {
   readonly reader: BufReader;
   readonly writer: BufWriter;
-  deadline = 0;
   readonly #conn: Deno.Conn;
   readonly #ctx: ProxyContext;
   readonly #ip: string;
   #closed = false;
+  #waiting = false; // for the next request
+  #deadline = 0;
+  #delegate: Timed | undefined; // the exchange in progress owns the timeout
 
   constructor(conn: Deno.Conn, ctx: ProxyContext) {
     this.#conn = conn;
@@ -65,9 +69,28 @@ class Session implements ClientSide, Timed {
     this.#ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   }
 
-  /** Head or idle timeout: drop the connection. */
-  expire(): void {
-    this.close();
+  /** When this connection times out: its own deadline, or its exchange's. */
+  get deadline(): number {
+    return this.#delegate === undefined ? this.#deadline : this.#delegate.deadline;
+  }
+
+  set deadline(ms: number) {
+    this.#deadline = ms;
+  }
+
+  /** Head or idle timeout: drop the connection; during an exchange, the exchange decides. */
+  expire(now: number): void {
+    if (this.#delegate !== undefined) this.#delegate.expire(now);
+    else this.close();
+  }
+
+  watch(t: Timed | undefined): void {
+    this.#delegate = t;
+  }
+
+  /** Shutdown: a connection between requests closes now, one mid-request finishes first. */
+  closeIfIdle(): void {
+    if (this.#waiting) this.close();
   }
 
   close(): void {
@@ -88,7 +111,7 @@ class Session implements ClientSide, Timed {
       let head: RequestHead;
       let rec: ExchangeRecord | undefined;
       try {
-        ctx.idle.add(this);
+        this.#waiting = true;
         let end: number;
         try {
           // Waiting for the next request holds as little as possible: no head parser,
@@ -98,7 +121,7 @@ class Session implements ClientSide, Timed {
           const r = readHead(this.reader, limits); // usually all there already: no wait
           end = typeof r === "number" ? r : await r;
         } finally {
-          ctx.idle.delete(this);
+          this.#waiting = false;
         }
         if (end === -1) return;
         rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
