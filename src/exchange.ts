@@ -16,36 +16,11 @@ import {
   HttpError,
   parseResponseHead,
   readHead,
-  type RequestHead,
   type ResponseHead,
 } from "./http1/head.ts";
-import type { BufReader, BufWriter } from "./http1/io.ts";
-import { simpleResponse } from "./http1/status.ts";
+import { answer, type ClientSide, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./pipe.ts";
 import { type BackendConn, ConnectError } from "./pool.ts";
-
-/** The client end of an exchange. */
-export interface ClientSide {
-  reader: BufReader;
-  writer: BufWriter;
-  /** Closes the client connection (unblocks anything waiting on it). */
-  close(): void;
-  /**
-   * Hands the connection's timeout to `t` (the exchange in progress) until called
-   * with undefined: one watchdog entry per connection, not one per request.
-   */
-  watch(t: Timed | undefined): void;
-}
-
-/** What the edge learned from the request head. */
-export interface Request {
-  head: RequestHead;
-  framing: Framing;
-  host: string;
-  keepAlive: boolean;
-  /** The protocol asked for in `Upgrade`, when the client asked to switch. */
-  upgrade: string | undefined;
-}
 
 interface Failure {
   status: number;
@@ -77,31 +52,6 @@ export function forward(
   const ex = new Exchange(client, req, ctx, rec);
   client.watch(ex);
   return ex.run(route).then(ex.finished, ex.failed);
-}
-
-/**
- * Writes a response made by the balancer itself.
- *
- * @returns true when the client connection can carry another request.
- */
-export async function answer(
-  client: ClientSide,
-  rec: ExchangeRecord,
-  status: number,
-  message: string,
-  options: { close: boolean; headOnly?: boolean; headers?: string[] },
-): Promise<boolean> {
-  rec.status = status;
-  rec.error = message;
-  const before = client.writer.written;
-  client.writer.writeString(simpleResponse(status, message, options));
-  try {
-    await client.writer.flush();
-  } catch {
-    return false;
-  }
-  rec.bytesOut += client.writer.written - before;
-  return !options.close;
 }
 
 class Exchange implements Timed {

@@ -7,7 +7,8 @@
  */
 import type { ExchangeRecord, ProxyContext } from "./context.ts";
 import type { Timed } from "./deadline.ts";
-import { answer, type ClientSide, forward, type Request } from "./exchange.ts";
+import { answer, type ClientSide, type Request } from "./client.ts";
+import { forward } from "./exchange.ts";
 import { requestFraming } from "./http1/body.ts";
 import {
   connectionTokens,
