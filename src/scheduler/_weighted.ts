@@ -7,6 +7,7 @@
  */
 import type { Backend } from "../backend.ts";
 import { createEntry, EdfGroup, type Entry, gcd, reweigh } from "./_edf.ts";
+import { ParkedList } from "./_parked.ts";
 import { Rotation } from "./_rotation.ts";
 import { uniqueBackends } from "./_validate.ts";
 
@@ -28,8 +29,11 @@ export abstract class WeightedScheduler {
   protected readonly zeros: Rotation = new Rotation();
   #entries = new Map<string, Entry>();
   #backends: readonly Backend[] = [];
-  #parked: Entry[] = [];
-  #parkCursor = 0;
+  readonly #parked = new ParkedList<Entry>((e) => {
+    const group = e.group!;
+    group.join(e, this.floorRound(group.index));
+    if (group.size === 1) this.#liveDirty = true;
+  });
   #nextRank = 0;
   #nextLive = new Int32Array(1);
   #liveDirty = true;
@@ -45,7 +49,7 @@ export abstract class WeightedScheduler {
    * @returns The next backend, or `undefined` when none is healthy.
    */
   next(): Backend | undefined {
-    this.#reviveOne();
+    this.#parked.reviveOne();
     return this.pick();
   }
 
@@ -149,8 +153,7 @@ export abstract class WeightedScheduler {
       zeros.push(...groupZeros);
     }
     this.zeros.update(zeros);
-    this.#parked = parked;
-    this.#parkCursor = 0;
+    this.#parked.reset(parked);
     this.#entries = entries;
     this.#backends = ordered.map((e) => e.backend);
     this.#liveDirty = true;
@@ -191,40 +194,13 @@ export abstract class WeightedScheduler {
     return top.backend;
   }
 
-  /** Re-checks one parked entry (in rotation) and puts it back if it is healthy. */
-  #reviveOne(): void {
-    const parked = this.#parked;
-    if (parked.length === 0) return;
-    if (this.#parkCursor >= parked.length) this.#parkCursor = 0;
-    const i = this.#parkCursor++;
-    if (parked[i]!.backend.healthy) this.#revive(i);
-  }
-
   /**
    * Re-checks every parked entry (O(n); used only when nothing else can serve).
    *
    * @returns Whether any entry was put back.
    */
   protected reviveAll(): boolean {
-    const parked = this.#parked;
-    let revived = false;
-    for (let i = parked.length - 1; i >= 0; i--) {
-      if (parked[i]!.backend.healthy) {
-        this.#revive(i);
-        revived = true;
-      }
-    }
-    return revived;
-  }
-
-  #revive(i: number): void {
-    const parked = this.#parked;
-    const e = parked[i]!;
-    const last = parked.pop()!;
-    if (last !== e) parked[i] = last;
-    const group = e.group!;
-    group.join(e, this.floorRound(group.index));
-    if (group.size === 1) this.#liveDirty = true;
+    return this.#parked.reviveAll();
   }
 
   #rebuildLive(): void {

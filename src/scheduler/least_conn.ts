@@ -6,6 +6,7 @@
 import type { Backend } from "../backend.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { createLoadEntry, type LoadEntry, LoadHeap } from "./_load_heap.ts";
+import { ParkedList } from "./_parked.ts";
 import { uniqueBackends } from "./_validate.ts";
 
 /**
@@ -65,8 +66,10 @@ export class LeastConnScheduler implements Scheduler {
   #entries: LoadEntry[] = [];
   #byId = new Map<string, LoadEntry>();
   #backends: readonly Backend[] = [];
-  #parked: LoadEntry[] = [];
-  #parkCursor = 0;
+  readonly #parked = new ParkedList<LoadEntry>((e) => {
+    e.key = e.backend.inflight;
+    this.#heap.push(e);
+  });
   #refreshCursor = 0;
   #seq = 0;
 
@@ -85,7 +88,7 @@ export class LeastConnScheduler implements Scheduler {
 
   /** @returns The least loaded healthy backend, or `undefined` when none is healthy. */
   next(): Backend | undefined {
-    this.#reviveOne();
+    this.#parked.reviveOne();
     this.#refreshOne();
     const heap = this.#heap;
     let refreshes = this.#entries.length; // each entry needs at most one: bounds the loop
@@ -93,7 +96,7 @@ export class LeastConnScheduler implements Scheduler {
     for (;;) {
       const top = heap.peek();
       if (top === undefined) {
-        if (revived || !this.#reviveAll()) return undefined;
+        if (revived || !this.#parked.reviveAll()) return undefined;
         revived = true;
         continue;
       }
@@ -159,8 +162,7 @@ export class LeastConnScheduler implements Scheduler {
       else parked.push(e);
     }
     this.#heap.reset(live);
-    this.#parked = parked;
-    this.#parkCursor = 0;
+    this.#parked.reset(parked);
     this.#refreshCursor = 0;
     this.#entries = entries;
     this.#byId = new Map(entries.map((e) => [e.backend.id, e]));
@@ -176,45 +178,5 @@ export class LeastConnScheduler implements Scheduler {
     if (e.pos < 0 || e.backend.inflight === e.key) return;
     e.key = e.backend.inflight;
     this.#heap.fix(e);
-  }
-
-  /**
-   * Re-checks one parked entry, in rotation, and puts it back if it is healthy.
-   * The cursor stays on a revived entry's slot, which the last entry moved into,
-   * so every entry is checked within one pass of the list.
-   */
-  #reviveOne(): void {
-    const parked = this.#parked;
-    if (parked.length === 0) return;
-    if (this.#parkCursor >= parked.length) this.#parkCursor = 0;
-    const i = this.#parkCursor;
-    if (parked[i]!.backend.healthy) this.#revive(i);
-    else this.#parkCursor = i + 1;
-  }
-
-  /**
-   * Re-checks every parked entry (O(n); used only when the heap is empty).
-   *
-   * @returns Whether any entry was put back.
-   */
-  #reviveAll(): boolean {
-    const parked = this.#parked;
-    let revived = false;
-    for (let i = parked.length - 1; i >= 0; i--) {
-      if (parked[i]!.backend.healthy) {
-        this.#revive(i);
-        revived = true;
-      }
-    }
-    return revived;
-  }
-
-  #revive(i: number): void {
-    const parked = this.#parked;
-    const e = parked[i]!;
-    const last = parked.pop()!;
-    if (last !== e) parked[i] = last;
-    e.key = e.backend.inflight;
-    this.#heap.push(e);
   }
 }
