@@ -8,7 +8,7 @@
 import type { ExchangeRecord } from "./context.ts";
 import type { Timed } from "./deadline.ts";
 import type { Framing } from "./http1/body.ts";
-import type { RequestHead } from "./http1/head.ts";
+import type { HeadLimits, RequestHead } from "./http1/head.ts";
 import type { BufReader, BufWriter } from "./http1/io.ts";
 import { simpleResponse } from "./http1/status.ts";
 
@@ -16,6 +16,8 @@ import { simpleResponse } from "./http1/status.ts";
 export interface ClientSide {
   reader: BufReader;
   writer: BufWriter;
+  /** Head limits in force on this connection (used for responses too). */
+  readonly headLimits: HeadLimits;
   /** Closes the client connection (unblocks anything waiting on it). */
   close(): void;
   /**

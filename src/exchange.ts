@@ -246,11 +246,10 @@ class Exchange implements Timed {
   }
 
   async #readResponseHead(bc: BackendConn): Promise<ResponseHead> {
-    const maxHead = this.#ctx.limits.max_head;
     for (;;) {
       // wait for the first bytes with a bare read, then the head is usually complete
       if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
-      const r = readHead(bc.reader, { maxHead }, true);
+      const r = readHead(bc.reader, this.#client.headLimits, true);
       const end = typeof r === "number" ? r : await r;
       if (end === -1) throw new Error("closed");
       const text = decodeHead(bc.reader.buf, bc.reader.start, end);

@@ -14,6 +14,7 @@ import {
   connectionTokens,
   decodeHead,
   fieldValue,
+  type HeadLimits,
   HttpError,
   parseRequestHead,
   readHead,
@@ -54,6 +55,7 @@ export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Den
 class Session implements ClientSide, Timed {
   readonly reader: BufReader;
   readonly writer: BufWriter;
+  readonly headLimits: HeadLimits;
   readonly #conn: Deno.Conn;
   readonly #ctx: ProxyContext;
   readonly #ip: string;
@@ -67,6 +69,7 @@ class Session implements ClientSide, Timed {
     this.#ctx = ctx;
     this.reader = new BufReader(conn, SMALL_READ_BUFFER);
     this.writer = new BufWriter(conn);
+    this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
     this.#ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   }
 
@@ -104,7 +107,7 @@ class Session implements ClientSide, Timed {
 
   async run(): Promise<void> {
     const ctx = this.#ctx;
-    const limits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
+    const limits = this.headLimits;
     let first = true;
     while (!ctx.closing || first) {
       this.deadline = ctx.watchdog.now + (first ? ctx.timeouts.head : ctx.timeouts.idle);

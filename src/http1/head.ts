@@ -303,13 +303,76 @@ function parseFields(text: string, pos: number, out: Fields, isResponse: boolean
         throw new HttpError(bad, "Invalid byte in field value");
       }
     }
-    const raw = text.slice(pos, colon);
-    out.rawNames.push(raw);
-    out.names.push(raw.toLowerCase());
+    const known = knownName(text, pos, colon);
+    if (known !== undefined) { // the usual spellings of common fields: no new strings
+      out.rawNames.push(known[0]);
+      out.names.push(known[1]);
+    } else {
+      const raw = text.slice(pos, colon);
+      out.rawNames.push(raw);
+      out.names.push(raw.toLowerCase());
+    }
     out.values.push(text.slice(vs, ve));
     out.lines?.push(pos, end);
     pos = eol + 1;
   }
+}
+
+// Common field names as they are usually spelled ([as sent, lower-case]), by length.
+const KNOWN_NAMES = new Map<number, Array<readonly [string, string]>>();
+for (
+  const name of [
+    "Host",
+    "Date",
+    "Server",
+    "Connection",
+    "Content-Type",
+    "Content-Length",
+    "Transfer-Encoding",
+    "Keep-Alive",
+    "User-Agent",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Cache-Control",
+    "Last-Modified",
+    "ETag",
+    "Vary",
+    "Via",
+    "Cookie",
+    "Set-Cookie",
+    "Location",
+    "Upgrade",
+    "Expect",
+    "Referer",
+    "Origin",
+    "Authorization",
+    "X-Forwarded-For",
+    "Content-Encoding",
+  ]
+) {
+  const list = KNOWN_NAMES.get(name.length) ?? [];
+  list.push([name, name.toLowerCase()], [name.toLowerCase(), name.toLowerCase()]);
+  KNOWN_NAMES.set(name.length, list);
+}
+
+// The interned [raw, lower-case] pair when text[start..end) is a known name spelled
+// exactly as in the table (canonical or all lower-case), else undefined.
+function knownName(
+  text: string,
+  start: number,
+  end: number,
+): readonly [string, string] | undefined {
+  const list = KNOWN_NAMES.get(end - start);
+  if (list === undefined) return undefined;
+  next: for (const pair of list) {
+    const raw = pair[0];
+    for (let i = 0; i < raw.length; i++) {
+      if (text.charCodeAt(start + i) !== raw.charCodeAt(i)) continue next;
+    }
+    return pair;
+  }
+  return undefined;
 }
 
 function isOws(c: number): boolean {
