@@ -36,20 +36,8 @@ const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)
  * for await (const conn of Deno.listen({ port: 8080 })) serveConn(conn, ctx);
  * ```
  */
-export async function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
-  const session = new Session(conn, ctx);
-  ctx.watchdog.add(session);
-  ctx.sessions.add(session);
-  try {
-    await session.run();
-  } catch {
-    // a reset or a read on a connection closed by a timeout: nothing left to say
-  } finally {
-    ctx.watchdog.delete(session);
-    ctx.sessions.delete(session);
-    session.close();
-  }
-  return conn;
+export function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
+  return new Session(conn, ctx).serve();
 }
 
 class Session implements ClientSide, Timed {
@@ -105,51 +93,68 @@ class Session implements ClientSide, Timed {
     } catch { /* already closed */ }
   }
 
-  async run(): Promise<void> {
+  /** Serves requests until the connection ends; resolves to the connection, never rejects. */
+  async serve(): Promise<Deno.Conn> {
+    const ctx = this.#ctx;
+    ctx.watchdog.add(this);
+    ctx.sessions.add(this);
+    try {
+      let first = true;
+      while (!ctx.closing || first) {
+        this.deadline = ctx.watchdog.now + (first ? ctx.timeouts.head : ctx.timeouts.idle);
+        // Between requests only this small frame and the pending read are held
+        // (10,000 idle keep-alive connections add up).
+        this.#waiting = true;
+        if (this.reader.buffered === 0 && !(await this.reader.fill())) break;
+        if (!(await this.#request())) break;
+        first = false;
+      }
+    } catch {
+      // a reset, or a read on a connection closed by a timeout: nothing left to say
+    } finally {
+      ctx.watchdog.delete(this);
+      ctx.sessions.delete(this);
+      this.close();
+    }
+    return this.#conn;
+  }
+
+  /** One request, from its first bytes to the end of its response; true to go on. */
+  async #request(): Promise<boolean> {
     const ctx = this.#ctx;
     const limits = this.headLimits;
-    let first = true;
-    while (!ctx.closing || first) {
-      this.deadline = ctx.watchdog.now + (first ? ctx.timeouts.head : ctx.timeouts.idle);
-      let text: string;
-      let head: RequestHead;
-      let rec: ExchangeRecord | undefined;
+    let head: RequestHead;
+    let rec: ExchangeRecord | undefined;
+    try {
+      let end: number;
       try {
-        this.#waiting = true;
-        let end: number;
-        try {
-          // Waiting for the next request holds as little as possible: no head parser,
-          // no record, just the pending read (10,000 idle connections add up).
-          if (this.reader.buffered === 0 && !(await this.reader.fill())) return;
-          this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
-          const r = readHead(this.reader, limits); // usually all there already: no wait
-          end = typeof r === "number" ? r : await r;
-        } finally {
-          this.#waiting = false;
-        }
-        if (end === -1) return;
-        rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
-        this.deadline = 0;
-        text = decodeHead(this.reader.buf, this.reader.start, end);
-        this.reader.consume(end - this.reader.start);
-        head = parseRequestHead(text, limits.maxLine);
-      } catch (e) {
-        if (e instanceof HttpError && !this.#closed) {
-          rec ??= newRecord(this.#ip);
-          await answer(this, rec, e.status, e.message, { close: true });
-          this.#report(rec);
-        }
-        return;
+        this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
+        const r = readHead(this.reader, limits); // usually all there already: no wait
+        end = typeof r === "number" ? r : await r;
+      } finally {
+        this.#waiting = false;
       }
-      const keep = await this.#handle(head, rec);
-      this.#report(rec);
-      // back to a small buffer once a large head or body has gone through
-      if (this.reader.buffered === 0 && this.reader.buf.length > SMALL_READ_BUFFER) {
-        this.reader.resize(SMALL_READ_BUFFER);
+      if (end === -1) return false;
+      rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
+      this.deadline = 0;
+      const text = decodeHead(this.reader.buf, this.reader.start, end);
+      this.reader.consume(end - this.reader.start);
+      head = parseRequestHead(text, limits.maxLine);
+    } catch (e) {
+      if (e instanceof HttpError && !this.#closed) {
+        rec ??= newRecord(this.#ip);
+        await answer(this, rec, e.status, e.message, { close: true });
+        this.#report(rec);
       }
-      if (!keep || this.#closed) return;
-      first = false;
+      return false;
     }
+    const keep = await this.#handle(head, rec);
+    this.#report(rec);
+    // back to a small buffer once a large head or body has gone through
+    if (this.reader.buffered === 0 && this.reader.buf.length > SMALL_READ_BUFFER) {
+      this.reader.resize(SMALL_READ_BUFFER);
+    }
+    return keep && !this.#closed;
   }
 
   #report(rec: ExchangeRecord): void {
