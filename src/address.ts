@@ -6,7 +6,9 @@
 
 /** A host name or IP literal (IPv6 without brackets) and a port. */
 export interface HostPort {
+  /** Host name or IP literal; IPv6 is held without brackets. */
   hostname: string;
+  /** TCP port, 0..65535. */
   port: number;
 }
 

@@ -29,13 +29,15 @@ export interface Backend {
 
 /** Options for {@linkcode createBackend}. */
 export interface BackendInit {
+  /** Address to connect to (IP literal, IPv6 without brackets, or host name). */
   hostname: string;
+  /** TCP port to connect to. */
   port: number;
-  /** @default {0} */
+  /** SRV priority (lower is preferred). @default {0} */
   priority?: number;
-  /** @default {1} */
+  /** SRV weight, 0..65535. @default {1} */
   weight?: number;
-  /** @default {`${hostname}:${port}`} */
+  /** The SRV target name or configured address it came from. @default {the id, `host:port`} */
   name?: string;
 }
 

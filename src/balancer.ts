@@ -28,7 +28,7 @@ export { StartError } from "./listener.ts";
 
 /** Options for {@linkcode Balancer.start}. */
 export interface BalancerOptions {
-  /** @default {a logger following config.log} */
+  /** Where log lines go. @default {a logger following config.log} */
   logger?: Logger;
   /**
    * Share the listening ports with other workers (`SO_REUSEPORT`): `"first"` checks
@@ -41,6 +41,7 @@ export interface BalancerOptions {
 
 /** Outcome of a reload. */
 export interface ReloadResult {
+  /** True when the new configuration is in force; false when the old one stays. */
   ok: boolean;
   /** What was wrong, when not ok. */
   error?: string;

@@ -14,7 +14,9 @@ import { simpleResponse } from "./http1/status.ts";
 
 /** The client end of an exchange. */
 export interface ClientSide {
+  /** Buffered reads from the client connection. */
   reader: BufReader;
+  /** Buffered writes to the client connection. */
   writer: BufWriter;
   /** Head limits in force on this connection (used for responses too). */
   readonly headLimits: HeadLimits;
@@ -29,9 +31,13 @@ export interface ClientSide {
 
 /** What the edge learned from the request head. */
 export interface Request {
+  /** The parsed request head. */
   head: RequestHead;
+  /** How the request body is delimited. */
   framing: Framing;
+  /** The Host header, or the authority of an absolute-form target (may carry a port). */
   host: string;
+  /** True when the client's HTTP version and `Connection` tokens allow another request. */
   keepAlive: boolean;
   /** The protocol asked for in `Upgrade`, when the client asked to switch. */
   upgrade: string | undefined;

@@ -44,11 +44,17 @@ export interface Limits {
 
 /** One route. */
 export interface RouteConfig {
+  /** Unique route name (letters, digits, `. _ -`); `route<i>` when not given. */
   name: string;
+  /** Lower-cased exact host or `*.example.com` wildcard. @default {any host} */
   host?: string;
+  /** URI path prefix; the longest matching prefix wins. @default {"/"} */
   path: string;
+  /** DNS SRV name the backends are discovered from (exclusive with `backends`). */
   srv?: string;
+  /** Static backends (exclusive with `srv`). */
   backends?: StaticBackendEntry[];
+  /** How this route picks a backend. @default {the top-level `scheduler`} */
   scheduler: SchedulerMode;
   /** Present when `tls: true`: backends are reached over TLS. */
   tls?: { ca?: string; server_name?: string };
@@ -56,18 +62,43 @@ export interface RouteConfig {
 
 /** A validated configuration with defaults applied. */
 export interface Config {
+  /** Path of the file it was read from (re-read on reload). */
   file: string;
+  /** Addresses to serve plain HTTP and HTTPS on; at least one is set. */
   listen: { http?: HostPort; https?: HostPort };
+  /**
+   * Certificate and key PEM files for `listen.https`; `redirect_http` answers plain
+   * HTTP with 308 to https (default false); `watch` reloads the files when they
+   * change (default true).
+   */
   tls?: { cert: string; key: string; redirect_http: boolean; watch: boolean };
+  /**
+   * DNS server asked for SRV/A/AAAA (system resolver when absent), and ms between
+   * the end of one lookup and the next per SRV name.
+   * @default {{ refresh: 10000 }}
+   */
   dns: { nameserver?: HostPort; refresh: number };
+  /** Default scheduler mode for routes that do not set one. @default {"srv"} */
   scheduler: SchedulerMode;
+  /** Event loops sharing the listening ports (`auto` = one per core). @default {1} */
   workers: number;
+  /** The routes, in file order; at least one. */
   routes: RouteConfig[];
+  /** Address of the admin server (`/metrics`, `/status`, dashboard); off when absent. */
   admin?: { listen: HostPort };
+  /** Timeouts in milliseconds. */
   timeouts: Timeouts;
+  /** Size and count limits. */
   limits: Limits;
+  /**
+   * Consecutive failures that eject a backend, passive back-off (ms), and active
+   * checks: probe `path` (off when absent), `interval` and `timeout` (ms).
+   * @default {{ failures: 3, backoff: 10000, interval: 5000, timeout: 2000 }}
+   */
   health: { failures: number; backoff: number; path?: string; interval: number; timeout: number };
+  /** Other backends tried after a failure that is safe to retry. @default {{ attempts: 1 }} */
   retry: { attempts: number };
+  /** Access log target: `stdout`, `stderr`, `off` or a file path. @default {{ access: "off" }} */
   log: { access: string };
 }
 

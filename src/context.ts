@@ -24,10 +24,15 @@ export interface Route {
 export interface ExchangeRecord {
   /** Epoch ms the request head was complete. */
   time: number;
+  /** Client IP address. */
   client: string;
+  /** Request method. */
   method: string;
+  /** Host the request was for (Host header or absolute-form authority). */
   host: string;
+  /** Request path used for routing ("/" for an asterisk-form target). */
   path: string;
+  /** Response status sent, or 0 when none was. */
   status: number;
   /** Request body bytes received. */
   bytesIn: number;
@@ -35,6 +40,7 @@ export interface ExchangeRecord {
   bytesOut: number;
   /** Milliseconds from request head to end of response. */
   duration: number;
+  /** Name of the matched route, or "" when none matched. */
   route: string;
   /** Backend id, or "" when none was used. */
   backend: string;
@@ -48,7 +54,9 @@ export interface ProxyContext {
   router: Router<Route>;
   /** The pool of a backend (created on first use). */
   pool(backend: Backend): Pool;
+  /** Timeouts in force (ms). */
   timeouts: Timeouts;
+  /** Size and count limits in force. */
   limits: Limits;
   /** Extra backends to try after a failure that is safe to retry. */
   retries: number;

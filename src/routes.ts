@@ -16,7 +16,9 @@ import { loadUpstreamTls, type UpstreamTls } from "./tls.ts";
 
 /** A route with what feeds it. */
 export interface RouteState extends Route {
+  /** The route's configuration. */
   readonly config: RouteConfig;
+  /** Picks this route's backends. */
   readonly scheduler: Scheduler;
   /** Present for routes discovered through SRV. */
   readonly srv?: SrvWatcher;
@@ -24,6 +26,7 @@ export interface RouteState extends Route {
 
 /** Options for {@linkcode RouteSet.start}. */
 export interface RouteSetOptions {
+  /** Where discovery and route messages are logged. */
   log: Logger;
   /** Backends already running (by {@linkcode backendKey}): reused so health, counters and pools carry over. */
   known?: ReadonlyMap<string, Backend>;

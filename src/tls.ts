@@ -22,7 +22,9 @@ export interface TlsFiles {
 
 /** Paths of a certificate chain and its key (the `tls:` section). */
 export interface TlsPaths {
+  /** Path of the PEM certificate chain file. */
   cert: string;
+  /** Path of the PEM private key file. */
   key: string;
 }
 

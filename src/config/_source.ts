@@ -9,8 +9,11 @@ import { type HostPort, parseHostPort } from "../address.ts";
 
 /** Reads typed values out of YAML nodes, collecting positioned errors. */
 export class Source {
+  /** The file name used in error messages. */
   readonly file: string;
+  /** Errors found so far, each `file:line: path: message`. */
   readonly errors: string[] = [];
+  /** The document's top node, or null when it is empty. */
   readonly root: Node | null;
   readonly #lines = new LineCounter();
 
@@ -131,8 +134,12 @@ export class Source {
     }
   }
 
-  /** One of `choices`. */
-  choice<T extends string>(node: Node | undefined, path: string, choices: readonly T[]) {
+  /** One of `choices`, or undefined when absent or not among them (an error is recorded). */
+  choice<T extends string>(
+    node: Node | undefined,
+    path: string,
+    choices: readonly T[],
+  ): T | undefined {
     const s = this.string(node, path);
     if (s === undefined) return undefined;
     if (!(choices as readonly string[]).includes(s)) {

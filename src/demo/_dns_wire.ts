@@ -5,25 +5,32 @@
  * @module
  */
 
-/** Record types the demo knows by number. */
+/** Record type number of an A (IPv4 address) record. */
 export const TYPE_A = 1;
+/** Record type number of an SRV record (RFC 2782). */
 export const TYPE_SRV = 33;
 const CLASS_IN = 1;
 
-/** Response codes used by the demo. */
+/** Response code: no error. */
 export const RCODE_NOERROR = 0;
+/** Response code: the query was malformed. */
 export const RCODE_FORMERR = 1;
+/** Response code: the name does not exist. */
 export const RCODE_NXDOMAIN = 3;
+/** Response code: the kind of query is not supported. */
 export const RCODE_NOTIMP = 4;
 
 /** The parts of a query the responder needs. */
 export interface Query {
+  /** Query ID, echoed in the response. */
   id: number;
   /** Opcode and RD bits of the query flags, echoed in the response. */
   flags: number;
   /** Lower-cased, without trailing dot. */
   name: string;
+  /** Record type asked for (QTYPE), e.g. {@linkcode TYPE_SRV}. */
   type: number;
+  /** Class asked for (QCLASS; 1 is IN). */
   klass: number;
   /** The question section exactly as received (echoed in the response). */
   question: Uint8Array;

@@ -6,7 +6,9 @@
 
 /** A running demo backend. */
 export interface DemoBackend {
+  /** The name it answers with (body and `x-backend` header). */
   name: string;
+  /** The port it listens on, on 127.0.0.1. */
   port: number;
   /** Requests answered. */
   readonly count: number;

@@ -23,15 +23,17 @@ export interface DemoSrvRecord {
   name: string;
   /** Host name (or IPv4 literal) of the backend. */
   target: string;
+  /** Port of the backend. */
   port: number;
-  /** @default {0} */
+  /** SRV priority (lower is preferred). @default {0} */
   priority?: number;
-  /** @default {1} */
+  /** SRV weight. @default {1} */
   weight?: number;
 }
 
 /** One A record served by the demo responder. */
 export interface DemoARecord {
+  /** Host name it answers for, e.g. `b1.app.test`. */
   name: string;
   /** IPv4 address. */
   address: string;
@@ -39,16 +41,19 @@ export interface DemoARecord {
 
 /** The table the demo responder serves. */
 export interface DemoDnsRecords {
+  /** SRV records. @default {[]} */
   srv?: DemoSrvRecord[];
+  /** A records. @default {[]} */
   a?: DemoARecord[];
 }
 
 /** Options for {@linkcode startDnsServer}. */
 export interface DnsServerOptions {
-  /** @default {"127.0.0.1"} */
+  /** Address to listen on. @default {"127.0.0.1"} */
   hostname?: string;
   /** 0 picks a free port. @default {0} */
   port?: number;
+  /** The initial table served. */
   records: DemoDnsRecords;
   /** TTL of every record, in seconds. @default {5} */
   ttl?: number;

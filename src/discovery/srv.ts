@@ -10,7 +10,9 @@ import { sleep } from "../_sleep.ts";
 
 /** A DNS server to ask instead of the system resolver, e.g. `{ ipAddr: "127.0.0.1", port: 5353 }`. */
 export interface NameServer {
+  /** IP address of the server. */
   ipAddr: string;
+  /** UDP/TCP port of the server. */
   port: number;
 }
 
@@ -139,7 +141,7 @@ async function resolveOrNone(
 export interface SrvWatcherOptions {
   /** The SRV name, e.g. `_http._tcp.app.test`. */
   name: string;
-  /** @default {system resolver} */
+  /** Server to query instead of the system resolver. @default {system resolver} */
   nameServer?: NameServer;
   /** Ms between the end of one lookup and the start of the next. */
   refresh: number;
@@ -157,6 +159,7 @@ export interface SrvWatcherOptions {
 
 /** A snapshot of a {@linkcode SrvWatcher}, for status pages and metrics. */
 export interface SrvWatcherState {
+  /** The SRV name watched. */
   name: string;
   /** The last good set (empty until a lookup succeeds). */
   backends: readonly Backend[];

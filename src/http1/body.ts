@@ -11,6 +11,7 @@ export type BodyKind = "none" | "length" | "chunked" | "close";
 
 /** The framing of one message body. */
 export interface Framing {
+  /** How the body is delimited: none, `Content-Length`, chunked, or connection close. */
   kind: BodyKind;
   /** Byte count when `kind` is `"length"`, else 0. */
   length: number;
@@ -149,7 +150,7 @@ for (let c = 0; c < 6; c++) HEX[65 + c] = HEX[97 + c] = 10 + c;
  */
 export class ChunkedParser {
   /** Current state; 1 means data bytes are next. */
-  state = ST_SIZE;
+  state: number = ST_SIZE;
   /** Data bytes left in the current chunk. */
   remaining = 0;
   /** Total data bytes announced so far. */

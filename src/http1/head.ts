@@ -20,11 +20,15 @@ export class HttpError extends Error {
 
 /** Header fields in arrival order; `names` are lower-cased. */
 export interface Fields {
+  /** Field names, lower-cased. */
   names: string[];
+  /** Field names as spelled on the wire. */
   rawNames: string[];
+  /** Field values with surrounding whitespace trimmed. */
   values: string[];
   /** The head's text, and where each field line starts and ends (before its CRLF) in it. */
   text?: string;
+  /** Start and end offsets in `text` of each field line, two entries per field. */
   lines?: number[];
   /** Memo of {@linkcode connectionTokens}. */
   connection?: string[];
@@ -32,7 +36,9 @@ export interface Fields {
 
 /** A parsed request head. */
 export interface RequestHead extends Fields {
+  /** Request method, as sent (case-sensitive). */
   method: string;
+  /** Request target, as sent (origin, absolute, authority or asterisk form). */
   target: string;
   /** HTTP/1.`minor`. */
   minor: 0 | 1;
@@ -40,8 +46,11 @@ export interface RequestHead extends Fields {
 
 /** A parsed response head. */
 export interface ResponseHead extends Fields {
+  /** HTTP/1.`minor`. */
   minor: 0 | 1;
+  /** Three-digit status code. */
   status: number;
+  /** Reason phrase (may be empty). */
   reason: string;
 }
 

@@ -7,7 +7,9 @@
 
 /** The byte-stream side of a connection that the reader and writer use. */
 export interface ByteConn {
+  /** Reads into `p`; resolves to the byte count, or null at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
+  /** Writes from `p`; resolves to the number of bytes written. */
   write(p: Uint8Array): Promise<number>;
 }
 

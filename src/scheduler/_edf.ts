@@ -123,7 +123,11 @@ export class EdfGroup {
   readonly zeros: Rotation = new Rotation();
   #heap: Entry[] = [];
 
-  /** @param priority The SRV priority of the members. */
+  /**
+   * Creates an empty group.
+   *
+   * @param priority The SRV priority of the members.
+   */
   constructor(priority: number) {
     this.priority = priority;
   }
@@ -133,7 +137,11 @@ export class EdfGroup {
     return this.#heap.length;
   }
 
-  /** @returns The entry whose slot is due first, or `undefined` when the heap is empty. */
+  /**
+   * Looks at the entry served next without changing anything.
+   *
+   * @returns The entry whose slot is due first, or `undefined` when the heap is empty.
+   */
   peek(): Entry | undefined {
     return this.#heap[0];
   }
@@ -152,7 +160,11 @@ export class EdfGroup {
     this.#down(0);
   }
 
-  /** @returns The top entry, removed from the heap (its position is kept). */
+  /**
+   * Removes the top entry from the heap without serving its slot.
+   *
+   * @returns The top entry, removed from the heap (its position is kept).
+   */
   popTop(): Entry | undefined {
     const heap = this.#heap;
     const top = heap[0];

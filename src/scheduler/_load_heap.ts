@@ -66,7 +66,11 @@ export class LoadHeap {
     return this.#heap.length;
   }
 
-  /** @returns The entry with the lowest (key, seq), or `undefined` when the heap is empty. */
+  /**
+   * Looks at the least loaded entry without removing it.
+   *
+   * @returns The entry with the lowest (key, seq), or `undefined` when the heap is empty.
+   */
   peek(): LoadEntry | undefined {
     return this.#heap[0];
   }
@@ -94,7 +98,11 @@ export class LoadHeap {
     this.#up(e.pos);
   }
 
-  /** @returns The top entry, removed from the heap (its `pos` set to -1). */
+  /**
+   * Removes the least loaded entry.
+   *
+   * @returns The top entry, removed from the heap (its `pos` set to -1).
+   */
   popTop(): LoadEntry | undefined {
     const heap = this.#heap;
     const top = heap[0];

@@ -87,7 +87,12 @@ export abstract class RotationScheduler {
   /** The backends in rotation order and the cursor `next()` starts from. */
   protected readonly rotation: Rotation = new Rotation();
 
-  /** @param backends The initial set. */
+  /**
+   * Creates a scheduler over `backends`.
+   *
+   * @param backends The initial set.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
   constructor(backends: readonly Backend[]) {
     this.update(backends);
   }
@@ -98,6 +103,9 @@ export abstract class RotationScheduler {
   }
 
   /**
+   * Replaces the set: remaining backends keep their order and the rotation's
+   * position, newcomers join at the end.
+   *
    * @param backends The new set.
    * @throws {RangeError} If a weight or priority is not an integer 0..65535.
    */

@@ -160,6 +160,8 @@ export abstract class WeightedScheduler {
   }
 
   /**
+   * Finds the next group that has a backend in its heap.
+   *
    * @param index A group position.
    * @returns The first position at or after `index` whose heap is not empty, or `groups.length`.
    */

@@ -74,6 +74,8 @@ export class LeastConnScheduler implements Scheduler {
   #seq = 0;
 
   /**
+   * Creates a scheduler over `backends`.
+   *
    * @param backends The initial set.
    * @throws {RangeError} If a weight or priority is not an integer 0..65535.
    */
@@ -86,7 +88,11 @@ export class LeastConnScheduler implements Scheduler {
     return this.#backends;
   }
 
-  /** @returns The least loaded healthy backend, or `undefined` when none is healthy. */
+  /**
+   * Picks the healthy backend with the fewest requests in flight, the least recently picked on ties.
+   *
+   * @returns The least loaded healthy backend, or `undefined` when none is healthy.
+   */
   next(): Backend | undefined {
     this.#parked.reviveOne();
     this.#refreshOne();

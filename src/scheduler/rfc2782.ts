@@ -43,13 +43,22 @@ export class Rfc2782Scheduler extends WeightedScheduler implements Scheduler {
   /** Always `"rfc2782"`. */
   readonly mode = "rfc2782" as const;
 
-  /** @param backends The initial set. */
+  /**
+   * Creates a scheduler over `backends`.
+   *
+   * @param backends The initial set.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
   constructor(backends: readonly Backend[]) {
     super();
     this.update(backends);
   }
 
-  /** @returns The backend to serve from the lowest priority group with a healthy member. */
+  /**
+   * Serves the lowest priority group that can, trying weight-0 members of lower groups first.
+   *
+   * @returns The backend to serve from the lowest priority group with a healthy member.
+   */
   protected override pick(): Backend | undefined {
     const groups = this.groups;
     for (;;) {
@@ -70,6 +79,7 @@ export class Rfc2782Scheduler extends WeightedScheduler implements Scheduler {
     }
   }
 
+  /** No floor: groups keep their own clocks, so a newcomer joins at its group's next slot. */
   protected override floorRound(_index: number): number {
     return 0;
   }

@@ -30,7 +30,11 @@ export class RoundRobinScheduler extends RotationScheduler implements Scheduler 
   /** Always `"round_robin"`. */
   readonly mode = "round_robin" as const;
 
-  /** @returns The next healthy backend, or `undefined` when none is healthy. */
+  /**
+   * Picks the next healthy backend in rotation order.
+   *
+   * @returns The next healthy backend, or `undefined` when none is healthy.
+   */
   next(): Backend | undefined {
     return this.rotation.take();
   }

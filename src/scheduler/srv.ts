@@ -44,13 +44,22 @@ export class SrvScheduler extends WeightedScheduler implements Scheduler {
   /** Position of the group being served in round `#round`. */
   #gi = 0;
 
-  /** @param backends The initial set. */
+  /**
+   * Creates a scheduler over `backends`.
+   *
+   * @param backends The initial set.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
   constructor(backends: readonly Backend[]) {
     super();
     this.update(backends);
   }
 
-  /** @returns The backend whose slot is due next in the current round, groups in order. */
+  /**
+   * Serves the current round's slots group by group, in ascending priority.
+   *
+   * @returns The backend whose slot is due next in the current round, groups in order.
+   */
   protected override pick(): Backend | undefined {
     const groups = this.groups;
     let wraps = 0;
@@ -74,10 +83,12 @@ export class SrvScheduler extends WeightedScheduler implements Scheduler {
     }
   }
 
+  /** A group already served in the current round is next served in the next round. */
   protected override floorRound(index: number): number {
     return index < this.#gi ? this.#round + 1 : this.#round;
   }
 
+  /** Moves the group cursor to the first group whose priority is not below the one being served. */
   protected override regrouped(previous: readonly EdfGroup[]): void {
     const priority = previous[this.#gi]?.priority ?? Infinity;
     const groups = this.groups;
