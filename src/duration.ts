@@ -26,19 +26,3 @@ export function parseDuration(text: string): number {
   for (const m of text.matchAll(PART_REGEXP)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
   return Math.round(ms);
 }
-
-/**
- * Formats milliseconds the way the config file writes them.
- *
- * @example
- * ```ts
- * import { formatDuration } from "./duration.ts";
- * console.assert(formatDuration(10_000) === "10s" && formatDuration(250) === "250ms");
- * ```
- */
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0 && ms > 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}

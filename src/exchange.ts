@@ -11,9 +11,9 @@ import type { Timed } from "./deadline.ts";
 import { writeRequestHead, writeResponseHead } from "./headers.ts";
 import { type Framing, responseFraming } from "./http1/body.ts";
 import {
-  connectionTokens,
   decodeHead,
   HttpError,
+  keepsAlive,
   parseResponseHead,
   readHead,
   type ResponseHead,
@@ -353,11 +353,6 @@ function untried(route: Route, tried: Backend[]): Backend | undefined {
 
 function failure(status: number, message: string, retryable: boolean, stale: boolean): Failure {
   return { status, message, retryable, stale };
-}
-
-function keepsAlive(head: ResponseHead): boolean {
-  const tokens = connectionTokens(head);
-  return head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
 }
 
 // A request body whose last bytes were written as the response finished settles

@@ -16,6 +16,7 @@ import {
   fieldValue,
   type HeadLimits,
   HttpError,
+  keepsAlive,
   parseRequestHead,
   readHead,
   type RequestHead,
@@ -226,7 +227,7 @@ function edgeCheck(head: RequestHead): [Request, string] {
   }
   if (!HOST_REGEXP.test(host)) throw new HttpError(400, "Invalid Host header");
   const tokens = connectionTokens(head);
-  const keepAlive = head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+  const keepAlive = keepsAlive(head);
   const expect = fieldValue(head, "expect");
   if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
     throw new HttpError(417, "Only Expect: 100-continue is supported");

@@ -428,6 +428,22 @@ export function connectionTokens(fields: Fields): string[] {
     : NO_TOKENS;
 }
 
+/**
+ * Whether the connection stays open after this message (RFC 9112 §9.3): HTTP/1.1
+ * unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+ *
+ * @example
+ * ```ts
+ * import { keepsAlive, parseRequestHead } from "./head.ts";
+ * console.assert(keepsAlive(parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\n\r\n")));
+ * console.assert(!keepsAlive(parseRequestHead("GET / HTTP/1.0\r\n\r\n")));
+ * ```
+ */
+export function keepsAlive(head: Fields & { minor: 0 | 1 }): boolean {
+  const tokens = connectionTokens(head);
+  return head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+}
+
 /** Returns the first value of field `name` (lower-case), or undefined. */
 export function fieldValue(fields: Fields, name: string): string | undefined {
   const i = fields.names.indexOf(name);

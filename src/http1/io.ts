@@ -162,11 +162,6 @@ export class BufWriter {
     this.conn = conn;
   }
 
-  /** Bytes staged and not yet written. */
-  get pending(): number {
-    return this.#len;
-  }
-
   /** Stages a Latin-1 string (HTTP heads are octets); grows the stage if needed. */
   writeString(s: string): void {
     const need = this.#len + s.length;
