@@ -8,7 +8,8 @@
 import type { ExchangeRecord } from "./context.ts";
 import type { Timed } from "./deadline.ts";
 import type { Framing } from "./http1/body.ts";
-import type { HeadLimits, RequestHead } from "./http1/head.ts";
+import type { HeadLimits } from "./http1/head.ts";
+import type { RequestHead } from "./http1/parse.ts";
 import type { BufReader, BufWriter } from "./http1/io.ts";
 import { simpleResponse } from "./http1/status.ts";
 
@@ -37,6 +38,8 @@ export interface Request {
   framing: Framing;
   /** The Host header, or the authority of an absolute-form target (may carry a port). */
   host: string;
+  /** The path routed on ("/" for an asterisk-form target). */
+  path: string;
   /** True when the client's HTTP version and `Connection` tokens allow another request. */
   keepAlive: boolean;
   /** The protocol asked for in `Upgrade`, when the client asked to switch. */

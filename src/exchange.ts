@@ -10,14 +10,9 @@ import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "./deadline.ts";
 import { writeRequestHead, writeResponseHead } from "./headers.ts";
 import { type Framing, responseFraming } from "./http1/body.ts";
-import {
-  decodeHead,
-  HttpError,
-  keepsAlive,
-  parseResponseHead,
-  readHead,
-  type ResponseHead,
-} from "./http1/head.ts";
+import { keepsAlive } from "./http1/fields.ts";
+import { HttpError, readHead } from "./http1/head.ts";
+import { parseResponse, ResponseHead } from "./http1/parse.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./pipe.ts";
 import { type BackendConn, ConnectError } from "./pool.ts";
@@ -34,6 +29,9 @@ interface Failure {
 const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
 const DECHUNK: RelayOptions = { errorStatus: 502, side: "backend", dechunk: true };
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
+// Parsed response heads not in use (one is needed from response to response body).
+const FREE_HEADS: ResponseHead[] = [];
+const MAX_FREE_HEADS = 256;
 const KEEP = 1;
 const CLOSE = 0;
 
@@ -245,19 +243,22 @@ class Exchange implements Timed {
     })();
   }
 
+  // The response head, parsed in place in the backend reader's buffer: valid until
+  // that reader reads again.
   async #readResponseHead(bc: BackendConn): Promise<ResponseHead> {
+    const head = FREE_HEADS.pop() ?? new ResponseHead();
     for (;;) {
       // wait for the first bytes with a bare read, then the head is usually complete
       if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
       const r = readHead(bc.reader, this.#client.headLimits, true);
       const end = typeof r === "number" ? r : await r;
       if (end === -1) throw new Error("closed");
-      const text = decodeHead(bc.reader.buf, bc.reader.start, end);
-      bc.reader.consume(end - bc.reader.start);
-      const head = parseResponseHead(text);
+      const start = bc.reader.start;
+      parseResponse(head, bc.reader.buf, start, end);
+      bc.reader.consume(end - start);
       if (head.status >= 200 || head.status === 101) return head;
       if (this.#req.head.minor === 1) { // interim (100 Continue, 103 Early Hints)
-        this.#client.writer.writeString(text);
+        this.#client.writer.writeBytes(head.buf, start, end);
         await this.#client.writer.flush();
       }
     }
@@ -283,6 +284,7 @@ class Exchange implements Timed {
       return failure(502, (e as Error).message, false, false);
     }
     const upgrade = head.status === 101;
+    const backendKeeps = framing.kind !== "close" && keepsAlive(head);
     const dechunk = framing.kind === "chunked" && req.head.minor === 0;
     const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
     this.#inBody = true;
@@ -296,6 +298,7 @@ class Exchange implements Timed {
       upgrade,
     });
     this.#rec.status = head.status;
+    if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head); // its bytes are about to go
     try {
       if (upgrade) {
         await this.#tunnel(bc);
@@ -313,8 +316,7 @@ class Exchange implements Timed {
       this.#rec.bytesOut = client.writer.written - before;
     }
     if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
-    const backendKeep = framing.kind !== "close" && this.#reqDone && keepsAlive(head);
-    pool.release(bc, backendKeep);
+    pool.release(bc, backendKeeps && this.#reqDone);
     ctx.health.success(backend);
     return close || !this.#reqDone ? CLOSE : KEEP;
   }

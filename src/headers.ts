@@ -5,11 +5,22 @@
  * @module
  */
 import {
-  connectionTokens,
+  CONNECTION,
+  CONTENT_LENGTH,
   type Fields,
-  type RequestHead,
-  type ResponseHead,
-} from "./http1/head.ts";
+  HOST,
+  KEEP_ALIVE,
+  latin1,
+  PROXY_CONNECTION,
+  TE,
+  TRANSFER_ENCODING,
+  UPGRADE,
+  VIA,
+  X_FORWARDED_FOR,
+  X_FORWARDED_HOST,
+  X_FORWARDED_PROTO,
+} from "./http1/fields.ts";
+import type { RequestHead, ResponseHead } from "./http1/parse.ts";
 import type { Framing } from "./http1/body.ts";
 
 const HOP_BY_HOP = new Set([
@@ -21,6 +32,13 @@ const HOP_BY_HOP = new Set([
   "transfer-encoding",
   "content-length",
 ]);
+// the same fields by id: never forwarded as received
+const HOP_IDS = [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TE, UPGRADE, TRANSFER_ENCODING]
+  .concat(CONTENT_LENGTH).reduce((mask, id) => mask | (1 << id), 0);
+// dropped from requests: the balancer writes its own
+const REQUEST_DROP = HOP_IDS | (1 << VIA) | (1 << X_FORWARDED_FOR) | (1 << X_FORWARDED_PROTO) |
+  (1 << X_FORWARDED_HOST);
+const RESPONSE_DROP = HOP_IDS | (1 << VIA);
 // Never removed because a Connection header names them: framing and routing depend on them.
 const PROTECTED = new Set(["host", "content-length", "transfer-encoding"]);
 const VIA_11 = "1.1 unload";
@@ -46,8 +64,8 @@ export interface ForwardInfo {
 export interface HeadSink {
   /** Appends `s`. */
   writeString(s: string): void;
-  /** Appends `text[start..end)`. */
-  writeText(text: string, start: number, end: number): void;
+  /** Appends the bytes `buf[start..end)`. */
+  writeBytes(buf: Uint8Array, start: number, end: number): void;
 }
 
 /**
@@ -58,7 +76,7 @@ export interface HeadSink {
  * import { TextSink } from "./headers.ts";
  * const sink = new TextSink();
  * sink.writeString("a");
- * sink.writeText("xbcx", 1, 3);
+ * sink.writeBytes(new Uint8Array([0x78, 0x62, 0x63]), 1, 3);
  * console.assert(sink.text === "abc");
  * ```
  */
@@ -69,9 +87,9 @@ export class TextSink implements HeadSink {
   writeString(s: string): void {
     this.text += s;
   }
-  /** Appends `text[start..end)`. */
-  writeText(text: string, start: number, end: number): void {
-    this.text += text.slice(start, end);
+  /** Appends the bytes `buf[start..end)` as Latin-1. */
+  writeBytes(buf: Uint8Array, start: number, end: number): void {
+    this.text += latin1(buf, start, end);
   }
 }
 
@@ -82,27 +100,30 @@ export class TextSink implements HeadSink {
  */
 export function writeRequestHead(out: HeadSink, head: RequestHead, info: ForwardInfo): void {
   const named = connectionNamed(head);
-  out.writeString(`${head.method} ${head.target} HTTP/1.1\r\n`);
+  out.writeBytes(head.buf, head.start, head.versionAt); // "method SP target SP"
+  out.writeString("HTTP/1.1\r\n");
   let xff = "";
-  let hasHost = false;
-  for (let i = 0; i < head.names.length; i++) {
-    const name = head.names[i]!;
-    if (name === "via" || isHopByHop(name, named)) continue;
-    if (name === "x-forwarded-for") {
-      xff += `${head.values[i]}, `;
+  const hasHost = head.has(HOST);
+  let run = -1; // start of the field lines being copied as one piece
+  for (let i = 0; i < head.count; i++) {
+    const id = head.id(i);
+    const dropped = named !== undefined && named.has(head.name(i));
+    if (id === X_FORWARDED_FOR && !dropped) xff += `${head.value(i)}, `;
+    // the routed host: an absolute-form target's authority overrides Host (RFC 9112 §3.2.2)
+    const host = id === HOST && !head.valueIs(i, info.host);
+    if (!dropped && !host && (REQUEST_DROP & (1 << id)) === 0) {
+      if (run === -1) run = head.lineStart(i);
       continue;
     }
-    if (name === "x-forwarded-proto" || name === "x-forwarded-host") continue;
-    if (name === "host") {
-      // the routed host: an absolute-form target's authority overrides Host (RFC 9112 §3.2.2)
-      hasHost = true;
-      if (head.values[i] !== info.host) {
-        out.writeString(`${head.rawNames[i]}: ${info.host}\r\n`);
-        continue;
-      }
+    if (run !== -1) out.writeBytes(head.buf, run, head.lineStart(i));
+    run = -1;
+    if (host) {
+      out.writeBytes(head.buf, head.lineStart(i), head.valueStart(i));
+      out.writeString(info.host);
+      out.writeString("\r\n");
     }
-    copyLine(out, head, i);
   }
+  if (run !== -1) out.writeBytes(head.buf, run, head.lineEnd(head.count - 1) + 2);
   if (!hasHost) out.writeString(`host: ${info.host}\r\n`);
   // the added fields go out piece by piece: no string is built for them
   if (info.framing.kind === "length") {
@@ -130,7 +151,7 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
  *
  * @example
  * ```ts
- * import { parseRequestHead } from "./http1/head.ts";
+ * import { parseRequestHead } from "./http1/parse.ts";
  * import { forwardRequestHead } from "./headers.ts";
  * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
  * const out = forwardRequestHead(h, {
@@ -163,20 +184,29 @@ export interface ResponseInfo {
 /** Writes the response head sent to the client; other field lines are copied as received. */
 export function writeResponseHead(out: HeadSink, head: ResponseHead, info: ResponseInfo): void {
   const named = connectionNamed(head);
-  out.writeString(`HTTP/1.1 ${head.status} ${head.reason}\r\n`);
-  for (let i = 0; i < head.names.length; i++) {
-    const name = head.names[i]!;
-    if (name !== "via" && !isHopByHop(name, named)) copyLine(out, head, i);
+  out.writeString("HTTP/1.1 ");
+  out.writeBytes(head.buf, head.start + 9, head.statusEnd); // status code and reason
+  out.writeString(head.statusEnd - head.start === 12 ? " \r\n" : "\r\n");
+  let run = -1;
+  for (let i = 0; i < head.count; i++) {
+    const id = head.id(i);
+    if ((RESPONSE_DROP & (1 << id)) === 0 && (named === undefined || !named.has(head.name(i)))) {
+      if (run === -1) run = head.lineStart(i);
+      continue;
+    }
+    if (run !== -1) out.writeBytes(head.buf, run, head.lineStart(i));
+    run = -1;
   }
+  if (run !== -1) out.writeBytes(head.buf, run, head.lineEnd(head.count - 1) + 2);
   let tail = "";
   if (info.framing.kind === "length") tail = `content-length: ${info.framing.length}\r\n`;
   else if (info.chunked) tail = "transfer-encoding: chunked\r\n";
-  else if (info.framing.kind === "close" && head.names.includes("transfer-encoding")) {
+  else if (info.framing.kind === "close" && head.has(TRANSFER_ENCODING)) {
     // e.g. "gzip" without chunked: delimited by close, but the coding still applies
-    tail = `transfer-encoding: ${head.values[head.names.indexOf("transfer-encoding")]}\r\n`;
-  } else if (head.status >= 200 && head.status !== 204 && head.names.includes("content-length")) {
+    tail = `transfer-encoding: ${head.valueOf(TRANSFER_ENCODING)}\r\n`;
+  } else if (head.status >= 200 && head.status !== 204 && head.has(CONTENT_LENGTH)) {
     // HEAD or 304: keep the advertised length of the representation.
-    tail = `content-length: ${head.values[head.names.indexOf("content-length")]}\r\n`;
+    tail = `content-length: ${head.valueOf(CONTENT_LENGTH)}\r\n`;
   }
   if (info.upgrade) tail += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
   else if (info.close) tail += "connection: close\r\n";
@@ -192,7 +222,7 @@ export function writeResponseHead(out: HeadSink, head: ResponseHead, info: Respo
  *
  * @example
  * ```ts
- * import { parseResponseHead } from "./http1/head.ts";
+ * import { parseResponseHead } from "./http1/parse.ts";
  * import { forwardResponseHead } from "./headers.ts";
  * const h = parseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: x\r\n\r\n");
  * const out = forwardResponseHead(h, {
@@ -208,38 +238,27 @@ export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): str
   return sink.text;
 }
 
-function isHopByHop(name: string, named: Set<string> | undefined): boolean {
-  return HOP_BY_HOP.has(name) || (named !== undefined && named.has(name));
-}
-
 // The Via value to send: the hops so far, then this one (RFC 9110 §7.6.3).
 function writeVia(out: HeadSink, head: RequestHead | ResponseHead): void {
-  if (head.names.includes("via")) {
-    for (let i = 0; i < head.names.length; i++) {
-      if (head.names[i] !== "via") continue;
-      out.writeString(head.values[i]!);
+  if (head.has(VIA)) {
+    for (let i = 0; i < head.count; i++) {
+      if (head.id(i) !== VIA) continue;
+      out.writeBytes(head.buf, head.valueStart(i), head.valueEnd(i));
       out.writeString(", ");
     }
   }
   out.writeString(head.minor === 1 ? VIA_11 : VIA_10);
 }
 
-// Field line i as received (its text and CRLF), or rebuilt when the head has no text.
-function copyLine(out: HeadSink, head: Fields, i: number): void {
-  const lines = head.lines;
-  if (head.text !== undefined && lines !== undefined && lines.length > 2 * i) {
-    out.writeText(head.text, lines[2 * i]!, lines[2 * i + 1]! + 2);
-  } else out.writeString(`${head.rawNames[i]}: ${head.values[i]}\r\n`);
-}
-
 function upgradeOf(head: Fields): string {
-  const i = head.names.indexOf("upgrade");
-  return i === -1 ? "websocket" : head.values[i]!;
+  return head.valueOf(UPGRADE) ?? "websocket";
 }
 
 function connectionNamed(head: Fields): Set<string> | undefined {
+  const tokens = head.connection;
+  if (tokens.length === 0) return undefined;
   let set: Set<string> | undefined;
-  for (const t of connectionTokens(head)) {
+  for (const t of tokens) {
     if (PROTECTED.has(t) || HOP_BY_HOP.has(t) || t === "close") continue; // dropped anyway
     (set ??= new Set()).add(t);
   }

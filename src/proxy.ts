@@ -10,19 +10,14 @@ import type { Timed } from "./deadline.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { forward } from "./exchange.ts";
 import { requestFraming } from "./http1/body.ts";
-import {
-  connectionTokens,
-  decodeHead,
-  fieldValue,
-  type HeadLimits,
-  HttpError,
-  keepsAlive,
-  parseRequestHead,
-  readHead,
-  type RequestHead,
-} from "./http1/head.ts";
+import { EXPECT, HOST, keepsAlive, UPGRADE } from "./http1/fields.ts";
+import { type HeadLimits, HttpError, readHead } from "./http1/head.ts";
+import { parseRequest, RequestHead } from "./http1/parse.ts";
 import { BufReader, BufWriter, SMALL_READ_BUFFER } from "./http1/io.ts";
 
+// Parsed heads not in use: one is taken per request, so idle connections hold none.
+const FREE_HEADS: RequestHead[] = [];
+const MAX_FREE_HEADS = 1024;
 const ABSOLUTE_REGEXP = /^https?:\/\/([^/?#]*)([^#]*)/i;
 // RFC 9110 §7.2 / RFC 3986 host [":" port]: reg-name, IPv4 or [IP-literal]; no userinfo,
 // no "/" and no "," (a list of hosts is ambiguous)
@@ -52,6 +47,7 @@ class Session implements ClientSide, Timed {
   #waiting = false; // for the next request
   #deadline = 0;
   #delegate: Timed | undefined; // the exchange in progress owns the timeout
+  #host = ""; // the last Host value seen and checked: keep-alive clients repeat it
 
   constructor(conn: Deno.Conn, ctx: ProxyContext) {
     this.#conn = conn;
@@ -124,38 +120,44 @@ class Session implements ClientSide, Timed {
   async #request(): Promise<boolean> {
     const ctx = this.#ctx;
     const limits = this.headLimits;
-    let head: RequestHead;
+    const reader = this.reader;
+    const head = FREE_HEADS.pop() ?? new RequestHead();
     let rec: ExchangeRecord | undefined;
     try {
-      let end: number;
       try {
-        this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
-        const r = readHead(this.reader, limits); // usually all there already: no wait
-        end = typeof r === "number" ? r : await r;
-      } finally {
-        this.#waiting = false;
+        let end: number;
+        try {
+          this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
+          const r = readHead(reader, limits); // usually all there already: no wait
+          end = typeof r === "number" ? r : await r;
+        } finally {
+          this.#waiting = false;
+        }
+        if (end === -1) return false;
+        rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
+        this.deadline = 0;
+        const n = end - reader.start;
+        head.own(reader.buf, reader.start, end); // the head's bytes stay while the body moves
+        reader.consume(n);
+        parseRequest(head, head.storage, 0, n, limits.maxLine);
+      } catch (e) {
+        if (e instanceof HttpError && !this.#closed) {
+          rec ??= newRecord(this.#ip);
+          await answer(this, rec, e.status, e.message, { close: true });
+          this.#report(rec);
+        }
+        return false;
       }
-      if (end === -1) return false;
-      rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
-      this.deadline = 0;
-      const text = decodeHead(this.reader.buf, this.reader.start, end);
-      this.reader.consume(end - this.reader.start);
-      head = parseRequestHead(text, limits.maxLine);
-    } catch (e) {
-      if (e instanceof HttpError && !this.#closed) {
-        rec ??= newRecord(this.#ip);
-        await answer(this, rec, e.status, e.message, { close: true });
-        this.#report(rec);
+      const keep = await this.#handle(head, rec);
+      this.#report(rec);
+      // back to a small buffer once a large head or body has gone through
+      if (reader.buffered === 0 && reader.buf.length > SMALL_READ_BUFFER) {
+        reader.resize(SMALL_READ_BUFFER);
       }
-      return false;
+      return keep && !this.#closed;
+    } finally {
+      if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
     }
-    const keep = await this.#handle(head, rec);
-    this.#report(rec);
-    // back to a small buffer once a large head or body has gone through
-    if (this.reader.buffered === 0 && this.reader.buf.length > SMALL_READ_BUFFER) {
-      this.reader.resize(SMALL_READ_BUFFER);
-    }
-    return keep && !this.#closed;
   }
 
   #report(rec: ExchangeRecord): void {
@@ -168,13 +170,14 @@ class Session implements ClientSide, Timed {
     const ctx = this.#ctx;
     rec.method = head.method;
     let req: Request;
-    let path: string;
     try {
-      [req, path] = edgeCheck(head);
+      req = edgeCheck(head, this.#host);
     } catch (e) {
       const status = e instanceof HttpError ? e.status : 400;
       return answer(this, rec, status, (e as Error).message, { close: true });
     }
+    const path = req.path;
+    this.#host = req.host;
     rec.host = req.host;
     rec.path = path;
     const close = req.framing.kind !== "none" || !req.keepAlive;
@@ -199,19 +202,18 @@ class Session implements ClientSide, Timed {
 
 /**
  * Everything checked before a request may go anywhere: framing, Host, target form,
- * Expect.
+ * Expect. `checked` is a Host value already found valid on this connection.
  *
  * @throws {HttpError} with the status to answer.
  */
-function edgeCheck(head: RequestHead): [Request, string] {
+function edgeCheck(head: RequestHead, checked: string): Request {
   const framing = requestFraming(head);
-  let hosts = 0;
-  for (const n of head.names) if (n === "host") hosts++;
-  if (hosts > 1) throw new HttpError(400, "More than one Host header");
-  if (hosts === 0 && head.minor === 1) throw new HttpError(400, "Missing Host header");
+  const at = head.indexOf(HOST);
+  if (at === -1 && head.minor === 1) throw new HttpError(400, "Missing Host header");
+  if (at !== -1 && head.countOf(HOST) > 1) throw new HttpError(400, "More than one Host header");
   // whatever its target form: a CONNECT must never reach a backend as a plain request
   if (head.method === "CONNECT") throw new HttpError(405, "CONNECT is not supported");
-  let host = fieldValue(head, "host") ?? "";
+  let host = at === -1 ? "" : head.valueIs(at, checked) ? checked : head.value(at);
   let path = head.target;
   if (path.charCodeAt(0) !== 47) { // not "/..."
     const abs = ABSOLUTE_REGEXP.exec(path);
@@ -225,16 +227,14 @@ function edgeCheck(head: RequestHead): [Request, string] {
       throw new HttpError(400, "Invalid request target");
     }
   }
-  if (!HOST_REGEXP.test(host)) throw new HttpError(400, "Invalid Host header");
-  const tokens = connectionTokens(head);
-  const keepAlive = keepsAlive(head);
-  const expect = fieldValue(head, "expect");
+  if (host !== checked && !HOST_REGEXP.test(host)) throw new HttpError(400, "Invalid Host header");
+  const expect = head.valueOf(EXPECT);
   if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
     throw new HttpError(417, "Only Expect: 100-continue is supported");
   }
   let upgrade: string | undefined;
-  if (tokens.includes("upgrade") && head.minor === 1) upgrade = fieldValue(head, "upgrade");
-  return [{ head, framing, host, keepAlive, upgrade }, path];
+  if (head.minor === 1 && head.connection.includes("upgrade")) upgrade = head.valueOf(UPGRADE);
+  return { head, framing, host, path, keepAlive: keepsAlive(head), upgrade };
 }
 
 function newRecord(client: string): ExchangeRecord {

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "@std/assert";
 import { type Framing } from "../src/http1/body.ts";
-import { parseRequestHead, parseResponseHead } from "../src/http1/head.ts";
+import { parseRequestHead, parseResponseHead } from "../src/http1/parse.ts";
 import {
   type ForwardInfo,
   forwardRequestHead,

@@ -6,7 +6,8 @@ import {
   requestFraming,
   responseFraming,
 } from "../src/http1/body.ts";
-import { HttpError, parseRequestHead, parseResponseHead } from "../src/http1/head.ts";
+import { HttpError } from "../src/http1/head.ts";
+import { parseRequestHead, parseResponseHead } from "../src/http1/parse.ts";
 
 const enc = new TextEncoder();
 

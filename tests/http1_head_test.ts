@@ -1,13 +1,7 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import {
-  decodeHead,
-  fieldTokens,
-  fieldValue,
-  HttpError,
-  parseRequestHead,
-  parseResponseHead,
-  readHead,
-} from "../src/http1/head.ts";
+import { CONNECTION, HOST, latin1 as decodeHead, TRANSFER_ENCODING } from "../src/http1/fields.ts";
+import { HttpError, readHead } from "../src/http1/head.ts";
+import { parseRequestHead, parseResponseHead } from "../src/http1/parse.ts";
 import { BufReader, type ByteConn } from "../src/http1/io.ts";
 
 const enc = new TextEncoder();
@@ -328,23 +322,40 @@ Deno.test("readHead answers 502 (not 431) to a response head over maxHead", asyn
 
 // ---------------------------------------------------------------- decodeHead, fieldTokens
 
-Deno.test("decodeHead maps every byte to one Latin-1 code unit", () => {
+Deno.test("latin1 maps every byte to one Latin-1 code unit, short or long", () => {
   const bytes = new Uint8Array([0x41, 0xe9, 0xff, 0x80, 0x42]);
   assertEquals(decodeHead(bytes, 0, bytes.length), "A\xe9\xff\x80B");
   assertEquals(decodeHead(bytes, 0, 1), "A");
+  const long = new Uint8Array(300).map((_, i) => i & 0xff);
+  assertEquals(decodeHead(long, 0, 300), String.fromCharCode(...long));
+  assertEquals(decodeHead(long, 0, 100), String.fromCharCode(...long.subarray(0, 100)));
 });
 
-Deno.test("fieldTokens lower-cases, trims and drops empty tokens across repeated fields", () => {
+Deno.test("tokens lower-cases, trims and drops empty tokens across repeated fields", () => {
   const h = parseRequestHead(
     "GET / HTTP/1.1\r\nConnection: Keep-Alive , ,X-A\r\nX: y\r\nconnection: UPGRADE\r\n\r\n",
   );
-  assertEquals(fieldTokens(h, "connection"), ["keep-alive", "x-a", "upgrade"]);
-  assertEquals(fieldTokens(h, "absent"), []);
-  assertEquals(fieldTokens(h, "x"), ["y"]);
+  assertEquals(h.tokens(CONNECTION), ["keep-alive", "x-a", "upgrade"]);
+  assertEquals(h.connection, ["keep-alive", "x-a", "upgrade"]);
+  assertEquals(h.tokens(TRANSFER_ENCODING), []);
 });
 
-Deno.test("fieldValue returns the first value of a field or undefined", () => {
-  const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
-  assertEquals(fieldValue(h, "host"), "a");
-  assertEquals(fieldValue(h, "nope"), undefined);
+Deno.test("connection tokens of a single usual value, in any case", () => {
+  for (
+    const [v, want] of [["keep-alive", ["keep-alive"]], ["CLOSE", ["close"]], ["Upgrade", [
+      "upgrade",
+    ]]]
+  ) {
+    assertEquals(parseRequestHead(`GET / HTTP/1.1\r\nConnection: ${v}\r\n\r\n`).connection, want);
+  }
+  assertEquals(parseRequestHead("GET / HTTP/1.1\r\n\r\n").connection, []);
+});
+
+Deno.test("known fields are recognised in any case; valueOf returns the first value or undefined", () => {
+  const h = parseRequestHead("GET / HTTP/1.1\r\nhOsT: a\r\nHost: b\r\nX-Host: c\r\n\r\n");
+  assertEquals(h.valueOf(HOST), "a");
+  assertEquals(h.countOf(HOST), 2);
+  assertEquals(h.valueOf(CONNECTION), undefined);
+  assertEquals(h.names, ["host", "host", "x-host"]);
+  assertEquals(h.rawNames, ["hOsT", "Host", "X-Host"]);
 });

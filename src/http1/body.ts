@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { fieldTokens, HttpError, type RequestHead, type ResponseHead } from "./head.ts";
+import { CONTENT_LENGTH, type Fields, TRANSFER_ENCODING } from "./fields.ts";
+import { HttpError } from "./head.ts";
+import type { RequestHead, ResponseHead } from "./parse.ts";
 
 /** How a message body is delimited. */
 export type BodyKind = "none" | "length" | "chunked" | "close";
@@ -28,7 +30,7 @@ const DIGITS_REGEXP = /^[0-9]{1,15}$/;
  *
  * @example
  * ```ts
- * import { parseRequestHead } from "./head.ts";
+ * import { parseRequestHead } from "./parse.ts";
  * import { requestFraming } from "./body.ts";
  * const h = parseRequestHead("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n");
  * console.assert(requestFraming(h).length === 5);
@@ -36,10 +38,9 @@ const DIGITS_REGEXP = /^[0-9]{1,15}$/;
  * @throws {HttpError} 400 for ambiguous or malformed framing, 501 for an unknown coding.
  */
 export function requestFraming(head: RequestHead): Framing {
-  const te = fieldTokens(head, "transfer-encoding");
-  const hasCl = head.names.includes("content-length");
-  const hasTe = head.names.includes("transfer-encoding");
-  if (hasTe) {
+  const hasCl = head.has(CONTENT_LENGTH);
+  if (head.has(TRANSFER_ENCODING)) {
+    const te = head.tokens(TRANSFER_ENCODING);
     if (hasCl) throw new HttpError(400, "Both Transfer-Encoding and Content-Length");
     if (head.minor === 0) throw new HttpError(400, "Transfer-Encoding in an HTTP/1.0 request");
     checkCodings(te, 400);
@@ -60,11 +61,10 @@ export function requestFraming(head: RequestHead): Framing {
 export function responseFraming(head: ResponseHead, method: string): Framing {
   const s = head.status;
   if (method === "HEAD" || s < 200 || s === 204 || s === 304) return NONE;
-  const hasTe = head.names.includes("transfer-encoding");
-  const hasCl = head.names.includes("content-length");
-  if (hasTe) {
+  const hasCl = head.has(CONTENT_LENGTH);
+  if (head.has(TRANSFER_ENCODING)) {
     if (hasCl) throw new HttpError(502, "Backend sent both Transfer-Encoding and Content-Length");
-    const te = fieldTokens(head, "transfer-encoding");
+    const te = head.tokens(TRANSFER_ENCODING);
     checkCodings(te, 502);
     if (te[te.length - 1] === "chunked" && head.minor === 1) {
       if (te.indexOf("chunked") !== te.length - 1) {
@@ -87,18 +87,17 @@ function checkCodings(codings: string[], status: number): void {
   }
 }
 
-function lengthFraming(head: RequestHead | ResponseHead, status: number): Framing {
+function lengthFraming(head: Fields, status: number): Framing {
   let length = -1;
-  for (let i = 0; i < head.names.length; i++) {
-    if (head.names[i] !== "content-length") continue;
-    const value = head.values[i]!;
-    const n = digits(value);
+  for (let i = 0; i < head.count; i++) {
+    if (head.id(i) !== CONTENT_LENGTH) continue;
+    const n = digits(head.buf, head.valueStart(i), head.valueEnd(i));
     if (n !== -1) { // the usual single number
       if (length !== -1 && n !== length) throw new HttpError(status, "Differing Content-Length");
       length = n;
       continue;
     }
-    for (const part of value.split(",")) {
+    for (const part of head.value(i).split(",")) {
       const v = part.trim();
       if (!DIGITS_REGEXP.test(v)) throw new HttpError(status, "Malformed Content-Length");
       const n = Number(v);
@@ -109,12 +108,12 @@ function lengthFraming(head: RequestHead | ResponseHead, status: number): Framin
   return length === 0 ? NONE : { kind: "length", length };
 }
 
-// The value of a string of 1 to 15 ASCII digits, or -1.
-function digits(s: string): number {
-  if (s.length === 0 || s.length > 15) return -1;
+// The value of 1 to 15 ASCII digits in buf[start..end), or -1.
+function digits(buf: Uint8Array, start: number, end: number): number {
+  if (end <= start || end - start > 15) return -1;
   let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const d = s.charCodeAt(i) - 48;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 48;
     if (d < 0 || d > 9) return -1;
     n = n * 10 + d;
   }

@@ -173,15 +173,15 @@ export class BufWriter {
     this.#len = j;
   }
 
-  /** Stages `text[start..end)` (Latin-1), without making a substring. */
-  writeText(text: string, start: number, end: number): void {
+  /** Stages the bytes `src[start..end)` (a head's lines, copied as received). */
+  writeBytes(src: Uint8Array, start: number, end: number): void {
     const need = this.#len + end - start;
     if (this.#buf === EMPTY) this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
     if (need > this.#buf.length) this.#grow(need);
     const buf = this.#buf;
-    let j = this.#len;
-    for (let i = start; i < end; i++) buf[j++] = text.charCodeAt(i);
-    this.#len = j;
+    if (end - start > 64) buf.set(src.subarray(start, end), this.#len);
+    else for (let i = start, j = this.#len; i < end; i++) buf[j++] = src[i]!;
+    this.#len = need;
   }
 
   /**

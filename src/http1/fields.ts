@@ -1,0 +1,316 @@
+/**
+ * Header fields of a parsed head, kept as offsets into the head's bytes: nothing
+ * is decoded into a string until something asks for it. The fields the balancer
+ * acts on (framing, hop-by-hop, forwarding) are recognised by an id at parse time.
+ *
+ * @module
+ */
+
+/** Id of a field the balancer does not act on. */
+export const OTHER = 0;
+/** Id of `Host`. */
+export const HOST = 1;
+/** Id of `Content-Length`. */
+export const CONTENT_LENGTH = 2;
+/** Id of `Transfer-Encoding`. */
+export const TRANSFER_ENCODING = 3;
+/** Id of `Connection`. */
+export const CONNECTION = 4;
+/** Id of `Keep-Alive`. */
+export const KEEP_ALIVE = 5;
+/** Id of `Proxy-Connection`. */
+export const PROXY_CONNECTION = 6;
+/** Id of `TE`. */
+export const TE = 7;
+/** Id of `Upgrade`. */
+export const UPGRADE = 8;
+/** Id of `Via`. */
+export const VIA = 9;
+/** Id of `X-Forwarded-For`. */
+export const X_FORWARDED_FOR = 10;
+/** Id of `X-Forwarded-Proto`. */
+export const X_FORWARDED_PROTO = 11;
+/** Id of `X-Forwarded-Host`. */
+export const X_FORWARDED_HOST = 12;
+/** Id of `Expect`. */
+export const EXPECT = 13;
+
+/** Lower-case names by id. */
+const KNOWN = [
+  "",
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "upgrade",
+  "via",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "expect",
+];
+// ids of the known names, by name length
+const BY_LENGTH: number[][] = [];
+KNOWN.forEach((name, id) => {
+  if (id !== OTHER) (BY_LENGTH[name.length] ??= []).push(id);
+});
+const KNOWN_BYTES = KNOWN.map((n) => Uint8Array.from(n, (c) => c.charCodeAt(0)));
+
+const STRIDE = 5; // line start, colon, value start, value end, line end (at its CR)
+const NO_TOKENS: string[] = [];
+const KEEP_ALIVE_TOKENS = ["keep-alive"];
+const CLOSE_TOKENS = ["close"];
+const DECODER = new TextDecoder();
+
+/**
+ * The id of the field name `buf[start..end)`, matched case-insensitively, or
+ * {@linkcode OTHER}.
+ */
+export function fieldId(buf: Uint8Array, start: number, end: number): number {
+  const ids = BY_LENGTH[end - start];
+  if (ids === undefined) return OTHER;
+  next: for (const id of ids) {
+    const known = KNOWN_BYTES[id]!;
+    for (let i = 0; i < known.length; i++) {
+      // tchar bytes that OR 0x20 onto a lower-case letter or "-" are that letter or "-"
+      if ((buf[start + i]! | 0x20) !== known[i]) continue next;
+    }
+    return id;
+  }
+  return OTHER;
+}
+
+/**
+ * Decodes `buf[start..end)` as Latin-1 (one code unit per byte).
+ *
+ * @example
+ * ```ts
+ * import { latin1 } from "./fields.ts";
+ * console.assert(latin1(new Uint8Array([0x41, 0xe9]), 0, 2) === "A\xe9");
+ * ```
+ */
+export function latin1(buf: Uint8Array, start: number, end: number): string {
+  if (end - start < 24) {
+    let s = "";
+    for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]!);
+    return s;
+  }
+  for (let i = start; i < end; i++) {
+    if (buf[i]! >= 0x80) {
+      let s = "";
+      for (let j = start; j < end; j += 4096) {
+        s += String.fromCharCode(...buf.subarray(j, Math.min(end, j + 4096)));
+      }
+      return s;
+    }
+  }
+  return DECODER.decode(buf.subarray(start, end));
+}
+
+/**
+ * Header fields in arrival order, as offsets into `buf`.
+ *
+ * @example
+ * ```ts
+ * import { parseRequestHead } from "./parse.ts";
+ * import { HOST } from "./fields.ts";
+ * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n");
+ * console.assert(h.count === 2 && h.valueOf(HOST) === "a" && h.rawName(1) === "X-A");
+ * ```
+ */
+export class Fields {
+  /** The bytes the head was parsed from. */
+  buf: Uint8Array = new Uint8Array(0);
+  /** Where the head starts in `buf`. */
+  start = 0;
+  /** Just past the head's empty line in `buf`. */
+  end = 0;
+  /** Number of fields. */
+  count = 0;
+  #at = new Int32Array(16 * STRIDE);
+  #ids = new Uint8Array(16);
+  #seen = 0;
+  #connection: string[] | undefined;
+
+  /** Forgets the fields of a previous head: the object is reused. */
+  reset(buf: Uint8Array, start: number, end: number): void {
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    this.count = 0;
+    this.#seen = 0;
+    this.#connection = undefined;
+  }
+
+  /** Records a field (called by the parser). */
+  add(lineStart: number, colon: number, valueStart: number, valueEnd: number, lineEnd: number) {
+    const i = this.count++;
+    if (i === this.#ids.length) this.#grow();
+    const at = this.#at;
+    const o = i * STRIDE;
+    at[o] = lineStart;
+    at[o + 1] = colon;
+    at[o + 2] = valueStart;
+    at[o + 3] = valueEnd;
+    at[o + 4] = lineEnd;
+    const id = fieldId(this.buf, lineStart, colon);
+    this.#ids[i] = id;
+    this.#seen |= 1 << id;
+  }
+
+  /** The id of field `i` ({@linkcode OTHER} for the rest). */
+  id(i: number): number {
+    return this.#ids[i]!;
+  }
+
+  /** Whether a field with this id is present. */
+  has(id: number): boolean {
+    return (this.#seen & (1 << id)) !== 0;
+  }
+
+  /** Index of the first field with this id, or -1. */
+  indexOf(id: number): number {
+    if (!this.has(id)) return -1;
+    for (let i = 0; i < this.count; i++) if (this.#ids[i] === id) return i;
+    return -1;
+  }
+
+  /** Number of fields with this id. */
+  countOf(id: number): number {
+    let n = 0;
+    if (this.has(id)) { for (let i = 0; i < this.count; i++) if (this.#ids[i] === id) n++; }
+    return n;
+  }
+
+  /** The first value of the field with this id, or undefined. */
+  valueOf(id: number): string | undefined {
+    const i = this.indexOf(id);
+    return i === -1 ? undefined : this.value(i);
+  }
+
+  /** Where field line `i` starts in `buf`. */
+  lineStart(i: number): number {
+    return this.#at[i * STRIDE]!;
+  }
+
+  /** Where field line `i` ends in `buf` (at its CRLF). */
+  lineEnd(i: number): number {
+    return this.#at[i * STRIDE + 4]!;
+  }
+
+  /** Where the value of field `i` starts in `buf` (after leading whitespace). */
+  valueStart(i: number): number {
+    return this.#at[i * STRIDE + 2]!;
+  }
+
+  /** Where the value of field `i` ends in `buf` (before trailing whitespace). */
+  valueEnd(i: number): number {
+    return this.#at[i * STRIDE + 3]!;
+  }
+
+  /** Value of field `i`, surrounding whitespace trimmed. */
+  value(i: number): string {
+    return latin1(this.buf, this.valueStart(i), this.valueEnd(i));
+  }
+
+  /** Whether the value of field `i` is exactly `s`. */
+  valueIs(i: number, s: string): boolean {
+    const start = this.valueStart(i);
+    if (this.valueEnd(i) - start !== s.length) return false;
+    for (let j = 0; j < s.length; j++) if (this.buf[start + j] !== s.charCodeAt(j)) return false;
+    return true;
+  }
+
+  /** Name of field `i` as spelled on the wire. */
+  rawName(i: number): string {
+    return latin1(this.buf, this.lineStart(i), this.#at[i * STRIDE + 1]!);
+  }
+
+  /** Name of field `i`, lower-cased. */
+  name(i: number): string {
+    const id = this.#ids[i]!;
+    return id === OTHER ? this.rawName(i).toLowerCase() : KNOWN[id]!;
+  }
+
+  /** Every field name, lower-cased (made on each call: not for the hot path). */
+  get names(): string[] {
+    return Array.from({ length: this.count }, (_, i) => this.name(i));
+  }
+
+  /** Every field name as spelled on the wire (made on each call). */
+  get rawNames(): string[] {
+    return Array.from({ length: this.count }, (_, i) => this.rawName(i));
+  }
+
+  /** Every field value (made on each call). */
+  get values(): string[] {
+    return Array.from({ length: this.count }, (_, i) => this.value(i));
+  }
+
+  /** The lower-cased comma-separated tokens of every field with this id. */
+  tokens(id: number): string[] {
+    if (!this.has(id)) return NO_TOKENS;
+    const out: string[] = [];
+    for (let i = 0; i < this.count; i++) {
+      if (this.#ids[i] !== id) continue;
+      for (const t of this.value(i).split(",")) {
+        const v = t.trim().toLowerCase();
+        if (v) out.push(v);
+      }
+    }
+    return out;
+  }
+
+  /** The tokens of `Connection`, computed once per head (no string for the usual values). */
+  get connection(): string[] {
+    if (this.#connection !== undefined) return this.#connection;
+    let tokens = NO_TOKENS;
+    if (this.has(CONNECTION)) {
+      const i = this.indexOf(CONNECTION);
+      if (this.countOf(CONNECTION) > 1) tokens = this.tokens(CONNECTION);
+      else if (this.#valueIsToken(i, "keep-alive")) tokens = KEEP_ALIVE_TOKENS;
+      else if (this.#valueIsToken(i, "close")) tokens = CLOSE_TOKENS;
+      else tokens = this.tokens(CONNECTION);
+    }
+    return this.#connection = tokens;
+  }
+
+  // The value of field i is `token` in any case.
+  #valueIsToken(i: number, token: string): boolean {
+    const start = this.valueStart(i);
+    if (this.valueEnd(i) - start !== token.length) return false;
+    for (let j = 0; j < token.length; j++) {
+      if ((this.buf[start + j]! | 0x20) !== token.charCodeAt(j)) return false;
+    }
+    return true;
+  }
+
+  #grow(): void {
+    const at = new Int32Array(this.#at.length * 2);
+    at.set(this.#at);
+    this.#at = at;
+    const ids = new Uint8Array(this.#ids.length * 2);
+    ids.set(this.#ids);
+    this.#ids = ids;
+  }
+}
+
+/**
+ * Whether the connection stays open after this message (RFC 9112 §9.3): HTTP/1.1
+ * unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+ *
+ * @example
+ * ```ts
+ * import { keepsAlive } from "./fields.ts";
+ * import { parseRequestHead } from "./parse.ts";
+ * console.assert(keepsAlive(parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\n\r\n")));
+ * console.assert(!keepsAlive(parseRequestHead("GET / HTTP/1.0\r\n\r\n")));
+ * ```
+ */
+export function keepsAlive(head: Fields & { minor: 0 | 1 }): boolean {
+  const tokens = head.connection;
+  return head.minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+}
