@@ -32,11 +32,12 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"])
 // Parsed response heads not in use (one is needed from response to response body).
 const FREE_HEADS: ResponseHead[] = [];
 const MAX_FREE_HEADS = 256;
-const KEEP = 1;
-const CLOSE = 0;
+const RELAY = 1;
+const UPGRADED = 2;
 
 /**
- * Forwards one request to a backend of `route` and relays the answer.
+ * Forwards one request to a backend of `route` and relays the answer. The
+ * exchange owns `client`'s timeout until the client calls `watch(undefined)`.
  *
  * @returns true when the client connection can carry another request.
  */
@@ -49,7 +50,7 @@ export function forward(
 ): Promise<boolean> {
   const ex = new Exchange(client, req, ctx, rec);
   client.watch(ex);
-  return ex.run(route).then(ex.finished, ex.failed);
+  return ex.run(route);
 }
 
 class Exchange implements Timed {
@@ -67,6 +68,11 @@ class Exchange implements Timed {
   #reqFailed = false;
   #reqError: unknown;
   #reqSettled: Promise<void> | undefined;
+  // the response, as #sendResponseHead found it
+  #resFraming: Framing | undefined;
+  #dechunk = false;
+  #close = false;
+  #backendKeeps = false;
 
   constructor(client: ClientSide, req: Request, ctx: ProxyContext, rec: ExchangeRecord) {
     this.#client = client;
@@ -92,18 +98,6 @@ class Exchange implements Timed {
     if (this.#inBody) this.#client.close();
   }
 
-  /** The exchange is over: stop its timeouts; true when the client connection goes on. */
-  readonly finished = (outcome: number): boolean => {
-    this.#client.watch(undefined);
-    return outcome === KEEP;
-  };
-
-  /** The exchange threw: stop its timeouts and pass the error on. */
-  readonly failed = (e: unknown): never => {
-    this.#client.watch(undefined);
-    throw e;
-  };
-
   /** Timeout: the response head is late, or a body stopped moving. */
   expire(now: number): void {
     if (this.#inBody) {
@@ -118,39 +112,122 @@ class Exchange implements Timed {
     this.#abort(new Error("timeout"));
   }
 
-  async run(route: Route): Promise<number> {
+  /**
+   * Tries backends until one answers or there is nothing left to try. One async
+   * frame for the whole exchange: the usual path awaits a request flush, the
+   * response's first read and the response flush, and nothing else.
+   */
+  async run(route: Route): Promise<boolean> {
     const ctx = this.#ctx;
+    const req = this.#req;
     let backend = route.scheduler.next();
     let retries = 0;
     let tried: Backend[] | undefined; // only allocated after a failure
     let fresh = false;
-    const hasBody = this.#req.framing.kind !== "none";
+    const hasBody = req.framing.kind !== "none";
     for (;;) {
       if (backend === undefined) {
-        return this.#fail(503, `no healthy backend for route ${route.name}`, hasBody);
+        return await this.#fail(503, `no healthy backend for route ${route.name}`, hasBody);
       }
       this.#rec.backend = backend.id;
       backend.inflight++;
       route.scheduler.loadChanged?.(backend);
-      let result: number | Failure;
-      try {
-        result = await this.#attempt(backend, fresh);
+      let f: Failure;
+      attempt: try {
+        const pool = ctx.pool(backend);
+        let bc: BackendConn;
+        try {
+          // the signal only matters when a connection has to be opened
+          const got = pool.acquire(fresh, fresh || pool.idle === 0 ? this.#signal : undefined);
+          bc = got instanceof Promise ? await got : got; // an idle connection: no wait at all
+        } catch (e) {
+          const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
+          f = failure(status, (e as Error).message, true, false);
+          break attempt;
+        }
+        this.#bc = bc;
+        const reused = bc.uses > 0;
+        this.deadline = ctx.watchdog.now + ctx.timeouts.response;
+        writeRequestHead(bc.writer, req.head, {
+          clientIp: this.#rec.client,
+          proto: ctx.proto,
+          host: req.host,
+          framing: req.framing,
+          upgrade: req.upgrade,
+        });
+        if (hasBody) this.#startRequestBody(bc);
+        else {
+          try {
+            await bc.writer.flush();
+          } catch (e) {
+            pool.release(bc, false);
+            const why = `write to ${backend.id} failed: ${(e as Error).message}`;
+            f = failure(502, why, true, reused);
+            break attempt;
+          }
+        }
+        let head: ResponseHead;
+        try {
+          // wait for the first bytes with a bare read, then the head is usually complete
+          if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
+          const r = readHead(bc.reader, this.#client.headLimits, true);
+          const end = typeof r === "number" ? r : await r;
+          head = responseHead(bc, end);
+          if (head.status < 200 && head.status !== 101) head = await this.#interim(bc, head);
+        } catch (e) {
+          pool.release(bc, false);
+          f = this.#noResponse(e, backend, bc, reused);
+          break attempt;
+        }
+        const client = this.#client;
+        const before = client.writer.written; // counts flushed bytes: the head is only staged
+        const sent = this.#sendResponseHead(bc, head, backend);
+        if (typeof sent !== "number") {
+          f = sent;
+          break attempt;
+        }
+        try {
+          if (sent === UPGRADED) {
+            await this.#tunnel(bc);
+            pool.release(bc, false);
+            return false;
+          }
+          const framing = this.#resFraming!;
+          const moved = relayBody(
+            bc.reader,
+            client.writer,
+            framing,
+            this.#dechunk ? DECHUNK : FROM_BACKEND,
+          );
+          if (typeof moved !== "number") await moved;
+          await client.writer.flush();
+        } catch {
+          this.#abort(new Error("response relay failed"));
+          client.writer.discard();
+          pool.release(bc, false);
+          return false;
+        } finally {
+          this.#rec.bytesOut = client.writer.written - before;
+        }
+        if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
+        pool.release(bc, this.#backendKeeps && this.#reqDone);
+        ctx.health.success(backend);
+        return !this.#close && this.#reqDone;
       } finally {
         backend.inflight--;
         route.scheduler.loadChanged?.(backend);
       }
-      if (typeof result === "number") return result;
       if (this.#reqFailed) { // the client went away, or sent a broken or oversized body
         const e = this.#reqError;
-        return e instanceof HttpError ? await this.#fail(e.status, e.message, true) : CLOSE;
+        return e instanceof HttpError && await this.#fail(e.status, e.message, true);
       }
-      if (result.stale && !fresh) {
+      if (f.stale && !fresh) {
         fresh = true;
         continue;
       }
-      ctx.health.failure(backend, result.message);
+      ctx.health.failure(backend, f.message);
       fresh = false;
-      if (result.retryable && retries < ctx.retries) {
+      if (f.retryable && retries < ctx.retries) {
         retries++;
         (tried ??= []).push(backend);
         const next = untried(route, tried);
@@ -159,63 +236,8 @@ class Exchange implements Timed {
           continue;
         }
       }
-      return this.#fail(result.status, result.message, !this.#reqDone || hasBody);
+      return await this.#fail(f.status, f.message, !this.#reqDone || hasBody);
     }
-  }
-
-  async #attempt(backend: Backend, fresh: boolean): Promise<number | Failure> {
-    const ctx = this.#ctx;
-    const req = this.#req;
-    const pool = ctx.pool(backend);
-    let bc: BackendConn;
-    try {
-      // the signal only matters when a connection has to be opened
-      const got = pool.acquire(fresh, fresh || pool.idle === 0 ? this.#signal : undefined);
-      bc = got instanceof Promise ? await got : got; // an idle connection: no wait at all
-    } catch (e) {
-      const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
-      return failure(status, (e as Error).message, true, false);
-    }
-    this.#bc = bc;
-    const reused = bc.uses > 0;
-    this.deadline = ctx.watchdog.now + ctx.timeouts.response;
-    writeRequestHead(bc.writer, req.head, {
-      clientIp: this.#rec.client,
-      proto: ctx.proto,
-      host: req.host,
-      framing: req.framing,
-      upgrade: req.upgrade,
-    });
-    if (req.framing.kind === "none") {
-      try {
-        await bc.writer.flush();
-      } catch (e) {
-        pool.release(bc, false);
-        return failure(502, `write to ${backend.id} failed: ${(e as Error).message}`, true, reused);
-      }
-    } else this.#startRequestBody(bc);
-
-    let head: ResponseHead;
-    try {
-      head = await this.#readResponseHead(bc);
-    } catch (e) {
-      pool.release(bc, false);
-      if (this.#timedOut) {
-        return failure(
-          504,
-          `${backend.id} sent no response within timeouts.response`,
-          false,
-          false,
-        );
-      }
-      const nothing = bc.reader.buffered === 0 && !(e instanceof HttpError);
-      const safe = nothing && req.framing.kind === "none" && IDEMPOTENT.has(req.head.method);
-      const why = e instanceof HttpError
-        ? e.message
-        : `${backend.id} closed or reset before answering`;
-      return failure(502, why, safe, nothing && reused && req.framing.kind === "none");
-    }
-    return this.#relayResponse(bc, head, backend);
   }
 
   #startRequestBody(bc: BackendConn): void {
@@ -243,36 +265,44 @@ class Exchange implements Timed {
     })();
   }
 
-  // The response head, parsed in place in the backend reader's buffer: valid until
-  // that reader reads again.
-  async #readResponseHead(bc: BackendConn): Promise<ResponseHead> {
-    const head = FREE_HEADS.pop() ?? new ResponseHead();
-    for (;;) {
-      // wait for the first bytes with a bare read, then the head is usually complete
-      if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
-      const r = readHead(bc.reader, this.#client.headLimits, true);
-      const end = typeof r === "number" ? r : await r;
-      if (end === -1) throw new Error("closed");
-      const start = bc.reader.start;
-      parseResponse(head, bc.reader.buf, start, end);
-      bc.reader.consume(end - start);
-      if (head.status >= 200 || head.status === 101) return head;
-      if (this.#req.head.minor === 1) { // interim (100 Continue, 103 Early Hints)
-        this.#client.writer.writeBytes(head.buf, start, end);
+  // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as
+  // they come; resolves to the final head.
+  async #interim(bc: BackendConn, head: ResponseHead): Promise<ResponseHead> {
+    while (head.status < 200 && head.status !== 101) {
+      if (this.#req.head.minor === 1) {
+        this.#client.writer.writeBytes(head.buf, head.start, head.end);
         await this.#client.writer.flush();
       }
+      if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
+      const r = readHead(bc.reader, this.#client.headLimits, true);
+      head = responseHead(bc, typeof r === "number" ? r : await r);
     }
+    return head;
   }
 
-  async #relayResponse(
-    bc: BackendConn,
-    head: ResponseHead,
-    backend: Backend,
-  ): Promise<number | Failure> {
+  // What a backend that sent no usable response head amounts to.
+  #noResponse(e: unknown, backend: Backend, bc: BackendConn, reused: boolean): Failure {
+    if (this.#timedOut) {
+      return failure(504, `${backend.id} sent no response within timeouts.response`, false, false);
+    }
+    const req = this.#req;
+    const nothing = bc.reader.buffered === 0 && !(e instanceof HttpError);
+    const safe = nothing && req.framing.kind === "none" && IDEMPOTENT.has(req.head.method);
+    const why = e instanceof HttpError
+      ? e.message
+      : `${backend.id} closed or reset before answering`;
+    return failure(502, why, safe, nothing && reused && req.framing.kind === "none");
+  }
+
+  /**
+   * Checks the response's framing and stages its head for the client (the head is
+   * given back to the free list: its bytes are about to be overwritten).
+   *
+   * @returns RELAY or UPGRADED, or the failure when the response is unusable.
+   */
+  #sendResponseHead(bc: BackendConn, head: ResponseHead, backend: Backend): number | Failure {
     const ctx = this.#ctx;
     const req = this.#req;
-    const client = this.#client;
-    const pool = ctx.pool(backend);
     let framing: Framing;
     try {
       framing = responseFraming(head, req.head.method);
@@ -280,17 +310,19 @@ class Exchange implements Timed {
         throw new HttpError(502, "Backend switched protocols unasked");
       }
     } catch (e) {
-      pool.release(bc, false);
+      ctx.pool(backend).release(bc, false);
       return failure(502, (e as Error).message, false, false);
     }
     const upgrade = head.status === 101;
-    const backendKeeps = framing.kind !== "close" && keepsAlive(head);
     const dechunk = framing.kind === "chunked" && req.head.minor === 0;
     const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
+    this.#resFraming = framing;
+    this.#dechunk = dechunk;
+    this.#close = close;
+    this.#backendKeeps = framing.kind !== "close" && keepsAlive(head);
     this.#inBody = true;
     this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
-    const before = client.writer.written;
-    writeResponseHead(client.writer, head, {
+    writeResponseHead(this.#client.writer, head, {
       framing,
       chunked: framing.kind === "chunked" && !dechunk,
       close,
@@ -298,27 +330,8 @@ class Exchange implements Timed {
       upgrade,
     });
     this.#rec.status = head.status;
-    if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head); // its bytes are about to go
-    try {
-      if (upgrade) {
-        await this.#tunnel(bc);
-        pool.release(bc, false);
-        return CLOSE;
-      }
-      await relayBody(bc.reader, client.writer, framing, dechunk ? DECHUNK : FROM_BACKEND);
-      await client.writer.flush();
-    } catch {
-      this.#abort(new Error("response relay failed"));
-      client.writer.discard();
-      pool.release(bc, false);
-      return CLOSE;
-    } finally {
-      this.#rec.bytesOut = client.writer.written - before;
-    }
-    if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
-    pool.release(bc, backendKeeps && this.#reqDone);
-    ctx.health.success(backend);
-    return close || !this.#reqDone ? CLOSE : KEEP;
+    if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
+    return upgrade ? UPGRADED : RELAY;
   }
 
   async #tunnel(bc: BackendConn): Promise<void> {
@@ -331,12 +344,11 @@ class Exchange implements Timed {
     await Promise.all([up, down]);
   }
 
-  async #fail(status: number, message: string, close: boolean): Promise<number> {
-    const keep = await answer(this.#client, this.#rec, status, message, {
+  #fail(status: number, message: string, close: boolean): Promise<boolean> {
+    return answer(this.#client, this.#rec, status, message, {
       close: close || !this.#req.keepAlive,
       headOnly: this.#req.head.method === "HEAD",
     });
-    return keep ? KEEP : CLOSE;
   }
 }
 
@@ -351,6 +363,16 @@ function untried(route: Route, tried: Backend[]): Backend | undefined {
   } finally {
     tried.forEach((b, i) => b.healthy = healthy[i]!);
   }
+}
+
+// The response head ending at `end` in the backend reader's buffer, parsed in place
+// (valid until that reader reads again) and consumed.
+function responseHead(bc: BackendConn, end: number): ResponseHead {
+  if (end === -1) throw new Error("closed");
+  const reader = bc.reader;
+  const head = parseResponse(FREE_HEADS.pop() ?? new ResponseHead(), reader.buf, reader.start, end);
+  reader.consume(end - reader.start);
+  return head;
 }
 
 function failure(status: number, message: string, retryable: boolean, stale: boolean): Failure {

@@ -156,6 +156,7 @@ class Session implements ClientSide, Timed {
       }
       return keep && !this.#closed;
     } finally {
+      this.#delegate = undefined; // the exchange is over: its timeouts too
       if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
     }
   }
