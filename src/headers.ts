@@ -41,10 +41,18 @@ const REQUEST_DROP = HOP_IDS | (1 << VIA) | (1 << X_FORWARDED_FOR) | (1 << X_FOR
 const RESPONSE_DROP = HOP_IDS | (1 << VIA);
 // Never removed because a Connection header names them: framing and routing depend on them.
 const PROTECTED = new Set(["host", "content-length", "transfer-encoding"]);
-const VIA_11 = "1.1 unload";
-const VIA_10 = "1.0 unload";
-const XFP_HTTP = "\r\nx-forwarded-proto: http\r\nx-forwarded-host: ";
-const XFP_HTTPS = "\r\nx-forwarded-proto: https\r\nx-forwarded-host: ";
+// The fixed pieces of forwarded heads, encoded once.
+const REQUEST_VERSION = octets("HTTP/1.1\r\n");
+const RESPONSE_VERSION = octets("HTTP/1.1 ");
+const CONTENT_LENGTH_IS = octets("content-length: ");
+const CHUNKED = octets("transfer-encoding: chunked\r\n");
+const CRLF = octets("\r\n");
+const XFF_IS = octets("x-forwarded-for: ");
+const XFP_HTTP = octets("\r\nx-forwarded-proto: http\r\nx-forwarded-host: ");
+const XFP_HTTPS = octets("\r\nx-forwarded-proto: https\r\nx-forwarded-host: ");
+const VIA_IS = octets("via: ");
+const VIA_11 = octets("1.1 unload\r\n\r\n");
+const VIA_10 = octets("1.0 unload\r\n\r\n");
 
 /** What the balancer knows about a request besides its head. */
 export interface ForwardInfo {
@@ -101,7 +109,7 @@ export class TextSink implements HeadSink {
 export function writeRequestHead(out: HeadSink, head: RequestHead, info: ForwardInfo): void {
   const named = connectionNamed(head);
   out.writeBytes(head.buf, head.start, head.versionAt); // "method SP target SP"
-  out.writeString("HTTP/1.1\r\n");
+  put(out, REQUEST_VERSION);
   let xff = "";
   const hasHost = head.has(HOST);
   let run = -1; // start of the field lines being copied as one piece
@@ -127,23 +135,22 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
   if (!hasHost) out.writeString(`host: ${info.host}\r\n`);
   // the added fields go out piece by piece: no string is built for them
   if (info.framing.kind === "length") {
-    out.writeString("content-length: ");
+    put(out, CONTENT_LENGTH_IS);
     out.writeString(String(info.framing.length));
-    out.writeString("\r\n");
-  } else if (info.framing.kind === "chunked") out.writeString("transfer-encoding: chunked\r\n");
+    put(out, CRLF);
+  } else if (info.framing.kind === "chunked") put(out, CHUNKED);
   if (info.upgrade !== undefined) {
     out.writeString("connection: upgrade\r\nupgrade: ");
     out.writeString(info.upgrade);
-    out.writeString("\r\n");
+    put(out, CRLF);
   }
-  out.writeString("x-forwarded-for: ");
+  put(out, XFF_IS);
   if (xff !== "") out.writeString(xff);
   out.writeString(info.clientIp);
-  out.writeString(info.proto === "https" ? XFP_HTTPS : XFP_HTTP);
+  put(out, info.proto === "https" ? XFP_HTTPS : XFP_HTTP);
   out.writeString(info.host);
-  out.writeString("\r\nvia: ");
+  put(out, CRLF);
   writeVia(out, head);
-  out.writeString("\r\n\r\n");
 }
 
 /**
@@ -184,7 +191,7 @@ export interface ResponseInfo {
 /** Writes the response head sent to the client; other field lines are copied as received. */
 export function writeResponseHead(out: HeadSink, head: ResponseHead, info: ResponseInfo): void {
   const named = connectionNamed(head);
-  out.writeString("HTTP/1.1 ");
+  put(out, RESPONSE_VERSION);
   out.writeBytes(head.buf, head.start + 9, head.statusEnd); // status code and reason
   out.writeString(head.statusEnd - head.start === 12 ? " \r\n" : "\r\n");
   let run = -1;
@@ -198,23 +205,22 @@ export function writeResponseHead(out: HeadSink, head: ResponseHead, info: Respo
     run = -1;
   }
   if (run !== -1) out.writeBytes(head.buf, run, head.lineEnd(head.count - 1) + 2);
-  let tail = "";
-  if (info.framing.kind === "length") tail = `content-length: ${info.framing.length}\r\n`;
-  else if (info.chunked) tail = "transfer-encoding: chunked\r\n";
+  if (info.framing.kind === "length") {
+    put(out, CONTENT_LENGTH_IS);
+    out.writeString(String(info.framing.length));
+    put(out, CRLF);
+  } else if (info.chunked) put(out, CHUNKED);
   else if (info.framing.kind === "close" && head.has(TRANSFER_ENCODING)) {
     // e.g. "gzip" without chunked: delimited by close, but the coding still applies
-    tail = `transfer-encoding: ${head.valueOf(TRANSFER_ENCODING)}\r\n`;
+    out.writeString(`transfer-encoding: ${head.valueOf(TRANSFER_ENCODING)}\r\n`);
   } else if (head.status >= 200 && head.status !== 204 && head.has(CONTENT_LENGTH)) {
     // HEAD or 304: keep the advertised length of the representation.
-    tail = `content-length: ${head.valueOf(CONTENT_LENGTH)}\r\n`;
+    out.writeString(`content-length: ${head.valueOf(CONTENT_LENGTH)}\r\n`);
   }
-  if (info.upgrade) tail += `connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`;
-  else if (info.close) tail += "connection: close\r\n";
-  else if (info.clientMinor === 0) tail += "connection: keep-alive\r\n";
-  out.writeString(tail);
-  out.writeString("via: ");
+  if (info.upgrade) out.writeString(`connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`);
+  else if (info.close) out.writeString("connection: close\r\n");
+  else if (info.clientMinor === 0) out.writeString("connection: keep-alive\r\n");
   writeVia(out, head);
-  out.writeString("\r\n\r\n");
 }
 
 /**
@@ -238,8 +244,9 @@ export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): str
   return sink.text;
 }
 
-// The Via value to send: the hops so far, then this one (RFC 9110 §7.6.3).
+// The Via field and the empty line: the hops so far, then this one (RFC 9110 §7.6.3).
 function writeVia(out: HeadSink, head: RequestHead | ResponseHead): void {
+  put(out, VIA_IS);
   if (head.has(VIA)) {
     for (let i = 0; i < head.count; i++) {
       if (head.id(i) !== VIA) continue;
@@ -247,7 +254,15 @@ function writeVia(out: HeadSink, head: RequestHead | ResponseHead): void {
       out.writeString(", ");
     }
   }
-  out.writeString(head.minor === 1 ? VIA_11 : VIA_10);
+  put(out, head.minor === 1 ? VIA_11 : VIA_10);
+}
+
+function put(out: HeadSink, bytes: Uint8Array): void {
+  out.writeBytes(bytes, 0, bytes.length);
+}
+
+function octets(s: string): Uint8Array {
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
 }
 
 function upgradeOf(head: Fields): string {

@@ -9,6 +9,8 @@ import { BODY_READ_BUFFER, type BufReader, type BufWriter } from "./http1/io.ts"
 import { ChunkedParser, CHUNKS_DONE, type Framing } from "./http1/body.ts";
 import { HttpError } from "./http1/head.ts";
 
+const SMALL_BODY = 1024;
+
 /** Thrown when the sending peer closes before the end of a framed body. */
 export class ClosedEarlyError extends Error {
   /** Names the side that closed. */
@@ -57,6 +59,11 @@ export function relayBody(
   if (framing.kind === "length" && framing.length <= src.buffered) {
     // all of it is here already (a small response): no loop, no promise unless it must wait
     const n = framing.length;
+    if (n <= SMALL_BODY) { // copied into the write stage: no view, no promise
+      dst.writeBytes(src.buf, src.start, src.start + n);
+      src.consume(n);
+      return n;
+    }
     const w = dst.write(src.buf.subarray(src.start, src.start + n));
     if (w === undefined) {
       src.consume(n);

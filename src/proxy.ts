@@ -90,20 +90,60 @@ class Session implements ClientSide, Timed {
     } catch { /* already closed */ }
   }
 
-  /** Serves requests until the connection ends; resolves to the connection, never rejects. */
+  /**
+   * Serves requests until the connection ends; resolves to the connection, never
+   * rejects. One async frame for the connection's whole life, none per request.
+   */
   async serve(): Promise<Deno.Conn> {
     const ctx = this.#ctx;
+    const reader = this.reader;
+    const limits = this.headLimits;
     ctx.watchdog.add(this);
     ctx.sessions.add(this);
     try {
       let first = true;
       while (!ctx.closing || first) {
         this.deadline = ctx.watchdog.now + (first ? ctx.timeouts.head : ctx.timeouts.idle);
-        // Between requests only this small frame and the pending read are held
+        // Between requests only this frame and the pending read are held
         // (10,000 idle keep-alive connections add up).
         this.#waiting = true;
-        if (this.reader.buffered === 0 && !(await this.reader.fill())) break;
-        if (!(await this.#request())) break;
+        if (reader.buffered === 0 && !(await reader.fill())) break;
+        this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
+        let end: number;
+        try {
+          const r = readHead(reader, limits); // usually all there already: no wait
+          end = typeof r === "number" ? r : await r;
+        } catch (e) {
+          await this.#refuse(e, undefined);
+          break;
+        } finally {
+          this.#waiting = false;
+        }
+        if (end === -1) break;
+        const rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
+        this.deadline = 0;
+        const head = FREE_HEADS.pop() ?? new RequestHead();
+        try {
+          const n = end - reader.start;
+          head.own(reader.buf, reader.start, end); // the head's bytes stay while the body moves
+          reader.consume(n);
+          try {
+            parseRequest(head, head.storage, 0, n, limits.maxLine);
+          } catch (e) {
+            await this.#refuse(e, rec);
+            break;
+          }
+          const keep = await this.#handle(head, rec);
+          this.#report(rec);
+          if (!keep || this.#closed) break;
+        } finally {
+          this.#delegate = undefined; // the exchange is over: its timeouts too
+          if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
+        }
+        // back to a small buffer once a large head or body has gone through
+        if (reader.buffered === 0 && reader.buf.length > SMALL_READ_BUFFER) {
+          reader.resize(SMALL_READ_BUFFER);
+        }
         first = false;
       }
     } catch {
@@ -116,49 +156,12 @@ class Session implements ClientSide, Timed {
     return this.#conn;
   }
 
-  /** One request, from its first bytes to the end of its response; true to go on. */
-  async #request(): Promise<boolean> {
-    const ctx = this.#ctx;
-    const limits = this.headLimits;
-    const reader = this.reader;
-    const head = FREE_HEADS.pop() ?? new RequestHead();
-    let rec: ExchangeRecord | undefined;
-    try {
-      try {
-        let end: number;
-        try {
-          this.deadline = ctx.watchdog.now + ctx.timeouts.head; // a request has begun
-          const r = readHead(reader, limits); // usually all there already: no wait
-          end = typeof r === "number" ? r : await r;
-        } finally {
-          this.#waiting = false;
-        }
-        if (end === -1) return false;
-        rec = newRecord(this.#ip); // the request starts now, not when the connection went idle
-        this.deadline = 0;
-        const n = end - reader.start;
-        head.own(reader.buf, reader.start, end); // the head's bytes stay while the body moves
-        reader.consume(n);
-        parseRequest(head, head.storage, 0, n, limits.maxLine);
-      } catch (e) {
-        if (e instanceof HttpError && !this.#closed) {
-          rec ??= newRecord(this.#ip);
-          await answer(this, rec, e.status, e.message, { close: true });
-          this.#report(rec);
-        }
-        return false;
-      }
-      const keep = await this.#handle(head, rec);
-      this.#report(rec);
-      // back to a small buffer once a large head or body has gone through
-      if (reader.buffered === 0 && reader.buf.length > SMALL_READ_BUFFER) {
-        reader.resize(SMALL_READ_BUFFER);
-      }
-      return keep && !this.#closed;
-    } finally {
-      this.#delegate = undefined; // the exchange is over: its timeouts too
-      if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
-    }
+  // A head that could not be read or parsed: answer its status (then the caller closes).
+  async #refuse(e: unknown, rec: ExchangeRecord | undefined): Promise<void> {
+    if (!(e instanceof HttpError) || this.#closed) return;
+    rec ??= newRecord(this.#ip);
+    await answer(this, rec, e.status, e.message, { close: true });
+    this.#report(rec);
   }
 
   #report(rec: ExchangeRecord): void {

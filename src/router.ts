@@ -38,6 +38,8 @@ interface Entry<T> {
  */
 export class Router<T> {
   readonly #entries: Entry<T>[] = [];
+  #lastHost = "";
+  #lastNormal = "";
 
   /** Adds a route. */
   add(match: RouteMatch, value: T): void {
@@ -63,7 +65,12 @@ export class Router<T> {
    * `path` (the request target), or undefined.
    */
   match(host: string, path: string): T | undefined {
-    const h = normalizeHost(host);
+    // keep-alive clients repeat their Host: the last one is normalised once
+    if (host !== this.#lastHost) {
+      this.#lastHost = host;
+      this.#lastNormal = normalizeHost(host);
+    }
+    const h = this.#lastNormal;
     for (const e of this.#entries) {
       if (e.exact !== undefined && e.exact !== h) continue;
       if (e.suffix !== undefined && !(h.endsWith(e.suffix) && h.length > e.suffix.length)) {

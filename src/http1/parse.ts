@@ -46,7 +46,9 @@ export class RequestHead extends Fields {
     if (this.storage.length < n || this.storage.length > OWN_MAX) {
       this.storage = new Uint8Array(Math.max(n, OWN_MIN));
     }
-    this.storage.set(buf.subarray(start, end));
+    const into = this.storage;
+    if (n > 128) into.set(buf.subarray(start, end));
+    else for (let i = 0; i < n; i++) into[i] = buf[start + i]!;
   }
 }
 
