@@ -330,7 +330,10 @@ class Exchange implements Timed {
       upgrade,
     });
     this.#rec.status = head.status;
-    if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
+    if (FREE_HEADS.length < MAX_FREE_HEADS) {
+      head.clear();
+      FREE_HEADS.push(head);
+    }
     return upgrade ? UPGRADED : RELAY;
   }
 

@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertLess, assertMatch, assertStringIncludes } from "@std/assert";
 import {
   delay,
+  forEachHead,
   keepAliveBackend,
   proxyTo,
   RawClient,
@@ -294,5 +295,74 @@ Deno.test("proxy gives a keep-alive connection timeouts.idle between requests an
   assertEquals((await c.request("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")).body, "b /2\n");
   await c.send("GET /3 HT"); // a request begins and stalls
   assert(await c.closed(1500), "closed at the head timeout, not the idle one");
+  await close();
+});
+
+// A backend answering each request with its head, exactly as received, as the body.
+function headEchoBackend() {
+  return rawServer((conn, read) =>
+    forEachHead(read, (head) => {
+      const body = `${head}\r\n\r\n`;
+      return writeAllText(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    })
+  );
+}
+
+Deno.test("proxy forwards each head's own fields when heads of different sizes follow on one connection", async () => {
+  const { c, close } = await proxyTo(headEchoBackend());
+  const big = `x-big: ${"b".repeat(12_000)}`; // larger than a reused head buffer keeps
+  const sent = [
+    "GET /1 HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nAccept: */*\r\nX-Two:  two  \r\n\r\n",
+    "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+    `GET /3 HTTP/1.1\r\nHost: a\r\n${big}\r\n\r\n`,
+    "POST /4 HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\nX-Four: 4\r\n\r\nok",
+  ];
+  const got = [];
+  for (const s of sent) got.push((await c.request(s)).body);
+  assertEquals(
+    got[0]!.split("\r\n").slice(0, 5),
+    ["GET /1 HTTP/1.1", "Host: a", "X-One: 1", "Accept: */*", "X-Two:  two  "],
+    "field lines are copied byte for byte",
+  );
+  assertEquals(got[1]!.split("\r\n").slice(0, 3), [
+    "GET /2 HTTP/1.1",
+    "Host: a",
+    "x-forwarded-for: 127.0.0.1",
+  ]);
+  assert(
+    !got[1]!.includes("X-One") && !got[1]!.includes("X-Two"),
+    "nothing left from the first head",
+  );
+  assertStringIncludes(got[2]!, `\r\n${big}\r\n`);
+  assertEquals(got[3]!.split("\r\n").slice(0, 4), [
+    "POST /4 HTTP/1.1",
+    "host: a",
+    "X-Four: 4",
+    "content-length: 2",
+  ]);
+  assert(!got[3]!.includes("x-big"), "nothing left from the large head");
+  await close();
+});
+
+Deno.test("proxy rewrites Host to an absolute-form target's authority, keeping the field's spelling", async () => {
+  const { c, close } = await proxyTo(headEchoBackend());
+  const res = await c.request("GET http://app.test:81/p?q HTTP/1.1\r\nHOST:  other.test\r\n\r\n");
+  assertEquals(res.body.split("\r\n").slice(0, 2), [
+    "GET http://app.test:81/p?q HTTP/1.1",
+    "HOST:  app.test:81",
+  ]);
+  assertStringIncludes(res.body, "\r\nx-forwarded-host: app.test:81\r\n");
+  await close();
+});
+
+Deno.test("proxy relays a status line without a reason phrase with its separating space", async () => {
+  const b = rawServer((conn, read) =>
+    forEachHead(read, () => writeAllText(conn, "HTTP/1.1 299\r\ncontent-length: 2\r\n\r\nok"))
+  );
+  const { c, close } = await proxyTo(b);
+  await c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  const res = await c.read();
+  assertEquals(res.status, 299);
+  assertEquals(res.body, "ok");
   await close();
 });

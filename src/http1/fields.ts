@@ -64,6 +64,7 @@ const NO_TOKENS: string[] = [];
 const KEEP_ALIVE_TOKENS = ["keep-alive"];
 const CLOSE_TOKENS = ["close"];
 const DECODER = new TextDecoder();
+const EMPTY = new Uint8Array(0);
 
 /**
  * The id of the field name `buf[start..end)`, matched case-insensitively, or
@@ -123,7 +124,7 @@ export function latin1(buf: Uint8Array, start: number, end: number): string {
  */
 export class Fields {
   /** The bytes the head was parsed from. */
-  buf: Uint8Array = new Uint8Array(0);
+  buf: Uint8Array = EMPTY;
   /** Where the head starts in `buf`. */
   start = 0;
   /** Just past the head's empty line in `buf`. */
@@ -143,6 +144,11 @@ export class Fields {
     this.count = 0;
     this.#seen = 0;
     this.#connection = undefined;
+  }
+
+  /** Lets go of the bytes (a head kept for reuse must not hold a connection's buffer). */
+  clear(): void {
+    this.reset(EMPTY, 0, 0);
   }
 
   /** Records a field (called by the parser). */
