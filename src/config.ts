@@ -36,7 +36,10 @@ export interface Limits {
   max_request_line: number;
   /** Largest request body; 0 = unlimited (bodies are streamed). @default {0} */
   max_body: number;
-  /** Idle pooled connections kept per backend. @default {64} */
+  /**
+   * Idle pooled connections kept per backend (beyond it a released connection is
+   * closed); idle ones also close after `timeouts.pool_idle`. @default {1024}
+   */
   pool_idle: number;
   /** Connections per backend. @default {1024} */
   pool_max: number;
@@ -117,7 +120,7 @@ export const DEFAULTS = {
     max_head: 16_384,
     max_request_line: 8_192,
     max_body: 0,
-    pool_idle: 64,
+    pool_idle: 1024, // as many as were needed at once: a smaller cap reconnects under bursts
     pool_max: 1024,
   } satisfies Limits,
   dns: { refresh: 10_000 },

@@ -10,7 +10,7 @@ import { upstreamHandshake, type UpstreamTls } from "./tls.ts";
 
 /** Pool bounds and timeouts. */
 export interface PoolOptions {
-  /** Idle connections kept per backend. @default {64} */
+  /** Idle connections kept per backend. @default {1024} */
   maxIdle: number;
   /** Connections (idle + busy) per backend; callers wait for a free one beyond. @default {1024} */
   maxConns: number;

@@ -67,6 +67,24 @@ Deno.test("proxy reuses backend connections for 1000 sequential requests on one 
   await close();
 });
 
+Deno.test("proxy keeps every connection a burst needed: rounds of 150 concurrent requests reuse them", async () => {
+  const b = keepAliveBackend("b");
+  const { lb, close } = await proxyTo(b);
+  const clients = await Promise.all(Array.from({ length: 150 }, () => RawClient.connect(lb.port)));
+  for (let round = 0; round < 3; round++) {
+    const bodies = await Promise.all(
+      clients.map(async (c, i) =>
+        (await c.request(`GET /${round}/${i} HTTP/1.1\r\nHost: a\r\n\r\n`)).body
+      ),
+    );
+    assertEquals(bodies[149], `b /${round}/149\n`);
+  }
+  // at most one connection per request in flight, opened in the first round only
+  assert(b.accepted <= 150, `backend connections accepted: ${b.accepted}`);
+  for (const c of clients) c.close();
+  await close();
+});
+
 Deno.test("proxy answers pipelined requests in order", async () => {
   const b = keepAliveBackend("b");
   const { c, close } = await proxyTo(b);
