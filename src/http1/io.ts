@@ -179,9 +179,9 @@ export class BufWriter {
     if (this.#buf === EMPTY) this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
     if (need > this.#buf.length) this.#grow(need);
     const buf = this.#buf;
-    // a few bytes are copied faster by hand than by set() and its checks
-    if (end - start <= 32) for (let i = start, j = this.#len; i < end; i++) buf[j++] = src[i]!;
-    else if (start === 0 && end === src.length) buf.set(src, this.#len); // no view to make
+    if (end - start <= 32) { // a few bytes are copied faster by hand than by set()
+      for (let i = start, j = this.#len; i < end; i++) buf[j++] = src[i]!;
+    } else if (start === 0 && end === src.length) buf.set(src, this.#len); // no view to make
     else buf.set(src.subarray(start, end), this.#len);
     this.#len = need;
   }
