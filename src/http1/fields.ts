@@ -69,6 +69,14 @@ const EMPTY = new Uint8Array(0);
 /**
  * The id of the field name `buf[start..end)`, matched case-insensitively, or
  * {@linkcode OTHER}.
+ *
+ * @example
+ * ```ts
+ * import { CONTENT_LENGTH, fieldId, OTHER } from "./fields.ts";
+ * const name = new TextEncoder().encode("Content-LENGTH");
+ * console.assert(fieldId(name, 0, name.length) === CONTENT_LENGTH);
+ * console.assert(fieldId(name, 0, 7) === OTHER);
+ * ```
  */
 export function fieldId(buf: Uint8Array, start: number, end: number): number {
   const ids = BY_LENGTH[end - start];

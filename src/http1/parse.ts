@@ -70,6 +70,13 @@ export class ResponseHead extends Fields {
 /**
  * Parses the request head in `buf[start..end)` into `into` (reused between requests).
  *
+ * @example
+ * ```ts
+ * import { parseRequest, RequestHead } from "./parse.ts";
+ * const bytes = new TextEncoder().encode("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+ * const head = parseRequest(new RequestHead(), bytes, 0, bytes.length);
+ * console.assert(head.target === "/x" && head.count === 1);
+ * ```
  * @throws {HttpError} 400 on malformed syntax, 414 on a request line over
  * `maxLine`, 505 on an unsupported version.
  */
@@ -110,6 +117,13 @@ export function parseRequest(
 /**
  * Parses the response head in `buf[start..end)` into `into`.
  *
+ * @example
+ * ```ts
+ * import { parseResponse, ResponseHead } from "./parse.ts";
+ * const bytes = new TextEncoder().encode("HTTP/1.1 404 Not Found\r\nX: 1\r\n\r\n");
+ * const head = parseResponse(new ResponseHead(), bytes, 0, bytes.length);
+ * console.assert(head.status === 404 && head.reason === "Not Found");
+ * ```
  * @throws {HttpError} 502 on anything malformed.
  */
 export function parseResponse(
