@@ -10,7 +10,9 @@ import {
   type Fields,
   HOST,
   KEEP_ALIVE,
+  knownName,
   latin1,
+  octets,
   PROXY_CONNECTION,
   TE,
   TRANSFER_ENCODING,
@@ -23,24 +25,25 @@ import {
 import type { RequestHead, ResponseHead } from "./http1/parse.ts";
 import type { Framing } from "./http1/body.ts";
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "upgrade",
-  "transfer-encoding",
-  "content-length",
-]);
-// the same fields by id: never forwarded as received
-const HOP_IDS = [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TE, UPGRADE, TRANSFER_ENCODING]
-  .concat(CONTENT_LENGTH).reduce((mask, id) => mask | (1 << id), 0);
+// Hop-by-hop fields (RFC 9110 §7.6.1), and the framing fields the balancer writes itself:
+// never forwarded as received.
+const HOP_BY_HOP_IDS = [
+  CONNECTION,
+  KEEP_ALIVE,
+  PROXY_CONNECTION,
+  TE,
+  UPGRADE,
+  TRANSFER_ENCODING,
+  CONTENT_LENGTH,
+];
+const HOP_BY_HOP = new Set(HOP_BY_HOP_IDS.map(knownName));
+const HOP_IDS = HOP_BY_HOP_IDS.reduce((mask, id) => mask | (1 << id), 0);
 // dropped from requests: the balancer writes its own
 const REQUEST_DROP = HOP_IDS | (1 << VIA) | (1 << X_FORWARDED_FOR) | (1 << X_FORWARDED_PROTO) |
   (1 << X_FORWARDED_HOST);
 const RESPONSE_DROP = HOP_IDS | (1 << VIA);
 // Never removed because a Connection header names them: framing and routing depend on them.
-const PROTECTED = new Set(["host", "content-length", "transfer-encoding"]);
+const PROTECTED = new Set([HOST, CONTENT_LENGTH, TRANSFER_ENCODING].map(knownName));
 // The fixed pieces of forwarded heads, encoded once.
 const REQUEST_VERSION = octets("HTTP/1.1\r\n");
 const RESPONSE_VERSION = octets("HTTP/1.1 ");
@@ -259,10 +262,6 @@ function writeVia(out: HeadSink, head: RequestHead | ResponseHead): void {
 
 function put(out: HeadSink, bytes: Uint8Array): void {
   out.writeBytes(bytes, 0, bytes.length);
-}
-
-function octets(s: string): Uint8Array {
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
 }
 
 function upgradeOf(head: Fields): string {

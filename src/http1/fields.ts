@@ -57,12 +57,14 @@ const BY_LENGTH: number[][] = [];
 KNOWN.forEach((name, id) => {
   if (id !== OTHER) (BY_LENGTH[name.length] ??= []).push(id);
 });
-const KNOWN_BYTES = KNOWN.map((n) => Uint8Array.from(n, (c) => c.charCodeAt(0)));
+const KNOWN_BYTES = KNOWN.map(octets);
 
 const STRIDE = 5; // line start, colon, value start, value end, line end (at its CR)
 const NO_TOKENS: string[] = [];
 const KEEP_ALIVE_TOKENS = ["keep-alive"];
 const CLOSE_TOKENS = ["close"];
+const KEEP_ALIVE_BYTES = octets("keep-alive");
+const CLOSE_BYTES = octets("close");
 const DECODER = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 
@@ -81,15 +83,43 @@ const EMPTY = new Uint8Array(0);
 export function fieldId(buf: Uint8Array, start: number, end: number): number {
   const ids = BY_LENGTH[end - start];
   if (ids === undefined) return OTHER;
-  next: for (const id of ids) {
-    const known = KNOWN_BYTES[id]!;
-    for (let i = 0; i < known.length; i++) {
-      // tchar bytes that OR 0x20 onto a lower-case letter or "-" are that letter or "-"
-      if ((buf[start + i]! | 0x20) !== known[i]) continue next;
-    }
-    return id;
-  }
+  for (const id of ids) if (caselessIs(buf, start, end, KNOWN_BYTES[id]!)) return id;
   return OTHER;
+}
+
+// Whether buf[start..end) is `lower` (lower-case letters and "-") in any case. The bytes
+// that OR 0x20 onto a lower-case letter or "-" are that letter in either case, "-" or CR,
+// and a parsed name or value holds no CR.
+function caselessIs(buf: Uint8Array, start: number, end: number, lower: Uint8Array): boolean {
+  if (end - start !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) if ((buf[start + i]! | 0x20) !== lower[i]) return false;
+  return true;
+}
+
+/**
+ * The lower-case name of a known field id.
+ *
+ * @example
+ * ```ts
+ * import { knownName, TE } from "./fields.ts";
+ * console.assert(knownName(TE) === "te");
+ * ```
+ */
+export function knownName(id: number): string {
+  return KNOWN[id]!;
+}
+
+/**
+ * Encodes `text` as Latin-1: one byte per code unit (its low 8 bits).
+ *
+ * @example
+ * ```ts
+ * import { octets } from "./fields.ts";
+ * console.assert(octets("A\xe9").join() === "65,233");
+ * ```
+ */
+export function octets(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
 }
 
 /**
@@ -285,21 +315,16 @@ export class Fields {
     if (this.has(CONNECTION)) {
       const i = this.indexOf(CONNECTION);
       if (this.countOf(CONNECTION) > 1) tokens = this.tokens(CONNECTION);
-      else if (this.#valueIsToken(i, "keep-alive")) tokens = KEEP_ALIVE_TOKENS;
-      else if (this.#valueIsToken(i, "close")) tokens = CLOSE_TOKENS;
+      else if (this.#valueIsToken(i, KEEP_ALIVE_BYTES)) tokens = KEEP_ALIVE_TOKENS;
+      else if (this.#valueIsToken(i, CLOSE_BYTES)) tokens = CLOSE_TOKENS;
       else tokens = this.tokens(CONNECTION);
     }
     return this.#connection = tokens;
   }
 
-  // The value of field i is `token` in any case.
-  #valueIsToken(i: number, token: string): boolean {
-    const start = this.valueStart(i);
-    if (this.valueEnd(i) - start !== token.length) return false;
-    for (let j = 0; j < token.length; j++) {
-      if ((this.buf[start + j]! | 0x20) !== token.charCodeAt(j)) return false;
-    }
-    return true;
+  // The value of field i is `token` (lower-case) in any case.
+  #valueIsToken(i: number, token: Uint8Array): boolean {
+    return caselessIs(this.buf, this.valueStart(i), this.valueEnd(i), token);
   }
 
   #grow(): void {

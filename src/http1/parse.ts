@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Fields, latin1 } from "./fields.ts";
+import { Fields, latin1, octets } from "./fields.ts";
 import { HttpError } from "./head.ts";
 
 const LF = 10;
@@ -178,10 +178,6 @@ export function parseRequestHead(text: string, maxLine = 8192): RequestHead {
 export function parseResponseHead(text: string): ResponseHead {
   const bytes = octets(text);
   return parseResponse(new ResponseHead(), bytes, 0, bytes.length);
-}
-
-function octets(text: string): Uint8Array {
-  return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
 }
 
 // The index of the CR ending the line at `from`.
