@@ -110,38 +110,19 @@ export class TextSink implements HeadSink {
  * field lines are copied as received.
  */
 export function writeRequestHead(out: HeadSink, head: RequestHead, info: ForwardInfo): void {
-  const named = connectionNamed(head);
   out.writeBytes(head.buf, head.start, head.versionAt); // "method SP target SP"
   put(out, REQUEST_VERSION);
+  const named = connectionNamed(head);
   let xff = "";
-  const hasHost = head.has(HOST);
-  let run = -1; // start of the field lines being copied as one piece
-  for (let i = 0; i < head.count; i++) {
-    const id = head.id(i);
-    const dropped = named !== undefined && named.has(head.name(i));
-    if (id === X_FORWARDED_FOR && !dropped) xff += `${head.value(i)}, `;
-    // the routed host: an absolute-form target's authority overrides Host (RFC 9112 §3.2.2)
-    const host = id === HOST && !head.valueIs(i, info.host);
-    if (!dropped && !host && (REQUEST_DROP & (1 << id)) === 0) {
-      if (run === -1) run = head.lineStart(i);
-      continue;
-    }
-    if (run !== -1) out.writeBytes(head.buf, run, head.lineStart(i));
-    run = -1;
-    if (host) {
-      out.writeBytes(head.buf, head.lineStart(i), head.valueStart(i));
-      out.writeString(info.host);
-      out.writeString("\r\n");
+  if (head.has(X_FORWARDED_FOR)) {
+    for (let i = 0; i < head.count; i++) {
+      if (head.id(i) === X_FORWARDED_FOR && !isNamed(head, i, named)) xff += `${head.value(i)}, `;
     }
   }
-  if (run !== -1) out.writeBytes(head.buf, run, head.lineEnd(head.count - 1) + 2);
-  if (!hasHost) out.writeString(`host: ${info.host}\r\n`);
-  // the added fields go out piece by piece: no string is built for them
-  if (info.framing.kind === "length") {
-    put(out, CONTENT_LENGTH_IS);
-    out.writeString(String(info.framing.length));
-    put(out, CRLF);
-  } else if (info.framing.kind === "chunked") put(out, CHUNKED);
+  copyFields(out, head, REQUEST_DROP, named, info.host);
+  if (!head.has(HOST)) out.writeString(`host: ${info.host}\r\n`);
+  if (info.framing.kind === "length") writeLength(out, info.framing.length);
+  else if (info.framing.kind === "chunked") put(out, CHUNKED);
   if (info.upgrade !== undefined) {
     out.writeString("connection: upgrade\r\nupgrade: ");
     out.writeString(info.upgrade);
@@ -193,26 +174,12 @@ export interface ResponseInfo {
 
 /** Writes the response head sent to the client; other field lines are copied as received. */
 export function writeResponseHead(out: HeadSink, head: ResponseHead, info: ResponseInfo): void {
-  const named = connectionNamed(head);
   put(out, RESPONSE_VERSION);
   out.writeBytes(head.buf, head.start + 9, head.statusEnd); // status code and reason
   out.writeString(head.statusEnd - head.start === 12 ? " \r\n" : "\r\n");
-  let run = -1;
-  for (let i = 0; i < head.count; i++) {
-    const id = head.id(i);
-    if ((RESPONSE_DROP & (1 << id)) === 0 && (named === undefined || !named.has(head.name(i)))) {
-      if (run === -1) run = head.lineStart(i);
-      continue;
-    }
-    if (run !== -1) out.writeBytes(head.buf, run, head.lineStart(i));
-    run = -1;
-  }
-  if (run !== -1) out.writeBytes(head.buf, run, head.lineEnd(head.count - 1) + 2);
-  if (info.framing.kind === "length") {
-    put(out, CONTENT_LENGTH_IS);
-    out.writeString(String(info.framing.length));
-    put(out, CRLF);
-  } else if (info.chunked) put(out, CHUNKED);
+  copyFields(out, head, RESPONSE_DROP, connectionNamed(head));
+  if (info.framing.kind === "length") writeLength(out, info.framing.length);
+  else if (info.chunked) put(out, CHUNKED);
   else if (info.framing.kind === "close" && head.has(TRANSFER_ENCODING)) {
     // e.g. "gzip" without chunked: delimited by close, but the coding still applies
     out.writeString(`transfer-encoding: ${head.valueOf(TRANSFER_ENCODING)}\r\n`);
@@ -245,6 +212,49 @@ export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): str
   const sink = new TextSink();
   writeResponseHead(sink, head, info);
   return sink.text;
+}
+
+/**
+ * Copies the field lines of `head` as received, in runs of consecutive kept lines,
+ * leaving out those whose id is in `drop` and those `named` by Connection. With
+ * `host`, a Host field whose value differs is sent with that value instead (the
+ * routed host: an absolute-form target's authority overrides Host, RFC 9112 §3.2.2).
+ */
+function copyFields(
+  out: HeadSink,
+  head: Fields,
+  drop: number,
+  named: Set<string> | undefined,
+  host?: string,
+): void {
+  let run = -1; // start of the field lines being copied as one piece
+  for (let i = 0; i < head.count; i++) {
+    const id = head.id(i);
+    const rewrite = host !== undefined && id === HOST && !head.valueIs(i, host);
+    if (!rewrite && (drop & (1 << id)) === 0 && !isNamed(head, i, named)) {
+      if (run === -1) run = head.lineStart(i);
+      continue;
+    }
+    if (run !== -1) out.writeBytes(head.buf, run, head.lineStart(i));
+    run = -1;
+    if (rewrite) {
+      out.writeBytes(head.buf, head.lineStart(i), head.valueStart(i)); // "Host:" as spelled
+      out.writeString(host);
+      put(out, CRLF);
+    }
+  }
+  if (run !== -1) out.writeBytes(head.buf, run, head.lineEnd(head.count - 1) + 2);
+}
+
+// "content-length: N" and its CRLF, in pieces: no string is built for it.
+function writeLength(out: HeadSink, length: number): void {
+  put(out, CONTENT_LENGTH_IS);
+  out.writeString(String(length));
+  put(out, CRLF);
+}
+
+function isNamed(head: Fields, i: number, named: Set<string> | undefined): boolean {
+  return named !== undefined && named.has(head.name(i));
 }
 
 // The Via field and the empty line: the hops so far, then this one (RFC 9110 §7.6.3).
