@@ -37,7 +37,8 @@ const UPGRADED = 2;
 
 /**
  * Forwards one request to a backend of `route` and relays the answer. The
- * exchange owns `client`'s timeout until the client calls `watch(undefined)`.
+ * exchange owns `client`'s timeout until the client takes it back with
+ * `watch(undefined)` once the returned promise settles.
  *
  * @returns true when the client connection can carry another request.
  */

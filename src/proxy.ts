@@ -137,7 +137,7 @@ class Session implements ClientSide, Timed {
           this.#report(rec);
           if (!keep || this.#closed) break;
         } finally {
-          this.#delegate = undefined; // the exchange is over: its timeouts too
+          this.watch(undefined); // the exchange is over: its timeouts too
           if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
         }
         // back to a small buffer once a large head or body has gone through
