@@ -78,7 +78,7 @@ sleep 0.5
 taskset -c 0 nginx -c "$D/lb-nginx.conf" -p "$D" &
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
 GOMAXPROCS=1 taskset -c 0 caddy run --config "$D/Caddyfile" --adapter caddyfile > "$D/caddy.log" 2>&1 &
-taskset -c 0 $DENO run --allow-net --allow-read main.ts run --config "$D/unload.yaml" > "$D/unload.log" 2>&1 &
+taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run --config "$D/unload.yaml" > "$D/unload.log" 2>&1 &
 sleep 4
 
 declare -A RPS P50 P99 ERR

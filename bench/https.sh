@@ -52,7 +52,7 @@ routes:
 C
 sleep 0.3
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
-taskset -c 0 $DENO run --allow-net --allow-read main.ts run --config "$D/unload.yaml" \
+taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run --config "$D/unload.yaml" \
   > "$D/unload.log" 2>&1 &
 for i in $(seq 1 100); do
   curl -sk -m 1 https://127.0.0.1:$HP/ >/dev/null && curl -sk -m 1 https://127.0.0.1:$UP/ >/dev/null && break

@@ -38,7 +38,9 @@ Serving needs only: deno run --allow-net --allow-read main.ts ...`,
 Serves the routes in FILE until SIGINT/SIGTERM (graceful: in-flight requests finish).
 
 Example:
-  deno run --allow-net --allow-read main.ts run --config examples/unload.yaml`,
+  deno run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run \\
+    --config examples/unload.yaml
+(the V8 flag keeps idle memory low; compiled binaries carry it)`,
   validate: `Usage: unload validate --config FILE
 
 Checks FILE and prints "FILE: ok", or one "FILE:LINE: path: message" per problem
