@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # How evenly the Deno runtime serves many busy connections, without unload in the way:
-# three ~10-line echo servers answer every request with the same 40 bytes, and wrk
+# ~10-line echo servers answer every request with the same 40 bytes, and wrk
 # measures them at 100 and 1000 connections (127.0.0.1 only, bounded duration).
-#   deno-conn  Deno.listen + conn.read/conn.write (what unload's data path uses)
-#   deno-node  node:net inside the same Deno binary (its native socket layer)
-#   node       Node.js itself, when installed
+#   deno-conn        Deno.listen + conn.read/conn.write (what unload's data path uses)
+#   deno-conn-early  the same, but each read is issued before the answer is written, so
+#                    no read can find its request already there (order set by the runtime)
+#   deno-node        node:net inside the same Deno binary (its native socket layer)
+#   node             Node.js itself, when installed
 # A fair server has p90/p99 close to connections / throughput; an unfair one serves
 # some connections over and over while others wait (p50 low, p90/p99 very high).
 # Env: DUR (s per measurement, 6), CONNS ("100 1000"). Prints a markdown table.
@@ -26,6 +28,23 @@ for await (const c of Deno.listen({ hostname: "127.0.0.1", port })) {
     const buf = new Uint8Array(4096);
     try {
       while ((await c.read(buf)) !== null) await c.write(res);
+    } catch { /* reset */ }
+    c.close();
+  })();
+}
+JS
+cat > "$D/deno_conn_early.ts" <<'JS'
+const res = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+const port = Number(Deno.args[0]);
+for await (const c of Deno.listen({ hostname: "127.0.0.1", port })) {
+  (async () => {
+    const buf = new Uint8Array(4096);
+    try {
+      let next = c.read(buf);
+      while ((await next) !== null) {
+        next = c.read(buf);
+        await c.write(res);
+      }
     } catch { /* reset */ }
     c.close();
   })();
@@ -68,5 +87,6 @@ echo
 echo "| server | conns | req/s | p50 | p90 | p99 | wrk timeouts |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 run deno-conn $DENO run --allow-net "$D/deno_conn.ts" "$PORT"
+run deno-conn-early $DENO run --allow-net "$D/deno_conn_early.ts" "$PORT"
 run deno-node $DENO run --allow-net "$D/node_net.cjs" "$PORT"
 if command -v node >/dev/null; then run node node "$D/node_net.cjs" "$PORT"; fi
