@@ -21,29 +21,18 @@ trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
 ulimit -n 65536 2>/dev/null || true
 
 cat > "$D/deno_conn.ts" <<'JS'
+// args: port, and "early" to issue each read before writing the answer
 const res = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-const port = Number(Deno.args[0]);
-for await (const c of Deno.listen({ hostname: "127.0.0.1", port })) {
-  (async () => {
-    const buf = new Uint8Array(4096);
-    try {
-      while ((await c.read(buf)) !== null) await c.write(res);
-    } catch { /* reset */ }
-    c.close();
-  })();
-}
-JS
-cat > "$D/deno_conn_early.ts" <<'JS'
-const res = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-const port = Number(Deno.args[0]);
-for await (const c of Deno.listen({ hostname: "127.0.0.1", port })) {
+const [port, mode] = Deno.args;
+for await (const c of Deno.listen({ hostname: "127.0.0.1", port: Number(port) })) {
   (async () => {
     const buf = new Uint8Array(4096);
     try {
       let next = c.read(buf);
       while ((await next) !== null) {
-        next = c.read(buf);
+        if (mode === "early") next = c.read(buf);
         await c.write(res);
+        if (mode !== "early") next = c.read(buf);
       }
     } catch { /* reset */ }
     c.close();
@@ -87,6 +76,6 @@ echo
 echo "| server | conns | req/s | p50 | p90 | p99 | wrk timeouts |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 run deno-conn $DENO run --allow-net "$D/deno_conn.ts" "$PORT"
-run deno-conn-early $DENO run --allow-net "$D/deno_conn_early.ts" "$PORT"
+run deno-conn-early $DENO run --allow-net "$D/deno_conn.ts" "$PORT" early
 run deno-node $DENO run --allow-net "$D/node_net.cjs" "$PORT"
 if command -v node >/dev/null; then run node node "$D/node_net.cjs" "$PORT"; fi
