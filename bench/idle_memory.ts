@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-console
 // Memory of 10,000 idle keep-alive client connections (issue #7 target: < 150 MB RSS).
-// Run: deno run -A bench/idle_memory.ts   (needs ulimit -n > 20000)
+// The balancer runs as README's run command does (with --max-semi-space-size=4, from
+// tests/_process.ts). Run: deno run -A bench/idle_memory.ts   (needs ulimit -n > 20000)
 import { startLbProcess } from "../tests/_process.ts";
 import { keepAliveBackend } from "../tests/_http.ts";
 const b = keepAliveBackend("b");
