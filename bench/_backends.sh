@@ -1,5 +1,6 @@
 # Sourced by bench/compare.sh and bench/https.sh: the nginx backends both measure
-# against, and the HAProxy defaults both use to reach them.
+# against, the HAProxy defaults both use to reach them, and how the benchmarks
+# (bench/runtime_fairness.sh too) read wrk's reports.
 
 # nginx_backends DIR PORT...: writes DIR/backend.conf, one server per PORT (the n-th
 # answers "bn hello"), and starts nginx with it in the background, pinned to CPU 1.
@@ -28,3 +29,20 @@ HAPROXY_DEFAULTS="defaults
   timeout server 30s
   http-reuse always
   option forwardfor"
+
+# Fields of one `wrk --latency` report: wrk_rps OUT, wrk_pct OUT 99%, wrk_errors OUT
+# (socket errors and non-2xx answers on one line, empty when there were none).
+wrk_rps() { echo "$1" | awk '/Requests\/sec/{print $2}'; }
+wrk_pct() { echo "$1" | awk -v p="$2" '$1 == p {print $2}'; }
+wrk_errors() { echo "$1" | grep -E 'Socket errors|Non-2xx' | sed 's/^ *//' | tr '\n' ' '; }
+
+# better_round NEW BEST: succeeds when the wrk report NEW should replace BEST (empty: no
+# round yet) as the best of the rounds. A round answered with non-2xx responses (fast
+# 5xx look like high req/s) never beats a clean one; otherwise the higher req/s wins.
+better_round() {
+  [ -z "$2" ] && return 0
+  local new_bad best_bad
+  new_bad=$(echo "$1" | grep -c 'Non-2xx'); best_bad=$(echo "$2" | grep -c 'Non-2xx')
+  if [ "$new_bad" -ne "$best_bad" ]; then [ "$new_bad" -lt "$best_bad" ]; return; fi
+  awk -v a="$(wrk_rps "$1")" -v b="$(wrk_rps "$2")" 'BEGIN{exit !(a > b)}'
+}

@@ -81,23 +81,14 @@ GOMAXPROCS=1 taskset -c 0 caddy run --config "$D/Caddyfile" --adapter caddyfile 
 taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run --config "$D/unload.yaml" > "$D/unload.log" 2>&1 &
 sleep 4
 
-declare -A RPS P50 P99 ERR
+declare -A BEST # the best wrk report per balancer/conns
 for conns in $CONNS; do
   for round in $(seq 1 "$ROUNDS"); do
     for t in direct:9001 nginx:8081 haproxy:8082 caddy:8083 unload:8090; do
       name=${t%%:*}; port=${t##*:}; k="$name/$conns"
-      curl -s -m 2 "http://127.0.0.1:$port/" >/dev/null || { ERR[$k]="no answer"; continue; }
+      curl -s -m 2 "http://127.0.0.1:$port/" >/dev/null || continue
       out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DUR}s" --latency "http://127.0.0.1:$port/" 2>&1)
-      rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
-      # best of the rounds, but a round answered with errors (fast 5xx) never beats a clean one
-      bad=$(echo "$out" | grep -c 'Non-2xx'); best_bad=$(echo "${ERR[$k]:-}" | grep -c 'Non-2xx')
-      if [ -n "${RPS[$k]:-}" ] && [ "$bad" -gt "$best_bad" ]; then continue; fi
-      if [ "$bad" -lt "$best_bad" ] || awk -v a="$rps" -v b="${RPS[$k]:-0}" 'BEGIN{exit !(a>b)}'; then
-        RPS[$k]=$rps
-        P50[$k]=$(echo "$out" | awk '$1=="50%"{print $2}')
-        P99[$k]=$(echo "$out" | awk '$1=="99%"{print $2}')
-        ERR[$k]=$(echo "$out" | grep -E 'Socket errors|Non-2xx' | sed 's/^ *//' | tr '\n' ' ')
-      fi
+      if better_round "$out" "${BEST[$k]:-}"; then BEST[$k]=$out; fi
     done
   done
 done
@@ -107,11 +98,13 @@ echo
 echo "| balancer | conns | req/s | p50 | p99 | errors | req/s vs HAProxy |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for conns in $CONNS; do
-  h=${RPS[haproxy/$conns]:-0}
+  h=$(wrk_rps "${BEST[haproxy/$conns]:-}")
   for name in direct nginx haproxy caddy unload; do
-    k="$name/$conns"; r=${RPS[$k]:-0}
-    ratio=$(awk -v a="$r" -v b="$h" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "-" }')
-    echo "| $name | $conns | ${RPS[$k]:--} | ${P50[$k]:--} | ${P99[$k]:--} | ${ERR[$k]:-0} | $ratio |"
+    out=${BEST[$name/$conns]:-}
+    if [ -z "$out" ]; then echo "| $name | $conns | - | - | - | no answer | - |"; continue; fi
+    r=$(wrk_rps "$out"); err=$(wrk_errors "$out")
+    ratio=$(awk -v a="$r" -v b="${h:-0}" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "-" }')
+    echo "| $name | $conns | $r | $(wrk_pct "$out" 50%) | $(wrk_pct "$out" 99%) | ${err:-0} | $ratio |"
   done
 done
 echo

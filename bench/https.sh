@@ -66,8 +66,7 @@ echo "HTTPS, $CONNS connections, ${DUR}s per measurement, best of $ROUNDS (rps; 
 echo
 echo "| workload | balancer | rps | p50 | p99 | errors | rps vs HAProxy |"
 echo "|---|---|---|---|---|---|---|"
-declare -A best
-declare -A row
+declare -A best # the best wrk report per workload and balancer
 for mode in keepalive close; do
   hdr=(); [ "$mode" = close ] && hdr=(-H "Connection: close")
   for round in $(seq 1 "$ROUNDS"); do
@@ -76,18 +75,15 @@ for mode in keepalive close; do
       curl -sk -m 2 "https://127.0.0.1:$port/" >/dev/null || { echo "$name: no answer" >&2; continue; }
       out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 5s --latency "${hdr[@]}" \
         "https://127.0.0.1:$port/" 2>&1)
-      rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
-      p50=$(echo "$out" | awk '$1=="50%"{print $2}'); p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-      err=$(echo "$out" | grep -E 'Socket errors|Non-2xx' | sed 's/^ *//' | tr '\n' ' ')
-      if awk -v a="${rps:-0}" -v b="${best[$mode$name]:-0}" 'BEGIN{exit !(a>b)}'; then
-        best[$mode$name]=$rps; row[$mode$name]="$rps | $p50 | $p99 | ${err:-0}"
-      fi
+      if better_round "$out" "${best[$mode$name]:-}"; then best[$mode$name]=$out; fi
     done
   done
+  h=$(wrk_rps "${best[${mode}haproxy]:-}")
   for name in haproxy unload; do
-    ratio=$(awk -v a="${best[${mode}unload]:-0}" -v b="${best[${mode}haproxy]:-0}" \
-      'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }')
-    [ "$name" = haproxy ] && ratio="1.00"
-    echo "| $mode | $name | ${row[$mode$name]:-no answer | | | } | $ratio |"
+    out=${best[$mode$name]:-}
+    if [ -z "$out" ]; then echo "| $mode | $name | no answer | | | | - |"; continue; fi
+    r=$(wrk_rps "$out"); err=$(wrk_errors "$out")
+    ratio=$(awk -v a="$r" -v b="${h:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }')
+    echo "| $mode | $name | $r | $(wrk_pct "$out" 50%) | $(wrk_pct "$out" 99%) | ${err:-0} | $ratio |"
   done
 done

@@ -12,6 +12,7 @@
 # Env: DUR (s per measurement, 6), CONNS ("100 1000"). Prints a markdown table.
 set -u
 cd "$(dirname "$0")/.."
+. bench/_backends.sh # wrk_rps, wrk_pct
 for c in wrk taskset; do
   command -v "$c" >/dev/null || { echo "bench/runtime_fairness.sh: $c is needed" >&2; exit 2; }
 done
@@ -60,10 +61,8 @@ run() { # name, command...
     local out
     out=$(taskset -c 1 wrk -t1 -c"$c" -d"${DUR}s" --latency "http://127.0.0.1:$PORT/" 2>&1)
     local rps p50 p90 p99 to
-    rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
-    p50=$(echo "$out" | awk '$1=="50%"{print $2}')
-    p90=$(echo "$out" | awk '$1=="90%"{print $2}')
-    p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+    rps=$(wrk_rps "$out"); p50=$(wrk_pct "$out" 50%); p90=$(wrk_pct "$out" 90%)
+    p99=$(wrk_pct "$out" 99%)
     to=$(echo "$out" | sed -n 's/.*timeout \([0-9]*\).*/\1/p')
     echo "| $name | $c | $rps | $p50 | $p90 | $p99 | ${to:-0} |"
   done
