@@ -82,6 +82,30 @@ export function backendKey(b: Backend): string {
 }
 
 /**
+ * Backend records grouped by {@linkcode backendKey}: one group per address and TLS
+ * setting, holding every distinct record (routes may give one address different
+ * weights or priorities, and so different records).
+ *
+ * @example
+ * ```ts
+ * import { byKey, createBackend } from "./backend.ts";
+ * const a = createBackend({ hostname: "127.0.0.1", port: 9001, weight: 1 });
+ * const b = createBackend({ hostname: "127.0.0.1", port: 9001, weight: 5 });
+ * console.assert(byKey([a, b, a]).get("127.0.0.1:9001")?.length === 2);
+ * ```
+ */
+export function byKey(backends: Iterable<Backend>): Map<string, Backend[]> {
+  const groups = new Map<string, Backend[]>();
+  for (const b of backends) {
+    const key = backendKey(b);
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [b]);
+    else if (!group.includes(b)) group.push(b);
+  }
+  return groups;
+}
+
+/**
  * The name a TLS backend's certificate must carry: `routes[].server_name`, else
  * the SRV target it was discovered from, else its configured host or IP.
  *

@@ -258,7 +258,9 @@ export class Balancer {
     this.#checks = undefined;
     if (path === undefined) {
       // turned off: what the checks left down gets the passive back-off instead
-      for (const b of this.#routes.backends().values()) if (!b.healthy) this.#health.backOff(b);
+      for (const group of this.#routes.backends().values()) {
+        for (const b of group) if (!b.healthy) this.#health.backOff(b);
+      }
       return;
     }
     const ac = new AbortController();
@@ -267,7 +269,7 @@ export class Balancer {
       interval,
       timeout,
       fall: failures,
-      backends: () => this.#routes.backends().values(),
+      backends: () => [...this.#routes.backends().values()].flat(),
       signal: ac.signal,
       onChange: (b, healthy, why) => {
         if (!healthy) return this.log.warn(`backend ${b.id} down: ${why}`);

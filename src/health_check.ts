@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Backend, backendKey, tlsServerName } from "./backend.ts";
+import { type Backend, byKey, tlsServerName } from "./backend.ts";
 import { upstreamHandshake } from "./tls.ts";
 
 /** Options for {@linkcode HealthChecker}. */
@@ -59,7 +59,7 @@ const DEFAULT_RISE = 2;
  * const ac = new AbortController();
  * const checker = new HealthChecker({
  *   path: "/healthz", interval: 5_000, timeout: 2_000,
- *   backends: () => routes.backends().values(),
+ *   backends: () => [...routes.backends().values()].flat(),
  *   signal: ac.signal,
  *   onChange: (b, up, why) => console.log(`backend ${b.id} ${up ? "up" : `down: ${why}`}`),
  * });
@@ -134,13 +134,7 @@ export class HealthChecker {
     const { path, timeout, signal } = this.#options;
     // One probe per address and TLS setting, even when several routes (or Backend
     // records with different weights) share it; its result counts for each of them.
-    const groups = new Map<string, Backend[]>();
-    for (const b of this.#options.backends()) {
-      const key = backendKey(b);
-      const group = groups.get(key);
-      if (group === undefined) groups.set(key, [b]);
-      else if (!group.includes(b)) group.push(b);
-    }
+    const groups = byKey(this.#options.backends());
     const live = new Set<Backend>();
     for (const group of groups.values()) for (const b of group) live.add(b);
     for (const b of this.#states.keys()) if (!live.has(b)) this.#states.delete(b);

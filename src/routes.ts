@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Backend, backendKey } from "./backend.ts";
+import { type Backend, backendKey, byKey } from "./backend.ts";
 import type { Config, RouteConfig } from "./config.ts";
 import type { Route } from "./context.ts";
 import { SrvWatcher } from "./discovery/srv.ts";
@@ -29,7 +29,7 @@ export interface RouteSetOptions {
   /** Where discovery and route messages are logged. */
   log: Logger;
   /** Backends already running (by {@linkcode backendKey}): reused so health, counters and pools carry over. */
-  known?: ReadonlyMap<string, Backend>;
+  known?: ReadonlyMap<string, readonly Backend[]>;
   /** Called after a discovery update changed some route's backends. */
   onChange?: () => void;
 }
@@ -79,11 +79,13 @@ export class RouteSet {
     return set;
   }
 
-  /** Every backend of every route, by {@linkcode backendKey} (the id, for plain TCP). */
-  backends(): Map<string, Backend> {
-    const out = new Map<string, Backend>();
-    for (const r of this.routes) for (const b of r.scheduler.backends) out.set(backendKey(b), b);
-    return out;
+  /**
+   * Every backend record of every route, grouped by {@linkcode backendKey} (the id,
+   * for plain TCP): routes that give one address different weights hold different
+   * records, and each one counts (health, reuse on reload).
+   */
+  backends(): Map<string, Backend[]> {
+    return byKey(this.routes.flatMap((r) => r.scheduler.backends));
   }
 
   /** Stops discovery. */
@@ -98,8 +100,8 @@ export class RouteSet {
     return found.map((plain) => {
       const b: Backend = tls ? { ...plain, tls } : plain;
       const key = backendKey(b);
-      const old = mine.get(key) ?? known?.get(key);
-      return old && old.priority === b.priority && old.weight === b.weight ? old : b;
+      const same = (o: Backend) => o.priority === b.priority && o.weight === b.weight;
+      return mine.get(key)?.find(same) ?? known?.get(key)?.find(same) ?? b;
     });
   }
 

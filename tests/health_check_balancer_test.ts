@@ -62,6 +62,34 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${good.port} }, { address:
   }
 });
 
+Deno.test("balancer: the active check takes out and brings back every route's record of a shared address", async () => {
+  const shared = healthBackend("shared", 503);
+  const other = healthBackend("other");
+  // two routes give the same address different weights: two backend records, one probe
+  const lb = await startLb(`
+listen: { http: 127.0.0.1:0 }
+health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 2 }
+routes:
+  - name: a
+    path: /a
+    backends: [{ address: 127.0.0.1:${shared.port}, weight: 1 }]
+  - name: b
+    path: /b
+    backends: [{ address: 127.0.0.1:${shared.port}, weight: 5 }, { address: 127.0.0.1:${other.port} }]
+`);
+  try {
+    const records = () =>
+      lb.routes.map((r) => r.scheduler.backends.find((x) => x.port === shared.port)!);
+    assertEquals(new Set(records()).size, 2);
+    await until(() => records().every((b) => !b.healthy), 2000, "both records down");
+    shared.status = 204;
+    await until(() => records().every((b) => b.healthy), 2000, "both records up");
+  } finally {
+    await lb.close();
+    await Promise.all([shared.close(), other.close()]);
+  }
+});
+
 Deno.test("balancer: with active checks a passively ejected backend stays out past the back-off until the check passes", async () => {
   const a = healthBackend("a");
   let broken = false; // real requests to "flaky" are reset while true
