@@ -113,12 +113,6 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
   out.writeBytes(head.buf, head.start, head.versionAt); // "method SP target SP"
   put(out, REQUEST_VERSION);
   const named = connectionNamed(head);
-  let xff = "";
-  if (head.has(X_FORWARDED_FOR)) {
-    for (let i = 0; i < head.count; i++) {
-      if (head.id(i) === X_FORWARDED_FOR && !isNamed(head, i, named)) xff += `${head.value(i)}, `;
-    }
-  }
   copyFields(out, head, REQUEST_DROP, named, info.host);
   if (!head.has(HOST)) out.writeString(`host: ${info.host}\r\n`);
   if (info.framing.kind === "length") writeLength(out, info.framing.length);
@@ -129,12 +123,12 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
     put(out, CRLF);
   }
   put(out, XFF_IS);
-  if (xff !== "") out.writeString(xff);
+  writeList(out, head, X_FORWARDED_FOR, named);
   out.writeString(info.clientIp);
   put(out, info.proto === "https" ? XFP_HTTPS : XFP_HTTP);
   out.writeString(info.host);
   put(out, CRLF);
-  writeVia(out, head);
+  writeVia(out, head, named);
 }
 
 /**
@@ -177,7 +171,8 @@ export function writeResponseHead(out: HeadSink, head: ResponseHead, info: Respo
   put(out, RESPONSE_VERSION);
   out.writeBytes(head.buf, head.start + 9, head.statusEnd); // status code and reason
   out.writeString(head.statusEnd - head.start === 12 ? " \r\n" : "\r\n");
-  copyFields(out, head, RESPONSE_DROP, connectionNamed(head));
+  const named = connectionNamed(head);
+  copyFields(out, head, RESPONSE_DROP, named);
   if (info.framing.kind === "length") writeLength(out, info.framing.length);
   else if (info.chunked) put(out, CHUNKED);
   else if (info.framing.kind === "close" && head.has(TRANSFER_ENCODING)) {
@@ -190,7 +185,7 @@ export function writeResponseHead(out: HeadSink, head: ResponseHead, info: Respo
   if (info.upgrade) out.writeString(`connection: upgrade\r\nupgrade: ${upgradeOf(head)}\r\n`);
   else if (info.close) out.writeString("connection: close\r\n");
   else if (info.clientMinor === 0) out.writeString("connection: keep-alive\r\n");
-  writeVia(out, head);
+  writeVia(out, head, named);
 }
 
 /**
@@ -258,16 +253,25 @@ function isNamed(head: Fields, i: number, named: Set<string> | undefined): boole
 }
 
 // The Via field and the empty line: the hops so far, then this one (RFC 9110 §7.6.3).
-function writeVia(out: HeadSink, head: RequestHead | ResponseHead): void {
+function writeVia(
+  out: HeadSink,
+  head: RequestHead | ResponseHead,
+  named: Set<string> | undefined,
+): void {
   put(out, VIA_IS);
-  if (head.has(VIA)) {
-    for (let i = 0; i < head.count; i++) {
-      if (head.id(i) !== VIA) continue;
-      out.writeBytes(head.buf, head.valueStart(i), head.valueEnd(i));
-      out.writeString(", ");
-    }
-  }
+  writeList(out, head, VIA, named);
   put(out, head.minor === 1 ? VIA_11 : VIA_10);
+}
+
+// The values of the fields with `id` that Connection does not name, each followed by
+// ", ": the list a forwarding field (X-Forwarded-For, Via) continues.
+function writeList(out: HeadSink, head: Fields, id: number, named: Set<string> | undefined): void {
+  if (!head.has(id)) return;
+  for (let i = 0; i < head.count; i++) {
+    if (head.id(i) !== id || isNamed(head, i, named)) continue;
+    out.writeBytes(head.buf, head.valueStart(i), head.valueEnd(i));
+    out.writeString(", ");
+  }
 }
 
 function put(out: HeadSink, bytes: Uint8Array): void {

@@ -81,6 +81,15 @@ Deno.test("forwardRequestHead removes the fields named in Connection, in any cas
   ]);
 });
 
+Deno.test("forwardRequestHead drops X-Forwarded-For and Via values the Connection field names", () => {
+  const lines = fwdReq(
+    "GET / HTTP/1.1\r\nHost: a\r\nConnection: via, x-forwarded-for\r\n" +
+      "Via: 1.1 p\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+  );
+  assertEquals(field(lines, "x-forwarded-for"), ["10.0.0.9"]);
+  assertEquals(field(lines, "via"), ["1.1 unload"]);
+});
+
 Deno.test("forwardRequestHead never removes Host, Content-Length or Transfer-Encoding because Connection names them", () => {
   const cl = fwdReq(
     "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nConnection: host, content-length\r\n\r\n",
@@ -179,6 +188,11 @@ Deno.test("forwardResponseHead removes hop-by-hop fields and those named in Conn
       "X-Secret: s\r\nTE: x\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nX-Public: p\r\n\r\n",
   );
   assertEquals(names(lines), ["x-public", "via"]);
+});
+
+Deno.test("forwardResponseHead drops Via values the Connection field names", () => {
+  const lines = fwdRes("HTTP/1.1 200 OK\r\nConnection: Via\r\nVia: 1.1 b\r\n\r\n");
+  assertEquals(field(lines, "via"), ["1.1 unload"]);
 });
 
 Deno.test("forwardResponseHead never removes Content-Length because Connection names it", () => {
