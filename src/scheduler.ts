@@ -121,3 +121,41 @@ export function createScheduler(mode: SchedulerMode, backends: readonly Backend[
       );
   }
 }
+
+/**
+ * The share of picks each backend should get in `mode`, as the schedulers spread
+ * them: by weight within a priority group (`srv`: every group; `rfc2782`: only the
+ * lowest priority), a group whose weights are all 0 counting each member as 1;
+ * evenly for `round_robin` and `least_conn`.
+ *
+ * @param mode The route's scheduler mode.
+ * @param backends The route's backends.
+ * @returns One share (0..1) per backend, in order.
+ *
+ * @example
+ * ```ts
+ * import { expectedShares } from "./scheduler.ts";
+ * import { createBackend } from "./backend.ts";
+ * const bs = [30, 20, 40].map((weight, i) =>
+ *   createBackend({ hostname: "127.0.0.1", port: 9001 + i, weight, priority: i === 2 ? 10 : 0 })
+ * );
+ * console.assert(expectedShares("srv", bs).join() === [3 / 9, 2 / 9, 4 / 9].join());
+ * console.assert(expectedShares("rfc2782", bs).join() === "0.6,0.4,0");
+ * ```
+ */
+export function expectedShares(mode: SchedulerMode, backends: readonly Backend[]): number[] {
+  if (mode === "round_robin" || mode === "least_conn") {
+    return backends.map(() => 1 / backends.length);
+  }
+  const lowest = Math.min(...backends.map((b) => b.priority));
+  const allZero = new Map<number, boolean>();
+  for (const b of backends) {
+    allZero.set(b.priority, (allZero.get(b.priority) ?? true) && b.weight === 0);
+  }
+  const weights = backends.map((b) => {
+    if (mode === "rfc2782" && b.priority !== lowest) return 0;
+    return allZero.get(b.priority) ? 1 : b.weight;
+  });
+  const total = weights.reduce((a, w) => a + w, 0);
+  return weights.map((w) => (total === 0 ? 0 : w / total));
+}

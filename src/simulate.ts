@@ -5,7 +5,7 @@
  * @module
  */
 import { type Backend, createBackend } from "./backend.ts";
-import { createScheduler, type SchedulerMode } from "./scheduler.ts";
+import { createScheduler, expectedShares, type SchedulerMode } from "./scheduler.ts";
 
 const INTEGER_REGEXP = /^\d+$/;
 const TARGET_REGEXP = /^[A-Za-z0-9_.-]+$/;
@@ -158,7 +158,7 @@ export function simulate(
     if (b !== undefined) picks.set(b, (picks.get(b) ?? 0) + 1);
     order.push(b?.name ?? "-");
   }
-  const expected = expectedShares(list, mode);
+  const expected = expectedShares(mode, list);
   const shares = list.map((b, i) => {
     const count = picks.get(b) ?? 0;
     return {
@@ -171,21 +171,6 @@ export function simulate(
     };
   });
   return { mode, order, shares };
-}
-
-function expectedShares(list: readonly Backend[], mode: SchedulerMode): number[] {
-  if (mode === "round_robin" || mode === "least_conn") return list.map(() => 1 / list.length);
-  const lowest = Math.min(...list.map((b) => b.priority));
-  const allZero = new Map<number, boolean>();
-  for (const b of list) {
-    allZero.set(b.priority, (allZero.get(b.priority) ?? true) && b.weight === 0);
-  }
-  const weights = list.map((b) => {
-    if (mode === "rfc2782" && b.priority !== lowest) return 0;
-    return allZero.get(b.priority) ? 1 : b.weight;
-  });
-  const total = weights.reduce((a, w) => a + w, 0);
-  return weights.map((w) => (total === 0 ? 0 : w / total));
 }
 
 /** Options for {@linkcode formatSimulation}. */

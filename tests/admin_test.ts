@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { Metrics } from "../src/admin/metrics.ts";
-import { expectedShares } from "../src/admin/status.ts";
+import { expectedShares } from "../src/scheduler.ts";
 import type { Status } from "../src/admin/status.ts";
 import { TextFormat } from "../src/admin/_text_format.ts";
 import { createBackend } from "../src/backend.ts";
@@ -341,4 +341,9 @@ Deno.test("status expected shares follow the scheduler mode", () => {
   assertEquals(round(expectedShares("rfc2782", bs)), [0.6, 0.4, 0]);
   assertEquals(round(expectedShares("round_robin", bs)), [0.333, 0.333, 0.333]);
   assertEquals(expectedShares("srv", []), []);
+  // a group whose weights are all 0 counts each member as 1, as the schedulers do
+  const zeros = ([[0, 0], [0, 0], [10, 40]] as const).map(([priority, weight], i) =>
+    createBackend({ hostname: "127.0.0.1", port: 9001 + i, priority, weight })
+  );
+  assertEquals(expectedShares("srv", zeros), [1 / 42, 1 / 42, 40 / 42]);
 });

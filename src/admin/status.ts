@@ -5,8 +5,7 @@
  * @module
  */
 import denoJson from "../../deno.json" with { type: "json" };
-import type { Backend } from "../backend.ts";
-import type { SchedulerMode } from "../scheduler.ts";
+import { expectedShares, type SchedulerMode } from "../scheduler.ts";
 import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
 import { type AdminSource, poolTotals, prepareSeries } from "./prometheus.ts";
 
@@ -176,39 +175,4 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       };
     }),
   };
-}
-
-/**
- * The share of a route's requests each backend should get when all are healthy:
- * `srv` spreads by weight over every priority; `rfc2782` by weight inside the lowest
- * priority only; `round_robin` and `least_conn` evenly.
- *
- * @param mode The route's scheduler mode.
- * @param backends The route's backends.
- * @returns One share (0..1) per backend, in order.
- *
- * @example
- * ```ts
- * import { expectedShares } from "./status.ts";
- * import { createBackend } from "../backend.ts";
- * const bs = [30, 20, 40].map((weight, i) =>
- *   createBackend({ hostname: "127.0.0.1", port: 9001 + i, weight, priority: i === 2 ? 10 : 0 })
- * );
- * console.assert(expectedShares("srv", bs).join() === [3 / 9, 2 / 9, 4 / 9].join());
- * console.assert(expectedShares("rfc2782", bs).join() === "0.6,0.4,0");
- * ```
- */
-export function expectedShares(mode: SchedulerMode, backends: readonly Backend[]): number[] {
-  if (backends.length === 0) return [];
-  let group = backends;
-  if (mode === "rfc2782") {
-    const lowest = Math.min(...backends.map((b) => b.priority));
-    group = backends.filter((b) => b.priority === lowest);
-  }
-  const byWeight = mode === "srv" || mode === "rfc2782";
-  const total = byWeight ? group.reduce((sum, b) => sum + b.weight, 0) : 0;
-  return backends.map((b) => {
-    if (!group.includes(b)) return 0;
-    return total > 0 ? b.weight / total : 1 / group.length;
-  });
 }
