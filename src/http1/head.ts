@@ -60,7 +60,7 @@ async function readHeadMore(
   for (;;) {
     const scanned = Math.max(0, reader.buffered - 2); // already searched
     if (reader.end === reader.buf.length && reader.buf.length < limits.maxHead) {
-      growBuffer(reader, limits.maxHead);
+      reader.resize(Math.min(limits.maxHead, reader.buf.length * 2));
     }
     if (!(await reader.fill())) {
       if (reader.buffered === 0) return -1;
@@ -101,14 +101,6 @@ function scanHead(
   }
   if (reader.buffered >= limits.maxHead) throw headTooLarge(reader, limits, isResponse);
   return -2;
-}
-
-function growBuffer(reader: BufReader, max: number): void {
-  const next = new Uint8Array(Math.min(max, reader.buf.length * 2));
-  next.set(reader.buf.subarray(reader.start, reader.end));
-  reader.end -= reader.start;
-  reader.start = 0;
-  reader.buf = next;
 }
 
 function headTooLarge(reader: BufReader, limits: HeadLimits, isResponse: boolean): HttpError {
