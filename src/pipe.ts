@@ -74,8 +74,7 @@ export function relayBody(
       return n;
     });
   }
-  const more = framing.kind === "length" ? framing.length > src.buffered : true;
-  if (more && src.buf.length < BODY_READ_BUFFER) {
+  if (src.buf.length < BODY_READ_BUFFER) {
     src.resize(BODY_READ_BUFFER); // more than what is buffered is coming: read it in larger pieces
   }
   switch (framing.kind) {
