@@ -9,7 +9,7 @@
 import type { HostPort } from "./address.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { Metrics } from "./admin/metrics.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, loadConfig } from "./config.ts";
 import type { ProxyContext } from "./context.ts";
 import { Watchdog } from "./deadline.ts";
 import type { SrvWatcherState } from "./discovery/srv.ts";
@@ -167,8 +167,7 @@ export class Balancer {
     try {
       next = await loadConfig(this.#config.file);
     } catch (e) {
-      const error = e instanceof ConfigError ? e.message : (e as Error).message;
-      return this.#reloaded({ ok: false, error });
+      return this.#reloaded({ ok: false, error: (e as Error).message });
     }
     return await this.reload(next);
   }

@@ -24,8 +24,6 @@ export type FromWorker =
 
 /** The extra workers of a balancer. */
 export interface WorkerGroup {
-  /** Workers running. */
-  readonly size: number;
   /** Asks every worker to re-read the config file. */
   reload(): Promise<ReloadResult[]>;
   /** Drains and stops every worker. */
@@ -48,17 +46,15 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
     const w = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const queue: FromWorker[] = [];
     const waiting: Array<(m: FromWorker) => void> = [];
-    w.onmessage = (e: MessageEvent<FromWorker>) => {
-      const take = waiting.shift();
-      if (take) take(e.data);
-      else queue.push(e.data);
-    };
-    w.onerror = (e) => {
-      e.preventDefault();
-      const m: FromWorker = { type: "error", message: e.message };
+    const deliver = (m: FromWorker) => {
       const take = waiting.shift();
       if (take) take(m);
       else queue.push(m);
+    };
+    w.onmessage = (e: MessageEvent<FromWorker>) => deliver(e.data);
+    w.onerror = (e) => {
+      e.preventDefault();
+      deliver({ type: "error", message: e.message });
     };
     const next = () =>
       queue.length > 0
@@ -81,7 +77,6 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
     throw new Error(`worker failed to start: ${failed.message}`);
   }
   return {
-    size: workers.length,
     async reload() {
       return await Promise.all(workers.map(async (x) => {
         x.w.postMessage({ type: "reload" } satisfies ToWorker);
