@@ -99,12 +99,6 @@ export class TlsAcceptor implements Acceptor {
     );
   }
 
-  /** The certificate being served. */
-  get certificate(): Omit<TlsFiles, "cert" | "key"> {
-    const { serial, subject, notAfter } = this.#material;
-    return { serial, subject, notAfter };
-  }
-
   /** Stops accepting and watching; open connections carry on. */
   stop(): void {
     if (this.#stopped) return;

@@ -62,7 +62,7 @@ function formatLabels(labels: Labels): string {
  * @param value Any number.
  * @returns Its text form.
  */
-export function formatValue(value: number): string {
+function formatValue(value: number): string {
   if (Number.isNaN(value)) return "NaN";
   if (value === Infinity) return "+Inf";
   if (value === -Infinity) return "-Inf";

@@ -61,11 +61,6 @@ function before(a: LoadEntry, b: LoadEntry): boolean {
 export class LoadHeap {
   #heap: LoadEntry[] = [];
 
-  /** Number of entries in the heap. */
-  get size(): number {
-    return this.#heap.length;
-  }
-
   /**
    * Looks at the least loaded entry without removing it.
    *
