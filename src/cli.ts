@@ -165,12 +165,7 @@ async function validate(file: string | undefined): Promise<number> {
 async function run(file: string | undefined): Promise<number> {
   const config = await readConfig(file);
   if (typeof config === "number") return config;
-  const shared = config.workers > 1;
-  const ports = [config.listen.http, config.listen.https].filter((a) => a !== undefined);
-  if (shared && ports.some((a) => a.port === 0)) {
-    console.error("unload: cannot start: workers > 1 needs fixed listen ports (not 0)");
-    return 2;
-  }
+  const shared = config.workers > 1; // parseConfig refused port 0 for these
   let lb: Balancer;
   let workers: WorkerGroup | undefined;
   try {

@@ -212,6 +212,16 @@ export function parseConfig(text: string, file: string): Config {
     retry: { ...DEFAULTS.retry },
     log: { ...DEFAULTS.log },
   };
+  if (config.workers > 1) {
+    for (const proto of ["http", "https"] as const) {
+      if (listen[proto]?.port !== 0) continue;
+      src.fail(
+        listenMap.get(proto),
+        `listen.${proto}`,
+        "workers > 1 needs fixed listen ports (not 0)",
+      );
+    }
+  }
   readTls(src, top.get("tls"), config);
   if (config.listen.https && !config.tls) {
     src.fail(listenMap.get("https"), "listen.https", "needs a tls section with cert and key");

@@ -52,6 +52,14 @@ Deno.test("workers > 1 refuses port 0, and a port in use stops every worker with
     const zero = await runCli(["run", "--config", `${dir}/b.yaml`]);
     assertEquals(zero.code, 2);
     assert(zero.stderr.includes("workers > 1 needs fixed listen ports"), zero.stderr);
+    const checked = await runCli(["validate", "--config", `${dir}/b.yaml`], {
+      perms: ["--allow-read"],
+    });
+    assertEquals(checked.code, 2);
+    assert(
+      checked.stderr.includes("b.yaml:1: listen.http: workers > 1 needs fixed listen ports"),
+      checked.stderr,
+    );
   } finally {
     busy.close();
     await Deno.remove(dir, { recursive: true });
