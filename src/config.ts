@@ -9,6 +9,7 @@ import type { HostPort } from "./address.ts";
 import { join, Source } from "./config/_source.ts";
 import type { StaticBackendEntry } from "./discovery/static.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "./scheduler.ts";
+import { isProbePath } from "./health_check.ts";
 
 /** Timeouts in milliseconds. */
 export interface Timeouts {
@@ -167,8 +168,6 @@ const ROUTE_KEYS = [
   "server_name",
 ] as const;
 const ROUTE_NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
-// origin-form request target: "/" then visible ASCII (no space, CR or LF to inject)
-const HEALTH_PATH_REGEXP = /^\/[\x21-\x7e]*$/;
 const SERVER_NAME_REGEXP = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
 
 /**
@@ -255,7 +254,7 @@ export function parseConfig(text: string, file: string): Config {
   }
   const path = src.string(health.get("path"), "health.path");
   if (path !== undefined) config.health.path = path;
-  if (path !== undefined && !HEALTH_PATH_REGEXP.test(path)) {
+  if (path !== undefined && !isProbePath(path)) {
     src.fail(health.get("path"), "health.path", `must be a path like /healthz: received "${path}"`);
   }
   const retry = src.map(top.get("retry"), "retry", ["attempts"]);

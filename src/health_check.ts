@@ -87,7 +87,7 @@ export class HealthChecker {
    * @throws {RangeError} when `path` is not an origin-form path, or a number is out of range.
    */
   constructor(options: HealthCheckerOptions) {
-    if (!PATH_REGEXP.test(options.path)) {
+    if (!isProbePath(options.path)) {
       throw new RangeError(`Health check path must start with "/": received "${options.path}"`);
     }
     if (!(options.interval > 0) || !(options.timeout > 0)) {
@@ -171,7 +171,23 @@ export class HealthChecker {
   }
 }
 
+// origin-form request target: "/" then visible ASCII (no space, CR or LF to inject)
 const PATH_REGEXP = /^\/[\x21-\x7e]*$/;
+
+/**
+ * Whether `path` can be probed: an origin-form path of visible ASCII, so nothing
+ * can be injected into the probe's request line.
+ *
+ * @example
+ * ```ts
+ * import { isProbePath } from "./health_check.ts";
+ * console.assert(isProbePath("/healthz?full=1") && !isProbePath("healthz"));
+ * console.assert(!isProbePath("/a b"));
+ * ```
+ */
+export function isProbePath(path: string): boolean {
+  return PATH_REGEXP.test(path);
+}
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder();
 
