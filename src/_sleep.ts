@@ -1,6 +1,6 @@
 /**
  * An abortable delay, shared by the loops that pause between rounds (the SRV
- * watcher, the demo's traffic generator).
+ * watcher, the active health checker, the demo's traffic generator).
  *
  * @module
  */

@@ -9,6 +9,7 @@
  */
 import { type Backend, byKey, tlsServerName } from "./backend.ts";
 import { upstreamHandshake } from "./tls.ts";
+import { sleep } from "./_sleep.ts";
 
 /** Options for {@linkcode HealthChecker}. */
 export interface HealthCheckerOptions {
@@ -77,9 +78,7 @@ export class HealthChecker {
   readonly #states = new Map<Backend, State>();
   readonly #fall: number;
   readonly #rise: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
   #round: Promise<void> | undefined;
-  #resolveClosed!: () => void;
 
   /**
    * Starts probing at once, then every `interval` after each round ends.
@@ -98,18 +97,7 @@ export class HealthChecker {
     this.#options = options;
     this.#fall = Math.max(1, options.fall ?? DEFAULT_FALL);
     this.#rise = Math.max(1, options.rise ?? DEFAULT_RISE);
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    const { signal } = options;
-    if (signal.aborted) {
-      this.#resolveClosed();
-      return;
-    }
-    signal.addEventListener("abort", () => {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      (this.#round ?? Promise.resolve()).then(() => this.#resolveClosed());
-    }, { once: true });
-    this.#schedule(0);
+    this.closed = this.#run();
   }
 
   /** Runs one round of probes now, unless one is in progress (then waits for it). */
@@ -120,14 +108,14 @@ export class HealthChecker {
     return this.#round;
   }
 
-  #schedule(ms: number): void {
-    if (this.#options.signal.aborted) return;
-    const t = setTimeout(() => {
-      this.#timer = undefined;
-      this.check().then(() => this.#schedule(this.#options.interval));
-    }, ms);
-    Deno.unrefTimer(t);
-    this.#timer = t;
+  // A round at once, then one `interval` after each round ends, until the signal aborts
+  // (a round in progress then ends first).
+  async #run(): Promise<void> {
+    const { signal, interval } = this.#options;
+    while (!signal.aborted) {
+      await this.check();
+      await sleep(interval, signal);
+    }
   }
 
   async #runRound(): Promise<void> {
