@@ -97,9 +97,18 @@ export class StartError extends Error {
 /** Binds a plain HTTP listener, exclusively or shareably (see BalancerOptions.reusePort). */
 export function listenHttp(addr: HostPort, reusePort: "first" | "join" | undefined): Deno.Listener {
   if (reusePort === undefined) return Deno.listen(addr);
-  // reusePort would let a second balancer bind the same port silently: check first
-  if (reusePort === "first" && addr.port !== 0) Deno.listen(addr).close();
+  if (reusePort === "first") ensureFree(addr);
   return Deno.listen({ ...addr, reusePort: true });
+}
+
+/**
+ * Throws if another socket holds `addr` (port 0 always is free): a listener bound
+ * with reusePort would share the port with it silently.
+ *
+ * @throws {Deno.errors.AddrInUse} when the address is taken.
+ */
+export function ensureFree(addr: HostPort): void {
+  if (addr.port !== 0) Deno.listen(addr).close();
 }
 
 /** `host:port` of an address. */
@@ -116,9 +125,21 @@ export function bind<T>(what: string, addr: HostPort, open: () => T): T {
   try {
     return open();
   } catch (e) {
-    const why = e instanceof Deno.errors.AddrInUse
-      ? "address already in use"
-      : (e as Error).message;
-    throw new StartError(`${what} ${addr.hostname}:${addr.port}: ${why}`, { cause: e });
+    throw bindError(what, addr, e);
   }
+}
+
+/**
+ * The {@linkcode StartError} for `e`, a failure to bind `addr` for `what`.
+ *
+ * @example
+ * ```ts
+ * import { bindError } from "./listener.ts";
+ * const e = bindError("listen.http", { hostname: "127.0.0.1", port: 80 }, new Error("denied"));
+ * console.assert(e.message === "listen.http 127.0.0.1:80: denied");
+ * ```
+ */
+export function bindError(what: string, addr: HostPort, e: unknown): StartError {
+  const why = e instanceof Deno.errors.AddrInUse ? "address already in use" : (e as Error).message;
+  return new StartError(`${what} ${addr.hostname}:${addr.port}: ${why}`, { cause: e });
 }

@@ -10,7 +10,7 @@
  * @module
  */
 import type { HostPort } from "./address.ts";
-import { accept, type Acceptor } from "./listener.ts";
+import { accept, type Acceptor, bindError, ensureFree } from "./listener.ts";
 import type { Logger } from "./log.ts";
 import { loadTls, type TlsFiles, type TlsPaths } from "./tls.ts";
 
@@ -69,10 +69,8 @@ export class TlsAcceptor implements Acceptor {
   static async start(options: TlsAcceptorOptions): Promise<TlsAcceptor> {
     const material = await loadTls(options.tls);
     const { addr } = options;
-    if (addr.port !== 0 && !options.join) {
-      // reusePort would let a second balancer bind the same port silently: check first
-      bindOrThrow(addr, options.tls, () => Deno.listen(addr).close());
-    }
+    // bound with reusePort (a new certificate rebinds beside it): check the port first
+    if (!options.join) bindOrThrow(addr, options.tls, () => ensureFree(addr));
     const listener = bindOrThrow(addr, options.tls, () => listenTls(addr, material, true));
     const a = new TlsAcceptor(options, material, accept(listener, options.handle));
     options.log.info(`tls: serving ${describe(material)} from tls.cert ${options.tls.cert}`);
@@ -170,7 +168,7 @@ export class TlsAcceptor implements Acceptor {
         } catch (e3) {
           this.#options.log.error(`tls: listen.https is down: ${(e3 as Error).message}`);
         }
-        throw bindError(addr, e2);
+        throw bindError("listen.https", addr, e2);
       }
     }
     this.#current = accept(listener, handle);
@@ -267,14 +265,9 @@ function bindOrThrow<T>(addr: HostPort, files: TlsPaths, open: () => T): T {
   } catch (e) {
     throw e instanceof Deno.errors.AddrInUse || e instanceof Deno.errors.AddrNotAvailable ||
         e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable
-      ? bindError(addr, e)
+      ? bindError("listen.https", addr, e)
       : tlsError(files, e);
   }
-}
-
-function bindError(addr: HostPort, e: unknown): Error {
-  const why = e instanceof Deno.errors.AddrInUse ? "address already in use" : (e as Error).message;
-  return new Error(`listen.https ${addr.hostname}:${addr.port}: ${why}`, { cause: e });
 }
 
 function tlsError(files: TlsPaths, e: unknown): Error {
