@@ -182,8 +182,9 @@ class Exchange implements Timed {
         }
         const client = this.#client;
         const before = client.writer.written; // counts flushed bytes: the head is only staged
-        const sent = this.#sendResponseHead(bc, head, backend);
+        const sent = this.#sendResponseHead(head);
         if (typeof sent !== "number") {
+          pool.release(bc, false);
           f = sent;
           break attempt;
         }
@@ -301,7 +302,7 @@ class Exchange implements Timed {
    *
    * @returns RELAY or UPGRADED, or the failure when the response is unusable.
    */
-  #sendResponseHead(bc: BackendConn, head: ResponseHead, backend: Backend): number | Failure {
+  #sendResponseHead(head: ResponseHead): number | Failure {
     const ctx = this.#ctx;
     const req = this.#req;
     let framing: Framing;
@@ -311,7 +312,6 @@ class Exchange implements Timed {
         throw new HttpError(502, "Backend switched protocols unasked");
       }
     } catch (e) {
-      ctx.pool(backend).release(bc, false);
       return failure(502, (e as Error).message, false, false);
     }
     const upgrade = head.status === 101;
