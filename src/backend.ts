@@ -78,8 +78,14 @@ export function createBackend(init: BackendInit): Backend {
  * ```
  */
 export function backendKey(b: Backend): string {
-  return b.tls ? `${b.id} ${b.tls.key} ${tlsServerName(b)}` : b.id;
+  if (!b.tls) return b.id;
+  let key = TLS_KEYS.get(b); // asked for on every attempt: built once per record
+  if (key === undefined) TLS_KEYS.set(b, key = `${b.id} ${b.tls.key} ${tlsServerName(b)}`);
+  return key;
 }
+
+// backendKey of TLS backend records (whose fields never change).
+const TLS_KEYS = new WeakMap<Backend, string>();
 
 /**
  * Backend records grouped by {@linkcode backendKey}: one group per address and TLS
