@@ -81,7 +81,7 @@ export class Balancer {
   readonly #ac = new AbortController();
   readonly #pools = new PoolSet(() => this.#config);
   #listening: Listening[] = [];
-  readonly #sessions = new Set<{ closeIfIdle(): void }>();
+  readonly #sessions = new Set<{ closeIfIdle(): void; close(): void }>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
@@ -231,7 +231,7 @@ export class Balancer {
     );
     if (await Promise.race([drained.then(() => false), late])) {
       this.log.warn("drain timeout reached: closing the remaining connections");
-      for (const l of listening) l.acceptor.closeAll();
+      for (const s of this.#sessions) s.close();
       await drained;
     }
     clearTimeout(timer);

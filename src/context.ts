@@ -68,8 +68,11 @@ export interface ProxyContext {
   watchdog: Watchdog;
   /** Passive health tracking. */
   health: PassiveHealth;
-  /** Open client connections; shutdown closes those waiting for a request. */
-  sessions: Set<{ closeIfIdle(): void }>;
+  /**
+   * Open client connections; shutdown closes those waiting for a request, and the
+   * rest when the drain runs out of time.
+   */
+  sessions: Set<{ closeIfIdle(): void; close(): void }>;
   /** True once shutdown started: finish the current request, then close. */
   closing: boolean;
   /** Called after every request. */

@@ -16,8 +16,6 @@ export interface Acceptor {
   readonly done: Promise<void>;
   /** Handlers running now. */
   readonly open: number;
-  /** Closes every open connection (the end of a drain that ran out of time). */
-  closeAll(): void;
 }
 
 /**
@@ -73,13 +71,6 @@ export function accept(
       try {
         listener.close();
       } catch { /* already closed */ }
-    },
-    closeAll() {
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed by its handler already */ }
-      }
     },
     done: loop,
   };

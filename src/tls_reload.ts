@@ -106,12 +106,6 @@ export class TlsAcceptor implements Acceptor {
     this.#current.stop();
   }
 
-  /** Closes every open connection. */
-  closeAll(): void {
-    this.#current.closeAll();
-    for (const r of this.#retired) r.closeAll();
-  }
-
   /**
    * Re-reads the certificate and key (from `files`, when the paths changed) and,
    * when they differ from those served, rebinds so that new handshakes use them.

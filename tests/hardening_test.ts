@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertGreater, assertLess, assertStringIncludes } from "@std/assert";
 import { startBackendProcess } from "./_backend_process.ts";
 import {
+  captureLogger,
   delay,
   keepAliveBackend,
   RawClient,
@@ -287,6 +288,39 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     assertStringIncludes(stopped.stderr, "shutting down");
   } finally {
     if (!stopped) await lb.stop("SIGKILL");
+    await backend.close();
+  }
+});
+
+Deno.test("shutdown past timeouts.drain closes the connections still waiting, logged", async () => {
+  let held: Deno.Conn | undefined;
+  const backend = rawServer(async (conn, read) => {
+    await read(); // never answers
+    held = conn;
+    await delay(1000);
+  });
+  const logger = captureLogger();
+  const lb = await startBalancer(
+    `
+listen: { http: 127.0.0.1:0 }
+timeouts: { drain: 200ms }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`,
+    { logger },
+  );
+  const c = await RawClient.connect(lb.port);
+  try {
+    await c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    for (let i = 0; i < 100 && held === undefined; i++) await delay(10);
+    assert(held !== undefined, "the request reached the backend");
+    await lb.close();
+    assert(
+      logger.lines.some((l) => l.startsWith("warn drain timeout reached")),
+      logger.lines.join("\n"),
+    );
+    assert(await c.closed(2000), "the waiting client connection is closed");
+  } finally {
+    c.close();
     await backend.close();
   }
 });
