@@ -6,7 +6,7 @@
  */
 import { type Backend, tlsServerName } from "./backend.ts";
 import { BufReader, BufWriter } from "./http1/io.ts";
-import { upstreamHandshake, type UpstreamTls } from "./tls.ts";
+import { upstreamHandshake } from "./tls.ts";
 
 /** Pool bounds and timeouts. */
 export interface PoolOptions {
@@ -16,10 +16,8 @@ export interface PoolOptions {
   maxConns: number;
   /** Idle connections are closed after this many ms. @default {15000} */
   idleTimeout: number;
-  /** Connecting (and the TLS handshake) gives up after this many ms. @default {5000} */
+  /** Connecting (and the TLS handshake, for a backend with `tls`) gives up after this many ms. @default {5000} */
   connectTimeout: number;
-  /** Speak TLS to the backend with these settings. @default {plain TCP} */
-  tls?: UpstreamTls | undefined;
 }
 
 /** A connection to a backend with its reusable buffers. */
@@ -192,7 +190,7 @@ export class Pool {
       try {
         tcp.setNoDelay(true);
       } catch { /* not a TCP socket */ }
-      const tls = this.#options.tls;
+      const tls = this.backend.tls;
       const conn = tls === undefined ? tcp : await upstreamHandshake(tcp, {
         tls,
         serverName: tlsServerName(this.backend),

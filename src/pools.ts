@@ -43,7 +43,6 @@ export class PoolSet {
         maxConns: limits.pool_max,
         idleTimeout: timeouts.pool_idle,
         connectTimeout: timeouts.connect,
-        tls: backend.tls,
       });
       this.#pools.set(key, pool);
     }
