@@ -82,8 +82,8 @@ class Exchange implements Timed {
     this.#rec = rec;
   }
 
-  /** The exchange's one abort signal (handed to connect). */
-  get #signal(): AbortSignal {
+  /** The exchange's one abort signal (handed to connect), made on first use. */
+  get signal(): AbortSignal {
     return (this.#ac ??= new AbortController()).signal;
   }
 
@@ -138,8 +138,7 @@ class Exchange implements Timed {
         const pool = ctx.pool(backend);
         let bc: BackendConn;
         try {
-          // the signal only matters when a connection has to be opened
-          const got = pool.acquire(fresh, fresh || pool.idle === 0 ? this.#signal : undefined);
+          const got = pool.acquire(fresh, this);
           bc = got instanceof Promise ? await got : got; // an idle connection: no wait at all
         } catch (e) {
           const status = e instanceof ConnectError && e.timedOut ? 504 : 502;

@@ -121,9 +121,14 @@ export class Pool {
    * A connection: the most recently idled one, or a new one.
    *
    * @param fresh skip idle connections (a retry after a stale one failed).
+   * @param owner whose `signal` aborts opening a new connection; read only when one
+   * has to be opened (an exchange makes its signal on first use).
    * @throws {ConnectError} when connecting fails or times out.
    */
-  acquire(fresh = false, signal?: AbortSignal): BackendConn | Promise<BackendConn> {
+  acquire(
+    fresh = false,
+    owner?: { readonly signal: AbortSignal },
+  ): BackendConn | Promise<BackendConn> {
     if (!fresh) {
       const c = this.#idle.pop();
       if (c !== undefined) { // the common case stays synchronous
@@ -133,7 +138,7 @@ export class Pool {
         return c;
       }
     }
-    return this.#open(signal);
+    return this.#open(owner?.signal);
   }
 
   async #open(signal?: AbortSignal): Promise<BackendConn> {
