@@ -27,6 +27,7 @@ const FALSE = Promise.resolve(false);
 // flushed, so 10,000 idle keep-alive connections hold no stage at all.
 const FREE_STAGES: Uint8Array[] = [];
 const MAX_FREE_STAGES = 1024;
+const takeStage = (): Uint8Array => FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
 
 /**
  * A read buffer over a connection: heads are parsed in place, bodies are relayed
@@ -164,10 +165,7 @@ export class BufWriter {
 
   /** Stages a Latin-1 string (HTTP heads are octets); grows the stage if needed. */
   writeString(s: string): void {
-    const need = this.#len + s.length;
-    if (this.#buf === EMPTY) this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
-    if (need > this.#buf.length) this.#grow(need);
-    const buf = this.#buf;
+    const buf = this.#reserve(this.#len + s.length);
     let j = this.#len;
     for (let i = 0; i < s.length; i++) buf[j++] = s.charCodeAt(i);
     this.#len = j;
@@ -176,9 +174,7 @@ export class BufWriter {
   /** Stages the bytes `src[start..end)` (a head's lines, copied as received). */
   writeBytes(src: Uint8Array, start: number, end: number): void {
     const need = this.#len + end - start;
-    if (this.#buf === EMPTY) this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
-    if (need > this.#buf.length) this.#grow(need);
-    const buf = this.#buf;
+    const buf = this.#reserve(need);
     if (end - start <= 32) { // a few bytes are copied faster by hand than by set()
       for (let i = start, j = this.#len; i < end; i++) buf[j++] = src[i]!;
     } else if (start === 0 && end === src.length) buf.set(src, this.#len); // no view to make
@@ -191,9 +187,7 @@ export class BufWriter {
    * otherwise flushes and writes `p` directly.
    */
   write(p: Uint8Array): Promise<void> | undefined {
-    if (this.#buf === EMPTY && p.length <= STAGE_SIZE) {
-      this.#buf = FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
-    }
+    if (this.#buf === EMPTY && p.length <= STAGE_SIZE) this.#buf = takeStage();
     if (this.#len + p.length <= this.#buf.length) {
       this.#buf.set(p, this.#len);
       this.#len += p.length;
@@ -240,12 +234,17 @@ export class BufWriter {
     if (buf.length === STAGE_SIZE && FREE_STAGES.length < MAX_FREE_STAGES) FREE_STAGES.push(buf);
   }
 
-  #grow(need: number): void {
-    let size = Math.max(STAGE_SIZE, this.#buf.length * 2);
-    while (size < need) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.#buf.subarray(0, this.#len));
-    this.#buf = next;
+  // The stage, taken from the free list when there is none, with room for `need` bytes.
+  #reserve(need: number): Uint8Array {
+    if (this.#buf === EMPTY) this.#buf = takeStage();
+    if (need > this.#buf.length) {
+      let size = this.#buf.length * 2;
+      while (size < need) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.#buf.subarray(0, this.#len));
+      this.#buf = next;
+    }
+    return this.#buf;
   }
 }
 
