@@ -1,12 +1,10 @@
 /**
  * A rotating cursor over backends in a stable order, shared by the
- * `round_robin` and `least_conn` schedulers (through
- * {@linkcode RotationScheduler}) and by the weight-0 fallbacks.
+ * `round_robin` scheduler and by the weight-0 fallbacks of the weighted modes.
  *
  * @module
  */
 import type { Backend } from "../backend.ts";
-import { uniqueBackends } from "./_validate.ts";
 
 /**
  * Backends in rotation order plus the index of the next one to try.
@@ -74,42 +72,5 @@ export class Rotation {
     for (const b of byId.values()) items.push(b);
     this.items = items;
     this.cursor = cursor >= items.length ? 0 : cursor;
-  }
-}
-
-/**
- * Base class of the schedulers that ignore weight and priority (`round_robin`,
- * `least_conn`): the set lives in one {@linkcode Rotation}, and a re-lookup
- * keeps the order of the backends that remain (newcomers join at the end) and
- * the rotation's position. Subclasses implement `next()`.
- */
-export abstract class RotationScheduler {
-  /** The backends in rotation order and the cursor `next()` starts from. */
-  protected readonly rotation: Rotation = new Rotation();
-
-  /**
-   * Creates a scheduler over `backends`.
-   *
-   * @param backends The initial set.
-   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
-   */
-  constructor(backends: readonly Backend[]) {
-    this.update(backends);
-  }
-
-  /** Backends currently scheduled, in rotation (and tie-break) order. */
-  get backends(): readonly Backend[] {
-    return this.rotation.items;
-  }
-
-  /**
-   * Replaces the set: remaining backends keep their order and the rotation's
-   * position, newcomers join at the end.
-   *
-   * @param backends The new set.
-   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
-   */
-  update(backends: readonly Backend[]): void {
-    this.rotation.update(uniqueBackends(backends));
   }
 }

@@ -5,7 +5,8 @@
  */
 import type { Backend } from "../backend.ts";
 import type { Scheduler } from "../scheduler.ts";
-import { RotationScheduler } from "./_rotation.ts";
+import { Rotation } from "./_rotation.ts";
+import { uniqueBackends } from "./_validate.ts";
 
 /**
  * Healthy backends one after another, ignoring weight and priority. A
@@ -26,9 +27,36 @@ import { RotationScheduler } from "./_rotation.ts";
  * assertEquals(Array.from({ length: 4 }, () => s.next()?.hostname).join(" "), "b1 b2 b1 b2");
  * ```
  */
-export class RoundRobinScheduler extends RotationScheduler implements Scheduler {
+export class RoundRobinScheduler implements Scheduler {
   /** Always `"round_robin"`. */
   readonly mode = "round_robin" as const;
+  readonly #rotation = new Rotation();
+
+  /**
+   * Creates a scheduler over `backends`.
+   *
+   * @param backends The initial set.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
+  constructor(backends: readonly Backend[]) {
+    this.update(backends);
+  }
+
+  /** Backends currently scheduled, in rotation order. */
+  get backends(): readonly Backend[] {
+    return this.#rotation.items;
+  }
+
+  /**
+   * Replaces the set: remaining backends keep their order and the rotation's
+   * position, newcomers join at the end.
+   *
+   * @param backends The new set.
+   * @throws {RangeError} If a weight or priority is not an integer 0..65535.
+   */
+  update(backends: readonly Backend[]): void {
+    this.#rotation.update(uniqueBackends(backends));
+  }
 
   /**
    * Picks the next healthy backend in rotation order.
@@ -36,6 +64,6 @@ export class RoundRobinScheduler extends RotationScheduler implements Scheduler 
    * @returns The next healthy backend, or `undefined` when none is healthy.
    */
   next(): Backend | undefined {
-    return this.rotation.take();
+    return this.#rotation.take();
   }
 }
