@@ -131,11 +131,7 @@ export class LeastConnScheduler implements Scheduler {
    */
   loadChanged(backend: Backend): void {
     const e = this.#byId.get(backend.id);
-    if (e === undefined || e.pos < 0) return;
-    const load = e.backend.inflight;
-    if (load === e.key) return;
-    e.key = load;
-    this.#heap.fix(e);
+    if (e !== undefined) this.#reread(e);
   }
 
   /**
@@ -180,7 +176,12 @@ export class LeastConnScheduler implements Scheduler {
     const entries = this.#entries;
     if (entries.length === 0) return;
     if (this.#refreshCursor >= entries.length) this.#refreshCursor = 0;
-    const e = entries[this.#refreshCursor++]!;
+    this.#reread(entries[this.#refreshCursor++]!);
+  }
+
+  // Re-reads the load of a heaped entry and re-places it when it changed (a parked
+  // entry's load is read again when it rejoins).
+  #reread(e: LoadEntry): void {
     if (e.pos < 0 || e.backend.inflight === e.key) return;
     e.key = e.backend.inflight;
     this.#heap.fix(e);
