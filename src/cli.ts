@@ -119,7 +119,7 @@ export async function main(args: string[]): Promise<number> {
     case "demo":
       return await runDemo({
         listen: flags.listen ?? "127.0.0.1:8080",
-        admin: flags.admin ?? "127.0.0.1:9090",
+        admin: flags.admin,
         traffic: flags.traffic ?? false,
       });
     default:

@@ -100,6 +100,15 @@ async function route(lb: Balancer, req: Request, path: string): Promise<Response
   }
 }
 
-function notAllowed(allow: string): Response {
+/**
+ * A 405 answer naming the methods allowed.
+ *
+ * @example
+ * ```ts
+ * import { notAllowed } from "./server.ts";
+ * console.assert(notAllowed("POST").headers.get("allow") === "POST");
+ * ```
+ */
+export function notAllowed(allow: string): Response {
   return new Response("method not allowed\n", { status: 405, headers: { allow } });
 }

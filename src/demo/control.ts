@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { AdminHandler } from "../admin/server.ts";
+import { type AdminHandler, notAllowed } from "../admin/server.ts";
 import { type DemoBackend, startDemoBackend } from "./backends.ts";
 
 const ACTION_REGEXP = /^\/demo\/backends\/([^/]+)\/(stop|start)$/;
@@ -49,9 +49,7 @@ export function demoControl(slots: DemoSlot[]): AdminHandler {
     }
     const m = ACTION_REGEXP.exec(url.pathname);
     if (m === null) return undefined;
-    if (req.method !== "POST") {
-      return new Response("method not allowed\n", { status: 405, headers: { allow: "POST" } });
-    }
+    if (req.method !== "POST") return notAllowed("POST");
     const slot = slots.find((s) => s.name === m[1]);
     if (slot === undefined) return new Response(`no demo backend ${m[1]}\n`, { status: 404 });
     const run = async (): Promise<Response> => {
