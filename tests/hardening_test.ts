@@ -47,13 +47,26 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
   const slow: Array<{ conn: Deno.TcpConn; opened: number; closed: number; sent: number }> = [];
   let ticker: ReturnType<typeof setInterval> | undefined;
   try {
+    // one more header byte every 400 ms on every connection still open; started
+    // before the connections so that each one sends again well before its 2 s,
+    // however long opening 1000 of them takes
+    ticker = setInterval(() => {
+      for (const s of slow) {
+        if (s.closed !== 0 || s.sent >= HEAD.length) continue;
+        s.conn.write(HEAD.subarray(s.sent, s.sent + 1)).catch(() => {});
+        s.sent++;
+      }
+    }, 400);
     // open them 100 at a time, each sending its first byte at once
     for (let i = 0; i < SLOW; i += 100) {
       await Promise.all(Array.from({ length: 100 }, async () => {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
         const s = { conn, opened: performance.now(), closed: 0, sent: 1 };
-        slow.push(s);
-        await conn.write(HEAD.subarray(0, 1));
+        try {
+          await conn.write(HEAD.subarray(0, 1));
+        } finally {
+          slow.push(s); // only now may the ticker write the next byte
+        }
         conn.read(new Uint8Array(1024)).then(
           () => s.closed = performance.now(), // EOF (or an unexpected answer: closed is 0 → fails below)
           () => s.closed = performance.now(), // reset
@@ -61,14 +74,6 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
       }));
     }
     const attackStart = slow[0]!.opened;
-    // one more header byte every second on every connection still open
-    ticker = setInterval(() => {
-      for (const s of slow) {
-        if (s.closed !== 0 || s.sent >= HEAD.length) continue;
-        s.conn.write(HEAD.subarray(s.sent, s.sent + 1)).catch(() => {});
-        s.sent++;
-      }
-    }, 1000);
 
     // 100 normal requests on fresh connections, 10 at a time, during the attack
     const statuses: number[] = [];
