@@ -231,7 +231,7 @@ class Exchange implements Timed {
       if (f.retryable && retries < ctx.retries) {
         retries++;
         (tried ??= []).push(backend);
-        const next = untried(route, tried);
+        const next = route.scheduler.next(tried);
         if (next !== undefined) {
           backend = next;
           continue;
@@ -352,19 +352,6 @@ class Exchange implements Timed {
       close: close || !this.#req.keepAlive,
       headOnly: this.#req.head.method === "HEAD",
     });
-  }
-}
-
-// The scheduler's next pick among backends that have not failed this request yet:
-// the tried ones are skipped like unhealthy ones for this one pick (no await in between,
-// so no other request sees it), since a heavy backend can come up many times in a row.
-function untried(route: Route, tried: Backend[]): Backend | undefined {
-  const healthy = tried.map((b) => b.healthy);
-  for (const b of tried) b.healthy = false;
-  try {
-    return route.scheduler.next();
-  } finally {
-    tried.forEach((b, i) => b.healthy = healthy[i]!);
   }
 }
 

@@ -44,8 +44,14 @@ export interface Scheduler {
   /**
    * Next backend, or undefined when no backend is healthy (caller answers 503).
    * Backends with `healthy === false` are skipped in every mode.
+   *
+   * @param skip Backends (compared by id) to pass over for this pick only, as
+   * a retry passes over the ones that failed it. Unlike unhealthy backends they
+   * are not taken out of the order: in the weighted modes the slot they were
+   * due is still theirs at the next pick, in `least_conn` their place among
+   * equal loads (`round_robin` passes over them as over unhealthy ones).
    */
-  next(): Backend | undefined;
+  next(skip?: readonly Backend[]): Backend | undefined;
   /**
    * Replace the set (after a DNS re-lookup). Backends that remain (same id)
    * keep their position/state in the rotation; objects passed in are the ones

@@ -177,6 +177,18 @@ export class EdfGroup {
   }
 
   /**
+   * Returns an entry taken out with {@linkcode EdfGroup.popTop} to the heap,
+   * due at the same slot as before.
+   *
+   * @param e The entry.
+   */
+  putBack(e: Entry): void {
+    const heap = this.#heap;
+    heap.push(e);
+    this.#up(heap.length - 1);
+  }
+
+  /**
    * Adds an entry at its first slot after the group's clock, and no earlier than
    * the start of round `floorRound`: the slots it missed are skipped.
    *
@@ -200,9 +212,7 @@ export class EdfGroup {
     e.deadline = (2 * k + 1) / (2 * e.weight);
     e.state = "heap";
     e.group = this;
-    const heap = this.#heap;
-    heap.push(e);
-    this.#up(heap.length - 1);
+    this.putBack(e);
   }
 
   /**

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Backend } from "../backend.ts";
+import { skipped } from "./_skip.ts";
 
 /**
  * Backends in rotation order plus the index of the next one to try.
@@ -31,16 +32,17 @@ export class Rotation {
   /**
    * Returns the next healthy backend at or after the cursor and moves the cursor past it.
    *
+   * @param skip Backends to pass over like unhealthy ones.
    * @returns The backend, or `undefined` when none is healthy.
    */
-  take(): Backend | undefined {
+  take(skip?: readonly Backend[]): Backend | undefined {
     const items = this.items;
     const n = items.length;
     let c = this.cursor;
     for (let i = 0; i < n; i++) {
       if (c >= n) c = 0;
       const b = items[c]!;
-      if (b.healthy) {
+      if (b.healthy && !skipped(b, skip)) {
         this.cursor = c + 1 === n ? 0 : c + 1;
         return b;
       }

@@ -9,6 +9,7 @@ import type { Backend } from "../backend.ts";
 import { createEntry, EdfGroup, type Entry, gcd, reweigh } from "./_edf.ts";
 import { ParkedList } from "./_parked.ts";
 import { Rotation } from "./_rotation.ts";
+import { skipped } from "./_skip.ts";
 import { uniqueBackends } from "./_validate.ts";
 
 /**
@@ -20,7 +21,9 @@ import { uniqueBackends } from "./_validate.ts";
  * "parked" (taken out of the heap, so their slots cost nothing). Each pick
  * re-checks one parked backend, in rotation, so a backend that is healthy again
  * rejoins within as many picks as there are parked backends, at its first slot
- * after the group's clock; `update()` re-checks all of them.
+ * after the group's clock; `update()` re-checks all of them. Backends a pick
+ * is told to skip are set aside for that pick only and then put back at the
+ * slot they were due.
  */
 export abstract class WeightedScheduler {
   /** Priority groups, ascending priority. */
@@ -37,6 +40,10 @@ export abstract class WeightedScheduler {
   #nextRank = 0;
   #nextLive = new Int32Array(1);
   #liveDirty = true;
+  /** What the pick in progress passes over (see {@linkcode WeightedScheduler.next}). */
+  #skip: readonly Backend[] | undefined;
+  /** Entries the pick in progress set aside, put back when it returns. */
+  readonly #aside: Entry[] = [];
 
   /** Backends currently scheduled, in tie-break order (survivors first, then newcomers). */
   get backends(): readonly Backend[] {
@@ -46,11 +53,25 @@ export abstract class WeightedScheduler {
   /**
    * Re-checks one parked backend, then picks as the mode does.
    *
+   * @param skip Backends to pass over for this pick; each keeps the slot it was due.
    * @returns The next backend, or `undefined` when none is healthy.
    */
-  next(): Backend | undefined {
+  next(skip?: readonly Backend[]): Backend | undefined {
     this.#parked.reviveOne();
-    return this.pick();
+    if (skip === undefined) return this.pick();
+    this.#skip = skip;
+    const b = this.pick();
+    this.#skip = undefined;
+    const aside = this.#aside;
+    for (const e of aside) e.group!.putBack(e);
+    if (aside.length > 0) this.#liveDirty = true;
+    aside.length = 0;
+    return b;
+  }
+
+  /** The backends the pick in progress passes over, for the weight-0 rotations. */
+  protected get skip(): readonly Backend[] | undefined {
+    return this.#skip;
   }
 
   /**
@@ -181,15 +202,21 @@ export abstract class WeightedScheduler {
 
   /**
    * Serves the top entry of `group` when its backend is healthy (advancing it
-   * to its next slot), and otherwise parks it.
+   * to its next slot), parks it when it is not, and sets it aside when the pick
+   * in progress skips it.
    *
    * @param group A group whose heap is not empty.
-   * @returns The backend served, or `undefined` when the top entry was parked.
+   * @returns The backend served, or `undefined` when the top entry was parked or set aside.
    */
   protected serveTop(group: EdfGroup): Backend | undefined {
     const top = group.peek()!;
     if (!top.backend.healthy) {
       this.park(group);
+      return undefined;
+    }
+    if (skipped(top.backend, this.#skip)) {
+      this.#aside.push(group.popTop()!);
+      if (group.size === 0) this.#liveDirty = true;
       return undefined;
     }
     group.advanceTop();

@@ -7,6 +7,7 @@ import type { Backend } from "../backend.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { createLoadEntry, type LoadEntry, LoadHeap } from "./_load_heap.ts";
 import { ParkedList } from "./_parked.ts";
+import { skipped } from "./_skip.ts";
 import { uniqueBackends } from "./_validate.ts";
 
 /**
@@ -72,6 +73,8 @@ export class LeastConnScheduler implements Scheduler {
   });
   #refreshCursor = 0;
   #seq = 0;
+  /** Entries the pick in progress skipped, put back when it returns. */
+  readonly #aside: LoadEntry[] = [];
 
   /**
    * Creates a scheduler over `backends`.
@@ -91,11 +94,20 @@ export class LeastConnScheduler implements Scheduler {
   /**
    * Picks the healthy backend with the fewest requests in flight, the least recently picked on ties.
    *
+   * @param skip Backends to pass over for this pick; each keeps its place in the order.
    * @returns The least loaded healthy backend, or `undefined` when none is healthy.
    */
-  next(): Backend | undefined {
+  next(skip?: readonly Backend[]): Backend | undefined {
     this.#parked.reviveOne();
     this.#refreshOne();
+    if (skip === undefined) return this.#pick(undefined);
+    const b = this.#pick(skip);
+    for (const e of this.#aside) this.#heap.push(e);
+    this.#aside.length = 0;
+    return b;
+  }
+
+  #pick(skip: readonly Backend[] | undefined): Backend | undefined {
     const heap = this.#heap;
     let refreshes = this.#entries.length; // each entry needs at most one: bounds the loop
     let revived = false;
@@ -109,6 +121,10 @@ export class LeastConnScheduler implements Scheduler {
       const b = top.backend;
       if (!b.healthy) {
         this.#parked.push(heap.popTop()!);
+        continue;
+      }
+      if (skipped(b, skip)) {
+        this.#aside.push(heap.popTop()!);
         continue;
       }
       if (b.inflight !== top.key && refreshes-- > 0) {

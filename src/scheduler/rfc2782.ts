@@ -67,7 +67,7 @@ export class Rfc2782Scheduler extends WeightedScheduler implements Scheduler {
       for (let i = 0; i < gi; i++) {
         const zeros = groups[i]!.zeros;
         if (zeros.items.length === 0) continue;
-        const b = zeros.take();
+        const b = zeros.take(this.skip);
         if (b !== undefined) return b;
       }
       if (gi >= groups.length) {

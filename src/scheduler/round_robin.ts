@@ -61,9 +61,10 @@ export class RoundRobinScheduler implements Scheduler {
   /**
    * Picks the next healthy backend in rotation order.
    *
+   * @param skip Backends to pass over for this pick (see {@linkcode Scheduler.next}).
    * @returns The next healthy backend, or `undefined` when none is healthy.
    */
-  next(): Backend | undefined {
-    return this.#rotation.take();
+  next(skip?: readonly Backend[]): Backend | undefined {
+    return this.#rotation.take(skip);
   }
 }

@@ -56,6 +56,25 @@ export class SrvScheduler extends WeightedScheduler implements Scheduler {
   }
 
   /**
+   * Re-checks one parked backend, then serves the next slot due. A pick that
+   * skips backends takes the next slot due to another one, from a later round
+   * or group if need be, and leaves the round and group being served as they
+   * were, so the skipped backends' slots still come first.
+   *
+   * @param skip Backends to pass over for this pick; each keeps the slot it was due.
+   * @returns The next backend, or `undefined` when none is healthy.
+   */
+  override next(skip?: readonly Backend[]): Backend | undefined {
+    if (skip === undefined) return super.next();
+    const round = this.#round;
+    const gi = this.#gi;
+    const b = super.next(skip);
+    this.#round = round;
+    this.#gi = gi;
+    return b;
+  }
+
+  /**
    * Serves the current round's slots group by group, in ascending priority.
    *
    * @returns The backend whose slot is due next in the current round, groups in order.
@@ -98,8 +117,8 @@ export class SrvScheduler extends WeightedScheduler implements Scheduler {
   }
 
   #lastResort(): Backend | undefined {
-    if (this.reviveAll()) return this.next();
-    return this.zeros.take();
+    if (this.reviveAll()) return this.pick();
+    return this.zeros.take(this.skip);
   }
 
   /** Defensive: jump to the earliest round any heap is in. */
