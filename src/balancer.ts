@@ -13,6 +13,7 @@ import { type Config, loadConfig } from "./config.ts";
 import type { ProxyContext } from "./context.ts";
 import { Watchdog } from "./deadline.ts";
 import type { SrvWatcherState } from "./discovery/srv.ts";
+import { ExhaustionReporter } from "./exhaustion.ts";
 import { PassiveHealth } from "./health.ts";
 import { HealthChecker } from "./health_check.ts";
 import { accept, type Acceptor, addrKey, bind, listenHttp, StartError } from "./listener.ts";
@@ -84,6 +85,7 @@ export class Balancer {
   readonly #sessions = new Set<{ closeIfIdle(): void; close(): void }>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
+  readonly #exhaustion: ExhaustionReporter;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
   #closing: Promise<void> | undefined;
   readonly #reusePort: "first" | "join" | undefined;
@@ -94,6 +96,7 @@ export class Balancer {
     this.#reusePort = options.reusePort;
     this.log = options.logger ?? createLogger({ access: config.log.access });
     this.#watchdog = new Watchdog({ signal: this.#ac.signal });
+    this.#exhaustion = new ExhaustionReporter((m) => this.log.warn(m));
     this.#health = new PassiveHealth({
       failures: config.health.failures,
       backoff: config.health.backoff,
@@ -334,15 +337,19 @@ export class Balancer {
         }
         const ctx = this.#context(config, w.proto);
         const handle = (conn: Deno.Conn) => serveConn(conn, ctx);
+        const onExhausted = (e: unknown) =>
+          this.#exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
+        const listen = () => listenHttp(w.addr, this.#reusePort);
         const acceptor = w.proto === "https"
           ? await TlsAcceptor.start({
             addr: w.addr,
             tls: tls!,
             handle,
+            onExhausted,
             log: this.log,
             join: this.#reusePort === "join",
           })
-          : accept(bind("listen.http", w.addr, () => listenHttp(w.addr, this.#reusePort)), handle);
+          : accept(bind("listen.http", w.addr, listen), handle, onExhausted);
         const l = { key: w.key, ctx, acceptor };
         opened.push(l);
         next.push(l);
@@ -387,6 +394,7 @@ export class Balancer {
         metrics.observe(r);
         log.access(r);
       },
+      onExhausted: (where, e) => this.#exhaustion.report(where, e),
     };
   }
 }

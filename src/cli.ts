@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { Balancer } from "./balancer.ts";
 import { createLogger } from "./log.ts";
+import { openFilesWarning } from "./exhaustion.ts";
 import { loadTls, loadUpstreamTls } from "./tls.ts";
 import { startWorkers, type WorkerGroup } from "./workers.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
@@ -198,6 +199,8 @@ async function run(file: string | undefined): Promise<number> {
   lb.log.info(
     `unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}${threads}`,
   );
+  const lowFiles = openFilesWarning();
+  if (lowFiles !== undefined) lb.log.warn(lowFiles);
   const reload = () => {
     void lb.reloadFromFile();
     void workers?.reload();

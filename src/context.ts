@@ -77,4 +77,6 @@ export interface ProxyContext {
   closing: boolean;
   /** Called after every request. */
   onExchange?: ((record: ExchangeRecord) => void) | undefined;
+  /** Told when connecting to a backend failed for lack of descriptors or ports. */
+  onExhausted?: ((where: string, e: unknown) => void) | undefined;
 }

@@ -11,6 +11,7 @@ import type { Timed } from "./deadline.ts";
 import { writeRequestHead, writeResponseHead } from "./headers.ts";
 import { type Framing, responseFraming } from "./http1/body.ts";
 import { keepsAlive } from "./http1/fields.ts";
+import { exhaustionHint } from "./exhaustion.ts";
 import { HttpError, readHead } from "./http1/head.ts";
 import { parseResponse, ResponseHead } from "./http1/parse.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
@@ -24,6 +25,8 @@ interface Failure {
   retryable: boolean;
   /** A reused connection died before answering: try once more on a fresh one. */
   stale: boolean;
+  /** This process ran out of descriptors or ports: not the backend's fault, not retried. */
+  local?: boolean;
 }
 
 const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
@@ -141,6 +144,12 @@ class Exchange implements Timed {
           const got = pool.acquire(fresh, this);
           bc = got instanceof Promise ? await got : got; // an idle connection: no wait at all
         } catch (e) {
+          const cause = (e as Error).cause;
+          if (exhaustionHint(cause) !== undefined) {
+            ctx.onExhausted?.(`connect to ${backend.id}`, cause);
+            f = { ...failure(503, (e as Error).message, false, false), local: true };
+            break attempt;
+          }
           const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
           f = failure(status, (e as Error).message, true, false);
           break attempt;
@@ -226,7 +235,7 @@ class Exchange implements Timed {
         fresh = true;
         continue;
       }
-      ctx.health.failure(backend, f.message);
+      if (!f.local) ctx.health.failure(backend, f.message);
       fresh = false;
       if (f.retryable && retries < ctx.retries) {
         retries++;

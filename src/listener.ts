@@ -5,6 +5,11 @@
  * @module
  */
 import type { HostPort } from "./address.ts";
+import { sleep } from "./_sleep.ts";
+import { exhaustionHint } from "./exhaustion.ts";
+
+/** How long an accept loop pauses after running out of descriptors (nginx: 500 ms). */
+export const EXHAUSTED_PAUSE = 100;
 
 /** A running accept loop. */
 export interface Acceptor {
@@ -22,6 +27,12 @@ export interface Acceptor {
  * Accepts connections from `listener` and runs `handle` on each, concurrently;
  * `handle` resolves to the connection once done with it, and never rejects.
  *
+ * When an accept fails because this process is out of descriptors (or the
+ * kernel out of socket memory), the waiting connection stays queued and the
+ * next accept would fail at once: the loop tells `onExhausted` and pauses
+ * {@linkcode EXHAUSTED_PAUSE} ms instead of spinning. Other accept errors (a
+ * client that reset, a failed TLS handshake) are skipped.
+ *
  * @example
  * ```ts ignore
  * const acceptor = accept(Deno.listen({ port: 0 }), async (conn) => conn.close());
@@ -32,9 +43,11 @@ export interface Acceptor {
 export function accept(
   listener: Deno.Listener,
   handle: (conn: Deno.Conn) => Promise<Deno.Conn>,
+  onExhausted?: (e: unknown) => void,
 ): Acceptor {
   const conns = new Set<Deno.Conn>();
   let stopped = false;
+  const stopping = new AbortController();
   let allDone: (() => void) | undefined;
   // One shared settle handler, not a closure chain per connection: idle keep-alive
   // connections are many, and each should cost as little as possible.
@@ -50,7 +63,11 @@ export function accept(
         conn = await listener.accept();
       } catch (e) {
         if (stopped || e instanceof Deno.errors.BadResource) break;
-        continue; // e.g. a TLS handshake that failed, or EMFILE: keep accepting
+        if (exhaustionHint(e) !== undefined) {
+          onExhausted?.(e);
+          await sleep(EXHAUSTED_PAUSE, stopping.signal);
+        }
+        continue;
       }
       try {
         if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
@@ -68,6 +85,7 @@ export function accept(
     stop() {
       if (stopped) return;
       stopped = true;
+      stopping.abort();
       try {
         listener.close();
       } catch { /* already closed */ }

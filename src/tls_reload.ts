@@ -22,6 +22,8 @@ export interface TlsAcceptorOptions {
   tls: TlsPaths & { watch?: boolean };
   /** Serves one accepted connection; resolves to it when done, never rejects. */
   handle: (conn: Deno.Conn) => Promise<Deno.Conn>;
+  /** Told when accepting fails for lack of descriptors (see {@linkcode accept}). */
+  onExhausted?: (e: unknown) => void;
   /** Reload messages go here. */
   log: Logger;
   /** Quiet period after the last file change before reloading, in ms. @default {300} */
@@ -72,7 +74,11 @@ export class TlsAcceptor implements Acceptor {
     // bound with reusePort (a new certificate rebinds beside it): check the port first
     if (!options.join) bindOrThrow(addr, options.tls, () => ensureFree(addr));
     const listener = bindOrThrow(addr, options.tls, () => listenTls(addr, material, true));
-    const a = new TlsAcceptor(options, material, accept(listener, options.handle));
+    const a = new TlsAcceptor(
+      options,
+      material,
+      accept(listener, options.handle, options.onExhausted),
+    );
     options.log.info(`tls: serving ${describe(material)} from tls.cert ${options.tls.cert}`);
     if (options.tls.watch ?? true) a.#watch();
     return a;
@@ -144,7 +150,6 @@ export class TlsAcceptor implements Acceptor {
   // Binds a listener with `next`, then stops the old loop; its connections go on.
   #swap(next: TlsFiles, files: TlsPaths): void {
     const addr = this.#pinned();
-    const handle = this.#options.handle;
     const old = this.#current;
     let listener: Deno.TlsListener;
     try {
@@ -157,7 +162,7 @@ export class TlsAcceptor implements Acceptor {
         listener = listenTls(addr, next, false);
       } catch (e2) {
         try {
-          this.#current = accept(listenTls(addr, this.#material, false), handle);
+          this.#current = this.#accept(listenTls(addr, this.#material, false));
           this.#retire(old);
         } catch (e3) {
           this.#options.log.error(`tls: listen.https is down: ${(e3 as Error).message}`);
@@ -165,9 +170,13 @@ export class TlsAcceptor implements Acceptor {
         throw bindError("listen.https", addr, e2);
       }
     }
-    this.#current = accept(listener, handle);
+    this.#current = this.#accept(listener);
     old.stop();
     this.#retire(old);
+  }
+
+  #accept(listener: Deno.TlsListener): Acceptor {
+    return accept(listener, this.#options.handle, this.#options.onExhausted);
   }
 
   #retire(old: Acceptor): void {

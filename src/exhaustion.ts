@@ -1,0 +1,132 @@
+/**
+ * Running out of file descriptors or local ports: telling it apart from a
+ * peer's failure, and saying so without flooding the log.
+ *
+ * Such an error is this process's own: a backend must not be ejected for it
+ * (every backend would be, one after the other), and an accept loop must not
+ * spin on it (the pending connection stays queued, so `accept` fails again at
+ * once).
+ *
+ * @module
+ */
+
+const HINTS: Record<string, string> = {
+  EMFILE: "the open files limit is reached: raise it (ulimit -n, systemd LimitNOFILE=)",
+  ENFILE: "the system-wide open files limit is reached (fs.file-max)",
+  EADDRNOTAVAIL: "no local port is left for a new connection (net.ipv4.ip_local_port_range)",
+  ENOBUFS: "the kernel is out of socket buffers",
+  ENOMEM: "the kernel is out of memory for sockets",
+};
+
+/**
+ * What to do about an error that means this process ran out of a resource.
+ *
+ * @example
+ * ```ts
+ * import { exhaustionHint } from "./exhaustion.ts";
+ * const e = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+ * console.assert(exhaustionHint(e)?.includes("ulimit -n"));
+ * console.assert(exhaustionHint(new Error("Connection refused")) === undefined);
+ * ```
+ *
+ * @param e An error from an accept or a connect.
+ * @returns A hint naming the resource and its knob, or `undefined` for any other error.
+ */
+export function exhaustionHint(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? HINTS[code] : undefined;
+}
+
+/**
+ * Warns about exhaustion at most once per interval: the first occurrence at
+ * once, later ones counted into the next warning.
+ *
+ * @example
+ * ```ts
+ * import { ExhaustionReporter } from "./exhaustion.ts";
+ * const lines: string[] = [];
+ * const r = new ExhaustionReporter((m) => lines.push(m), 10_000);
+ * const e = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+ * r.report("accept on 127.0.0.1:8080", e);
+ * r.report("accept on 127.0.0.1:8080", e);
+ * console.assert(lines.length === 1 && lines[0]!.includes("ulimit -n"));
+ * ```
+ */
+export class ExhaustionReporter {
+  readonly #warn: (message: string) => void;
+  readonly #interval: number;
+  #last = -Infinity;
+  #since = 0;
+
+  /**
+   * @param warn Writes one warning line.
+   * @param interval Milliseconds between two warnings.
+   */
+  constructor(warn: (message: string) => void, interval = 10_000) {
+    this.#warn = warn;
+    this.#interval = interval;
+  }
+
+  /**
+   * Counts one occurrence and warns if the last warning is old enough.
+   *
+   * @param where What failed, e.g. `accept on 127.0.0.1:8080` or `connect to 10.0.0.1:80`.
+   * @param e The error (see {@linkcode exhaustionHint}).
+   */
+  report(where: string, e: unknown): void {
+    this.#since++;
+    const now = performance.now();
+    if (now - this.#last < this.#interval) return;
+    const more = this.#since > 1 ? ` (${this.#since - 1} more since the last warning)` : "";
+    this.#warn(`${where} failed: ${(e as Error).message}: ${exhaustionHint(e) ?? "?"}${more}`);
+    this.#last = now;
+    this.#since = 0;
+  }
+}
+
+/**
+ * The open files limit of this process, where the OS tells it (Linux's
+ * `/proc/self/limits`; Deno raises the soft limit to the hard one at start).
+ *
+ * @example
+ * ```ts
+ * import { openFilesLimit } from "./exhaustion.ts";
+ * const n = openFilesLimit();
+ * console.assert(n === undefined || n > 0);
+ * ```
+ *
+ * @returns The soft limit, `Infinity` when unlimited, or `undefined` when unknown.
+ */
+export function openFilesLimit(): number | undefined {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const m = /^Max open files\s+(\S+)/m.exec(limits);
+    if (m === null) return undefined;
+    return m[1] === "unlimited" ? Infinity : Number(m[1]);
+  } catch {
+    return undefined; // not Linux, or no read permission
+  }
+}
+
+/** Below this open files limit the balancer warns at start. */
+export const MIN_OPEN_FILES = 4096;
+
+/**
+ * A warning for a start with a low open files limit, or nothing.
+ *
+ * @example
+ * ```ts
+ * import { openFilesWarning } from "./exhaustion.ts";
+ * console.assert(openFilesWarning(1024)?.includes("fewer than 512 clients"));
+ * console.assert(openFilesWarning(65536) === undefined);
+ * ```
+ *
+ * @param limit The limit (default: this process's, see {@linkcode openFilesLimit}).
+ * @returns The warning when `limit` is below {@linkcode MIN_OPEN_FILES}.
+ */
+export function openFilesWarning(limit = openFilesLimit()): string | undefined {
+  if (limit === undefined || limit >= MIN_OPEN_FILES) return undefined;
+  return `the open files limit is ${limit}: a client connection and its backend connection take ` +
+    `one each, so fewer than ${Math.floor(limit / 2)} clients can be served at once; ` +
+    `raise it (ulimit -n, systemd LimitNOFILE=)`;
+}
