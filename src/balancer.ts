@@ -71,6 +71,8 @@ export class Balancer {
   readonly metrics: Metrics = new Metrics();
   /** Epoch ms it started. */
   readonly started: number = Date.now();
+  /** Accepts and backend connects that failed for lack of descriptors or ports. */
+  readonly exhaustion: ExhaustionReporter = new ExhaustionReporter((m) => this.log.warn(m));
   /** Reloads attempted, and those that failed. */
   readonly reloads: { ok: number; failed: number; last?: ReloadResult & { time: number } } = {
     ok: 0,
@@ -85,7 +87,6 @@ export class Balancer {
   readonly #sessions = new Set<{ closeIfIdle(): void; close(): void }>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
-  readonly #exhaustion: ExhaustionReporter;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
   #closing: Promise<void> | undefined;
   readonly #reusePort: "first" | "join" | undefined;
@@ -96,7 +97,6 @@ export class Balancer {
     this.#reusePort = options.reusePort;
     this.log = options.logger ?? createLogger({ access: config.log.access });
     this.#watchdog = new Watchdog({ signal: this.#ac.signal });
-    this.#exhaustion = new ExhaustionReporter((m) => this.log.warn(m));
     this.#health = new PassiveHealth({
       failures: config.health.failures,
       backoff: config.health.backoff,
@@ -338,7 +338,7 @@ export class Balancer {
         const ctx = this.#context(config, w.proto);
         const handle = (conn: Deno.Conn) => serveConn(conn, ctx);
         const onExhausted = (e: unknown) =>
-          this.#exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
+          this.exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
         const listen = () => listenHttp(w.addr, this.#reusePort);
         const acceptor = w.proto === "https"
           ? await TlsAcceptor.start({
@@ -394,7 +394,7 @@ export class Balancer {
         metrics.observe(r);
         log.access(r);
       },
-      onExhausted: (where, e) => this.#exhaustion.report(where, e),
+      onExhausted: (where, e) => this.exhaustion.report(where, e),
     };
   }
 }

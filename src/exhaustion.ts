@@ -10,13 +10,16 @@
  * @module
  */
 
-const HINTS: Record<string, string> = {
+const HINTS: Readonly<Record<string, string>> = {
   EMFILE: "the open files limit is reached: raise it (ulimit -n, systemd LimitNOFILE=)",
   ENFILE: "the system-wide open files limit is reached (fs.file-max)",
   EADDRNOTAVAIL: "no local port is left for a new connection (net.ipv4.ip_local_port_range)",
   ENOBUFS: "the kernel is out of socket buffers",
   ENOMEM: "the kernel is out of memory for sockets",
 };
+
+/** The error codes that mean this process ran out of a resource. */
+export const EXHAUSTION_CODES: readonly string[] = Object.freeze(Object.keys(HINTS));
 
 /**
  * What to do about an error that means this process ran out of a resource.
@@ -38,8 +41,9 @@ export function exhaustionHint(e: unknown): string | undefined {
 }
 
 /**
- * Warns about exhaustion at most once per interval: the first occurrence at
- * once, later ones counted into the next warning.
+ * Counts exhaustion errors by code and warns about them at most once per
+ * interval: the first occurrence at once, later ones counted into the next
+ * warning.
  *
  * @example
  * ```ts
@@ -50,9 +54,12 @@ export function exhaustionHint(e: unknown): string | undefined {
  * r.report("accept on 127.0.0.1:8080", e);
  * r.report("accept on 127.0.0.1:8080", e);
  * console.assert(lines.length === 1 && lines[0]!.includes("ulimit -n"));
+ * console.assert(r.counts.get("EMFILE") === 2);
  * ```
  */
 export class ExhaustionReporter {
+  /** Occurrences so far, by error code (`EMFILE`, ...). */
+  readonly counts: Map<string, number> = new Map();
   readonly #warn: (message: string) => void;
   readonly #interval: number;
   #last = -Infinity;
@@ -74,6 +81,8 @@ export class ExhaustionReporter {
    * @param e The error (see {@linkcode exhaustionHint}).
    */
   report(where: string, e: unknown): void {
+    const code = String((e as { code?: unknown } | null)?.code);
+    this.counts.set(code, (this.counts.get(code) ?? 0) + 1);
     this.#since++;
     const now = performance.now();
     if (now - this.#last < this.#interval) return;

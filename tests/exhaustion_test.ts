@@ -3,7 +3,15 @@
  * limit (`prlimit --pid`), with real sockets on 127.0.0.1.
  */
 import { assert, assertEquals, assertLess, assertStringIncludes } from "@std/assert";
-import { delay, forEachHead, namedResponse, RawClient, rawServer, writeAllText } from "./_http.ts";
+import {
+  delay,
+  forEachHead,
+  freePort,
+  namedResponse,
+  RawClient,
+  rawServer,
+  writeAllText,
+} from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
 
 /** Sets the soft open files limit of `pid` (the hard one stays, so it can be raised again). */
@@ -39,8 +47,10 @@ Deno.test("out of descriptors: 503 with a warning naming the limit, no backend e
       return false;
     })
   );
+  const admin = freePort();
   const lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
+admin: { listen: 127.0.0.1:${admin} }
 health: { failures: 1 }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
@@ -73,6 +83,12 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
       "the queued client is served once descriptors are free",
     );
     assertEquals((await held.get("/after")).status, 200);
+    // counted for alerts: two backend connects and at least one accept
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    const n = Number(
+      /^unload_resource_exhausted_total\{code="EMFILE"\} (\d+)$/m.exec(metrics)?.[1],
+    );
+    assert(n >= 3, `unload_resource_exhausted_total{code="EMFILE"}: ${n}`);
   } finally {
     held.close();
     queued?.close();

@@ -7,13 +7,14 @@
 import denoJson from "../../deno.json" with { type: "json" };
 import type { Backend } from "../backend.ts";
 import type { Balancer } from "../balancer.ts";
+import { EXHAUSTION_CODES } from "../exhaustion.ts";
 import { LATENCY_BUCKETS, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
 
 /** What the exporters read from a running balancer. */
 export type AdminSource = Pick<
   Balancer,
-  "config" | "routes" | "pools" | "srvStates" | "reloads" | "started" | "metrics"
+  "config" | "routes" | "pools" | "srvStates" | "reloads" | "started" | "metrics" | "exhaustion"
 >;
 
 const LE = LATENCY_BUCKETS.map(String).concat("+Inf");
@@ -99,6 +100,14 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   poolFamilies(out, lb);
   srvFamilies(out, lb, now);
 
+  out.family(
+    "unload_resource_exhausted_total",
+    "counter",
+    "Accepts and backend connects that failed for lack of descriptors, ports or socket memory.",
+  );
+  for (const code of EXHAUSTION_CODES) {
+    out.sample("unload_resource_exhausted_total", { code }, lb.exhaustion.counts.get(code) ?? 0);
+  }
   out.family("unload_config_reloads_total", "counter", "Configuration reloads, by result.");
   out.sample("unload_config_reloads_total", { result: "ok" }, lb.reloads.ok);
   out.sample("unload_config_reloads_total", { result: "failed" }, lb.reloads.failed);
