@@ -252,8 +252,8 @@ export class Balancer {
   // its settings changed (its counts then start over). It asks for the running routes'
   // backends before every round, so discovery updates and reloads are followed.
   #activeChecks(config: Config): void {
-    const { path, interval, timeout, failures, backoff } = config.health;
-    const key = path === undefined ? "" : `${path} ${interval} ${timeout} ${failures}`;
+    const { path, interval, timeout, failures, rise, backoff } = config.health;
+    const key = path === undefined ? "" : `${path} ${interval} ${timeout} ${failures} ${rise}`;
     this.#health.configure({ failures, backoff, activeChecks: path !== undefined });
     if ((this.#checks?.key ?? "") === key) return;
     this.#checks?.ac.abort();
@@ -271,6 +271,7 @@ export class Balancer {
       interval,
       timeout,
       fall: failures,
+      rise,
       backends: () => [...this.#routes.backends().values()].flat(),
       signal: ac.signal,
       onChange: (b, healthy, why) => {

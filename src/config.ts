@@ -10,41 +10,9 @@ import { join, Source } from "./config/_source.ts";
 import type { StaticBackendEntry } from "./discovery/static.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "./scheduler.ts";
 import { isProbePath } from "./health_check.ts";
+import { DEFAULTS, type Health, type Limits, type Timeouts } from "./config/defaults.ts";
 
-/** Timeouts in milliseconds. */
-export interface Timeouts {
-  /** Whole request head must arrive within this (slowloris). @default {10000} */
-  head: number;
-  /** Idle keep-alive client connections are closed after this. @default {60000} */
-  idle: number;
-  /** Connecting to a backend. @default {5000} */
-  connect: number;
-  /** From request sent to response head received (→ 504). @default {60000} */
-  response: number;
-  /** No byte moving in either direction of a body for this long aborts it. @default {60000} */
-  body_idle: number;
-  /** Idle pooled backend connections are closed after this. @default {15000} */
-  pool_idle: number;
-  /** On shutdown, in-flight requests get this long to finish. @default {10000} */
-  drain: number;
-}
-
-/** Size and count limits. */
-export interface Limits {
-  /** Largest request/response head. @default {16384} */
-  max_head: number;
-  /** Longest request line. @default {8192} */
-  max_request_line: number;
-  /** Largest request body; 0 = unlimited (bodies are streamed). @default {0} */
-  max_body: number;
-  /**
-   * Idle pooled connections kept per backend (beyond it a released connection is
-   * closed); idle ones also close after `timeouts.pool_idle`. @default {1024}
-   */
-  pool_idle: number;
-  /** Connections per backend. @default {1024} */
-  pool_max: number;
-}
+export { DEFAULTS, type Health, type Limits, type Timeouts };
 
 /** One route. */
 export interface RouteConfig {
@@ -94,41 +62,13 @@ export interface Config {
   timeouts: Timeouts;
   /** Size and count limits. */
   limits: Limits;
-  /**
-   * Consecutive failures that eject a backend, passive back-off (ms), and active
-   * checks: probe `path` (off when absent), `interval` and `timeout` (ms).
-   * @default {{ failures: 3, backoff: 10000, interval: 5000, timeout: 2000 }}
-   */
-  health: { failures: number; backoff: number; path?: string; interval: number; timeout: number };
+  /** Passive and active health checks. */
+  health: Health;
   /** Other backends tried after a failure that is safe to retry. @default {{ attempts: 1 }} */
   retry: { attempts: number };
   /** Access log target: `stdout`, `stderr`, `off` or a file path. @default {{ access: "off" }} */
   log: { access: string };
 }
-
-/** The defaults documented in README. */
-export const DEFAULTS = {
-  timeouts: {
-    head: 10_000,
-    idle: 60_000,
-    connect: 5_000,
-    response: 60_000,
-    body_idle: 60_000,
-    pool_idle: 15_000,
-    drain: 10_000,
-  } satisfies Timeouts,
-  limits: {
-    max_head: 16_384,
-    max_request_line: 8_192,
-    max_body: 0,
-    pool_idle: 1024, // as many as were needed at once: a smaller cap reconnects under bursts
-    pool_max: 1024,
-  } satisfies Limits,
-  dns: { refresh: 10_000 },
-  health: { failures: 3, backoff: 10_000, interval: 5_000, timeout: 2_000 },
-  retry: { attempts: 1 },
-  log: { access: "off" },
-} as const;
 
 /** Thrown for an invalid configuration; `errors` are `file:line: path: message` lines. */
 export class ConfigError extends Error {
@@ -239,13 +179,15 @@ export function parseConfig(text: string, file: string): Config {
   );
   const health = src.map(top.get("health"), "health", [
     "failures",
+    "rise",
     "backoff",
     "path",
     "interval",
     "timeout",
   ]);
-  config.health.failures = src.int(health.get("failures"), "health.failures", 1, 1000) ??
-    config.health.failures;
+  for (const k of ["failures", "rise"] as const) {
+    config.health[k] = src.int(health.get(k), `health.${k}`, 1, 1000) ?? config.health[k];
+  }
   for (const k of ["backoff", "interval", "timeout"] as const) {
     config.health[k] = src.duration(health.get(k), `health.${k}`) ?? config.health[k];
     if (k !== "backoff" && config.health[k] === 0) {

@@ -55,7 +55,7 @@ dns: { nameserver: 127.0.0.1:5353, refresh: 30s }
 scheduler: rfc2782
 workers: 4
 admin: { listen: 127.0.0.1:9090 }
-health: { failures: 5, backoff: 1m, path: /healthz, interval: 2s, timeout: 500ms }
+health: { failures: 5, rise: 4, backoff: 1m, path: /healthz, interval: 2s, timeout: 500ms }
 retry: { attempts: 3 }
 log: { access: stdout }
 routes:
@@ -83,6 +83,7 @@ routes:
   assertEquals(c.admin, { listen: { hostname: "127.0.0.1", port: 9090 } });
   assertEquals(c.health, {
     failures: 5,
+    rise: 4,
     backoff: 60_000,
     path: "/healthz",
     interval: 2_000,
@@ -316,6 +317,10 @@ Deno.test("parseConfig reports wrongly typed values", () => {
     /^t\.yaml:6: retry\.attempts: must be an integer 0\.\.5$/,
   );
   assertMatch(error(MINIMAL + "workers: 0\n"), /^t\.yaml:6: workers: must be an integer 1\.\.256$/);
+  assertMatch(
+    error(MINIMAL + "health: { rise: 0 }\n"),
+    /^t\.yaml:6: health\.rise: must be an integer 1\.\.1000$/,
+  );
   assertMatch(
     error(MINIMAL + "tls: { cert: c, key: k, redirect_http: yes please }\n"),
     /tls\.redirect_http: must be true or false$/,

@@ -62,6 +62,26 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${good.port} }, { address:
   }
 });
 
+Deno.test("balancer: health.rise sets how many passed probes bring a backend back", async () => {
+  const b = healthBackend("b", 503);
+  const lb = await startLb(`
+listen: { http: 127.0.0.1:0 }
+health: { path: /healthz, interval: 100ms, timeout: 500ms, failures: 1, rise: 4 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  try {
+    const backend = lb.routes[0]!.scheduler.backends[0]!;
+    await until(() => !backend.healthy, 2000, "down");
+    const from = b.probes;
+    b.status = 200;
+    await until(() => backend.healthy, 3000, "up");
+    assertEquals(b.probes - from, 4, "up at the fourth passed probe");
+  } finally {
+    await lb.close();
+    await b.close();
+  }
+});
+
 Deno.test("balancer: the active check takes out and brings back every route's record of a shared address", async () => {
   const shared = healthBackend("shared", 503);
   const other = healthBackend("other");
