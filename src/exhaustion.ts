@@ -21,6 +21,24 @@ const HINTS: Readonly<Record<string, string>> = {
 /** The error codes that mean this process ran out of a resource. */
 export const EXHAUSTION_CODES: readonly string[] = Object.freeze(Object.keys(HINTS));
 
+// Linux's numbers for them, for errors that carry only "(os error N)" in their message
+// (Deno.serve's listener errors have no `code`).
+const OS_ERRORS: Readonly<Record<string, string>> = {
+  "24": "EMFILE",
+  "23": "ENFILE",
+  "99": "EADDRNOTAVAIL",
+  "105": "ENOBUFS",
+  "12": "ENOMEM",
+};
+
+/** The error's code (`EMFILE`, ...), from `code` or else from "(os error N)" in its message. */
+function errorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === "string") return code;
+  const n = /\(os error (\d+)\)/.exec((e as Error | null)?.message ?? "")?.[1];
+  return n === undefined ? undefined : OS_ERRORS[n];
+}
+
 /**
  * What to do about an error that means this process ran out of a resource.
  *
@@ -29,6 +47,7 @@ export const EXHAUSTION_CODES: readonly string[] = Object.freeze(Object.keys(HIN
  * import { exhaustionHint } from "./exhaustion.ts";
  * const e = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
  * console.assert(exhaustionHint(e)?.includes("ulimit -n"));
+ * console.assert(exhaustionHint(new Error("Http: Too many open files (os error 24)")) !== undefined);
  * console.assert(exhaustionHint(new Error("Connection refused")) === undefined);
  * ```
  *
@@ -36,8 +55,8 @@ export const EXHAUSTION_CODES: readonly string[] = Object.freeze(Object.keys(HIN
  * @returns A hint naming the resource and its knob, or `undefined` for any other error.
  */
 export function exhaustionHint(e: unknown): string | undefined {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? HINTS[code] : undefined;
+  const code = errorCode(e);
+  return code === undefined ? undefined : HINTS[code];
 }
 
 /**
@@ -81,7 +100,7 @@ export class ExhaustionReporter {
    * @param e The error (see {@linkcode exhaustionHint}).
    */
   report(where: string, e: unknown): void {
-    const code = String((e as { code?: unknown } | null)?.code);
+    const code = errorCode(e) ?? "other";
     this.counts.set(code, (this.counts.get(code) ?? 0) + 1);
     this.#since++;
     const now = performance.now();

@@ -43,7 +43,8 @@ function sample(st) {
     for (const b of r.backends) backends[b.id] = b.requests;
     routes[r.name] = { requests: r.requests, errors: r.status["5xx"] || 0, counts: r.latency.counts, backends };
   }
-  return { now: st.now, routes };
+  const exhausted = Object.values(st.exhausted).reduce((a, n) => a + n, 0);
+  return { now: st.now, routes, exhausted };
 }
 // The oldest sample at most WINDOW seconds older than the newest.
 function windowStart() {
@@ -158,6 +159,12 @@ function render(st) {
   document.getElementById("total").textContent = st.requests;
   document.getElementById("reloads").textContent = st.reloads.ok + " ok / " + st.reloads.failed + " failed";
   const alerts = [];
+  const failed = history[history.length - 1].exhausted - windowStart().exhausted;
+  if (failed > 0) {
+    alerts.push(["bad", "Out of file descriptors or local ports: " + failed + " accepts or backend " +
+      "connects failed in the last " + WINDOW + " s (" + Object.keys(st.exhausted).join(", ") +
+      "); the log names the limit to raise"]);
+  }
   if (st.reloads.last && !st.reloads.last.ok) {
     alerts.push(["warn", "Last config reload (" + dur((st.now - st.reloads.last.time) / 1000) +
       " ago) was rejected; the previous config is serving: " + st.reloads.last.error]);

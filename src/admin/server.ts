@@ -6,6 +6,9 @@
  */
 import type { HostPort } from "../address.ts";
 import type { Balancer } from "../balancer.ts";
+import { sleep } from "../_sleep.ts";
+import { exhaustionHint } from "../exhaustion.ts";
+import { addrKey, EXHAUSTED_PAUSE } from "../listener.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { renderMetrics } from "./prometheus.ts";
 import { buildStatus } from "./status.ts";
@@ -36,6 +39,11 @@ const NO_STORE = { "cache-control": "no-store" };
 /**
  * Starts the admin listener for `lb` on `addr`.
  *
+ * `Deno.serve` stops for good at an accept error (out of descriptors, say):
+ * the listener is then bound again on the same address, every
+ * {@linkcode EXHAUSTED_PAUSE} ms until that works, so `/metrics` comes back
+ * with the descriptors.
+ *
  * @param lb The balancer to report on and reload.
  * @param addr Where to listen.
  * @param options Extra endpoints.
@@ -50,26 +58,51 @@ const NO_STORE = { "cache-control": "no-store" };
  */
 export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions = {}): AdminServer {
   const ac = new AbortController();
-  const server = Deno.serve({
-    hostname: addr.hostname,
-    port: addr.port,
-    signal: ac.signal,
-    onListen: () => {},
-    onError: (e) => {
-      lb.log.error(`admin: ${(e as Error)?.stack ?? e}`);
-      return new Response("internal error\n", { status: 500 });
-    },
-  }, async (req) => {
-    const url = new URL(req.url);
-    const extra = await options.handle?.(req, url);
-    if (extra) return extra;
-    return route(lb, req, url.pathname);
-  });
+  const serve = (port: number) =>
+    Deno.serve({
+      hostname: addr.hostname,
+      port,
+      signal: ac.signal,
+      onListen: () => {},
+      onError: (e) => {
+        lb.log.error(`admin: ${(e as Error)?.stack ?? e}`);
+        return new Response("internal error\n", { status: 500 });
+      },
+    }, async (req) => {
+      const url = new URL(req.url);
+      const extra = await options.handle?.(req, url);
+      if (extra) return extra;
+      return route(lb, req, url.pathname);
+    });
+  let server = serve(addr.port);
+  const bound = server.addr as Deno.NetAddr;
+  const where = `admin accept on ${addrKey(bound)}`;
+  const watching = (async () => {
+    while (!ac.signal.aborted) {
+      try {
+        await server.finished;
+        continue; // ends without an error only when aborted
+      } catch (e) {
+        if (ac.signal.aborted) break;
+        if (exhaustionHint(e) !== undefined) lb.exhaustion.report(where, e);
+        else lb.log.error(`${where} failed: ${(e as Error).message}; listening again`);
+      }
+      for (;;) {
+        await sleep(EXHAUSTED_PAUSE, ac.signal);
+        if (ac.signal.aborted) break;
+        try {
+          server = serve(bound.port);
+          break;
+        } catch { /* still out of descriptors, or the port is taken: try again */ }
+      }
+    }
+  })();
   return {
-    addr: server.addr as Deno.NetAddr,
+    addr: bound,
     async close() {
       ac.abort();
-      await server.finished;
+      await watching;
+      await server.finished.catch(() => {});
     },
   };
 }

@@ -1,6 +1,6 @@
 /**
- * `GET /status`: a JSON snapshot of routes, backends, pools, SRV freshness and
- * reloads — what the dashboard polls.
+ * `GET /status`: a JSON snapshot of routes, backends, pools, SRV freshness,
+ * reloads and resource exhaustion — what the dashboard polls.
  *
  * @module
  */
@@ -91,6 +91,8 @@ export interface Status {
     failed: number;
     last: { ok: boolean; error: string | null; time: number } | null;
   };
+  /** Accepts and backend connects that failed for lack of descriptors or ports, by error code. */
+  exhausted: Record<string, number>;
   /** Routes in config order. */
   routes: RouteStatus[];
 }
@@ -124,6 +126,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       failed: lb.reloads.failed,
       last: last ? { ok: last.ok, error: last.error ?? null, time: last.time } : null,
     },
+    exhausted: Object.fromEntries(lb.exhaustion.counts),
     routes: lb.routes.map((r) => {
       const series = lb.metrics.route(r.name);
       const backends = r.scheduler.backends;
