@@ -8,6 +8,11 @@
  * `duration_ms`, `route` ("" when no route matched), `backend` (id, "" when none was
  * used), and `error` on responses the balancer made itself (404, 502, 503...).
  *
+ * Access lines are written in batches, like Envoy's access log (flushed every
+ * second) or nginx's `access_log ... buffer=`: at {@linkcode ACCESS_BATCH_BYTES},
+ * {@linkcode ACCESS_FLUSH_MS} after the first line of a batch, and on close. One
+ * write per request would cost a system call per request.
+ *
  * @module
  */
 import type { ExchangeRecord } from "./context.ts";
@@ -22,11 +27,16 @@ export interface Logger {
   error(message: string): void;
   /** One finished request. */
   access(record: ExchangeRecord): void;
-  /** Flushes and closes an access log file. */
+  /** Writes the access lines not yet written, and closes an access log file. */
   close(): void;
 }
 
 const ENCODER = new TextEncoder();
+
+/** Access log lines gathered before a write. */
+export const ACCESS_BATCH_BYTES = 64 * 1024;
+/** The longest an access log line waits to be written, in ms. */
+export const ACCESS_FLUSH_MS = 100;
 
 /**
  * Builds a logger. `access` is `"off"`, `"stdout"`, `"stderr"` or a file path
@@ -75,36 +85,63 @@ export function createLogger(
       failing = true;
     }
   };
+  let batch: string[] = [];
+  let batchBytes = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (batch.length === 0) return;
+    const text = batch.join("");
+    batch = [];
+    batchBytes = 0;
+    write(text);
+  };
   return {
     info: (m) => event("info ", m),
     warn: (m) => event("warn ", m),
     error: (m) => event("error", m),
     access(r) {
       if (sink === undefined) return;
-      write(
-        JSON.stringify({
-          time: new Date(r.time).toISOString(),
-          client: r.client,
-          method: r.method,
-          host: r.host,
-          path: r.path,
-          status: r.status,
-          bytes_in: r.bytesIn,
-          bytes_out: r.bytesOut,
-          duration_ms: Math.round(r.duration * 1000) / 1000,
-          route: r.route,
-          backend: r.backend,
-          ...(r.error ? { error: r.error } : {}),
-          ...(options.worker === undefined ? {} : { worker: options.worker }),
-        }) + "\n",
-      );
+      const line = accessLine(r, options.worker);
+      batch.push(line);
+      batchBytes += line.length;
+      if (batchBytes >= ACCESS_BATCH_BYTES) flush();
+      else if (timer === undefined) {
+        const t = setTimeout(flush, ACCESS_FLUSH_MS);
+        Deno.unrefTimer(t); // a batch never keeps the process alive; close() writes it
+        timer = t;
+      }
     },
     close() {
+      flush();
       sink = undefined;
       file?.close();
       file = undefined;
     },
   };
+}
+
+const q = JSON.stringify;
+let lastTime = NaN;
+let lastIso = "";
+
+/**
+ * One access log line: the same JSON as `JSON.stringify` of the fields would give, built
+ * without the intermediate object (the time string is reused within a millisecond).
+ */
+function accessLine(r: ExchangeRecord, worker: number | undefined): string {
+  if (r.time !== lastTime) {
+    lastTime = r.time;
+    lastIso = new Date(r.time).toISOString();
+  }
+  let line = `{"time":"${lastIso}","client":${q(r.client)},"method":${q(r.method)},` +
+    `"host":${q(r.host)},"path":${q(r.path)},"status":${r.status},"bytes_in":${r.bytesIn},` +
+    `"bytes_out":${r.bytesOut},"duration_ms":${Math.round(r.duration * 1000) / 1000},` +
+    `"route":${q(r.route)},"backend":${q(r.backend)}`;
+  if (r.error) line += `,"error":${q(r.error)}`;
+  if (worker !== undefined) line += `,"worker":${worker}`;
+  return line + "}\n";
 }
 
 interface Sink {

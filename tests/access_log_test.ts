@@ -10,6 +10,7 @@ import { loadConfig } from "../src/config.ts";
 import { startDemoBackend } from "../src/demo/backends.ts";
 import { delay, RawClient, type RawResponse } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
+import { createLogger } from "../src/log.ts";
 
 const FIELDS = [
   "time",
@@ -189,4 +190,70 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("access log lines are written in batches, yet reach the file within ~100 ms while the balancer runs", async () => {
+  const backend = await startDemoBackend("b1");
+  const dir = await Deno.makeTempDir({ prefix: "unload-access-" });
+  const log = `${dir}/access.log`;
+  await Deno.writeTextFile(
+    `${dir}/unload.yaml`,
+    `listen: { http: 127.0.0.1:0 }\nlog: { access: ${log} }\n` +
+      `routes: [{ name: web, backends: [{ address: 127.0.0.1:${backend.port} }] }]\n`,
+  );
+  const lb = await Balancer.start(await loadConfig(`${dir}/unload.yaml`));
+  const lines = async () => (await Deno.readTextFile(log)).split("\n").filter(Boolean).length;
+  try {
+    const c = await RawClient.connect(lb.addrs.http!.port);
+    await c.request("GET /one HTTP/1.1\r\nHost: x.test\r\n\r\n");
+    // the balancer keeps running: the line is written by the batch timer, not by close()
+    for (let i = 0; i < 40 && (await lines()) === 0; i++) await delay(50);
+    assertEquals(await lines(), 1);
+    for (let i = 0; i < 300; i++) await c.request(`GET /${i} HTTP/1.1\r\nHost: x.test\r\n\r\n`);
+    c.close();
+    for (let i = 0; i < 40 && (await lines()) < 301; i++) await delay(50);
+    assertEquals(await lines(), 301);
+  } finally {
+    await lb.close();
+    await backend.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("access log lines are valid JSON whatever the request carried (quotes, backslashes, control characters, non-ASCII)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unload-access-" });
+  const file = `${dir}/access.log`;
+  const log = createLogger({ access: file, quiet: true });
+  const record = {
+    time: Date.UTC(2026, 10, 25, 12, 0, 0, 7),
+    client: "::1",
+    method: "GET",
+    host: 'we"ird\\.test',
+    path: '/a\u0001b\u2028é?q="x"',
+    status: 502,
+    bytesIn: 0,
+    bytesOut: 123,
+    duration: 1.23456,
+    route: "app",
+    backend: "",
+    error: 'Connect to 127.0.0.1:9 failed: "refused"\n',
+  };
+  log.access(record);
+  log.close();
+  const [line] = parseLines(await Deno.readTextFile(file));
+  await Deno.remove(dir, { recursive: true });
+  assertEquals(line as unknown, {
+    time: "2026-11-25T12:00:00.007Z",
+    client: "::1",
+    method: "GET",
+    host: 'we"ird\\.test',
+    path: '/a\u0001b\u2028é?q="x"',
+    status: 502,
+    bytes_in: 0,
+    bytes_out: 123,
+    duration_ms: 1.235,
+    route: "app",
+    backend: "",
+    error: 'Connect to 127.0.0.1:9 failed: "refused"\n',
+  });
 });
