@@ -154,7 +154,11 @@ Deno.test({
     const held = await RawClient.connect(lb.port);
     try {
       const page = browser.page;
-      await page.goto(`http://127.0.0.1:${admin}/`); // its keep-alive connection stays open
+      await page.goto(`http://127.0.0.1:${admin}/`);
+      // polling: the browser's keep-alive connection to the admin port is open from here on
+      const shown = () => page.evaluate<string>(`document.getElementById("total").textContent`);
+      for (let i = 0; i < 50 && (await shown()) === "–"; i++) await delay(100);
+      await delay(1100); // a second poll, on the same connection
       assertEquals((await held.get("/before")).status, 200);
       await delay(100);
       await setOpenFiles(lb.pid, lowestFreeFd(lb.pid));
