@@ -167,8 +167,16 @@ async function run(file: string | undefined): Promise<number> {
   const config = await readConfig(file);
   if (typeof config === "number") return config;
   const shared = config.workers > 1; // parseConfig refused port 0 for these
-  let lb: Balancer;
+  let lb: Balancer | undefined;
   let workers: WorkerGroup | undefined;
+  // Signal handlers first: once the port accepts, SIGTERM and SIGHUP are handled (and
+  // registering one needs a descriptor, which a busy balancer may not have later).
+  const stop = waitForSignal(["SIGINT", "SIGTERM"]);
+  const reload = () => {
+    void lb?.reloadFromFile();
+    void workers?.reload();
+  };
+  Deno.addSignalListener("SIGHUP", reload);
   try {
     lb = await Balancer.start(
       config,
@@ -190,9 +198,10 @@ async function run(file: string | undefined): Promise<number> {
     }
   }
   // One broken exchange must never take the whole balancer down.
+  const log = lb.log;
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
-    lb.log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
+    log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
   });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
   const threads = shared ? ` with ${config.workers} workers` : "";
@@ -201,12 +210,7 @@ async function run(file: string | undefined): Promise<number> {
   );
   const lowFiles = openFilesWarning();
   if (lowFiles !== undefined) lb.log.warn(lowFiles);
-  const reload = () => {
-    void lb.reloadFromFile();
-    void workers?.reload();
-  };
-  Deno.addSignalListener("SIGHUP", reload);
-  await waitForSignal(["SIGINT", "SIGTERM"]);
+  await stop;
   Deno.removeSignalListener("SIGHUP", reload);
   lb.log.info("shutting down: finishing in-flight requests");
   await Promise.all([lb.close(), workers?.close()]);
