@@ -85,6 +85,8 @@ export class ExhaustionReporter {
   #since = 0;
 
   /**
+   * Creates a reporter.
+   *
    * @param warn Writes one warning line.
    * @param interval Milliseconds between two warnings.
    */
