@@ -7,6 +7,7 @@
  * @module
  */
 import type { HostPort } from "./address.ts";
+import type { WorkerStats } from "./admin/combined.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { Metrics } from "./admin/metrics.ts";
 import { type Config, loadConfig } from "./config.ts";
@@ -38,6 +39,8 @@ export interface BalancerOptions {
    * @default {undefined (exclusive ports)}
    */
   reusePort?: "first" | "join";
+  /** The other workers' counters, which the admin listener adds to this balancer's. */
+  workerStats?: (() => Promise<WorkerStats[]>) | undefined;
 }
 
 /** Outcome of a reload. */
@@ -121,11 +124,9 @@ export class Balancer {
       lb.#activeChecks(config);
       await lb.#listen(config);
       if (config.admin && options.reusePort !== "join") {
-        lb.#admin = bind(
-          "admin.listen",
-          config.admin.listen,
-          () => startAdmin(lb, config.admin!.listen),
-        );
+        const { listen } = config.admin;
+        const others = options.workerStats;
+        lb.#admin = bind("admin.listen", listen, () => startAdmin(lb, listen, { others }));
       }
     } catch (e) {
       await lb.close();

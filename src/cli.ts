@@ -181,7 +181,11 @@ async function run(file: string | undefined): Promise<number> {
     lb = await Balancer.start(
       config,
       shared
-        ? { reusePort: "first", logger: createLogger({ access: config.log.access, worker: 0 }) }
+        ? {
+          reusePort: "first",
+          logger: createLogger({ access: config.log.access, worker: 0 }),
+          workerStats: async () => await workers?.stats() ?? [],
+        }
         : {},
     );
   } catch (e) {

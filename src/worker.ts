@@ -5,6 +5,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
+import { workerStats } from "./admin/combined.ts";
 import { Balancer } from "./balancer.ts";
 import { loadConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
@@ -24,6 +25,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
     } catch (err) {
       reply({ type: "error", message: (err as Error).message });
     }
+  } else if (m.type === "stats") {
+    if (lb) reply({ type: "stats", stats: workerStats(lb) });
   } else if (m.type === "reload") {
     const result = lb ? await lb.reloadFromFile() : { ok: false, error: "not started" };
     reply({ type: "reloaded", result });

@@ -7,12 +7,14 @@
  *
  * @module
  */
+import type { WorkerStats } from "./admin/combined.ts";
 import type { ReloadResult } from "./balancer.ts";
 
 /** Messages to a worker. */
 export type ToWorker =
   | { type: "start"; file: string; index: number }
   | { type: "reload" }
+  | { type: "stats" }
   | { type: "close" };
 
 /** Messages from a worker. */
@@ -20,12 +22,15 @@ export type FromWorker =
   | { type: "ready" }
   | { type: "error"; message: string }
   | { type: "reloaded"; result: ReloadResult }
+  | { type: "stats"; stats: WorkerStats }
   | { type: "closed" };
 
 /** The extra workers of a balancer. */
 export interface WorkerGroup {
   /** Asks every worker to re-read the config file. */
   reload(): Promise<ReloadResult[]>;
+  /** Every worker's counters, for the admin listener; a worker silent for 1 s is left out. */
+  stats(): Promise<WorkerStats[]>;
   /** Drains and stops every worker. */
   close(): Promise<void>;
 }
@@ -41,7 +46,9 @@ export interface WorkerGroup {
  * ```
  */
 export async function startWorkers(count: number, file: string): Promise<WorkerGroup> {
-  const workers: Array<{ w: Worker; next: () => Promise<FromWorker> }> = [];
+  const workers: Array<
+    { w: Worker; next: () => Promise<FromWorker>; stats: Array<(s: WorkerStats) => void> }
+  > = [];
   for (let i = 1; i <= count; i++) {
     const w = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const queue: FromWorker[] = [];
@@ -51,7 +58,12 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
       if (take) take(m);
       else queue.push(m);
     };
-    w.onmessage = (e: MessageEvent<FromWorker>) => deliver(e.data);
+    // stats answers go to their own waiters: a scrape may overlap a reload
+    const stats: Array<(s: WorkerStats) => void> = [];
+    w.onmessage = (e: MessageEvent<FromWorker>) => {
+      if (e.data.type === "stats") stats.shift()?.(e.data.stats);
+      else deliver(e.data);
+    };
     w.onerror = (e) => {
       e.preventDefault();
       deliver({ type: "error", message: e.message });
@@ -60,7 +72,7 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
       queue.length > 0
         ? Promise.resolve(queue.shift()!)
         : new Promise<FromWorker>((r) => waiting.push(r));
-    workers.push({ w, next });
+    workers.push({ w, next, stats });
     w.postMessage({ type: "start", file, index: i } satisfies ToWorker);
   }
   const started = await Promise.all(workers.map((x) => x.next()));
@@ -83,6 +95,19 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
         const m = await x.next();
         return m.type === "reloaded" ? m.result : { ok: false, error: "worker did not answer" };
       }));
+    },
+    async stats() {
+      const answers = await Promise.all(workers.map((x) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        return Promise.race([
+          new Promise<WorkerStats>((resolve) => {
+            x.stats.push(resolve);
+            x.w.postMessage({ type: "stats" } satisfies ToWorker);
+          }),
+          new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 1000)),
+        ]).finally(() => clearTimeout(timer));
+      }));
+      return answers.filter((s) => s !== undefined);
     },
     close,
   };

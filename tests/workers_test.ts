@@ -32,6 +32,41 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
   }
 });
 
+Deno.test("workers: 2 — /metrics and /status count the requests of both workers", async () => {
+  const backend = keepAliveBackend("b");
+  const admin = freePort();
+  const lb = await startLbProcess(`
+listen: { http: 127.0.0.1:$PORT }
+admin: { listen: 127.0.0.1:${admin} }
+workers: 2
+log: { access: stdout }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`);
+  let stdout = "";
+  try {
+    await delay(1000); // the second worker joins the port group
+    for (let i = 0; i < 40; i++) {
+      const c = await RawClient.connect(lb.port);
+      assertEquals((await c.get(`/${i}`)).status, 200);
+      c.close();
+    }
+    const status = await (await fetch(`http://127.0.0.1:${admin}/status`)).json();
+    assertEquals(status.requests, 40);
+    assertEquals(status.routes[0].backends[0].requests, 40);
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    const served =
+      /^unload_requests_total\{route="app",backend="127\.0\.0\.1:\d+",code="2xx"\} (\d+)$/m
+        .exec(metrics)?.[1];
+    assertEquals(served, "40", metrics);
+  } finally {
+    const out = await lb.stop();
+    stdout = out.stdout;
+    await backend.close();
+  }
+  const workers = new Set(stdout.trim().split("\n").map((l) => JSON.parse(l).worker as number));
+  assertEquals([...workers].sort(), [0, 1], "both workers served some of them");
+});
+
 Deno.test("workers > 1 refuses port 0, and a port in use stops every worker with exit 2", async () => {
   const busy = Deno.listen({ hostname: "127.0.0.1", port: freePort() });
   const port = (busy.addr as Deno.NetAddr).port;

@@ -72,6 +72,23 @@ export class RouteSeries {
   }
 }
 
+/** A {@linkcode Metrics} as plain data, as a worker sends it to the main thread. */
+export interface MetricsSnapshot {
+  /** Requests observed. */
+  requests: number;
+  /** Each route's series, by route name. */
+  routes: Array<{
+    name: string;
+    buckets: number[];
+    count: number;
+    sum: number;
+    bytesIn: number;
+    bytesOut: number;
+    /** Counts by status class, by backend id. */
+    backends: Array<[string, number[]]>;
+  }>;
+}
+
 /**
  * Counters and histograms fed by every finished request.
  *
@@ -131,6 +148,47 @@ export class Metrics {
   /** Every route series, by route name, in creation order. */
   routes(): IterableIterator<[string, RouteSeries]> {
     return this.#routes.entries();
+  }
+
+  /**
+   * Copies every counter out as plain data.
+   *
+   * @returns The snapshot; {@linkcode Metrics.add} sums it into another Metrics.
+   */
+  snapshot(): MetricsSnapshot {
+    return {
+      requests: this.requests,
+      routes: [...this.#routes].map(([name, s]) => ({
+        name,
+        buckets: Array.from(s.buckets),
+        count: s.count,
+        sum: s.sum,
+        bytesIn: s.bytesIn,
+        bytesOut: s.bytesOut,
+        backends: [...s.backends].map(([id, codes]) => [id, Array.from(codes)]),
+      })),
+    };
+  }
+
+  /**
+   * Adds the counters of `snapshot` to these (another worker's requests).
+   *
+   * @param snapshot What {@linkcode Metrics.snapshot} returned, here or in a worker.
+   */
+  add(snapshot: MetricsSnapshot): void {
+    this.requests += snapshot.requests;
+    for (const r of snapshot.routes) {
+      const series = this.series(r.name);
+      r.buckets.forEach((n, i) => series.buckets[i]! += n);
+      series.count += r.count;
+      series.sum += r.sum;
+      series.bytesIn += r.bytesIn;
+      series.bytesOut += r.bytesOut;
+      for (const [id, codes] of r.backends) {
+        const mine = series.codes(id);
+        codes.forEach((n, i) => mine[i]! += n);
+      }
+    }
   }
 }
 

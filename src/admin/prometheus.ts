@@ -11,11 +11,15 @@ import { EXHAUSTION_CODES } from "../exhaustion.ts";
 import { LATENCY_BUCKETS, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
 
-/** What the exporters read from a running balancer. */
-export type AdminSource = Pick<
-  Balancer,
-  "config" | "routes" | "pools" | "srvStates" | "reloads" | "started" | "metrics" | "exhaustion"
->;
+/** What the exporters read from a running balancer (or from it and its workers, summed). */
+export type AdminSource =
+  & Pick<Balancer, "config" | "routes" | "srvStates" | "reloads" | "started" | "metrics">
+  & {
+    /** Connection pools, each with the id of its backend. */
+    readonly pools: ReadonlyMap<string, PoolTotals & { readonly backend: { readonly id: string } }>;
+    /** Resource exhaustion counts by error code. */
+    readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
+  };
 
 const LE = LATENCY_BUCKETS.map(String).concat("+Inf");
 

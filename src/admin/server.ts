@@ -9,8 +9,9 @@ import type { Balancer } from "../balancer.ts";
 import { sleep } from "../_sleep.ts";
 import { exhaustionHint } from "../exhaustion.ts";
 import { addrKey, EXHAUSTED_PAUSE } from "../listener.ts";
+import { combined, type WorkerStats } from "./combined.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
-import { renderMetrics } from "./prometheus.ts";
+import { type AdminSource, renderMetrics } from "./prometheus.ts";
 import { buildStatus } from "./status.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./_text_format.ts";
 
@@ -32,6 +33,8 @@ export type AdminHandler = (
 export interface AdminOptions {
   /** Asked first for every request; `undefined` falls through to the built-in endpoints. */
   handle?: AdminHandler;
+  /** With `workers: N`, the other workers' counters, added to the balancer's (`combined.ts`). */
+  others?: (() => Promise<WorkerStats[]>) | undefined;
 }
 
 const NO_STORE = { "cache-control": "no-store" };
@@ -72,7 +75,9 @@ export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions =
       const url = new URL(req.url);
       const extra = await options.handle?.(req, url);
       if (extra) return extra;
-      return route(lb, req, url.pathname);
+      const others = options.others;
+      const source = async () => others ? combined(lb, await others()) : lb;
+      return route(lb, source, req, url.pathname);
     });
   let server = serve(addr.port);
   const bound = server.addr as Deno.NetAddr;
@@ -107,7 +112,12 @@ export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions =
   };
 }
 
-async function route(lb: Balancer, req: Request, path: string): Promise<Response> {
+async function route(
+  lb: Balancer,
+  source: () => Promise<AdminSource>,
+  req: Request,
+  path: string,
+): Promise<Response> {
   const read = req.method === "GET" || req.method === "HEAD";
   switch (path) {
     case "/":
@@ -117,12 +127,12 @@ async function route(lb: Balancer, req: Request, path: string): Promise<Response
       });
     case "/metrics":
       if (!read) return notAllowed("GET, HEAD");
-      return new Response(renderMetrics(lb), {
+      return new Response(renderMetrics(await source()), {
         headers: { "content-type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE },
       });
     case "/status":
       if (!read) return notAllowed("GET, HEAD");
-      return Response.json(buildStatus(lb), { headers: NO_STORE });
+      return Response.json(buildStatus(await source()), { headers: NO_STORE });
     case "/reload": {
       if (req.method !== "POST") return notAllowed("POST");
       const result = await lb.reloadFromFile();
