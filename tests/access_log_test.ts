@@ -160,19 +160,25 @@ routes: [{ name: web, backends: [{ address: 127.0.0.1:${backend.port} }] }]
   }
 });
 
+/** A demo backend and a balancer in front of it logging to `access.log` in a temp dir. */
+async function withFileLog() {
+  const backend = await startDemoBackend("b1");
+  const dir = await Deno.makeTempDir({ prefix: "unload-access-" });
+  const log = `${dir}/access.log`;
+  await Deno.writeTextFile(
+    `${dir}/unload.yaml`,
+    `listen: { http: 127.0.0.1:0 }\nlog: { access: ${log} }\n` +
+      `routes: [{ name: web, backends: [{ address: 127.0.0.1:${backend.port} }] }]\n`,
+  );
+  const lb = await Balancer.start(await loadConfig(`${dir}/unload.yaml`));
+  return { backend, dir, log, lb };
+}
+
 Deno.test({
   name:
     "access log time and duration start when the request head is complete, not at keep-alive wait",
   async fn() {
-    const backend = await startDemoBackend("b1");
-    const dir = await Deno.makeTempDir({ prefix: "unload-access-" });
-    const log = `${dir}/access.log`;
-    await Deno.writeTextFile(
-      `${dir}/unload.yaml`,
-      `listen: { http: 127.0.0.1:0 }\nlog: { access: ${log} }\n` +
-        `routes: [{ name: web, backends: [{ address: 127.0.0.1:${backend.port} }] }]\n`,
-    );
-    const lb = await Balancer.start(await loadConfig(`${dir}/unload.yaml`));
+    const { backend, dir, log, lb } = await withFileLog();
     try {
       const c = await RawClient.connect(lb.addrs.http!.port);
       await c.request("GET /1 HTTP/1.1\r\nHost: x.test\r\n\r\n");
@@ -193,15 +199,7 @@ Deno.test({
 });
 
 Deno.test("access log lines are written in batches, yet reach the file within ~100 ms while the balancer runs", async () => {
-  const backend = await startDemoBackend("b1");
-  const dir = await Deno.makeTempDir({ prefix: "unload-access-" });
-  const log = `${dir}/access.log`;
-  await Deno.writeTextFile(
-    `${dir}/unload.yaml`,
-    `listen: { http: 127.0.0.1:0 }\nlog: { access: ${log} }\n` +
-      `routes: [{ name: web, backends: [{ address: 127.0.0.1:${backend.port} }] }]\n`,
-  );
-  const lb = await Balancer.start(await loadConfig(`${dir}/unload.yaml`));
+  const { backend, dir, log, lb } = await withFileLog();
   const lines = async () => (await Deno.readTextFile(log)).split("\n").filter(Boolean).length;
   try {
     const c = await RawClient.connect(lb.addrs.http!.port);
