@@ -51,11 +51,8 @@ export interface ReloadResult {
   error?: string;
 }
 
-interface Listening {
-  key: string;
-  acceptor: Acceptor;
-  ctx: ProxyContext;
-}
+/** A bound listener: its address key, accept loop and proxy context. */
+type Listening = { key: string; acceptor: Acceptor; ctx: ProxyContext };
 
 /**
  * The running balancer.
