@@ -272,6 +272,7 @@ export class Balancer {
       rise,
       backends: () => [...this.#routes.backends().values()].flat(),
       signal: ac.signal,
+      onExhausted: (where, e) => this.exhaustion.report(where, e),
       onChange: (b, healthy, why) => {
         if (!healthy) return this.log.warn(`backend ${b.id} down: ${why}`);
         this.#health.success(b); // proven up again: passive failures start from zero

@@ -10,6 +10,7 @@
 import { type Backend, byKey, tlsServerName } from "./backend.ts";
 import { upstreamHandshake } from "./tls.ts";
 import { sleep } from "./_sleep.ts";
+import { exhaustionHint } from "./exhaustion.ts";
 
 /** Options for {@linkcode HealthChecker}. */
 export interface HealthCheckerOptions {
@@ -29,6 +30,11 @@ export interface HealthCheckerOptions {
   signal: AbortSignal;
   /** Told when the checker changes a backend's state. */
   onChange?: (backend: Backend, healthy: boolean, reason: string) => void;
+  /**
+   * Told when a probe could not even start because this process is out of
+   * descriptors or ports: such a probe counts neither way.
+   */
+  onExhausted?: (where: string, e: unknown) => void;
 }
 
 /** The outcome of one probe. */
@@ -39,6 +45,8 @@ export interface ProbeResult {
   status: number;
   /** Why it failed, or the status line's summary when it passed. */
   reason: string;
+  /** Set when the probe failed for lack of local descriptors or ports: the error. */
+  local?: unknown;
 }
 
 interface State {
@@ -128,7 +136,9 @@ export class HealthChecker {
     for (const b of this.#states.keys()) if (!live.has(b)) this.#states.delete(b);
     await Promise.all([...groups.values()].map(async (group) => {
       const result = await probe(group[0]!, { path, timeout, signal });
-      if (!signal.aborted) { for (const b of group) this.#record(b, result); }
+      if (result.local !== undefined) {
+        this.#options.onExhausted?.(`health check of ${group[0]!.id}`, result.local);
+      } else if (!signal.aborted) { for (const b of group) this.#record(b, result); }
     }));
     this.rounds++;
   }
@@ -209,7 +219,9 @@ export async function probe(
     try {
       conn = await Deno.connect({ hostname: backend.hostname, port: backend.port, signal: stop });
     } catch (e) {
-      return fail(`connect: ${why(e)}`);
+      const result = fail(`connect: ${why(e)}`);
+      if (exhaustionHint(e) !== undefined) result.local = e;
+      return result;
     }
     if (backend.tls !== undefined) {
       const tcp = conn as Deno.TcpConn;

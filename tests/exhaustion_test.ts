@@ -42,7 +42,7 @@ function cpuTicks(pid: number): number {
  * needs a new backend connection), and a balancer process in front of it with
  * an admin server and `health.failures: 1` (one counted failure would eject).
  */
-async function setup() {
+async function setup(health = "{ failures: 1 }") {
   const backend = rawServer((conn, read) =>
     forEachHead(read, async (head) => {
       await writeAllText(
@@ -56,7 +56,7 @@ async function setup() {
   const lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
 admin: { listen: 127.0.0.1:${admin} }
-health: { failures: 1 }
+health: ${health}
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
   return { backend, admin, lb };
@@ -142,6 +142,25 @@ Deno.test("out of descriptors: the admin server listens again once they are back
   // (the warning may name the http listener instead: its start-up probe can still be queued)
   assertMatch(stopped.stderr, /accept on .* failed: .*Too many open files/);
   assert(!/Z error /.test(stopped.stderr), stopped.stderr); // no error-level line
+});
+
+Deno.test("out of descriptors: an active health check that cannot connect counts neither way", async () => {
+  const { backend, lb } = await setup(
+    "{ failures: 1, path: /healthz, interval: 100ms, timeout: 500ms }",
+  );
+  let stopped: Awaited<ReturnType<typeof lb.stop>> | undefined;
+  try {
+    await delay(300); // a few rounds pass
+    await setOpenFiles(lb.pid, lowestFreeFd(lb.pid));
+    await delay(800); // rounds whose probes cannot connect (failures: 1 would take it down)
+    await setOpenFiles(lb.pid, 4096);
+    await delay(300);
+  } finally {
+    stopped = await lb.stop();
+    await backend.close();
+  }
+  assert(!/backend \S+ down: /.test(stopped.stderr), stopped.stderr);
+  assertMatch(stopped.stderr, /health check of 127\.0\.0\.1:\d+ failed: .*Too many open files/);
 });
 
 Deno.test({
