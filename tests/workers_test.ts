@@ -1,5 +1,14 @@
 import { assert, assertEquals } from "@std/assert";
-import { delay, freePort, keepAliveBackend, RawClient } from "./_http.ts";
+import {
+  delay,
+  forEachHead,
+  freePort,
+  keepAliveBackend,
+  namedResponse,
+  RawClient,
+  rawServer,
+  writeAllText,
+} from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
 
 Deno.test("workers: 2 serves one port from two event loops, both taking connections", async () => {
@@ -65,6 +74,50 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
   }
   const workers = new Set(stdout.trim().split("\n").map((l) => JSON.parse(l).worker as number));
   assertEquals([...workers].sort(), [0, 1], "both workers served some of them");
+});
+
+Deno.test("workers: 2 — /status counts the requests in flight in both workers", async () => {
+  // a backend that answers only when told to
+  let release: () => void = () => {};
+  const released = new Promise<void>((r) => release = r);
+  let arrived = 0;
+  const backend = rawServer((conn, read) =>
+    forEachHead(read, async (head) => {
+      arrived++;
+      await released;
+      await writeAllText(conn, namedResponse("b", head));
+    })
+  );
+  const admin = freePort();
+  const lb = await startLbProcess(`
+listen: { http: 127.0.0.1:$PORT }
+admin: { listen: 127.0.0.1:${admin} }
+workers: 2
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`);
+  const clients: RawClient[] = [];
+  try {
+    await delay(1000); // the second worker joins the port group
+    const answers: Promise<unknown>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const c = await RawClient.connect(lb.port);
+      clients.push(c);
+      const answer = c.get(`/${i}`);
+      answer.catch(() => {}); // awaited below; closed unanswered if an assertion fails first
+      answers.push(answer);
+    }
+    for (let i = 0; i < 100 && arrived < 20; i++) await delay(50);
+    assertEquals(arrived, 20);
+    const status = await (await fetch(`http://127.0.0.1:${admin}/status`)).json();
+    assertEquals(status.routes[0].backends[0].inflight, 20);
+    release();
+    await Promise.all(answers);
+  } finally {
+    release();
+    for (const c of clients) c.close();
+    await lb.stop();
+    await backend.close();
+  }
 });
 
 Deno.test("workers > 1 refuses port 0, and a port in use stops every worker with exit 2", async () => {

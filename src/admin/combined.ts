@@ -1,9 +1,10 @@
 /**
  * `workers: N`: the admin listener runs in the main thread only, so on each
  * scrape it asks the other workers for their counters and reports the sum.
- * Request metrics, pool counters and resource exhaustion are summed; backend
- * health, in-flight requests, SRV state and reloads are the main thread's
- * (every worker runs the same checks and lookups).
+ * Request metrics, pool counters, resource exhaustion and requests in flight
+ * are summed; a backend counts as up only while every worker sends it
+ * traffic (passive health is each worker's own). SRV state and reloads are
+ * the main thread's (every worker runs the same lookups).
  *
  * @module
  */
@@ -18,6 +19,8 @@ export interface WorkerStats {
   pools: Array<[string, PoolTotals]>;
   /** Its resource exhaustion counts, by error code. */
   exhausted: Array<[string, number]>;
+  /** Requests in flight and health of each route's backends: `[route, id, inflight, healthy]`. */
+  backends: Array<[string, string, number, boolean]>;
 }
 
 /**
@@ -36,6 +39,14 @@ export function workerStats(lb: AdminSource): WorkerStats {
     metrics: lb.metrics.snapshot(),
     pools: [...poolTotals(lb)],
     exhausted: [...lb.exhaustion.counts],
+    backends: lb.routes.flatMap((r) =>
+      r.scheduler.backends.map((b): WorkerStats["backends"][number] => [
+        r.name,
+        b.id,
+        b.inflight,
+        b.healthy,
+      ])
+    ),
   };
 }
 
@@ -57,14 +68,33 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
   metrics.add(lb.metrics.snapshot());
   const pools = new Map<string, PoolTotals & { backend: { id: string } }>(lb.pools);
   const counts = new Map(lb.exhaustion.counts);
+  const states = new Map<string, { inflight: number; healthy: boolean }>();
   others.forEach((o, w) => {
     metrics.add(o.metrics);
     for (const [id, t] of o.pools) pools.set(`worker ${w + 1} ${id}`, { ...t, backend: { id } });
     for (const [code, n] of o.exhausted) counts.set(code, (counts.get(code) ?? 0) + n);
+    for (const [route, id, inflight, healthy] of o.backends) {
+      const s = states.get(`${route} ${id}`) ?? { inflight: 0, healthy: true };
+      states.set(`${route} ${id}`, {
+        inflight: s.inflight + inflight,
+        healthy: s.healthy && healthy,
+      });
+    }
   });
+  const routes = lb.routes.map((r) => ({
+    name: r.name,
+    config: r.config,
+    scheduler: {
+      mode: r.scheduler.mode,
+      backends: r.scheduler.backends.map((b) => {
+        const s = states.get(`${r.name} ${b.id}`);
+        return s ? { ...b, inflight: b.inflight + s.inflight, healthy: b.healthy && s.healthy } : b;
+      }),
+    },
+  }));
   return {
     config: lb.config,
-    routes: lb.routes,
+    routes,
     srvStates: () => lb.srvStates(),
     reloads: lb.reloads,
     started: lb.started,

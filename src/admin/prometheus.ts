@@ -7,14 +7,28 @@
 import denoJson from "../../deno.json" with { type: "json" };
 import type { Backend } from "../backend.ts";
 import type { Balancer } from "../balancer.ts";
+import type { RouteConfig } from "../config.ts";
+import type { Scheduler } from "../scheduler.ts";
 import { EXHAUSTION_CODES } from "../exhaustion.ts";
 import { LATENCY_BUCKETS, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
 
+/** What the exporters read of a route: its name, host and path, mode and backends. */
+export interface RouteView {
+  /** Route name from the config. */
+  readonly name: string;
+  /** Its host and path from the config. */
+  readonly config: Pick<RouteConfig, "host" | "path">;
+  /** Its scheduler's mode and backends. */
+  readonly scheduler: Pick<Scheduler, "mode" | "backends">;
+}
+
 /** What the exporters read from a running balancer (or from it and its workers, summed). */
 export type AdminSource =
-  & Pick<Balancer, "config" | "routes" | "srvStates" | "reloads" | "started" | "metrics">
+  & Pick<Balancer, "config" | "srvStates" | "reloads" | "started" | "metrics">
   & {
+    /** Routes in config order. */
+    readonly routes: readonly RouteView[];
     /** Connection pools, each with the id of its backend. */
     readonly pools: ReadonlyMap<string, PoolTotals & { readonly backend: { readonly id: string } }>;
     /** Resource exhaustion counts by error code. */
