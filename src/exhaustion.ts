@@ -56,7 +56,7 @@ function errorCode(e: unknown): string | undefined {
  */
 export function exhaustionHint(e: unknown): string | undefined {
   const code = errorCode(e);
-  return code === undefined ? undefined : HINTS[code];
+  return code !== undefined && Object.hasOwn(HINTS, code) ? HINTS[code] : undefined;
 }
 
 /**
