@@ -26,7 +26,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       reply({ type: "error", message: (err as Error).message });
     }
   } else if (m.type === "stats") {
-    if (lb) reply({ type: "stats", stats: workerStats(lb) });
+    reply({ type: "stats", stats: lb ? workerStats(lb) : undefined }); // always one answer
   } else if (m.type === "reload") {
     const result = lb ? await lb.reloadFromFile() : { ok: false, error: "not started" };
     reply({ type: "reloaded", result });

@@ -22,7 +22,7 @@ export type FromWorker =
   | { type: "ready" }
   | { type: "error"; message: string }
   | { type: "reloaded"; result: ReloadResult }
-  | { type: "stats"; stats: WorkerStats }
+  | { type: "stats"; stats: WorkerStats | undefined }
   | { type: "closed" };
 
 /** The extra workers of a balancer. */
@@ -47,7 +47,7 @@ export interface WorkerGroup {
  */
 export async function startWorkers(count: number, file: string): Promise<WorkerGroup> {
   const workers: Array<
-    { w: Worker; next: () => Promise<FromWorker>; stats: Array<(s: WorkerStats) => void> }
+    { w: Worker; next: () => Promise<FromWorker>; stats: Array<(s?: WorkerStats) => void> }
   > = [];
   for (let i = 1; i <= count; i++) {
     const w = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
@@ -58,8 +58,9 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
       if (take) take(m);
       else queue.push(m);
     };
-    // stats answers go to their own waiters: a scrape may overlap a reload
-    const stats: Array<(s: WorkerStats) => void> = [];
+    // stats answers go to their own waiters, one answer per request (a scrape may
+    // overlap a reload)
+    const stats: Array<(s?: WorkerStats) => void> = [];
     w.onmessage = (e: MessageEvent<FromWorker>) => {
       if (e.data.type === "stats") stats.shift()?.(e.data.stats);
       else deliver(e.data);
@@ -100,7 +101,7 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
       const answers = await Promise.all(workers.map((x) => {
         let timer: ReturnType<typeof setTimeout> | undefined;
         return Promise.race([
-          new Promise<WorkerStats>((resolve) => {
+          new Promise<WorkerStats | undefined>((resolve) => {
             x.stats.push(resolve);
             x.w.postMessage({ type: "stats" } satisfies ToWorker);
           }),
