@@ -162,6 +162,7 @@ Deno.test("admin /status reports routes, backends, shares, pools, SRV freshness 
     assert(s.uptime >= 0 && s.now >= s.started);
     assertEquals(s.reloads, { ok: 0, failed: 0, last: null });
     assertEquals(s.exhausted, {});
+    assertEquals(s.workers, 1);
     assertEquals(s.routes.map((r) => [r.name, r.host, r.path, r.scheduler, r.requests]), [
       ["app", "app.test", "/", "srv", 9],
       ["other", "other.test", "/api", "srv", 2],

@@ -60,7 +60,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
       c.close();
     }
     const status = await (await fetch(`http://127.0.0.1:${admin}/status`)).json();
-    assertEquals(status.requests, 40);
+    assertEquals([status.workers, status.requests], [2, 40]);
     assertEquals(status.routes[0].backends[0].requests, 40);
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
     const served =

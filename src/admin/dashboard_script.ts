@@ -157,6 +157,7 @@ function render(st) {
   document.getElementById("version").textContent = st.version;
   document.getElementById("uptime").textContent = dur(st.uptime);
   document.getElementById("total").textContent = st.requests;
+  document.getElementById("workers").textContent = st.workers;
   document.getElementById("reloads").textContent = st.reloads.ok + " ok / " + st.reloads.failed + " failed";
   const alerts = [];
   const failed = history[history.length - 1].exhausted - windowStart().exhausted;

@@ -83,8 +83,10 @@ export interface Status {
   started: number;
   /** Seconds since start. */
   uptime: number;
-  /** Requests finished, all routes. */
+  /** Requests finished, all routes (all workers). */
   requests: number;
+  /** Event loops serving (`workers`); the counters here are their sum. */
+  workers: number;
   /** Reloads applied and rejected, and the latest one (`time` in epoch ms). */
   reloads: {
     ok: number;
@@ -121,6 +123,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
     started: lb.started,
     uptime: Math.max(0, now - lb.started) / 1000,
     requests: lb.metrics.requests,
+    workers: lb.config.workers,
     reloads: {
       ok: lb.reloads.ok,
       failed: lb.reloads.failed,
