@@ -36,6 +36,15 @@ wrk_rps() { echo "$1" | awk '/Requests\/sec/{print $2}'; }
 wrk_pct() { echo "$1" | awk -v p="$2" '$1 == p {print $2}'; }
 wrk_errors() { echo "$1" | grep -E 'Socket errors|Non-2xx' | sed 's/^ *//' | tr '\n' ' '; }
 
+# wrk_cells REPORT BASE_RPS SUFFIX: the table cells "req/s | p50 | p99 | errors | ratio" of a
+# wrk report, the ratio to BASE_RPS (HAProxy's) printed with SUFFIX ("-" without a base).
+wrk_cells() {
+  local r err ratio
+  r=$(wrk_rps "$1"); err=$(wrk_errors "$1")
+  ratio=$(awk -v a="$r" -v b="${2:-0}" -v s="$3" 'BEGIN{ if (b > 0) printf "%.2f%s", a / b, s; else print "-" }')
+  echo "$r | $(wrk_pct "$1" 50%) | $(wrk_pct "$1" 99%) | ${err:-0} | $ratio"
+}
+
 # better_round NEW BEST: succeeds when the wrk report NEW should replace BEST (empty: no
 # round yet) as the best of the rounds. A round answered with non-2xx responses (fast
 # 5xx look like high req/s) never beats a clean one; otherwise the higher req/s wins.

@@ -102,9 +102,7 @@ for conns in $CONNS; do
   for name in direct nginx haproxy caddy unload; do
     out=${BEST[$name/$conns]:-}
     if [ -z "$out" ]; then echo "| $name | $conns | - | - | - | no answer | - |"; continue; fi
-    r=$(wrk_rps "$out"); err=$(wrk_errors "$out")
-    ratio=$(awk -v a="$r" -v b="${h:-0}" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "-" }')
-    echo "| $name | $conns | $r | $(wrk_pct "$out" 50%) | $(wrk_pct "$out" 99%) | ${err:-0} | $ratio |"
+    echo "| $name | $conns | $(wrk_cells "$out" "$h" "×") |"
   done
 done
 echo

@@ -82,8 +82,6 @@ for mode in keepalive close; do
   for name in haproxy unload; do
     out=${best[$mode$name]:-}
     if [ -z "$out" ]; then echo "| $mode | $name | no answer | | | | - |"; continue; fi
-    r=$(wrk_rps "$out"); err=$(wrk_errors "$out")
-    ratio=$(awk -v a="$r" -v b="${h:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }')
-    echo "| $mode | $name | $r | $(wrk_pct "$out" 50%) | $(wrk_pct "$out" 99%) | ${err:-0} | $ratio |"
+    echo "| $mode | $name | $(wrk_cells "$out" "$h" "") |"
   done
 done
