@@ -55,11 +55,11 @@ export class TlsAcceptor implements Acceptor {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(options: TlsAcceptorOptions, material: TlsFiles, current: Acceptor) {
+  private constructor(options: TlsAcceptorOptions, material: TlsFiles, listener: Deno.TlsListener) {
     this.#options = options;
     this.#files = { cert: options.tls.cert, key: options.tls.key };
     this.#material = material;
-    this.#current = current;
+    this.#current = this.#accept(listener);
   }
 
   /**
@@ -74,11 +74,7 @@ export class TlsAcceptor implements Acceptor {
     // bound with reusePort (a new certificate rebinds beside it): check the port first
     if (!options.join) bindOrThrow(addr, options.tls, () => ensureFree(addr));
     const listener = bindOrThrow(addr, options.tls, () => listenTls(addr, material, true));
-    const a = new TlsAcceptor(
-      options,
-      material,
-      accept(listener, options.handle, options.onExhausted),
-    );
+    const a = new TlsAcceptor(options, material, listener);
     options.log.info(`tls: serving ${describe(material)} from tls.cert ${options.tls.cert}`);
     if (options.tls.watch ?? true) a.#watch();
     return a;
