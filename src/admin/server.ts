@@ -61,6 +61,9 @@ const NO_STORE = { "cache-control": "no-store" };
  */
 export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions = {}): AdminServer {
   const ac = new AbortController();
+  const others = options.others;
+  // what /metrics and /status report: this balancer, plus the other workers' counters
+  const source = async () => others ? combined(lb, await others()) : lb;
   const serve = (port: number) =>
     Deno.serve({
       hostname: addr.hostname,
@@ -75,8 +78,6 @@ export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions =
       const url = new URL(req.url);
       const extra = await options.handle?.(req, url);
       if (extra) return extra;
-      const others = options.others;
-      const source = async () => others ? combined(lb, await others()) : lb;
       return route(lb, source, req, url.pathname);
     });
   let server = serve(addr.port);
