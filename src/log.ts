@@ -33,7 +33,7 @@ export interface Logger {
 
 const ENCODER = new TextEncoder();
 
-/** Access log lines gathered before a write. */
+/** Access log characters gathered before a write (bytes, for lines that are ASCII). */
 export const ACCESS_BATCH_BYTES = 64 * 1024;
 /** The longest an access log line waits to be written, in ms. */
 export const ACCESS_FLUSH_MS = 100;
