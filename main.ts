@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { main } from "./src/cli.ts";
+import { main } from "./src/cli/cli.ts";
 
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));

@@ -14,8 +14,9 @@
  *
  * @module
  */
-import { type Backend, createBackend } from "../src/backend.ts";
-import { createScheduler, SCHEDULER_MODES } from "../src/scheduler.ts";
+import { type Backend, createBackend } from "../src/upstream/backend.ts";
+import { SCHEDULER_MODES } from "../src/scheduler/scheduler.ts";
+import { createScheduler } from "../src/scheduler/create.ts";
 import { random } from "../tests/_scheduler.ts";
 
 const PICKS = 1000;

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type Backend, createBackend } from "../src/backend.ts";
+import { type Backend, createBackend } from "../src/upstream/backend.ts";
 import {
   delay,
   forEachHead,

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { Balancer } from "../src/balancer.ts";
-import { parseConfig } from "../src/config.ts";
-import { createLogger, type Logger } from "../src/log.ts";
+import { Balancer } from "../src/server/balancer.ts";
+import { parseConfig } from "../src/config/config.ts";
+import { createLogger, type Logger } from "../src/observe/log.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { type Backend, createBackend } from "../src/backend.ts";
-import { createScheduler, type Scheduler } from "../src/scheduler.ts";
+import { type Backend, createBackend } from "../src/upstream/backend.ts";
+import { type Scheduler } from "../src/scheduler/scheduler.ts";
+import { createScheduler } from "../src/scheduler/create.ts";
 
 export function backend(name: string, priority = 0, weight = 1): Backend {
   return createBackend({ hostname: `${name}.test`, port: 80, priority, weight, name });

@@ -5,12 +5,12 @@
  * @module
  */
 import { assert, assertEquals, assertLess, assertMatch } from "@std/assert";
-import { Balancer } from "../src/balancer.ts";
-import { loadConfig } from "../src/config.ts";
-import { startDemoBackend } from "../src/demo/backends.ts";
+import { Balancer } from "../src/server/balancer.ts";
+import { loadConfig } from "../src/config/config.ts";
+import { startDemoBackend } from "../src/cli/demo/backends.ts";
 import { delay, RawClient, type RawResponse } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/observe/log.ts";
 
 const FIELDS = [
   "time",

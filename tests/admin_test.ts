@@ -6,15 +6,15 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { Metrics } from "../src/admin/metrics.ts";
-import { expectedShares } from "../src/scheduler.ts";
+import { expectedShares } from "../src/scheduler/create.ts";
 import type { Status } from "../src/admin/status.ts";
 import { TextFormat } from "../src/admin/_text_format.ts";
-import { createBackend } from "../src/backend.ts";
-import { Balancer } from "../src/balancer.ts";
-import { loadConfig } from "../src/config.ts";
-import { startDnsServer } from "../src/demo/dns_server.ts";
-import type { ExchangeRecord } from "../src/context.ts";
-import { createLogger } from "../src/log.ts";
+import { createBackend } from "../src/upstream/backend.ts";
+import { Balancer } from "../src/server/balancer.ts";
+import { loadConfig } from "../src/config/config.ts";
+import { startDnsServer } from "../src/cli/demo/dns_server.ts";
+import type { ExchangeRecord } from "../src/proxy/context.ts";
+import { createLogger } from "../src/observe/log.ts";
 import { delay, keepAliveBackend, RawClient } from "./_http.ts";
 
 const CI = Deno.env.get("CI") === "true";

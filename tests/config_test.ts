@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
-import { ConfigError, DEFAULTS, parseConfig } from "../src/config.ts";
+import { ConfigError, DEFAULTS, parseConfig } from "../src/config/config.ts";
 
 const MINIMAL = `listen:
   http: 127.0.0.1:8080

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertGreater, assertRejects } from "@std/assert";
-import { resolveSrv, SrvWatcher, type SrvWatcherState } from "../src/discovery/srv.ts";
-import type { Backend } from "../src/backend.ts";
+import { resolveSrv, SrvWatcher, type SrvWatcherState } from "../src/upstream/discovery/srv.ts";
+import type { Backend } from "../src/upstream/backend.ts";
 import { type Dnsmasq, type DnsmasqRecords, type SrvRecordSpec, startDnsmasq } from "./_dnsmasq.ts";
 
 const NAME = "_http._tcp.app.test";

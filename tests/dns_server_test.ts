@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { type DemoDnsRecords, startDnsServer } from "../src/demo/dns_server.ts";
-import { resolveSrv, SrvWatcher } from "../src/discovery/srv.ts";
-import type { Backend } from "../src/backend.ts";
+import { type DemoDnsRecords, startDnsServer } from "../src/cli/demo/dns_server.ts";
+import { resolveSrv, SrvWatcher } from "../src/upstream/discovery/srv.ts";
+import type { Backend } from "../src/upstream/backend.ts";
 
 const NAME = "_http._tcp.app.test";
 const SEED: DemoDnsRecords = {

@@ -6,7 +6,7 @@ import {
   forwardRequestHead,
   forwardResponseHead,
   type ResponseInfo,
-} from "../src/headers.ts";
+} from "../src/proxy/forwarded.ts";
 
 const NONE: Framing = { kind: "none", length: 0 };
 

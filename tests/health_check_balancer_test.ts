@@ -3,8 +3,8 @@
  * updates (issue #6).
  */
 import { assert, assertEquals, assertLess, assertMatch } from "@std/assert";
-import { Balancer } from "../src/balancer.ts";
-import { parseConfig } from "../src/config.ts";
+import { Balancer } from "../src/server/balancer.ts";
+import { parseConfig } from "../src/config/config.ts";
 import {
   captureLogger,
   delay,

@@ -4,10 +4,10 @@
  * ejection, and the balancer following `health:` through start, traffic and reload.
  */
 import { assert, assertEquals, assertGreater, assertLess, assertMatch } from "@std/assert";
-import { type Backend, createBackend } from "../src/backend.ts";
-import { parseConfig } from "../src/config.ts";
-import { PassiveHealth } from "../src/health.ts";
-import { HealthChecker, probe } from "../src/health_check.ts";
+import { type Backend, createBackend } from "../src/upstream/backend.ts";
+import { parseConfig } from "../src/config/config.ts";
+import { PassiveHealth } from "../src/upstream/health/passive.ts";
+import { HealthChecker, probe } from "../src/upstream/health/active.ts";
 import { delay, freePort, rawServer, writeAllText } from "./_http.ts";
 
 import { type HealthBackend, healthBackend, until } from "./_health.ts";

@@ -1,5 +1,5 @@
 import { assertEquals } from "@std/assert";
-import { normalizeHost, Router } from "../src/router.ts";
+import { normalizeHost, Router } from "../src/proxy/router.ts";
 
 function router(...routes: [host: string | undefined, path: string | undefined, name: string][]) {
   const r = new Router<string>();

@@ -1,6 +1,7 @@
 import { assert, assertEquals } from "@std/assert";
-import type { Backend } from "../src/backend.ts";
-import { createScheduler, type Scheduler } from "../src/scheduler.ts";
+import type { Backend } from "../src/upstream/backend.ts";
+import { type Scheduler } from "../src/scheduler/scheduler.ts";
+import { createScheduler } from "../src/scheduler/create.ts";
 import { backend, picks, random, seed } from "./_scheduler.ts";
 
 // ----------------------------------------------------------- least_conn mode

@@ -4,8 +4,9 @@
  */
 import { assert, assertEquals, assertLess } from "@std/assert";
 import { backend, seed } from "./_scheduler.ts";
-import { type Backend } from "../src/backend.ts";
-import { createScheduler, type Scheduler, SCHEDULER_MODES } from "../src/scheduler.ts";
+import { type Backend } from "../src/upstream/backend.ts";
+import { type Scheduler, SCHEDULER_MODES } from "../src/scheduler/scheduler.ts";
+import { createScheduler } from "../src/scheduler/create.ts";
 
 function name(b: Backend | undefined): string {
   return b?.name ?? "-";

@@ -10,11 +10,11 @@ import {
   seed,
 } from "./_scheduler.ts";
 import {
-  createScheduler,
   isSchedulerMode,
   SCHEDULER_MODES,
   type SchedulerMode,
-} from "../src/scheduler.ts";
+} from "../src/scheduler/scheduler.ts";
+import { createScheduler } from "../src/scheduler/create.ts";
 
 // ------------------------------------------------- cases shared by every mode
 

@@ -1,7 +1,7 @@
 import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
-import { createBackend } from "../src/backend.ts";
-import type { SchedulerMode } from "../src/scheduler.ts";
-import { formatSimulation, parseSrvSpec, simulate } from "../src/simulate.ts";
+import { createBackend } from "../src/upstream/backend.ts";
+import type { SchedulerMode } from "../src/scheduler/scheduler.ts";
+import { formatSimulation, parseSrvSpec, simulate } from "../src/cli/simulate.ts";
 
 const SEED = "b1:0:30,b2:0:20,b3:10:40";
 

@@ -6,9 +6,9 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { Balancer, StartError } from "../src/balancer.ts";
-import { ConfigError, parseConfig } from "../src/config.ts";
-import { startDnsServer } from "../src/demo/dns_server.ts";
+import { Balancer, StartError } from "../src/server/balancer.ts";
+import { ConfigError, parseConfig } from "../src/config/config.ts";
+import { startDnsServer } from "../src/cli/demo/dns_server.ts";
 import { installCert, type IssuedCert, makeCa, servedSerial, tlsBackend } from "./_certs.ts";
 import {
   captureLogger,

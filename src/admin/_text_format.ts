@@ -21,11 +21,12 @@ const ESCAPES: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n" 
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { TextFormat } from "./_text_format.ts";
  * const out = new TextFormat();
  * out.family("demo_up", "gauge", "Whether it is up.");
  * out.sample("demo_up", { job: "a\"b" }, 1);
- * console.assert(out.toString().endsWith('demo_up{job="a\\"b"} 1\n'));
+ * assert(out.toString().endsWith('demo_up{job="a\\"b"} 1\n'));
  * ```
  */
 export class TextFormat {

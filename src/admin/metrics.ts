@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ExchangeRecord } from "../context.ts";
+import type { ExchangeRecord } from "../proxy/context.ts";
 
 /** Upper bounds of the latency histogram buckets, in seconds (`+Inf` is implied). */
 export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
@@ -94,13 +94,14 @@ export interface MetricsSnapshot {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { Metrics } from "./metrics.ts";
  * const m = new Metrics();
  * m.observe({
  *   time: Date.now(), client: "127.0.0.1", method: "GET", host: "app.test", path: "/",
  *   status: 200, bytesIn: 0, bytesOut: 120, duration: 2.5, route: "app", backend: "127.0.0.1:9001",
  * });
- * console.assert(m.requests === 1 && m.route("app")!.codes("127.0.0.1:9001")[2] === 1);
+ * assert(m.requests === 1 && m.route("app")!.codes("127.0.0.1:9001")[2] === 1);
  * ```
  */
 export class Metrics {

@@ -5,12 +5,12 @@
  * @module
  */
 import denoJson from "../../deno.json" with { type: "json" };
-import type { Backend } from "../backend.ts";
-import type { Balancer } from "../balancer.ts";
-import type { RouteConfig } from "../config.ts";
-import type { Scheduler } from "../scheduler.ts";
-import { EXHAUSTION_CODES } from "../exhaustion.ts";
-import { LATENCY_BUCKETS, STATUS_CLASSES } from "./metrics.ts";
+import type { Backend } from "../upstream/backend.ts";
+import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
+import type { Config, RouteConfig } from "../config/config.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
+import { EXHAUSTION_CODES } from "../observe/exhaustion.ts";
+import { LATENCY_BUCKETS, type Metrics, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
 
 /** What the exporters read of a route: its name, host and path, mode and backends. */
@@ -24,16 +24,28 @@ export interface RouteView {
 }
 
 /** What the exporters read from a running balancer (or from it and its workers, summed). */
-export type AdminSource =
-  & Pick<Balancer, "config" | "srvStates" | "reloads" | "started" | "metrics">
-  & {
-    /** Routes in config order. */
-    readonly routes: readonly RouteView[];
-    /** Connection pools, each with the id of its backend. */
-    readonly pools: ReadonlyMap<string, PoolTotals & { readonly backend: { readonly id: string } }>;
-    /** Resource exhaustion counts by error code. */
-    readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
+export type AdminSource = {
+  /** The configuration in force. */
+  readonly config: Config;
+  /** The state of each SRV name's watcher, by name. */
+  srvStates(): Map<string, SrvWatcherState>;
+  /** Reloads that worked and that failed, and the last one's outcome. */
+  readonly reloads: {
+    readonly ok: number;
+    readonly failed: number;
+    readonly last?: { ok: boolean; error?: string; time: number };
   };
+  /** Epoch ms the balancer started. */
+  readonly started: number;
+  /** Request counters and histograms. */
+  readonly metrics: Metrics;
+  /** Routes in config order. */
+  readonly routes: readonly RouteView[];
+  /** Connection pools, each with the id of its backend. */
+  readonly pools: ReadonlyMap<string, PoolTotals & { readonly backend: { readonly id: string } }>;
+  /** Resource exhaustion counts by error code. */
+  readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
+};
 
 const LE = LATENCY_BUCKETS.map(String).concat("+Inf");
 

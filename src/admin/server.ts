@@ -4,11 +4,10 @@
  *
  * @module
  */
-import type { HostPort } from "../address.ts";
-import type { Balancer } from "../balancer.ts";
+import type { HostPort } from "../config/address.ts";
 import { sleep } from "../_sleep.ts";
-import { exhaustionHint } from "../exhaustion.ts";
-import { addrKey, EXHAUSTED_PAUSE } from "../listener.ts";
+import { exhaustionHint } from "../observe/exhaustion.ts";
+import { addrKey, EXHAUSTED_PAUSE } from "../server/listener.ts";
 import { combined, type WorkerStats } from "./combined.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { type AdminSource, renderMetrics } from "./prometheus.ts";
@@ -28,6 +27,19 @@ export type AdminHandler = (
   req: Request,
   url: URL,
 ) => Response | undefined | Promise<Response | undefined>;
+
+/**
+ * What the admin listener needs of a running balancer: what it reports, where it
+ * logs, and a way to reload. The balancer satisfies it; admin never imports it.
+ */
+export interface AdminTarget extends AdminSource {
+  /** Where admin's own errors go. */
+  readonly log: { error(message: string): void };
+  /** Where running out of descriptors on the admin listener is reported. */
+  readonly exhaustion: AdminSource["exhaustion"] & { report(where: string, e: unknown): void };
+  /** Re-reads the config file and applies it. */
+  reloadFromFile(): Promise<{ ok: boolean; error?: string }>;
+}
 
 /** Options for {@linkcode startAdmin}. */
 export interface AdminOptions {
@@ -59,7 +71,11 @@ const NO_STORE = { "cache-control": "no-store" };
  * await admin.close();
  * ```
  */
-export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions = {}): AdminServer {
+export function startAdmin(
+  lb: AdminTarget,
+  addr: HostPort,
+  options: AdminOptions = {},
+): AdminServer {
   const ac = new AbortController();
   const others = options.others;
   // what /metrics and /status report: this balancer, plus the other workers' counters
@@ -114,7 +130,7 @@ export function startAdmin(lb: Balancer, addr: HostPort, options: AdminOptions =
 }
 
 async function route(
-  lb: Balancer,
+  lb: AdminTarget,
   source: () => Promise<AdminSource>,
   req: Request,
   path: string,
@@ -149,8 +165,9 @@ async function route(
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { notAllowed } from "./server.ts";
- * console.assert(notAllowed("POST").headers.get("allow") === "POST");
+ * assert(notAllowed("POST").headers.get("allow") === "POST");
  * ```
  */
 export function notAllowed(allow: string): Response {

@@ -5,7 +5,8 @@
  * @module
  */
 import denoJson from "../../deno.json" with { type: "json" };
-import { expectedShares, type SchedulerMode } from "../scheduler.ts";
+import { type SchedulerMode } from "../scheduler/scheduler.ts";
+import { expectedShares } from "../scheduler/create.ts";
 import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
 import { type AdminSource, poolTotals, prepareSeries } from "./prometheus.ts";
 

@@ -4,8 +4,8 @@
  * @module
  */
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "./_yaml.ts";
-import { parseDuration } from "../duration.ts";
-import { type HostPort, parseHostPort } from "../address.ts";
+import { parseDuration } from "./duration.ts";
+import { type HostPort, parseHostPort } from "./address.ts";
 
 /** Reads typed values out of YAML nodes, collecting positioned errors. */
 export class Source {

@@ -30,10 +30,11 @@ const DIGITS_REGEXP = /^[0-9]{1,15}$/;
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { parseRequestHead } from "./parse.ts";
  * import { requestFraming } from "./body.ts";
  * const h = parseRequestHead("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n");
- * console.assert(requestFraming(h).length === 5);
+ * assert(requestFraming(h).length === 5);
  * ```
  * @throws {HttpError} 400 for ambiguous or malformed framing, 501 for an unknown coding.
  */
@@ -138,13 +139,14 @@ for (let c = 0; c < 6; c++) HEX[65 + c] = HEX[97 + c] = 10 + c;
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { ChunkedParser, CHUNKS_DONE } from "./body.ts";
  * const p = new ChunkedParser(400);
  * const b = new TextEncoder().encode("3\r\nabc\r\n0\r\n\r\n");
  * let pos = p.framing(b, 0, b.length); // reads "3\r\n"
  * pos += p.remaining; p.dataDone(); // skips "abc"
  * pos = p.framing(b, pos, b.length);
- * console.assert(p.state === CHUNKS_DONE && pos === b.length);
+ * assert(p.state === CHUNKS_DONE && pos === b.length);
  * ```
  */
 export class ChunkedParser {

@@ -74,10 +74,11 @@ const EMPTY = new Uint8Array(0);
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { CONTENT_LENGTH, fieldId, OTHER } from "./fields.ts";
  * const name = new TextEncoder().encode("Content-LENGTH");
- * console.assert(fieldId(name, 0, name.length) === CONTENT_LENGTH);
- * console.assert(fieldId(name, 0, 7) === OTHER);
+ * assert(fieldId(name, 0, name.length) === CONTENT_LENGTH);
+ * assert(fieldId(name, 0, 7) === OTHER);
  * ```
  */
 export function fieldId(buf: Uint8Array, start: number, end: number): number {
@@ -101,8 +102,9 @@ function caselessIs(buf: Uint8Array, start: number, end: number, lower: Uint8Arr
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { knownName, TE } from "./fields.ts";
- * console.assert(knownName(TE) === "te");
+ * assert(knownName(TE) === "te");
  * ```
  */
 export function knownName(id: number): string {
@@ -114,8 +116,9 @@ export function knownName(id: number): string {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { octets } from "./fields.ts";
- * console.assert(octets("A\xe9").join() === "65,233");
+ * assert(octets("A\xe9").join() === "65,233");
  * ```
  */
 export function octets(text: string): Uint8Array {
@@ -127,8 +130,9 @@ export function octets(text: string): Uint8Array {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { latin1 } from "./fields.ts";
- * console.assert(latin1(new Uint8Array([0x41, 0xe9]), 0, 2) === "A\xe9");
+ * assert(latin1(new Uint8Array([0x41, 0xe9]), 0, 2) === "A\xe9");
  * ```
  */
 export function latin1(buf: Uint8Array, start: number, end: number): string {
@@ -154,10 +158,11 @@ export function latin1(buf: Uint8Array, start: number, end: number): string {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { parseRequestHead } from "./parse.ts";
  * import { HOST } from "./fields.ts";
  * const h = parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n");
- * console.assert(h.count === 2 && h.valueOf(HOST) === "a" && h.rawName(1) === "X-A");
+ * assert(h.count === 2 && h.valueOf(HOST) === "a" && h.rawName(1) === "X-A");
  * ```
  */
 export class Fields {
@@ -343,10 +348,11 @@ export class Fields {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { keepsAlive } from "./fields.ts";
  * import { parseRequestHead } from "./parse.ts";
- * console.assert(keepsAlive(parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\n\r\n")));
- * console.assert(!keepsAlive(parseRequestHead("GET / HTTP/1.0\r\n\r\n")));
+ * assert(keepsAlive(parseRequestHead("GET / HTTP/1.1\r\nHost: a\r\n\r\n")));
+ * assert(!keepsAlive(parseRequestHead("GET / HTTP/1.0\r\n\r\n")));
  * ```
  */
 export function keepsAlive(head: Fields & { minor: 0 | 1 }): boolean {

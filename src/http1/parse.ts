@@ -72,10 +72,11 @@ export class ResponseHead extends Fields {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { parseRequest, RequestHead } from "./parse.ts";
  * const bytes = new TextEncoder().encode("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
  * const head = parseRequest(new RequestHead(), bytes, 0, bytes.length);
- * console.assert(head.target === "/x" && head.count === 1);
+ * assert(head.target === "/x" && head.count === 1);
  * ```
  * @throws {HttpError} 400 on malformed syntax, 414 on a request line over
  * `maxLine`, 505 on an unsupported version.
@@ -119,10 +120,11 @@ export function parseRequest(
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { parseResponse, ResponseHead } from "./parse.ts";
  * const bytes = new TextEncoder().encode("HTTP/1.1 404 Not Found\r\nX: 1\r\n\r\n");
  * const head = parseResponse(new ResponseHead(), bytes, 0, bytes.length);
- * console.assert(head.status === 404 && head.reason === "Not Found");
+ * assert(head.status === 404 && head.reason === "Not Found");
  * ```
  * @throws {HttpError} 502 on anything malformed.
  */
@@ -153,9 +155,10 @@ export function parseResponse(
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { parseRequestHead } from "./parse.ts";
  * const h = parseRequestHead("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
- * console.assert(h.method === "GET" && h.values[0] === "x");
+ * assert(h.method === "GET" && h.values[0] === "x");
  * ```
  * @throws {HttpError} as {@linkcode parseRequest}.
  */
@@ -169,9 +172,10 @@ export function parseRequestHead(text: string, maxLine = 8192): RequestHead {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { parseResponseHead } from "./parse.ts";
  * const h = parseResponseHead("HTTP/1.1 204 No Content\r\n\r\n");
- * console.assert(h.status === 204 && h.reason === "No Content");
+ * assert(h.status === 204 && h.reason === "No Content");
  * ```
  * @throws {HttpError} 502 on anything malformed.
  */

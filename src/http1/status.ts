@@ -40,9 +40,10 @@ export interface SimpleResponseOptions {
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { simpleResponse } from "./status.ts";
  * const r = simpleResponse(503, "no healthy backend for route app", { close: true });
- * console.assert(r.startsWith("HTTP/1.1 503 Service Unavailable\r\n"));
+ * assert(r.startsWith("HTTP/1.1 503 Service Unavailable\r\n"));
  * ```
  */
 export function simpleResponse(

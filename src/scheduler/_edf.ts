@@ -18,7 +18,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 import { Rotation } from "./_rotation.ts";
 
 /** Where an {@linkcode Entry} currently lives. */
@@ -92,7 +92,7 @@ function before(a: Entry, b: Entry): boolean {
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { createEntry, EdfGroup } from "./_edf.ts";
  *
  * const g = new EdfGroup(0);

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 
 /** One backend's place in a {@linkcode LoadHeap}. */
 export interface LoadEntry {
@@ -45,7 +45,7 @@ function before(a: LoadEntry, b: LoadEntry): boolean {
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { createLoadEntry, LoadHeap } from "./_load_heap.ts";
  *
  * const a = createLoadEntry(createBackend({ hostname: "a", port: 1 }), 0);

@@ -5,15 +5,16 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 
 /**
  * The parked entries of one scheduler.
  *
  * @example
  * ```ts
+ * import { assert } from "@std/assert";
  * import { ParkedList } from "./_parked.ts";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * const back: string[] = [];
  * const parked = new ParkedList<{ backend: ReturnType<typeof createBackend> }>((e) =>
  *   back.push(e.backend.id)
@@ -24,7 +25,7 @@ import type { Backend } from "../backend.ts";
  * parked.reviveOne(); // still unhealthy: stays
  * b.healthy = true;
  * parked.reviveOne();
- * console.assert(back[0] === "127.0.0.1:9001" && parked.length === 0);
+ * assert(back[0] === "127.0.0.1:9001" && parked.length === 0);
  * ```
  */
 export class ParkedList<E extends { backend: Backend }> {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 import { skipped } from "./_skip.ts";
 
 /**
@@ -13,7 +13,7 @@ import { skipped } from "./_skip.ts";
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { Rotation } from "./_rotation.ts";
  *
  * const a = createBackend({ hostname: "a", port: 1 });

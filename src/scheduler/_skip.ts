@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 
 /**
  * Tells whether `backend` is one of `skip`, by id (a re-lookup between two
@@ -11,10 +11,11 @@ import type { Backend } from "../backend.ts";
  *
  * @example
  * ```ts
- * import { createBackend } from "../backend.ts";
+ * import { assert } from "@std/assert";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { skipped } from "./_skip.ts";
  * const a = createBackend({ hostname: "127.0.0.1", port: 9001 });
- * console.assert(skipped({ ...a }, [a]) && !skipped(a, undefined));
+ * assert(skipped({ ...a }, [a]) && !skipped(a, undefined));
  * ```
  *
  * @param backend The candidate.

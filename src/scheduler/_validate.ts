@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 
 /**
  * Checks weights and priorities and drops later duplicates of an id.
@@ -11,7 +11,7 @@ import type { Backend } from "../backend.ts";
  * @example
  * ```ts
  * import { assertEquals, assertThrows } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { uniqueBackends } from "./_validate.ts";
  *
  * const a = createBackend({ hostname: "a", port: 1 });

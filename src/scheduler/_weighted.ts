@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../upstream/backend.ts";
 import { createEntry, EdfGroup, type Entry, gcd, reweigh } from "./_edf.ts";
 import { ParkedList } from "./_parked.ts";
 import { Rotation } from "./_rotation.ts";

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import type { Scheduler } from "../scheduler.ts";
+import type { Backend } from "../upstream/backend.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { createLoadEntry, type LoadEntry, LoadHeap } from "./_load_heap.ts";
 import { ParkedList } from "./_parked.ts";
 import { skipped } from "./_skip.ts";
@@ -47,7 +47,7 @@ import { uniqueBackends } from "./_validate.ts";
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { LeastConnScheduler } from "./least_conn.ts";
  *
  * const b1 = createBackend({ hostname: "b1", port: 80 });

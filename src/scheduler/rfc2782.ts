@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import type { Scheduler } from "../scheduler.ts";
+import type { Backend } from "../upstream/backend.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { WeightedScheduler } from "./_weighted.ts";
 
 /**
@@ -27,7 +27,7 @@ import { WeightedScheduler } from "./_weighted.ts";
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { Rfc2782Scheduler } from "./rfc2782.ts";
  *
  * const b1 = createBackend({ hostname: "b1", port: 80, priority: 0, weight: 30 });

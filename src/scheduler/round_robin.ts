@@ -3,8 +3,8 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import type { Scheduler } from "../scheduler.ts";
+import type { Backend } from "../upstream/backend.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { Rotation } from "./_rotation.ts";
 import { uniqueBackends } from "./_validate.ts";
 
@@ -17,7 +17,7 @@ import { uniqueBackends } from "./_validate.ts";
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { RoundRobinScheduler } from "./round_robin.ts";
  *
  * const s = new RoundRobinScheduler([

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import type { Scheduler } from "../scheduler.ts";
+import type { Backend } from "../upstream/backend.ts";
+import type { Scheduler } from "./scheduler.ts";
 import type { EdfGroup } from "./_edf.ts";
 import { WeightedScheduler } from "./_weighted.ts";
 
@@ -25,7 +25,7 @@ import { WeightedScheduler } from "./_weighted.ts";
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * import { createBackend } from "../backend.ts";
+ * import { createBackend } from "../upstream/backend.ts";
  * import { SrvScheduler } from "./srv.ts";
  *
  * const s = new SrvScheduler([

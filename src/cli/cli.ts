@@ -1,0 +1,264 @@
+/**
+ * The command line: `run`, `validate`, `simulate`, `demo`, `--help`, `--version`.
+ * The only module that prints for the user and decides exit codes.
+ *
+ * @module
+ */
+// deno-lint-ignore-file no-console
+import { parseArgs } from "node:util";
+import denoJson from "../../deno.json" with { type: "json" };
+import { Balancer } from "../server/balancer.ts";
+import { createLogger } from "../observe/log.ts";
+import { openFilesWarning } from "../observe/exhaustion.ts";
+import { loadTls } from "../server/tls_files.ts";
+import { loadUpstreamTls } from "../upstream/tls.ts";
+import { startWorkers, type WorkerGroup } from "../server/workers.ts";
+import { waitForSignal } from "../server/signals.ts";
+import { type Config, ConfigError, loadConfig } from "../config/config.ts";
+import { staticBackends } from "../upstream/discovery/static.ts";
+import { resolveSrv } from "../upstream/discovery/srv.ts";
+import { runDemo } from "./demo/demo.ts";
+import { isSchedulerMode, type SchedulerMode } from "../scheduler/scheduler.ts";
+import { formatSimulation, parseSrvSpec, simulate } from "./simulate.ts";
+
+/** The version in deno.json. */
+export const VERSION: string = denoJson.version;
+
+const USAGE: Record<string, string> = {
+  main: `unload ${VERSION}: an HTTP/1.1 load balancer with DNS SRV discovery
+
+Usage:
+  unload run --config unload.yaml       serve (the default command)
+  unload validate --config unload.yaml  check a config file (exit 2 on error)
+  unload simulate --srv SPEC [-n 9]     print the pick order for a backend table
+  unload demo                           embedded DNS + 3 backends + the balancer
+  unload --help | --version
+
+Run "unload COMMAND --help" for a command's options.
+Serving needs only: deno run --allow-net --allow-read main.ts ...`,
+  run: `Usage: unload run --config FILE
+
+Serves the routes in FILE until SIGINT/SIGTERM (graceful: in-flight requests finish).
+
+Example:
+  deno run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run \\
+    --config examples/unload.yaml
+(the V8 flag keeps idle memory low; compiled binaries carry it)`,
+  validate: `Usage: unload validate --config FILE
+
+Checks FILE and prints "FILE: ok", or one "FILE:LINE: path: message" per problem
+and exits 2.
+
+Example:
+  deno run --allow-read main.ts validate --config examples/unload.yaml`,
+  simulate: `Usage: unload simulate (--srv SPEC | --config FILE [--route NAME]) [--mode MODE] [-n N]
+
+Prints the order in which backends are picked, and each one's share.
+  --srv SPEC    target:priority:weight entries, comma-separated
+  --config FILE take the table from a route of FILE (SRV routes are looked up)
+  --route NAME  which route (default: the first)
+  --mode MODE   srv | rfc2782 | round_robin | least_conn (default: srv, or the route's)
+  -n N          picks to simulate (default: 18)
+
+Example:
+  unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9`,
+  demo: `Usage: unload demo [--listen ADDR] [--admin ADDR] [--traffic]
+
+Starts an embedded SRV DNS server, three demo backends (b1 p0 w30, b2 p0 w20,
+b3 p10 w40), the balancer and its admin listener with the live dashboard.
+  --listen ADDR  the balancer (default 127.0.0.1:8080)
+  --admin ADDR   dashboard, /metrics, /status and demo controls (default 127.0.0.1:9090)
+  --traffic      send a little built-in traffic so the dashboard moves
+
+Example:
+  npx -y deno@2.9.6 task start`,
+};
+
+/**
+ * Runs the CLI with `args`.
+ *
+ * @returns the process exit code.
+ */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: "string", short: "c" },
+        route: { type: "string" },
+        srv: { type: "string" },
+        mode: { type: "string" },
+        n: { type: "string", short: "n" },
+        listen: { type: "string" },
+        admin: { type: "string" },
+        traffic: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (e) {
+    console.error(`unload: ${(e as Error).message}\n\n${USAGE.main}`);
+    return 2;
+  }
+  const { values: flags, positionals } = parsed;
+  const command = positionals[0] ?? (flags.config ? "run" : undefined);
+  if (flags.version) {
+    console.log(`unload ${VERSION}`);
+    return 0;
+  }
+  if (flags.help || command === undefined) {
+    console.log(USAGE[command ?? "main"] ?? USAGE.main);
+    return command === undefined && !flags.help ? 2 : 0;
+  }
+  switch (command) {
+    case "run":
+      return await run(flags.config);
+    case "validate":
+      return await validate(flags.config);
+    case "simulate":
+      return await simulateCommand(flags);
+    case "demo":
+      return await runDemo({
+        listen: flags.listen ?? "127.0.0.1:8080",
+        admin: flags.admin,
+        traffic: flags.traffic ?? false,
+      });
+    default:
+      console.error(`unload: unknown command "${command}"\n\n${USAGE.main}`);
+      return 2;
+  }
+}
+
+async function readConfig(file: string | undefined): Promise<Config | number> {
+  if (file === undefined) {
+    console.error("unload: --config FILE is required");
+    return 2;
+  }
+  try {
+    return await loadConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+async function validate(file: string | undefined): Promise<number> {
+  const config = await readConfig(file);
+  if (typeof config === "number") return config;
+  // the files the config names must be usable too: what `run` would refuse at start
+  const problems: string[] = [];
+  const check = (p: Promise<unknown>) => p.catch((e) => problems.push((e as Error).message));
+  if (config.tls && config.listen.https) await check(loadTls(config.tls));
+  for (const r of config.routes) {
+    if (r.tls) await check(loadUpstreamTls({ name: r.name, ...r.tls }));
+  }
+  if (problems.length > 0) {
+    for (const p of problems) console.error(`${file}: ${p}`);
+    return 2;
+  }
+  console.log(`${file}: ok (${config.routes.length} routes)`);
+  return 0;
+}
+
+async function run(file: string | undefined): Promise<number> {
+  const config = await readConfig(file);
+  if (typeof config === "number") return config;
+  const shared = config.workers > 1; // parseConfig refused port 0 for these
+  let lb: Balancer | undefined;
+  let workers: WorkerGroup | undefined;
+  // Signal handlers first: once the port accepts, SIGTERM and SIGHUP are handled (and
+  // registering one needs a descriptor, which a busy balancer may not have later).
+  const stop = waitForSignal(["SIGINT", "SIGTERM"]);
+  const reload = () => {
+    void lb?.reloadFromFile();
+    void workers?.reload();
+  };
+  Deno.addSignalListener("SIGHUP", reload);
+  try {
+    lb = await Balancer.start(
+      config,
+      shared
+        ? {
+          reusePort: "first",
+          logger: createLogger({ access: config.log.access, worker: 0 }),
+          workerStats: async () => await workers?.stats() ?? [],
+        }
+        : {},
+    );
+  } catch (e) {
+    console.error(`unload: cannot start: ${(e as Error).message}`);
+    return 2;
+  }
+  if (shared) {
+    try {
+      workers = await startWorkers(config.workers - 1, config.file);
+    } catch (e) {
+      await lb.close();
+      console.error(`unload: cannot start: ${(e as Error).message}`);
+      return 2;
+    }
+  }
+  // One broken exchange must never take the whole balancer down.
+  const log = lb.log;
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
+  });
+  const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
+  const threads = shared ? ` with ${config.workers} workers` : "";
+  lb.log.info(
+    `unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}${threads}`,
+  );
+  const lowFiles = openFilesWarning();
+  if (lowFiles !== undefined) lb.log.warn(lowFiles);
+  await stop;
+  Deno.removeSignalListener("SIGHUP", reload);
+  lb.log.info("shutting down: finishing in-flight requests");
+  await Promise.all([lb.close(), workers?.close()]);
+  return 0;
+}
+
+async function simulateCommand(flags: Record<string, string | boolean | undefined>) {
+  const mode = flags.mode as string | undefined;
+  if (mode !== undefined && !isSchedulerMode(mode)) {
+    console.error(`unload simulate: --mode must be srv, rfc2782, round_robin or least_conn`);
+    return 2;
+  }
+  const n = flags.n === undefined ? undefined : Number(flags.n);
+  if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 1_000_000)) {
+    console.error(`unload simulate: -n must be an integer 1..1000000: received "${flags.n}"`);
+    return 2;
+  }
+  let backends;
+  let routeMode: SchedulerMode = "srv";
+  try {
+    if (typeof flags.srv === "string") backends = parseSrvSpec(flags.srv);
+    else {
+      const config = await readConfig(flags.config as string | undefined);
+      if (typeof config === "number") return config;
+      const route = flags.route === undefined
+        ? config.routes[0]
+        : config.routes.find((r) => r.name === flags.route);
+      if (route === undefined) {
+        console.error(`unload simulate: no route named "${flags.route}" in ${config.file}`);
+        return 2;
+      }
+      routeMode = route.scheduler;
+      const ns = config.dns.nameserver;
+      backends = route.backends ? staticBackends(route.backends) : await resolveSrv(route.srv!, {
+        ...(ns ? { nameServer: { ipAddr: ns.hostname, port: ns.port } } : {}),
+      });
+    }
+  } catch (e) {
+    console.error(`unload simulate: ${(e as Error).message}`);
+    return 2;
+  }
+  const result = simulate(backends, { mode: (mode as SchedulerMode) ?? routeMode, n });
+  console.log(formatSimulation(result));
+  return 0;
+}

@@ -1,0 +1,340 @@
+/**
+ * The configuration file (see DESIGN.md "Config"): parsed strictly, every error
+ * reported as `file:line: path: message`, defaults filled in.
+ *
+ * @module
+ */
+import { isSeq, type Node } from "./_yaml.ts";
+import type { HostPort } from "./address.ts";
+import { join, Source } from "./_source.ts";
+import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
+import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
+import { isProbePath } from "../upstream/health/active.ts";
+import { DEFAULTS, type Health, type Limits, type Timeouts } from "./defaults.ts";
+
+export { DEFAULTS, type Health, type Limits, type Timeouts };
+
+/** One route. */
+export interface RouteConfig {
+  /** Unique route name (letters, digits, `. _ -`); `route<i>` when not given. */
+  name: string;
+  /** Lower-cased exact host or `*.example.com` wildcard. @default {any host} */
+  host?: string;
+  /** URI path prefix; the longest matching prefix wins. @default {"/"} */
+  path: string;
+  /** DNS SRV name the backends are discovered from (exclusive with `backends`). */
+  srv?: string;
+  /** Static backends (exclusive with `srv`). */
+  backends?: StaticBackendEntry[];
+  /** How this route picks a backend. @default {the top-level `scheduler`} */
+  scheduler: SchedulerMode;
+  /** Present when `tls: true`: backends are reached over TLS. */
+  tls?: { ca?: string; server_name?: string };
+}
+
+/** A validated configuration with defaults applied. */
+export interface Config {
+  /** Path of the file it was read from (re-read on reload). */
+  file: string;
+  /** Addresses to serve plain HTTP and HTTPS on; at least one is set. */
+  listen: { http?: HostPort; https?: HostPort };
+  /**
+   * Certificate and key PEM files for `listen.https`; `redirect_http` answers plain
+   * HTTP with 308 to https (default false); `watch` reloads the files when they
+   * change (default true).
+   */
+  tls?: { cert: string; key: string; redirect_http: boolean; watch: boolean };
+  /**
+   * DNS server asked for SRV/A/AAAA (system resolver when absent), and ms between
+   * the end of one lookup and the next per SRV name.
+   * @default {{ refresh: 10000 }}
+   */
+  dns: { nameserver?: HostPort; refresh: number };
+  /** Default scheduler mode for routes that do not set one. @default {"srv"} */
+  scheduler: SchedulerMode;
+  /** Event loops sharing the listening ports (`auto` = one per core). @default {1} */
+  workers: number;
+  /** The routes, in file order; at least one. */
+  routes: RouteConfig[];
+  /** Address of the admin server (`/metrics`, `/status`, dashboard); off when absent. */
+  admin?: { listen: HostPort };
+  /** Timeouts in milliseconds. */
+  timeouts: Timeouts;
+  /** Size and count limits. */
+  limits: Limits;
+  /** Passive and active health checks. */
+  health: Health;
+  /** Other backends tried after a failure that is safe to retry. @default {{ attempts: 1 }} */
+  retry: { attempts: number };
+  /** Access log target: `stdout`, `stderr`, `off` or a file path. @default {{ access: "off" }} */
+  log: { access: string };
+}
+
+/** Thrown for an invalid configuration; `errors` are `file:line: path: message` lines. */
+export class ConfigError extends Error {
+  /** Every problem found, one per line. */
+  readonly errors: string[];
+  /** Wraps the problems found. */
+  constructor(errors: string[]) {
+    super(errors.join("\n"));
+    this.name = "ConfigError";
+    this.errors = errors;
+  }
+}
+
+const TOP_KEYS = [
+  "listen",
+  "tls",
+  "dns",
+  "scheduler",
+  "workers",
+  "routes",
+  "admin",
+  "timeouts",
+  "limits",
+  "health",
+  "retry",
+  "log",
+] as const;
+const ROUTE_KEYS = [
+  "name",
+  "host",
+  "path",
+  "srv",
+  "backends",
+  "scheduler",
+  "tls",
+  "ca",
+  "server_name",
+] as const;
+const ROUTE_NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
+const SERVER_NAME_REGEXP = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
+
+/**
+ * Parses and validates a config file's text.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { parseConfig } from "./config.ts";
+ * const c = parseConfig("listen: { http: 127.0.0.1:8080 }\nroutes:\n  - name: app\n    backends: [{ address: 127.0.0.1:9001 }]\n", "unload.yaml");
+ * assert(c.routes[0]!.name === "app" && c.timeouts.connect === 5000);
+ * ```
+ * @throws {ConfigError} listing every problem with its file and line.
+ */
+export function parseConfig(text: string, file: string): Config {
+  const src = new Source(file, text);
+  if (src.errors.length) throw new ConfigError(src.errors);
+  const top = src.map(src.root, "", TOP_KEYS);
+  const listenMap = src.map(top.get("listen"), "listen", ["http", "https"]);
+  const listen: Config["listen"] = {};
+  const http = src.address(listenMap.get("http"), "listen.http");
+  const https = src.address(listenMap.get("https"), "listen.https");
+  if (http) listen.http = http;
+  if (https) listen.https = https;
+  if (!listenMap.get("http") && !listenMap.get("https")) {
+    src.fail(
+      top.get("listen") ?? src.root,
+      "listen",
+      "needs http or https (e.g. http: 127.0.0.1:8080)",
+    );
+  }
+  const config: Config = {
+    file,
+    listen,
+    dns: { refresh: DEFAULTS.dns.refresh },
+    scheduler: src.choice(top.get("scheduler"), "scheduler", SCHEDULER_MODES) ?? "srv",
+    workers: workers(src, top.get("workers")),
+    routes: [],
+    timeouts: { ...DEFAULTS.timeouts },
+    limits: { ...DEFAULTS.limits },
+    health: { ...DEFAULTS.health },
+    retry: { ...DEFAULTS.retry },
+    log: { ...DEFAULTS.log },
+  };
+  if (config.workers > 1) {
+    for (const proto of ["http", "https"] as const) {
+      if (listen[proto]?.port !== 0) continue;
+      src.fail(
+        listenMap.get(proto),
+        `listen.${proto}`,
+        "workers > 1 needs fixed listen ports (not 0)",
+      );
+    }
+  }
+  readTls(src, top.get("tls"), config);
+  if (config.listen.https && !config.tls) {
+    src.fail(listenMap.get("https"), "listen.https", "needs a tls section with cert and key");
+  }
+  const dns = src.map(top.get("dns"), "dns", ["nameserver", "refresh"]);
+  const ns = src.address(dns.get("nameserver"), "dns.nameserver");
+  if (ns) config.dns.nameserver = ns;
+  config.dns.refresh = src.duration(dns.get("refresh"), "dns.refresh") ?? config.dns.refresh;
+  readSection(src, top.get("timeouts"), "timeouts", config.timeouts, (n, p) => src.duration(n, p));
+  readSection(
+    src,
+    top.get("limits"),
+    "limits",
+    config.limits,
+    (n, p, k) => k.startsWith("pool_") ? src.int(n, p, 1, 1_000_000) : src.size(n, p),
+  );
+  const health = src.map(top.get("health"), "health", [
+    "failures",
+    "rise",
+    "backoff",
+    "path",
+    "interval",
+    "timeout",
+  ]);
+  for (const k of ["failures", "rise"] as const) {
+    config.health[k] = src.int(health.get(k), `health.${k}`, 1, 1000) ?? config.health[k];
+  }
+  for (const k of ["backoff", "interval", "timeout"] as const) {
+    config.health[k] = src.duration(health.get(k), `health.${k}`) ?? config.health[k];
+    if (k !== "backoff" && config.health[k] === 0) {
+      src.fail(health.get(k), `health.${k}`, "must be more than 0ms");
+    }
+  }
+  const path = src.string(health.get("path"), "health.path");
+  if (path !== undefined) config.health.path = path;
+  if (path !== undefined && !isProbePath(path)) {
+    src.fail(health.get("path"), "health.path", `must be a path like /healthz: received "${path}"`);
+  }
+  const retry = src.map(top.get("retry"), "retry", ["attempts"]);
+  config.retry.attempts = src.int(retry.get("attempts"), "retry.attempts", 0, 5) ??
+    config.retry.attempts;
+  const log = src.map(top.get("log"), "log", ["access"]);
+  config.log.access = src.string(log.get("access"), "log.access") ?? config.log.access;
+  const admin = src.map(top.get("admin"), "admin", ["listen"]);
+  const adminListen = src.address(admin.get("listen"), "admin.listen");
+  if (adminListen) config.admin = { listen: adminListen };
+  readRoutes(src, top.get("routes"), config);
+  if (src.errors.length) throw new ConfigError(src.errors);
+  return config;
+}
+
+/**
+ * Reads and parses a config file.
+ *
+ * @throws {ConfigError} when the file cannot be read or is invalid.
+ */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new ConfigError([`${file}: cannot read config file: ${(e as Error).message}`]);
+  }
+  return parseConfig(text, file);
+}
+
+function workers(src: Source, node: Node | undefined): number {
+  if (node === undefined) return 1;
+  if ((node as { value?: unknown }).value === "auto") return navigator.hardwareConcurrency || 1;
+  return src.int(node, "workers", 1, 256) ?? 1;
+}
+
+function readTls(src: Source, node: Node | undefined, config: Config): void {
+  const tls = src.map(node, "tls", ["cert", "key", "redirect_http", "watch"]);
+  if (node !== undefined) {
+    const cert = src.string(tls.get("cert"), "tls.cert");
+    const key = src.string(tls.get("key"), "tls.key");
+    if (cert === undefined || key === undefined) src.fail(node, "tls", "needs both cert and key");
+    else {
+      const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
+      const watch = src.bool(tls.get("watch"), "tls.watch") ?? true;
+      config.tls = { cert, key, redirect_http: redirect, watch };
+    }
+  }
+}
+
+function readSection<T extends object>(
+  src: Source,
+  node: Node | undefined,
+  path: string,
+  target: T,
+  read: (n: Node, p: string, key: string) => number | undefined,
+): void {
+  const entries = src.map(node, path, Object.keys(target));
+  for (const [key, value] of entries) {
+    const v = read(value, join(path, key), key);
+    if (v !== undefined) (target as Record<string, number>)[key] = v;
+  }
+}
+
+function readRoutes(src: Source, node: Node | undefined, config: Config): void {
+  if (node === undefined) {
+    src.fail(src.root, "routes", "at least one route is needed");
+    return;
+  }
+  const items = src.seq(node, "routes");
+  if (items.length === 0 && isSeq(node)) src.fail(node, "routes", "at least one route is needed");
+  const names = new Set<string>();
+  items.forEach((item, i) => {
+    const path = `routes[${i}]`;
+    const m = src.map(item, path, ROUTE_KEYS);
+    const name = src.string(m.get("name"), `${path}.name`) ?? `route${i}`;
+    if (!ROUTE_NAME_REGEXP.test(name)) {
+      src.fail(m.get("name"), `${path}.name`, "use letters, digits, . _ -");
+    }
+    if (names.has(name)) src.fail(m.get("name"), `${path}.name`, `duplicate route name "${name}"`);
+    names.add(name);
+    const route: RouteConfig = {
+      name,
+      path: src.string(m.get("path"), `${path}.path`) ?? "/",
+      scheduler: src.choice(m.get("scheduler"), `${path}.scheduler`, SCHEDULER_MODES) ??
+        config.scheduler,
+    };
+    if (!route.path.startsWith("/")) src.fail(m.get("path"), `${path}.path`, 'must start with "/"');
+    const host = src.string(m.get("host"), `${path}.host`);
+    if (host !== undefined) route.host = host.toLowerCase();
+    const srv = src.string(m.get("srv"), `${path}.srv`);
+    if (srv !== undefined) route.srv = srv;
+    if (m.has("backends")) route.backends = readBackends(src, m.get("backends"), path);
+    if ((srv === undefined) === !m.has("backends")) {
+      src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
+    }
+    readUpstreamTls(src, m, path, route);
+    config.routes.push(route);
+  });
+}
+
+function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {
+  const tls = src.bool(m.get("tls"), `${path}.tls`);
+  const ca = src.string(m.get("ca"), `${path}.ca`);
+  const serverName = src.string(m.get("server_name"), `${path}.server_name`);
+  if (serverName !== undefined && !SERVER_NAME_REGEXP.test(serverName)) {
+    src.fail(
+      m.get("server_name"),
+      `${path}.server_name`,
+      `must be a DNS name: received "${serverName}"`,
+    );
+  }
+  if (tls !== true) {
+    for (const k of ["ca", "server_name"] as const) {
+      if (m.has(k)) src.fail(m.get(k), `${path}.${k}`, "only applies with tls: true");
+    }
+    return;
+  }
+  route.tls = {};
+  if (ca !== undefined) route.tls.ca = ca;
+  if (serverName !== undefined) route.tls.server_name = serverName;
+}
+
+function readBackends(src: Source, node: Node | undefined, path: string): StaticBackendEntry[] {
+  return src.seq(node, `${path}.backends`).map((b, j) => {
+    const p = `${path}.backends[${j}]`;
+    const m = src.map(b, p, ["address", "priority", "weight"]);
+    const address = src.address(m.get("address"), `${p}.address`);
+    if (!m.has("address")) src.fail(b, p, "needs an address (host:port)");
+    if (address?.port === 0) src.fail(m.get("address"), `${p}.address`, "port must be 1..65535");
+    const entry: StaticBackendEntry = {
+      address: src.string(m.get("address"), `${p}.address`) ?? "",
+    };
+    const priority = src.int(m.get("priority"), `${p}.priority`, 0, 65535);
+    const weight = src.int(m.get("weight"), `${p}.weight`, 0, 65535);
+    if (priority !== undefined) entry.priority = priority;
+    if (weight !== undefined) entry.weight = weight;
+    return entry;
+  });
+}

@@ -1,0 +1,166 @@
+/**
+ * Running out of file descriptors or local ports: telling it apart from a
+ * peer's failure, and saying so without flooding the log.
+ *
+ * Such an error is this process's own: a backend must not be ejected for it
+ * (every backend would be, one after the other), and an accept loop must not
+ * spin on it (the pending connection stays queued, so `accept` fails again at
+ * once).
+ *
+ * @module
+ */
+
+const HINTS: Readonly<Record<string, string>> = {
+  EMFILE: "the open files limit is reached: raise it (ulimit -n, systemd LimitNOFILE=)",
+  ENFILE: "the system-wide open files limit is reached (fs.file-max)",
+  EADDRNOTAVAIL: "no local port is left for a new connection (net.ipv4.ip_local_port_range)",
+  ENOBUFS: "the kernel is out of socket buffers",
+  ENOMEM: "the kernel is out of memory for sockets",
+};
+
+/** The error codes that mean this process ran out of a resource. */
+export const EXHAUSTION_CODES: readonly string[] = Object.freeze(Object.keys(HINTS));
+
+// Linux's numbers for them, for errors that carry only "(os error N)" in their message
+// (Deno.serve's listener errors have no `code`).
+const OS_ERRORS: Readonly<Record<string, string>> = {
+  "24": "EMFILE",
+  "23": "ENFILE",
+  "99": "EADDRNOTAVAIL",
+  "105": "ENOBUFS",
+  "12": "ENOMEM",
+};
+
+/** The error's code (`EMFILE`, ...), from `code` or else from "(os error N)" in its message. */
+function errorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === "string") return code;
+  const n = /\(os error (\d+)\)/.exec((e as Error | null)?.message ?? "")?.[1];
+  return n === undefined ? undefined : OS_ERRORS[n];
+}
+
+/**
+ * What to do about an error that means this process ran out of a resource.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { exhaustionHint } from "./exhaustion.ts";
+ * const e = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+ * assert(exhaustionHint(e)?.includes("ulimit -n"));
+ * assert(exhaustionHint(new Error("Http: Too many open files (os error 24)")) !== undefined);
+ * assert(exhaustionHint(new Error("Connection refused")) === undefined);
+ * ```
+ *
+ * @param e An error from an accept or a connect.
+ * @returns A hint naming the resource and its knob, or `undefined` for any other error.
+ */
+export function exhaustionHint(e: unknown): string | undefined {
+  const code = errorCode(e);
+  return code !== undefined && Object.hasOwn(HINTS, code) ? HINTS[code] : undefined;
+}
+
+/**
+ * Counts exhaustion errors by code and warns about them at most once per
+ * interval: the first occurrence at once, later ones counted into the next
+ * warning.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { ExhaustionReporter } from "./exhaustion.ts";
+ * const lines: string[] = [];
+ * const r = new ExhaustionReporter((m) => lines.push(m), 10_000);
+ * const e = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+ * r.report("accept on 127.0.0.1:8080", e);
+ * r.report("accept on 127.0.0.1:8080", e);
+ * assert(lines.length === 1 && lines[0]!.includes("ulimit -n"));
+ * assert(r.counts.get("EMFILE") === 2);
+ * ```
+ */
+export class ExhaustionReporter {
+  /** Occurrences so far, by error code (`EMFILE`, ...). */
+  readonly counts: Map<string, number> = new Map();
+  readonly #warn: (message: string) => void;
+  readonly #interval: number;
+  #last = -Infinity;
+  #since = 0;
+
+  /**
+   * Creates a reporter.
+   *
+   * @param warn Writes one warning line.
+   * @param interval Milliseconds between two warnings.
+   */
+  constructor(warn: (message: string) => void, interval = 10_000) {
+    this.#warn = warn;
+    this.#interval = interval;
+  }
+
+  /**
+   * Counts one occurrence and warns if the last warning is old enough.
+   *
+   * @param where What failed, e.g. `accept on 127.0.0.1:8080` or `connect to 10.0.0.1:80`.
+   * @param e The error (see {@linkcode exhaustionHint}).
+   */
+  report(where: string, e: unknown): void {
+    const code = errorCode(e) ?? "other";
+    this.counts.set(code, (this.counts.get(code) ?? 0) + 1);
+    this.#since++;
+    const now = performance.now();
+    if (now - this.#last < this.#interval) return;
+    const more = this.#since > 1 ? ` (${this.#since - 1} more since the last warning)` : "";
+    this.#warn(`${where} failed: ${(e as Error).message}: ${exhaustionHint(e) ?? "?"}${more}`);
+    this.#last = now;
+    this.#since = 0;
+  }
+}
+
+/**
+ * The open files limit of this process, where the OS tells it (Linux's
+ * `/proc/self/limits`; Deno raises the soft limit to the hard one at start).
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { openFilesLimit } from "./exhaustion.ts";
+ * const n = openFilesLimit();
+ * assert(n === undefined || n > 0);
+ * ```
+ *
+ * @returns The soft limit, `Infinity` when unlimited, or `undefined` when unknown.
+ */
+export function openFilesLimit(): number | undefined {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const m = /^Max open files\s+(\S+)/m.exec(limits);
+    if (m === null) return undefined;
+    return m[1] === "unlimited" ? Infinity : Number(m[1]);
+  } catch {
+    return undefined; // not Linux, or no read permission
+  }
+}
+
+/** Below this open files limit the balancer warns at start. */
+export const MIN_OPEN_FILES = 4096;
+
+/**
+ * A warning for a start with a low open files limit, or nothing.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { openFilesWarning } from "./exhaustion.ts";
+ * assert(openFilesWarning(1024)?.includes("fewer than 512 clients"));
+ * assert(openFilesWarning(65536) === undefined);
+ * ```
+ *
+ * @param limit The limit (default: this process's, see {@linkcode openFilesLimit}).
+ * @returns The warning when `limit` is below {@linkcode MIN_OPEN_FILES}.
+ */
+export function openFilesWarning(limit = openFilesLimit()): string | undefined {
+  if (limit === undefined || limit >= MIN_OPEN_FILES) return undefined;
+  return `the open files limit is ${limit}: a client connection and its backend connection take ` +
+    `one each, so fewer than ${Math.floor(limit / 2)} clients can be served at once; ` +
+    `raise it (ulimit -n, systemd LimitNOFILE=)`;
+}

@@ -1,0 +1,72 @@
+/**
+ * The client side of an exchange: what the data path needs of a client
+ * connection, what the edge learned from a request head, and the responses the
+ * balancer writes itself.
+ *
+ * @module
+ */
+import type { ExchangeRecord } from "./context.ts";
+import type { Timed } from "./watchdog.ts";
+import type { Framing } from "../http1/body.ts";
+import type { HeadLimits } from "../http1/head.ts";
+import type { RequestHead } from "../http1/parse.ts";
+import type { BufReader, BufWriter } from "../http1/io.ts";
+import { simpleResponse } from "../http1/status.ts";
+
+/** The client end of an exchange. */
+export interface ClientSide {
+  /** Buffered reads from the client connection. */
+  reader: BufReader;
+  /** Buffered writes to the client connection. */
+  writer: BufWriter;
+  /** Head limits in force on this connection (used for responses too). */
+  readonly headLimits: HeadLimits;
+  /** Closes the client connection (unblocks anything waiting on it). */
+  close(): void;
+  /**
+   * Hands the connection's timeout to `t` (the exchange in progress) until called
+   * with undefined: one watchdog entry per connection, not one per request.
+   */
+  watch(t: Timed | undefined): void;
+}
+
+/** What the edge learned from the request head. */
+export interface Request {
+  /** The parsed request head. */
+  head: RequestHead;
+  /** How the request body is delimited. */
+  framing: Framing;
+  /** The Host header, or the authority of an absolute-form target (may carry a port). */
+  host: string;
+  /** The path routed on ("/" for an asterisk-form target). */
+  path: string;
+  /** True when the client's HTTP version and `Connection` tokens allow another request. */
+  keepAlive: boolean;
+  /** The protocol asked for in `Upgrade`, when the client asked to switch. */
+  upgrade: string | undefined;
+}
+
+/**
+ * Writes a response made by the balancer itself.
+ *
+ * @returns true when the client connection can carry another request.
+ */
+export async function answer(
+  client: ClientSide,
+  rec: ExchangeRecord,
+  status: number,
+  message: string,
+  options: { close: boolean; headOnly?: boolean; headers?: string[] },
+): Promise<boolean> {
+  rec.status = status;
+  rec.error = message;
+  const before = client.writer.written;
+  client.writer.writeString(simpleResponse(status, message, options));
+  try {
+    await client.writer.flush();
+  } catch {
+    return false;
+  }
+  rec.bytesOut += client.writer.written - before;
+  return !options.close;
+}

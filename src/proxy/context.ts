@@ -1,0 +1,82 @@
+/**
+ * What the data path is handed by whoever runs it (the balancer): routes,
+ * pools, limits. The data path reads it and never reaches back up.
+ *
+ * @module
+ */
+import type { Backend } from "../upstream/backend.ts";
+import type { Limits, Timeouts } from "../config/config.ts";
+import type { Watchdog } from "./watchdog.ts";
+import type { PassiveHealth } from "../upstream/health/passive.ts";
+import type { Pool } from "../upstream/pool.ts";
+import type { Router } from "./router.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
+
+/** A route as the data path sees it. */
+export interface Route {
+  /** Route name from the config. */
+  readonly name: string;
+  /** Picks this route's backends. */
+  readonly scheduler: Scheduler;
+}
+
+/** One finished request, for the access log and metrics. */
+export interface ExchangeRecord {
+  /** Epoch ms the request head was complete. */
+  time: number;
+  /** Client IP address. */
+  client: string;
+  /** Request method. */
+  method: string;
+  /** Host the request was for (Host header or absolute-form authority). */
+  host: string;
+  /** Request path used for routing ("/" for an asterisk-form target). */
+  path: string;
+  /** Response status sent, or 0 when none was. */
+  status: number;
+  /** Request body bytes received. */
+  bytesIn: number;
+  /** Response bytes sent (head and body). */
+  bytesOut: number;
+  /** Milliseconds from request head to end of response. */
+  duration: number;
+  /** Name of the matched route, or "" when none matched. */
+  route: string;
+  /** Backend id, or "" when none was used. */
+  backend: string;
+  /** Short reason for a balancer-made error response. */
+  error?: string;
+}
+
+/** Everything the per-connection code needs. */
+export interface ProxyContext {
+  /** Maps Host + path to a route. */
+  router: Router<Route>;
+  /** The pool of a backend (created on first use). */
+  pool(backend: Backend): Pool;
+  /** Timeouts in force (ms). */
+  timeouts: Timeouts;
+  /** Size and count limits in force. */
+  limits: Limits;
+  /** Extra backends to try after a failure that is safe to retry. */
+  retries: number;
+  /** `http` or `https`: how clients reach this listener. */
+  proto: "http" | "https";
+  /** When set, plain-HTTP requests are redirected (308) to HTTPS on this port. */
+  redirectHttpsPort?: number | undefined;
+  /** Drives head, idle, response and body timeouts. */
+  watchdog: Watchdog;
+  /** Passive health tracking. */
+  health: PassiveHealth;
+  /**
+   * Open client connections; shutdown closes those waiting for a request, and the
+   * rest when the drain runs out of time.
+   */
+  sessions: Set<{ closeIfIdle(): void; close(): void }>;
+  /** True once shutdown started: finish the current request, then close. */
+  closing: boolean;
+  /** Called after every request. */
+  onExchange?: ((record: ExchangeRecord) => void) | undefined;
+  /** Told when connecting to a backend failed for lack of descriptors or ports. */
+  onExhausted?: ((where: string, e: unknown) => void) | undefined;
+}

@@ -1,0 +1,400 @@
+/**
+ * A running load balancer built from a {@linkcode Config}: listeners, routes,
+ * backend pools, admin. The only place that knows all of them; the data path gets
+ * a {@linkcode ProxyContext} and never reaches back. Reloads swap the routes
+ * under running listeners.
+ *
+ * @module
+ */
+import type { HostPort } from "../config/address.ts";
+import type { WorkerStats } from "../admin/combined.ts";
+import { type AdminServer, startAdmin } from "../admin/server.ts";
+import { Metrics } from "../admin/metrics.ts";
+import { type Config, loadConfig } from "../config/config.ts";
+import type { ProxyContext } from "../proxy/context.ts";
+import { Watchdog } from "../proxy/watchdog.ts";
+import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
+import { ExhaustionReporter } from "../observe/exhaustion.ts";
+import { PassiveHealth } from "../upstream/health/passive.ts";
+import { HealthChecker } from "../upstream/health/active.ts";
+import { accept, type Acceptor, addrKey, bind, listenHttp, StartError } from "./listener.ts";
+import { createLogger, type Logger } from "../observe/log.ts";
+import type { Pool } from "../upstream/pool.ts";
+import { PoolSet } from "../upstream/pool_set.ts";
+import { serveConn } from "../proxy/session.ts";
+import { RouteSet, type RouteState } from "./route_table.ts";
+import { TlsAcceptor } from "./tls_acceptor.ts";
+
+export type { RouteState } from "./route_table.ts";
+export { StartError } from "./listener.ts";
+
+/** Options for {@linkcode Balancer.start}. */
+export interface BalancerOptions {
+  /** Where log lines go. @default {a logger following config.log} */
+  logger?: Logger;
+  /**
+   * Share the listening ports with other workers (`SO_REUSEPORT`): `"first"` checks
+   * that the port is free, then binds shareably; `"join"` binds a port the first one
+   * holds. Workers other than the first serve no admin listener.
+   * @default {undefined (exclusive ports)}
+   */
+  reusePort?: "first" | "join";
+  /** The other workers' counters, which the admin listener adds to this balancer's. */
+  workerStats?: (() => Promise<WorkerStats[]>) | undefined;
+}
+
+/** Outcome of a reload. */
+export interface ReloadResult {
+  /** True when the new configuration is in force; false when the old one stays. */
+  ok: boolean;
+  /** What was wrong, when not ok. */
+  error?: string;
+}
+
+/** A bound listener: its address key, accept loop and proxy context. */
+type Listening = { key: string; acceptor: Acceptor; ctx: ProxyContext };
+
+/**
+ * The running balancer.
+ *
+ * @example
+ * ```ts ignore
+ * const lb = await Balancer.start(await loadConfig("unload.yaml"));
+ * console.log(lb.addrs.http);
+ * await lb.close();
+ * ```
+ */
+export class Balancer {
+  /** Logger in use. */
+  readonly log: Logger;
+  /** Request counters and histograms. */
+  readonly metrics: Metrics = new Metrics();
+  /** Epoch ms it started. */
+  readonly started: number = Date.now();
+  /** Accepts and backend connects that failed for lack of descriptors or ports. */
+  readonly exhaustion: ExhaustionReporter = new ExhaustionReporter((m) => this.log.warn(m));
+  /** Reloads attempted, and those that failed. */
+  readonly reloads: { ok: number; failed: number; last?: ReloadResult & { time: number } } = {
+    ok: 0,
+    failed: 0,
+  };
+  #config: Config;
+  #routes!: RouteSet;
+  #admin: AdminServer | undefined;
+  readonly #ac = new AbortController();
+  readonly #pools = new PoolSet(() => this.#config);
+  #listening: Listening[] = [];
+  readonly #sessions = new Set<{ closeIfIdle(): void; close(): void }>();
+  readonly #watchdog: Watchdog;
+  readonly #health: PassiveHealth;
+  #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
+  #closing: Promise<void> | undefined;
+  readonly #reusePort: "first" | "join" | undefined;
+  #reloading: Promise<ReloadResult> | undefined;
+
+  private constructor(config: Config, options: BalancerOptions) {
+    this.#config = config;
+    this.#reusePort = options.reusePort;
+    this.log = options.logger ?? createLogger({ access: config.log.access });
+    this.#watchdog = new Watchdog({ signal: this.#ac.signal });
+    this.#health = new PassiveHealth({
+      failures: config.health.failures,
+      backoff: config.health.backoff,
+      activeChecks: config.health.path !== undefined,
+      onChange: (b, healthy, why) =>
+        healthy
+          ? this.log.info(`backend ${b.id} back in rotation: ${why}`)
+          : this.log.warn(`backend ${b.id} ejected: ${why}`),
+    });
+  }
+
+  /**
+   * Starts everything the config asks for; on any failure stops what was started
+   * and throws.
+   *
+   * @throws {StartError} naming what could not start.
+   */
+  static async start(config: Config, options: BalancerOptions = {}): Promise<Balancer> {
+    const lb = new Balancer(config, options);
+    try {
+      lb.#routes = await RouteSet.start(config, { log: lb.log, onChange: () => lb.#prunePools() });
+      lb.#activeChecks(config);
+      await lb.#listen(config);
+      if (config.admin && options.reusePort !== "join") {
+        const { listen } = config.admin;
+        const others = options.workerStats;
+        lb.#admin = bind("admin.listen", listen, () => startAdmin(lb, listen, { others }));
+      }
+    } catch (e) {
+      await lb.close();
+      throw e instanceof StartError ? e : new StartError((e as Error).message, { cause: e });
+    }
+    return lb;
+  }
+
+  /** The configuration in force. */
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** Routes in config order. */
+  get routes(): readonly RouteState[] {
+    return this.#routes?.routes ?? [];
+  }
+
+  /** Bound listener addresses. */
+  get addrs(): { http?: Deno.NetAddr; https?: Deno.NetAddr; admin?: Deno.NetAddr } {
+    const out: { http?: Deno.NetAddr; https?: Deno.NetAddr; admin?: Deno.NetAddr } = {};
+    for (const l of this.#listening) out[l.ctx.proto] = l.acceptor.addr;
+    if (this.#admin) out.admin = this.#admin.addr;
+    return out;
+  }
+
+  /** Pools by backend id (by `backendKey`: id and TLS settings, for TLS backends). */
+  get pools(): ReadonlyMap<string, Pool> {
+    return this.#pools.map;
+  }
+
+  /** SRV watcher states by route name. */
+  srvStates(): Map<string, SrvWatcherState> {
+    const out = new Map<string, SrvWatcherState>();
+    for (const r of this.routes) if (r.srv) out.set(r.name, r.srv.state);
+    return out;
+  }
+
+  /** Re-reads the config file it was started from and applies it (see {@linkcode Balancer.reload}). */
+  async reloadFromFile(): Promise<ReloadResult> {
+    let next: Config;
+    try {
+      next = await loadConfig(this.#config.file);
+    } catch (e) {
+      return this.#reloaded({ ok: false, error: (e as Error).message });
+    }
+    return await this.reload(next);
+  }
+
+  /**
+   * Applies a new configuration: new routes serve the next requests, in-flight
+   * requests finish on the old ones, listeners whose address did not change keep
+   * their sockets and connections. On failure the old configuration stays.
+   */
+  reload(next: Config): Promise<ReloadResult> {
+    const run = async (): Promise<ReloadResult> => {
+      let routes: RouteSet;
+      try {
+        routes = await RouteSet.start(next, {
+          log: this.log,
+          known: this.#routes.backends(),
+          onChange: () => this.#prunePools(),
+        });
+      } catch (e) {
+        return this.#reloaded({ ok: false, error: (e as Error).message });
+      }
+      const old = this.#routes;
+      const previous = this.#listening;
+      try {
+        await this.#listen(next, routes);
+      } catch (e) {
+        await routes.stop();
+        return this.#reloaded({ ok: false, error: (e as Error).message });
+      }
+      this.#routes = routes;
+      this.#config = next;
+      for (const l of previous) if (!this.#listening.includes(l)) this.#retire(l);
+      this.#activeChecks(next);
+      await old.stop();
+      this.#prunePools();
+      return this.#reloaded({ ok: true });
+    };
+    const p = (this.#reloading ?? Promise.resolve()).then(run, run);
+    this.#reloading = p;
+    return p;
+  }
+
+  /**
+   * Stops accepting, lets in-flight requests finish (up to `timeouts.drain`),
+   * closes idle connections, stops discovery and empties the pools.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const listening = this.#listening;
+    this.#listening = [];
+    for (const l of listening) this.#retire(l);
+    for (const s of this.#sessions) s.closeIfIdle();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const drained = Promise.all(listening.map((l) => l.acceptor.done));
+    const late = new Promise<boolean>((r) =>
+      timer = setTimeout(() => r(true), this.#config.timeouts.drain)
+    );
+    if (await Promise.race([drained.then(() => false), late])) {
+      this.log.warn("drain timeout reached: closing the remaining connections");
+      for (const s of this.#sessions) s.close();
+      await drained;
+    }
+    clearTimeout(timer);
+    this.#ac.abort();
+    this.#checks?.ac.abort();
+    await this.#checks?.checker.closed;
+    this.#pools.drainAll();
+    await this.#routes?.stop();
+    await this.#admin?.close();
+    this.#health.close();
+    this.log.close();
+  }
+
+  // Active health checks as `config.health` asks: the checker is replaced only when
+  // its settings changed (its counts then start over). It asks for the running routes'
+  // backends before every round, so discovery updates and reloads are followed.
+  #activeChecks(config: Config): void {
+    const { path, interval, timeout, failures, rise, backoff } = config.health;
+    const key = path === undefined ? "" : `${path} ${interval} ${timeout} ${failures} ${rise}`;
+    this.#health.configure({ failures, backoff, activeChecks: path !== undefined });
+    if ((this.#checks?.key ?? "") === key) return;
+    this.#checks?.ac.abort();
+    this.#checks = undefined;
+    if (path === undefined) {
+      // turned off: what the checks left down gets the passive back-off instead
+      for (const group of this.#routes.backends().values()) {
+        for (const b of group) if (!b.healthy) this.#health.backOff(b);
+      }
+      return;
+    }
+    const ac = new AbortController();
+    const checker = new HealthChecker({
+      path,
+      interval,
+      timeout,
+      fall: failures,
+      rise,
+      backends: () => [...this.#routes.backends().values()].flat(),
+      signal: ac.signal,
+      onExhausted: (where, e) => this.exhaustion.report(where, e),
+      onChange: (b, healthy, why) => {
+        if (!healthy) return this.log.warn(`backend ${b.id} down: ${why}`);
+        this.#health.success(b); // proven up again: passive failures start from zero
+        this.log.info(`backend ${b.id} up`);
+      },
+    });
+    this.#checks = { key, ac, checker };
+  }
+
+  #reloaded(result: ReloadResult): ReloadResult {
+    if (result.ok) {
+      this.reloads.ok++;
+      this.log.info(`config reloaded from ${this.#config.file}`);
+    } else {
+      this.reloads.failed++;
+      this.log.error(`config reload rejected, the running config stays: ${result.error}`);
+    }
+    this.reloads.last = { ...result, time: Date.now() };
+    return result;
+  }
+
+  // Stops accepting on a listener that is gone from the config; its connections finish.
+  #retire(l: Listening): void {
+    l.acceptor.stop();
+    l.ctx.closing = true;
+  }
+
+  // Pools of backends no route uses any more drain and go.
+  #prunePools(): void {
+    const used = this.#routes?.backends();
+    if (used !== undefined) this.#pools.prune(used);
+  }
+
+  // Binds the listeners of `config`, keeping those whose address is unchanged (an
+  // HTTPS one re-reads its certificate, last: a bad one fails the reload); every
+  // context gets the new routes and settings.
+  async #listen(config: Config, routes?: RouteSet): Promise<void> {
+    const { listen, tls } = config;
+    const wanted: Array<{ proto: "http" | "https"; addr: HostPort; key: string }> = [];
+    if (listen.https) {
+      wanted.push({
+        proto: "https",
+        addr: listen.https,
+        key: `https ${addrKey(listen.https)}`,
+      });
+    }
+    if (listen.http) {
+      wanted.push({
+        proto: "http",
+        addr: listen.http,
+        key: `http ${addrKey(listen.http)}`,
+      });
+    }
+    const next: Listening[] = [];
+    const opened: Listening[] = [];
+    try {
+      for (const w of wanted) {
+        const kept = this.#listening.find((l) => l.key === w.key);
+        if (kept) {
+          next.push(kept);
+          continue;
+        }
+        const ctx = this.#context(config, w.proto);
+        const handle = (conn: Deno.Conn) => serveConn(conn, ctx);
+        const onExhausted = (e: unknown) =>
+          this.exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
+        const listen = () => listenHttp(w.addr, this.#reusePort);
+        const acceptor = w.proto === "https"
+          ? await TlsAcceptor.start({
+            addr: w.addr,
+            tls: tls!,
+            handle,
+            onExhausted,
+            log: this.log,
+            join: this.#reusePort === "join",
+          })
+          : accept(bind("listen.http", w.addr, listen), handle, onExhausted);
+        const l = { key: w.key, ctx, acceptor };
+        opened.push(l);
+        next.push(l);
+      }
+      for (const l of next) {
+        if (l.acceptor instanceof TlsAcceptor && !opened.includes(l)) await l.acceptor.reload(tls);
+      }
+    } catch (e) {
+      for (const l of opened) l.acceptor.stop();
+      throw e;
+    }
+    const httpsPort = next.find((l) => l.ctx.proto === "https")?.acceptor.addr.port;
+    for (const l of next) {
+      const ctx = l.ctx;
+      if (routes) ctx.router = routes.router;
+      ctx.timeouts = config.timeouts;
+      ctx.limits = config.limits;
+      ctx.retries = config.retry.attempts;
+      ctx.redirectHttpsPort = ctx.proto === "http" && config.tls?.redirect_http
+        ? httpsPort
+        : undefined;
+    }
+    this.#listening = next;
+  }
+
+  #context(config: Config, proto: "http" | "https"): ProxyContext {
+    const log = this.log;
+    const metrics = this.metrics;
+    return {
+      router: this.#routes.router,
+      pool: (b) => this.#pools.get(b),
+      timeouts: config.timeouts,
+      limits: config.limits,
+      retries: config.retry.attempts,
+      proto,
+      redirectHttpsPort: undefined,
+      watchdog: this.#watchdog,
+      health: this.#health,
+      closing: false,
+      sessions: this.#sessions,
+      onExchange: (r) => {
+        metrics.observe(r);
+        log.access(r);
+      },
+      onExhausted: (where, e) => this.exhaustion.report(where, e),
+    };
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * `workers: N`: N event loops sharing the listening ports through `SO_REUSEPORT`,
+ * the kernel spreading connections between them. The first one runs in the main
+ * thread (with the admin listener); the others are Web Workers running
+ * {@linkcode Balancer} on the same config file, so no permission beyond
+ * `--allow-net --allow-read` is needed.
+ *
+ * @module
+ */
+import type { WorkerStats } from "../admin/combined.ts";
+import type { ReloadResult } from "./balancer.ts";
+
+/** Messages to a worker. */
+export type ToWorker =
+  | { type: "start"; file: string; index: number }
+  | { type: "reload" }
+  | { type: "stats" }
+  | { type: "close" };
+
+/** Messages from a worker. */
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "error"; message: string }
+  | { type: "reloaded"; result: ReloadResult }
+  | { type: "stats"; stats: WorkerStats | undefined }
+  | { type: "closed" };
+
+/** The extra workers of a balancer. */
+export interface WorkerGroup {
+  /** Asks every worker to re-read the config file. */
+  reload(): Promise<ReloadResult[]>;
+  /** Every worker's counters, for the admin listener; a worker silent for 1 s is left out. */
+  stats(): Promise<WorkerStats[]>;
+  /** Drains and stops every worker. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `count` workers on `file`; resolves once each is serving.
+ *
+ * @throws {Error} with the first worker's start error (the others are stopped).
+ * @example
+ * ```ts ignore
+ * const group = await startWorkers(1, "unload.yaml");
+ * await group.close();
+ * ```
+ */
+export async function startWorkers(count: number, file: string): Promise<WorkerGroup> {
+  const workers: Array<
+    { w: Worker; next: () => Promise<FromWorker>; stats: Array<(s?: WorkerStats) => void> }
+  > = [];
+  for (let i = 1; i <= count; i++) {
+    const w = new Worker(new URL("./worker_entry.ts", import.meta.url), { type: "module" });
+    const queue: FromWorker[] = [];
+    const waiting: Array<(m: FromWorker) => void> = [];
+    const deliver = (m: FromWorker) => {
+      const take = waiting.shift();
+      if (take) take(m);
+      else queue.push(m);
+    };
+    // stats answers go to their own waiters, one answer per request (a scrape may
+    // overlap a reload)
+    const stats: Array<(s?: WorkerStats) => void> = [];
+    w.onmessage = (e: MessageEvent<FromWorker>) => {
+      if (e.data.type === "stats") stats.shift()?.(e.data.stats);
+      else deliver(e.data);
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      deliver({ type: "error", message: e.message });
+    };
+    const next = () =>
+      queue.length > 0
+        ? Promise.resolve(queue.shift()!)
+        : new Promise<FromWorker>((r) => waiting.push(r));
+    workers.push({ w, next, stats });
+    w.postMessage({ type: "start", file, index: i } satisfies ToWorker);
+  }
+  const started = await Promise.all(workers.map((x) => x.next()));
+  const close = async () => {
+    await Promise.all(workers.map(async (x) => {
+      x.w.postMessage({ type: "close" } satisfies ToWorker);
+      await x.next();
+      x.w.terminate();
+    }));
+  };
+  const failed = started.find((m) => m.type === "error");
+  if (failed?.type === "error") {
+    for (const x of workers) x.w.terminate();
+    throw new Error(`worker failed to start: ${failed.message}`);
+  }
+  return {
+    async reload() {
+      return await Promise.all(workers.map(async (x) => {
+        x.w.postMessage({ type: "reload" } satisfies ToWorker);
+        const m = await x.next();
+        return m.type === "reloaded" ? m.result : { ok: false, error: "worker did not answer" };
+      }));
+    },
+    async stats() {
+      const answers = await Promise.all(workers.map((x) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        return Promise.race([
+          new Promise<WorkerStats | undefined>((resolve) => {
+            x.stats.push(resolve);
+            x.w.postMessage({ type: "stats" } satisfies ToWorker);
+          }),
+          new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 1000)),
+        ]).finally(() => clearTimeout(timer));
+      }));
+      return answers.filter((s) => s !== undefined);
+    },
+    close,
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * Active health checks: every `interval`, one `GET <path>` per backend over a fresh
+ * connection (TLS for a route with `tls: true`), bounded by `timeout`. A 2xx or 3xx answer passes; anything else (refused,
+ * reset, timed out, another status, garbage) fails. `fall` consecutive failures take a
+ * backend out of rotation, `rise` consecutive passes bring it back — also after a
+ * passive ejection (see `health.ts`), which restarts the count of passes.
+ *
+ * @module
+ */
+import { type Backend, byKey, tlsServerName } from "../backend.ts";
+import { upstreamHandshake } from "../tls.ts";
+import { sleep } from "../../_sleep.ts";
+import { exhaustionHint } from "../../observe/exhaustion.ts";
+
+/** Options for {@linkcode HealthChecker}. */
+export interface HealthCheckerOptions {
+  /** Path probed, e.g. `/healthz` (origin form: starts with `/`). */
+  path: string;
+  /** Time between the end of one round of probes and the start of the next, in ms. @default {5000} */
+  interval: number;
+  /** A probe (connect, request, status line) gives up after this many ms. @default {2000} */
+  timeout: number;
+  /** Consecutive failed probes that take a backend out of rotation. @default {3} */
+  fall?: number;
+  /** Consecutive passed probes that bring an unhealthy backend back. @default {2} */
+  rise?: number;
+  /** The backends to probe, asked again before every round (discovery may change them). */
+  backends: () => Iterable<Backend>;
+  /** Stops the checker: no new round, probes in progress are abandoned. */
+  signal: AbortSignal;
+  /** Told when the checker changes a backend's state. */
+  onChange?: (backend: Backend, healthy: boolean, reason: string) => void;
+  /**
+   * Told when a probe could not even start because this process is out of
+   * descriptors or ports: such a probe counts neither way.
+   */
+  onExhausted?: (where: string, e: unknown) => void;
+}
+
+/** The outcome of one probe. */
+export interface ProbeResult {
+  /** True for a 2xx or 3xx status. */
+  ok: boolean;
+  /** The status received, 0 when none was. */
+  status: number;
+  /** Why it failed, or the status line's summary when it passed. */
+  reason: string;
+  /** Set when the probe failed for lack of local descriptors or ports: the error. */
+  local?: unknown;
+}
+
+interface State {
+  fails: number;
+  passes: number;
+  /** `backend.healthy` as this checker left it: a change seen later came from elsewhere. */
+  seen: boolean;
+}
+
+const STATUS_LINE_REGEXP = /^HTTP\/1\.[01] (\d{3})(?: |\r|$)/;
+const DEFAULT_FALL = 3;
+const DEFAULT_RISE = 2;
+
+/**
+ * Probes every backend on one timer.
+ *
+ * @example
+ * ```ts ignore
+ * const ac = new AbortController();
+ * const checker = new HealthChecker({
+ *   path: "/healthz", interval: 5_000, timeout: 2_000,
+ *   backends: () => [...routes.backends().values()].flat(),
+ *   signal: ac.signal,
+ *   onChange: (b, up, why) => console.log(`backend ${b.id} ${up ? "up" : `down: ${why}`}`),
+ * });
+ * // ...
+ * ac.abort();
+ * await checker.closed;
+ * ```
+ */
+export class HealthChecker {
+  /** Settles once the signal aborted and the round in progress (if any) ended. */
+  readonly closed: Promise<void>;
+  /** Rounds of probes completed. */
+  rounds = 0;
+  readonly #options: HealthCheckerOptions;
+  readonly #states = new Map<Backend, State>();
+  readonly #fall: number;
+  readonly #rise: number;
+  #round: Promise<void> | undefined;
+
+  /**
+   * Starts probing at once, then every `interval` after each round ends.
+   *
+   * @throws {RangeError} when `path` is not an origin-form path, or a number is out of range.
+   */
+  constructor(options: HealthCheckerOptions) {
+    if (!isProbePath(options.path)) {
+      throw new RangeError(`Health check path must start with "/": received "${options.path}"`);
+    }
+    if (!(options.interval > 0) || !(options.timeout > 0)) {
+      throw new RangeError(
+        `Health check interval and timeout must be positive: received ${options.interval}, ${options.timeout}`,
+      );
+    }
+    this.#options = options;
+    this.#fall = Math.max(1, options.fall ?? DEFAULT_FALL);
+    this.#rise = Math.max(1, options.rise ?? DEFAULT_RISE);
+    this.closed = this.#run();
+  }
+
+  /** Runs one round of probes now, unless one is in progress (then waits for it). */
+  check(): Promise<void> {
+    if (this.#round === undefined) {
+      this.#round = this.#runRound().finally(() => this.#round = undefined);
+    }
+    return this.#round;
+  }
+
+  // A round at once, then one `interval` after each round ends, until the signal aborts
+  // (a round in progress then ends first).
+  async #run(): Promise<void> {
+    const { signal, interval } = this.#options;
+    while (!signal.aborted) {
+      await this.check();
+      await sleep(interval, signal);
+    }
+  }
+
+  async #runRound(): Promise<void> {
+    const { path, timeout, signal } = this.#options;
+    // One probe per address and TLS setting, even when several routes (or Backend
+    // records with different weights) share it; its result counts for each of them.
+    const groups = byKey(this.#options.backends());
+    const live = new Set<Backend>();
+    for (const group of groups.values()) for (const b of group) live.add(b);
+    for (const b of this.#states.keys()) if (!live.has(b)) this.#states.delete(b);
+    await Promise.all([...groups.values()].map(async (group) => {
+      const result = await probe(group[0]!, { path, timeout, signal });
+      if (result.local !== undefined) {
+        this.#options.onExhausted?.(`health check of ${group[0]!.id}`, result.local);
+      } else if (!signal.aborted) { for (const b of group) this.#record(b, result); }
+    }));
+    this.rounds++;
+  }
+
+  #record(b: Backend, result: ProbeResult): void {
+    let s = this.#states.get(b);
+    if (s === undefined) {
+      s = { fails: 0, passes: 0, seen: b.healthy };
+      this.#states.set(b, s);
+    }
+    if (s.seen && !b.healthy) s.passes = 0; // ejected elsewhere (passive): prove it again
+    if (result.ok) {
+      s.fails = 0;
+      s.passes++;
+      if (!b.healthy && s.passes >= this.#rise) {
+        b.healthy = true;
+        this.#options.onChange?.(b, true, `${s.passes} consecutive checks passed`);
+      }
+    } else {
+      s.passes = 0;
+      s.fails++;
+      if (b.healthy && s.fails >= this.#fall) {
+        b.healthy = false;
+        this.#options.onChange?.(b, false, result.reason);
+      }
+    }
+    s.seen = b.healthy;
+  }
+}
+
+// origin-form request target: "/" then visible ASCII (no space, CR or LF to inject)
+const PATH_REGEXP = /^\/[\x21-\x7e]*$/;
+
+/**
+ * Whether `path` can be probed: an origin-form path of visible ASCII, so nothing
+ * can be injected into the probe's request line.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { isProbePath } from "./active.ts";
+ * assert(isProbePath("/healthz?full=1") && !isProbePath("healthz"));
+ * assert(!isProbePath("/a b"));
+ * ```
+ */
+export function isProbePath(path: string): boolean {
+  return PATH_REGEXP.test(path);
+}
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
+
+/**
+ * Sends one `GET <path> HTTP/1.1` with `Connection: close` to `backend` over a new
+ * connection (TLS when `backend.tls` is set) and reads the status line.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await probe(backend, { path: "/healthz", timeout: 2_000 });
+ * if (!r.ok) console.log(r.reason);
+ * ```
+ * @returns the outcome; never throws.
+ */
+export async function probe(
+  backend: Backend,
+  options: { path: string; timeout: number; signal?: AbortSignal },
+): Promise<ProbeResult> {
+  const { path, timeout, signal } = options;
+  const expired = AbortSignal.timeout(timeout);
+  const stop = signal ? AbortSignal.any([signal, expired]) : expired;
+  let conn: Deno.Conn | undefined;
+  const close = () => {
+    try {
+      conn?.close();
+    } catch { /* closed */ }
+  };
+  stop.addEventListener("abort", close, { once: true });
+  const why = (e: unknown) => expired.aborted ? `timed out after ${timeout}ms` : errorText(e);
+  try {
+    try {
+      conn = await Deno.connect({ hostname: backend.hostname, port: backend.port, signal: stop });
+    } catch (e) {
+      const result = fail(`connect: ${why(e)}`);
+      if (exhaustionHint(e) !== undefined) result.local = e;
+      return result;
+    }
+    if (backend.tls !== undefined) {
+      const tcp = conn as Deno.TcpConn;
+      conn = undefined; // consumed by the handshake, which closes it on failure
+      try {
+        conn = await upstreamHandshake(tcp, {
+          tls: backend.tls,
+          serverName: tlsServerName(backend),
+          signal: stop,
+        });
+      } catch (e) {
+        return fail(why(e));
+      }
+    }
+    if (stop.aborted) return fail(why(stop.reason));
+    const request = `GET ${path} HTTP/1.1\r\nHost: ${hostHeader(backend)}\r\n` +
+      "User-Agent: unload-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+    try {
+      const bytes = ENCODER.encode(request);
+      for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+    } catch (e) {
+      return fail(`write: ${why(e)}`);
+    }
+    const buf = new Uint8Array(1024);
+    let len = 0;
+    for (;;) {
+      const eol = buf.subarray(0, len).indexOf(10); // "\n" ends the status line
+      if (eol !== -1 || len === buf.length) {
+        const line = DECODER.decode(buf.subarray(0, eol === -1 ? len : eol));
+        const m = STATUS_LINE_REGEXP.exec(line);
+        if (m === null) return fail(`malformed status line: ${JSON.stringify(line.slice(0, 64))}`);
+        const status = Number(m[1]);
+        const ok = status >= 200 && status < 400;
+        return { ok, status, reason: `GET ${path} answered ${status}` };
+      }
+      let n: number | null;
+      try {
+        n = await conn.read(buf.subarray(len));
+      } catch (e) {
+        return fail(`read: ${why(e)}`);
+      }
+      if (n === null) {
+        return fail(expired.aborted ? why(null) : "closed before a status line");
+      }
+      len += n;
+    }
+  } finally {
+    stop.removeEventListener("abort", close);
+    close();
+  }
+}
+
+function fail(reason: string): ProbeResult {
+  return { ok: false, status: 0, reason };
+}
+
+// The name the backend is known by (SRV target or configured address), with its port.
+function hostHeader(b: Backend): string {
+  const name = b.name;
+  const colons = name.split(":").length - 1;
+  if (name.startsWith("[") || colons === 1) return name; // "[::1]:9001", "127.0.0.1:9001"
+  return colons > 1 ? `[${name}]:${b.port}` : `${name}:${b.port}`; // bare IPv6, or a host name
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

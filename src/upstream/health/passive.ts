@@ -1,0 +1,95 @@
+/**
+ * Passive health: consecutive failures eject a backend for a back-off period,
+ * after which it gets traffic again (and is ejected again at once if it still fails).
+ * With active checks on (`health_check.ts`), an ejected backend has no back-off:
+ * it stays out until the active check brings it back.
+ *
+ * @module
+ */
+import type { Backend } from "../backend.ts";
+
+/** Passive health settings. */
+export interface PassiveHealthOptions {
+  /** Consecutive failures that eject a backend. @default {3} */
+  failures: number;
+  /** How long an ejected backend gets no traffic, in ms. @default {10000} */
+  backoff: number;
+  /** Active checks decide when an ejected backend comes back (no back-off timer). @default {false} */
+  activeChecks?: boolean;
+  /** Told when a backend changes state. */
+  onChange?: (backend: Backend, healthy: boolean, reason: string) => void;
+}
+
+/**
+ * Counts consecutive failures per backend.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { PassiveHealth } from "./passive.ts";
+ * import { createBackend } from "../backend.ts";
+ * const h = new PassiveHealth({ failures: 2, backoff: 50 });
+ * const b = createBackend({ hostname: "127.0.0.1", port: 9 });
+ * h.failure(b, "refused"); h.failure(b, "refused");
+ * assert(!b.healthy);
+ * h.close();
+ * ```
+ */
+export class PassiveHealth {
+  #options: PassiveHealthOptions;
+  readonly #fails = new Map<Backend, number>();
+  readonly #timers = new Map<Backend, ReturnType<typeof setTimeout>>();
+
+  /** Creates the tracker. */
+  constructor(options: PassiveHealthOptions) {
+    this.#options = options;
+  }
+
+  /** Records a failed exchange (connect refused, reset, timeout, malformed response). */
+  failure(backend: Backend, reason: string): void {
+    const n = (this.#fails.get(backend) ?? 0) + 1;
+    this.#fails.set(backend, n);
+    if (n < this.#options.failures || !backend.healthy) return;
+    backend.healthy = false;
+    this.#options.onChange?.(backend, false, `${n} consecutive failures, last: ${reason}`);
+    if (!this.#options.activeChecks) this.backOff(backend);
+  }
+
+  /**
+   * Starts the back-off of an ejected backend: it gets traffic again once it is over.
+   * For a backend ejected while active checks were on, when they are turned off.
+   */
+  backOff(backend: Backend): void {
+    if (this.#timers.has(backend)) return;
+    const t = setTimeout(() => {
+      this.#timers.delete(backend);
+      this.#fails.set(backend, this.#options.failures - 1); // one more failure ejects again
+      if (!backend.healthy) {
+        backend.healthy = true;
+        this.#options.onChange?.(backend, true, "back-off over");
+      }
+    }, this.#options.backoff);
+    Deno.unrefTimer(t);
+    this.#timers.set(backend, t);
+  }
+
+  /** Records a successful exchange. */
+  success(backend: Backend): void {
+    if (this.#fails.get(backend)) this.#fails.set(backend, 0);
+  }
+
+  /**
+   * Applies new settings (a reload). Turning active checks on cancels the pending
+   * back-offs: the active check brings those backends back.
+   */
+  configure(options: Omit<PassiveHealthOptions, "onChange">): void {
+    this.#options = { ...this.#options, ...options };
+    if (options.activeChecks) this.close();
+  }
+
+  /** Cancels pending back-off timers. */
+  close(): void {
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+  }
+}
