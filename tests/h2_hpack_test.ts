@@ -552,6 +552,17 @@ Deno.test("hpack encoder rejects chars above 255 and odd field counts", () => {
   assertThrows(() => new HpackEncoder().encode(["x"]), TypeError, "pairs");
 });
 
+Deno.test("hpack encoder stays in step with the peer after a block it refused", () => {
+  const e = new HpackEncoder();
+  const d = new HpackDecoder();
+  roundTrip(e, d, ["x-old", "1"]);
+  // "x-new" would go into the table before the bad value is seen.
+  assertThrows(() => e.encode(["x-new", "2", "x-bad", "\u0100"]), TypeError);
+  const block = roundTrip(e, d, ["x-new", "2", "x-old", "1"]);
+  assertEquals(toHex(block.subarray(0, 4)), "203fe11f");
+  assertEquals(table(d), [["x-old", "1"], ["x-new", "2"]]);
+});
+
 Deno.test("hpack round-trips every byte value through Huffman and raw strings", () => {
   let all = "";
   for (let c = 0; c < 256; c++) all += String.fromCharCode(c);
