@@ -169,7 +169,7 @@ Deno.test("parseConfig reports an unknown top-level key at its line", () => {
 Deno.test("parseConfig reports an unknown key of a route at its line", () => {
   assertMatch(
     error(MINIMAL + "    colour: red\n"),
-    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, tls, ca, server_name\)$/,
+    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, tls, ca, server_name, optional\)$/,
   );
 });
 

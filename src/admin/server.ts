@@ -1,6 +1,6 @@
 /**
  * The admin listener: `GET /metrics` (Prometheus), `GET /status` (JSON), `GET /`
- * (the live dashboard) and `POST /reload`.
+ * (the live dashboard), `GET /healthz` and `GET /readyz` (probes) and `POST /reload`.
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { combined, type WorkerStats } from "./combined.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { type AdminSource, renderMetrics } from "./prometheus.ts";
 import { buildStatus } from "./status.ts";
+import { healthz, readyz } from "./probes.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./_text_format.ts";
 
 /** A running admin listener. */
@@ -150,6 +151,10 @@ async function route(
     case "/status":
       if (!read) return notAllowed("GET, HEAD");
       return Response.json(buildStatus(await source()), { headers: NO_STORE });
+    case "/healthz":
+      return read ? healthz() : notAllowed("GET, HEAD");
+    case "/readyz":
+      return read ? readyz(lb) : notAllowed("GET, HEAD");
     case "/reload": {
       if (req.method !== "POST") return notAllowed("POST");
       const result = await lb.reloadFromFile();

@@ -30,6 +30,8 @@ export interface RouteConfig {
   scheduler: SchedulerMode;
   /** Present when `tls: true`: backends are reached over TLS. */
   tls?: { ca?: string; server_name?: string };
+  /** `/readyz` stays 200 while this route has no healthy backend. @default {false} */
+  optional?: boolean;
 }
 
 /** A validated configuration with defaults applied. */
@@ -106,6 +108,7 @@ const ROUTE_KEYS = [
   "tls",
   "ca",
   "server_name",
+  "optional",
 ] as const;
 const ROUTE_NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
 const SERVER_NAME_REGEXP = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
@@ -295,6 +298,8 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
       src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
     }
     readUpstreamTls(src, m, path, route);
+    const optional = src.bool(m.get("optional"), `${path}.optional`);
+    if (optional !== undefined) route.optional = optional;
     config.routes.push(route);
   });
 }

@@ -137,6 +137,11 @@ export class Balancer {
     return this.#config;
   }
 
+  /** True once {@linkcode Balancer.close} was called: `/readyz` then answers 503. */
+  get draining(): boolean {
+    return this.#closing !== undefined;
+  }
+
   /** Routes in config order. */
   get routes(): readonly RouteState[] {
     return this.#routes?.routes ?? [];
