@@ -9,8 +9,8 @@
 import { assert, assertEquals, assertGreater, assertStringIncludes } from "@std/assert";
 import { parseAllDocuments } from "yaml";
 import denoJson from "../deno.json" with { type: "json" };
-import { DEFAULTS, parseConfig } from "../src/config.ts";
-import { parseDuration } from "../src/duration.ts";
+import { DEFAULTS, parseConfig } from "../src/config/config.ts";
+import { parseDuration } from "../src/config/duration.ts";
 import { runCli } from "./_process.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url).pathname;

@@ -5,7 +5,7 @@
  * @module
  */
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
-import { ConfigError, parseConfig } from "../src/config.ts";
+import { ConfigError, parseConfig } from "../src/config/config.ts";
 import type { Status } from "../src/admin/status.ts";
 import {
   delay,

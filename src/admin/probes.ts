@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { HostPort } from "../address.ts";
+import type { HostPort } from "../config/address.ts";
 
 /** What readiness is judged from (the running `Balancer` is one). */
 export interface ReadinessSource {

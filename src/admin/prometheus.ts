@@ -18,7 +18,7 @@ export interface RouteView {
   /** Route name from the config. */
   readonly name: string;
   /** Its host and path from the config. */
-  readonly config: Pick<RouteConfig, "host" | "path">;
+  readonly config: Pick<RouteConfig, "host" | "path" | "optional">;
   /** Its scheduler's mode and backends. */
   readonly scheduler: Pick<Scheduler, "mode" | "backends">;
 }

@@ -12,7 +12,7 @@ import { combined, type WorkerStats } from "./combined.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { type AdminSource, renderMetrics } from "./prometheus.ts";
 import { buildStatus } from "./status.ts";
-import { healthz, readyz } from "./probes.ts";
+import { healthz, type ReadinessSource, readyz } from "./probes.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./_text_format.ts";
 
 /** A running admin listener. */
@@ -33,14 +33,14 @@ export type AdminHandler = (
  * What the admin listener needs of a running balancer: what it reports, where it
  * logs, and a way to reload. The balancer satisfies it; admin never imports it.
  */
-export interface AdminTarget extends AdminSource {
+export type AdminTarget = AdminSource & ReadinessSource & {
   /** Where admin's own errors go. */
   readonly log: { error(message: string): void };
   /** Where running out of descriptors on the admin listener is reported. */
   readonly exhaustion: AdminSource["exhaustion"] & { report(where: string, e: unknown): void };
   /** Re-reads the config file and applies it. */
   reloadFromFile(): Promise<{ ok: boolean; error?: string }>;
-}
+};
 
 /** Options for {@linkcode startAdmin}. */
 export interface AdminOptions {
