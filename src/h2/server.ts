@@ -668,7 +668,6 @@ export class H2ServerConnection {
       this.#rememberReset(s.id);
       this.#closeStream(s, new Error(`Stream ${s.id} closed: the response ended first`));
     }
-    this.#kick();
   }
 
   #closeStream(s: ServerStream, error: Error | undefined): void {
@@ -834,12 +833,7 @@ export class H2ServerConnection {
   #finishLocal(s: ServerStream): void {
     s.localClosed = true;
     this.#settled.push(s);
-    if (s.remoteClosed) this.#closeStream(s, undefined);
-    else {
-      writeRstStream(this.#ctl, s.id, ErrorCode.NO_ERROR);
-      this.#rememberReset(s.id);
-      this.#closeStream(s, undefined);
-    }
+    if (!s.closed) this.#localEnded(s);
   }
 
   // Streams waiting on a zero window get a deadline (reset after bodyIdleTimeout).
@@ -878,7 +872,6 @@ export class H2ServerConnection {
   // socket closes once GOAWAY is out (reading, but not processing, meanwhile).
   #fatal(code: number): void {
     if (this.#closing) return;
-    this.#goawayLast = -1;
     this.#goaway(code);
     const err = new Error(`Connection error: code ${code}`);
     for (const s of [...this.#streams.values()]) this.#closeStream(s, err);
@@ -906,6 +899,8 @@ export class H2ServerConnection {
     for (const s of [...this.#streams.values()]) this.#closeStream(s, err);
     for (const s of this.#toDispatch) s.fail(err);
     this.#toDispatch = [];
+    for (const s of this.#settled) s.abandon(err);
+    this.#settled = [];
     this.#watchdog.delete(this.#timer);
     this.#ownWatchdog?.abort();
     this.#kick();

@@ -266,10 +266,26 @@ export class ServerStream implements H2Stream, Timed {
     const w = this.#waiter;
     this.#waiter = undefined;
     w?.reject(error);
+    // a write or end already handed to the connection is settled by it
+    if (this.#out !== undefined && this.#outStart < this.#outEnd) this.#rejectWrite(error);
+    if (!this.localClosed) this.#rejectEnd(error);
+  }
+
+  /** Rejects whatever write or end is still pending (the connection is gone). */
+  abandon(error: Error): void {
+    this.fail(error);
+    this.#rejectWrite(error);
+    this.#rejectEnd(error);
+  }
+
+  #rejectWrite(error: Error): void {
     const wd = this.#writeDone;
     this.#writeDone = undefined;
     this.#out = undefined;
     wd?.reject(error);
+  }
+
+  #rejectEnd(error: Error): void {
     const ed = this.#endDone;
     this.#endDone = undefined;
     ed?.reject(error);
@@ -282,13 +298,7 @@ export class ServerStream implements H2Stream, Timed {
     }
     const final = status >= 200;
     const endStream = final && options?.endStream === true;
-    const list: string[] = [":status", String(status)];
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      let name = fields[i]!;
-      if (/[A-Z]/.test(name)) name = name.toLowerCase();
-      if (isConnectionSpecific(name)) continue;
-      list.push(name, fields[i + 1]!);
-    }
+    const list = h2Fields([":status", String(status)], fields);
     if (final) this.finalSent = true;
     if (endStream) this.localClosed = true;
     this.#host.sendHeaders(this, list, { endStream });
@@ -316,7 +326,9 @@ export class ServerStream implements H2Stream, Timed {
     if (!this.finalSent) return Promise.reject(new Error("A response must be sent before end"));
     if (this.localClosed || this.endRequested) return RESOLVED;
     this.endRequested = true;
-    this.endTrailers = trailers !== undefined && trailers.length > 0 ? trailers : undefined;
+    this.endTrailers = trailers !== undefined && trailers.length > 0
+      ? h2Fields([], trailers)
+      : undefined;
     const p = new Promise<void>((resolve, reject) => this.#endDone = { resolve, reject });
     this.#host.wantSend(this);
     return p;
@@ -368,3 +380,15 @@ export class ServerStream implements H2Stream, Timed {
 }
 
 const EMPTY = new Uint8Array(0);
+const UPPER_REGEXP = /[A-Z]/;
+
+// `fields` appended to `list`, names lowercased, connection-specific fields left out.
+function h2Fields(list: string[], fields: readonly string[]): string[] {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    let name = fields[i]!;
+    if (UPPER_REGEXP.test(name)) name = name.toLowerCase();
+    if (isConnectionSpecific(name)) continue;
+    list.push(name, fields[i + 1]!);
+  }
+  return list;
+}
