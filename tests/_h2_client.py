@@ -258,6 +258,9 @@ def run():
         start()
         send(get(1, "/bytes/10000000"))
         time.sleep(float(n or 1000) / 1000)
+    elif scenario == "idle":
+        start()
+        read_frames(never)
     elif scenario == "malformed":
         # one bad request per stream; stream 99 is a good one
         cases = [

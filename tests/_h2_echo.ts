@@ -9,7 +9,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { type H2ServerOptions, H2ServerConnection } from "../src/h2/server.ts";
+import { H2ServerConnection, type H2ServerOptions } from "../src/h2/server.ts";
 import type { H2Stream } from "../src/h2/stream.ts";
 
 /** A running echo server. */
@@ -30,8 +30,6 @@ export function patternChunk(offset: number, length: number): Uint8Array {
   for (let i = 0; i < length; i++) out[i] = (offset + i) % 251;
   return out;
 }
-
-const CHUNK = 64 * 1024;
 
 async function handle(s: H2Stream): Promise<void> {
   try {

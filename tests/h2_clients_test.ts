@@ -71,7 +71,11 @@ Deno.test("h2 nghttp uploads 20 MiB intact", async () => {
     const { code } = await run("bash", ["-c", `head -c 20971520 /dev/urandom > ${file}`]);
     assertEquals(code, 0);
     const want = await sha256File(file);
-    const { code: c2, out } = await run("nghttp", ["-d", file, `http://127.0.0.1:${echo.port}/hash`]);
+    const { code: c2, out } = await run("nghttp", [
+      "-d",
+      file,
+      `http://127.0.0.1:${echo.port}/hash`,
+    ]);
     assertEquals(c2, 0, out);
     assertEquals(out.trim(), `20971520 ${want}`);
   } finally {

@@ -175,3 +175,10 @@ Deno.test("h2 a client that stops reading gets no more than its window queued", 
   assert(failed instanceof Error, "the write waiting on the window fails when the client leaves");
   assert(handed > 0 && handed <= 65535, `${handed} bytes handed to a client with a 65535 window`);
 });
+
+Deno.test("h2 a connection without streams for idleTimeout gets GOAWAY NO_ERROR and is closed", async () => {
+  await using echo = startH2Echo({ h2: { idleTimeout: 200 } });
+  const out = await scenario(echo.port, "idle");
+  assertEquals(out.goaway, [ErrorCode.NO_ERROR, 0]);
+  await echo.settled();
+});

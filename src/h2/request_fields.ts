@@ -83,7 +83,11 @@ const DIGITS_REGEXP = /^[0-9]{1,15}$/;
  * ```
  */
 export function parseRequestFields(list: string[], out: RequestPseudo): string {
-  out.method = out.scheme = out.authority = out.path = "";
+  out.method =
+    out.scheme =
+    out.authority =
+    out.path =
+      "";
   out.contentLength = -1;
   let hasAuthority = false;
   let regular = -1;

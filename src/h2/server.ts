@@ -196,7 +196,7 @@ export class H2ServerConnection {
     }
     this.#writer = new BufWriter(conn);
     this.#decoder = new HpackDecoder({ maxHeaderListSize: this.#maxHeaderList });
-    const self = this;
+    const watchdog = this.#watchdog;
     this.#host = {
       sendHeaders: (s, list, o) => this.#sendHeaders(s.id, list, o.endStream),
       wantSend: (s) => {
@@ -207,7 +207,7 @@ export class H2ServerConnection {
       resetStream: (s, code) => this.#resetStream(s, code),
       consumed: (s, n) => this.#consumed(s, n),
       get now() {
-        return self.#watchdog.now;
+        return watchdog.now;
       },
       bodyIdleTimeout: this.#bodyIdle,
     };
@@ -287,11 +287,7 @@ export class H2ServerConnection {
     const h = this.#frame;
     let lingered = 0;
     for (;;) {
-      if (this.#closing) {
-        lingered += r.buffered;
-        r.consume(r.buffered);
-        if (lingered > LINGER_BYTES) return;
-      } else {
+      if (!this.#closing) {
         this.#now = Date.now();
         while (!this.#closing && parseFrameHeader(r, h)) {
           if (h.length > this.#maxFrame) {
@@ -310,6 +306,11 @@ export class H2ServerConnection {
         this.#dispatch();
         if (this.#ctl.length > MAX_QUEUED_CONTROL) return; // the peer reads nothing
         this.#kick();
+      }
+      if (this.#closing) { // after GOAWAY: read and drop, so the peer sees GOAWAY, not a reset
+        lingered += r.buffered;
+        r.consume(r.buffered);
+        if (lingered > LINGER_BYTES) return;
       }
       if (this.#closed || !(await r.fill())) return;
     }
@@ -338,7 +339,10 @@ export class H2ServerConnection {
       }
       this.#sawSettings = true;
     }
-    if (this.#blockStream !== 0 && (type !== FrameType.CONTINUATION || h.streamId !== this.#blockStream)) {
+    if (
+      this.#blockStream !== 0 &&
+      (type !== FrameType.CONTINUATION || h.streamId !== this.#blockStream)
+    ) {
       return this.#fatal(ErrorCode.PROTOCOL_ERROR);
     }
     switch (type) {
@@ -416,7 +420,11 @@ export class H2ServerConnection {
     if (padding > 0) this.#consumed(s, padding);
     if (length === 0 && !endStream) this.#glitch();
     if (!s.receiveData(b, start, dataEnd, endStream)) {
-      return this.#streamError(s, ErrorCode.PROTOCOL_ERROR, "body length differs from content-length");
+      return this.#streamError(
+        s,
+        ErrorCode.PROTOCOL_ERROR,
+        "body length differs from content-length",
+      );
     }
     if (endStream && s.localClosed) this.#closeStream(s, undefined);
   }
@@ -528,12 +536,18 @@ export class H2ServerConnection {
     list: string[],
     o: { endStream: boolean; tooLarge: boolean },
   ): void {
-    if (s.remoteClosed) return this.#streamError(s, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
+    if (s.remoteClosed) {
+      return this.#streamError(s, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
+    }
     if (!o.endStream || o.tooLarge || checkTrailerFields(list) !== "") {
       return this.#streamError(s, ErrorCode.PROTOCOL_ERROR, "malformed trailers");
     }
     if (!s.receiveTrailers(list)) {
-      return this.#streamError(s, ErrorCode.PROTOCOL_ERROR, "body length differs from content-length");
+      return this.#streamError(
+        s,
+        ErrorCode.PROTOCOL_ERROR,
+        "body length differs from content-length",
+      );
     }
     if (s.localClosed) this.#closeStream(s, undefined);
   }

@@ -175,7 +175,9 @@ export class ServerStream implements H2Stream, Timed {
   expire(): void {
     this.readDeadline = this.sendDeadline = 0;
     if (!this.closed) this.#host.resetStream(this, 0x8 /* CANCEL */);
-    this.fail(new Error(`Stream ${this.id} timed out: the peer sent nothing or held a zero window`));
+    this.fail(
+      new Error(`Stream ${this.id} timed out: the peer sent nothing or held a zero window`),
+    );
   }
 
   get signal(): AbortSignal {
