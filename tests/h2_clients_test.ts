@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "@std/assert";
 import { makeCa } from "./_certs.ts";
+import { H2ServerConnection } from "../src/h2/server.ts";
 import { startH2Echo } from "./_h2_echo.ts";
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
@@ -158,4 +159,28 @@ Deno.test("h2 over TLS: ALPN h2 with curl --http2", async () => {
   } finally {
     await ca.remove();
   }
+});
+
+Deno.test("h2 drain(): the open stream still gets its response, then the connection closes", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    const h2: H2ServerConnection = new H2ServerConnection(conn, {
+      onStream: (s) => {
+        h2.drain();
+        s.respond(200, ["content-type", "text/plain"]);
+        s.write(new TextEncoder().encode("drained\n")).then(() => s.end());
+      },
+    });
+    await h2.serve();
+    return h2.openStreams;
+  })();
+  const { code, out } = await run("curl", [
+    "-sS",
+    "--http2-prior-knowledge",
+    `http://127.0.0.1:${listener.addr.port}/`,
+  ]);
+  assertEquals(code, 0, out);
+  assertEquals(out, "drained\n");
+  assertEquals(await served, 0);
 });

@@ -306,7 +306,7 @@ export function writeData(
  * const sink = { writeBytes: (s: Uint8Array, a: number, b: number) => out.push(...s.subarray(a, b)) };
  * writeHeaders(sink, 1, new Uint8Array(20000), { endStream: true, maxFrameSize: 16384 });
  * assertEquals(out.slice(0, 9), [0, 0x40, 0, 1, 1, 0, 0, 0, 1]); // HEADERS, END_STREAM
- * assertEquals(out.slice(9 + 16384, 18 + 16384), [0, 0x0d, 0x60, 9, 4, 0, 0, 0, 1]); // CONTINUATION, END_HEADERS
+ * assertEquals(out.slice(9 + 16384, 18 + 16384), [0, 0x0e, 0x20, 9, 4, 0, 0, 0, 1]); // CONTINUATION, END_HEADERS
  * ```
  */
 export function writeHeaders(
