@@ -163,6 +163,20 @@ build();
  *
  * @returns the number of bytes written, or -1 when the input is not a valid
  * HPACK Huffman string (EOS inside, padding over 7 bits or not all ones).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { huffmanDecode } from "./_huffman.ts";
+ *
+ * // RFC 7541 C.4.1: "www.example.com"
+ * const src = new Uint8Array([0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff]);
+ * const dst = new Uint8Array(19);
+ * const n = huffmanDecode(src, 0, src.length, dst);
+ * assertEquals(new TextDecoder().decode(dst.subarray(0, n)), "www.example.com");
+ * // A whole byte of padding is one bit too many.
+ * assertEquals(huffmanDecode(new Uint8Array([0xff]), 0, 1, dst), -1);
+ * ```
  */
 export function huffmanDecode(
   src: Uint8Array,
@@ -186,7 +200,17 @@ export function huffmanDecode(
   return ACCEPTS[state] ? o : -1;
 }
 
-/** The most bytes `n` Huffman-coded octets decode to (the shortest code has 5 bits). */
+/**
+ * The most bytes `n` Huffman-coded octets decode to (the shortest code has 5 bits).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { huffmanDecodedMax } from "./_huffman.ts";
+ *
+ * assertEquals(huffmanDecodedMax(5), 8);
+ * ```
+ */
 export function huffmanDecodedMax(n: number): number {
   return Math.floor((n * 8) / 5);
 }
@@ -194,6 +218,15 @@ export function huffmanDecodedMax(n: number): number {
 /**
  * Length in octets of the Huffman coding of latin1 string `s`, or -1 when `s`
  * has a char above 255.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { huffmanEncodedLength } from "./_huffman.ts";
+ *
+ * assertEquals(huffmanEncodedLength("no-cache"), 6);
+ * assertEquals(huffmanEncodedLength("\u20ac"), -1);
+ * ```
  */
 export function huffmanEncodedLength(s: string): number {
   let bits = 0;
@@ -210,6 +243,17 @@ export function huffmanEncodedLength(s: string): number {
  * with ones (the EOS prefix). `dst` must have `huffmanEncodedLength(s)` bytes free.
  *
  * @returns the index after the last byte written.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { huffmanEncode } from "./_huffman.ts";
+ *
+ * // RFC 7541 C.4.2: "no-cache"
+ * const dst = new Uint8Array(8);
+ * assertEquals(huffmanEncode("no-cache", dst, 1), 7);
+ * assertEquals([...dst.subarray(1, 7)], [0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf]);
+ * ```
  */
 export function huffmanEncode(s: string, dst: Uint8Array, pos: number): number {
   // Fewer than 8 bits are pending in `acc` between symbols, so adding a code of

@@ -553,7 +553,8 @@ export class HpackEncoder {
    *
    * @param fields Names and values, alternating.
    * @returns A view into an internal buffer, valid until the next encode call.
-   * @throws {TypeError} A char above 255, or an odd number of strings.
+   * @throws {TypeError} A char above 255, or an odd number of strings. The
+   * encoder stays usable: its next block starts by emptying the peer's table.
    *
    * @example
    * ```ts
@@ -577,7 +578,17 @@ export class HpackEncoder {
       this.#pending = false;
       this.#pendingMin = Infinity;
     }
-    for (let i = 0; i < fields.length; i += 2) this.#field(fields[i]!, fields[i + 1]!);
+    try {
+      for (let i = 0; i < fields.length; i += 2) this.#field(fields[i]!, fields[i + 1]!);
+    } catch (e) {
+      // Fields before the bad one may have gone into the table, but the peer
+      // never sees this block: empty the table, and have the next block tell
+      // the peer to empty its own (size 0, then back).
+      while (this.#table.size > 0) this.#evict();
+      this.#pending = true;
+      this.#pendingMin = 0;
+      throw e;
+    }
     return this.#buf.subarray(0, this.#pos);
   }
 
