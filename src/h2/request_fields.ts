@@ -1,0 +1,173 @@
+/**
+ * Validation of a decoded HTTP/2 request header list (RFC 9113 §8.2, §8.3):
+ * pseudo-header fields, field names and values, connection-specific fields.
+ *
+ * @module
+ */
+
+/** The pseudo-header fields of a request, split from its regular fields. */
+export interface RequestPseudo {
+  /** `:method`. */
+  method: string;
+  /** `:scheme` ("" when absent, as in CONNECT). */
+  scheme: string;
+  /** `:authority` ("" when absent). */
+  authority: string;
+  /** `:path` ("" when absent, as in CONNECT). */
+  path: string;
+  /** Value of content-length, -1 when absent. */
+  contentLength: number;
+}
+
+// 1 = a valid lowercase token character (RFC 9110 §5.6.2).
+const TOKEN = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;
+
+/** True when `name` is a non-empty lowercase token. */
+function validName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TOKEN[c] === 0) return false;
+  }
+  return true;
+}
+
+/** True when `value` has no NUL, CR or LF and no leading or trailing whitespace. */
+function validValue(value: string): boolean {
+  const n = value.length;
+  if (n === 0) return true;
+  let c = value.charCodeAt(0);
+  if (c === 0x20 || c === 0x09) return false;
+  c = value.charCodeAt(n - 1);
+  if (c === 0x20 || c === 0x09) return false;
+  for (let i = 0; i < n; i++) {
+    c = value.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) return false;
+  }
+  return true;
+}
+
+/** True for the connection-specific fields HTTP/2 forbids (§8.2.2). */
+function connectionSpecific(name: string): boolean {
+  switch (name) {
+    case "connection":
+    case "keep-alive":
+    case "proxy-connection":
+    case "transfer-encoding":
+    case "upgrade":
+      return true;
+    default:
+      return false;
+  }
+}
+
+const DIGITS_REGEXP = /^[0-9]{1,15}$/;
+
+/**
+ * Checks a decoded request header list (flat `name, value, ...`), fills `out`
+ * with its pseudo-header fields and removes them from `list`, leaving the
+ * regular fields.
+ *
+ * @returns "" when well-formed, else why the request is malformed.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseRequestFields, type RequestPseudo } from "./request_fields.ts";
+ * const out: RequestPseudo = { method: "", scheme: "", authority: "", path: "", contentLength: -1 };
+ * const list = [":method", "GET", ":scheme", "https", ":path", "/", "accept", "*\/*"];
+ * assertEquals(parseRequestFields(list, out), "");
+ * assertEquals([out.method, out.path, list], ["GET", "/", ["accept", "*\/*"]]);
+ * assertEquals(parseRequestFields([":method", "GET", ":path", "/"], out), "missing :scheme");
+ * ```
+ */
+export function parseRequestFields(list: string[], out: RequestPseudo): string {
+  out.method =
+    out.scheme =
+    out.authority =
+    out.path =
+      "";
+  out.contentLength = -1;
+  let hasAuthority = false;
+  let regular = -1;
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    const value = list[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a) { // ':'
+      if (regular !== -1) return "pseudo-header after a regular field";
+      switch (name) {
+        case ":method":
+          if (out.method !== "" || !validName(value.toLowerCase())) return "bad :method";
+          out.method = value;
+          break;
+        case ":scheme":
+          if (out.scheme !== "" || value === "") return "bad :scheme";
+          out.scheme = value;
+          break;
+        case ":path":
+          if (out.path !== "" || value === "") return "bad :path";
+          out.path = value;
+          break;
+        case ":authority":
+          if (hasAuthority) return "duplicate :authority";
+          hasAuthority = true;
+          out.authority = value;
+          break;
+        default:
+          return `unknown pseudo-header ${name}`;
+      }
+      if (!validValue(value)) return `bad value of ${name}`;
+      continue;
+    }
+    if (regular === -1) regular = i;
+    if (!validName(name)) return "bad field name";
+    if (!validValue(value)) return `bad value of ${name}`;
+    if (connectionSpecific(name)) return `connection-specific field ${name}`;
+    if (name === "te" && value !== "trailers") return "te other than trailers";
+    if (name === "content-length") {
+      if (!DIGITS_REGEXP.test(value)) return "bad content-length";
+      const n = Number(value);
+      if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
+      out.contentLength = n;
+    }
+  }
+  if (out.method === "") return "missing :method";
+  if (out.method !== "CONNECT") {
+    if (out.scheme === "") return "missing :scheme";
+    if (out.path === "") return "missing :path";
+    if (out.path === "*" && out.method !== "OPTIONS") return ":path * without OPTIONS";
+  }
+  if (regular > 0) list.splice(0, regular);
+  else if (regular === -1) list.length = 0;
+  return "";
+}
+
+/**
+ * Checks a decoded trailer list: no pseudo-header, valid names and values.
+ *
+ * @returns "" when well-formed, else why not.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { checkTrailerFields } from "./request_fields.ts";
+ * assertEquals(checkTrailerFields(["grpc-status", "0"]), "");
+ * assertEquals(checkTrailerFields([":status", "200"]), "pseudo-header in trailers");
+ * ```
+ */
+export function checkTrailerFields(list: readonly string[]): string {
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    if (name.charCodeAt(0) === 0x3a) return "pseudo-header in trailers";
+    if (!validName(name)) return "bad field name";
+    if (!validValue(list[i + 1]!)) return `bad value of ${name}`;
+    if (connectionSpecific(name)) return `connection-specific field ${name}`;
+  }
+  return "";
+}
+
+/** True for response fields that must not be sent over HTTP/2 (§8.2.2). */
+export function isConnectionSpecific(name: string): boolean {
+  return connectionSpecific(name);
+}

@@ -1,0 +1,295 @@
+"""Frame-level HTTP/2 test client (run by tests/h2_*_test.ts with /usr/bin/python3).
+
+Usage: _h2_client.py PORT SCENARIO [N]
+
+Sends a scenario's frames (built with hyperframe and hpack, so nothing stops
+us sending what a well-behaved client would not), then reads until the server
+sends GOAWAY, closes, or the scenario's stop condition, and prints a JSON
+summary: goaway [code, last_stream], rst {stream: code}, status {stream: status},
+ping_acks, data {stream: bytes}, sent (bytes), send_error.
+"""
+import json
+import socket
+import struct
+import sys
+import time
+
+from hpack import Encoder, Decoder
+from hyperframe.frame import (
+    ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame,
+    RstStreamFrame, SettingsFrame, WindowUpdateFrame,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+port = int(sys.argv[1])
+scenario = sys.argv[2]
+n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+
+sock = socket.create_connection(("127.0.0.1", port))
+sock.settimeout(10)
+enc = Encoder()
+dec = Decoder()
+dec.max_allowed_table_size = 65536
+out = {"goaway": None, "rst": {}, "status": {}, "ping_acks": 0, "data": {}, "sent": 0,
+       "send_error": False, "closed": False}
+inbuf = b""
+
+
+def send(b):
+    try:
+        sock.sendall(b)
+        out["sent"] += len(b)
+    except OSError:
+        out["send_error"] = True
+        raise
+
+
+def frame(ftype, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+def headers(sid, fields, end_stream=True):
+    f = HeadersFrame(sid)
+    f.data = enc.encode(fields)
+    f.flags.add("END_HEADERS")
+    if end_stream:
+        f.flags.add("END_STREAM")
+    return f.serialize()
+
+
+def get(sid, path="/", extra=(), end_stream=True):
+    fields = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
+    return headers(sid, fields + list(extra), end_stream)
+
+
+def rst(sid, code=8):
+    return RstStreamFrame(sid, error_code=code).serialize()
+
+
+def ping(data=b"12345678"):
+    return PingFrame(0, opaque_data=data).serialize()
+
+
+def start(settings=None):
+    send(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
+
+
+def read_frames(stop):
+    """Reads frames until stop(type, flags, sid, payload) is true, GOAWAY or close."""
+    global inbuf
+    while True:
+        while len(inbuf) >= 9:
+            length = int.from_bytes(inbuf[0:3], "big")
+            if len(inbuf) < 9 + length:
+                break
+            ftype, flags = inbuf[3], inbuf[4]
+            sid = int.from_bytes(inbuf[5:9], "big") & 0x7FFFFFFF
+            payload = inbuf[9:9 + length]
+            inbuf = inbuf[9 + length:]
+            if ftype == 0x4 and not flags & 1:
+                send(SettingsFrame(0, flags=["ACK"]).serialize())
+            elif ftype == 0x1:
+                fields = dec.decode(payload)
+                for k, v in fields:
+                    if k in (b":status", ":status"):
+                        out["status"][str(sid)] = int(v)
+            elif ftype == 0x0:
+                out["data"][str(sid)] = out["data"].get(str(sid), 0) + length
+            elif ftype == 0x3:
+                out["rst"][str(sid)] = int.from_bytes(payload[0:4], "big")
+            elif ftype == 0x6 and flags & 1:
+                out["ping_acks"] += 1
+            elif ftype == 0x7:
+                last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
+                out["goaway"] = [int.from_bytes(payload[4:8], "big"), last]
+                return
+            if stop(ftype, flags, sid, payload):
+                return
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            chunk = b""
+        if not chunk:
+            out["closed"] = True
+            return
+        inbuf += chunk
+
+
+def until_ping_ack(ftype, flags, sid, payload):
+    return ftype == 0x6 and flags & 1
+
+
+def never(*_):
+    return False
+
+
+def run():
+    if scenario == "rapid_reset":
+        start()
+        batch = b""
+        for i in range(n):
+            sid = 2 * i + 1
+            batch += get(sid) + rst(sid)
+            if len(batch) > 16384:
+                try:
+                    send(batch)
+                except OSError:
+                    break
+                batch = b""
+        if batch:
+            try:
+                send(batch)
+            except OSError:
+                pass
+        read_frames(never)
+    elif scenario == "ping_flood":
+        start()
+        try:
+            send(ping() * n)
+        except OSError:
+            pass
+        read_frames(never)
+    elif scenario == "settings_flood":
+        start()
+        try:
+            send(SettingsFrame(0, settings={4: 65535}).serialize() * n)
+        except OSError:
+            pass
+        read_frames(never)
+    elif scenario == "window_update_flood":
+        start()
+        try:
+            send(WindowUpdateFrame(0, window_increment=1).serialize() * n)
+        except OSError:
+            pass
+        read_frames(never)
+    elif scenario == "empty_data_flood":
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                         (":path", "/echo")], end_stream=False))
+        try:
+            send(DataFrame(1, data=b"").serialize() * n)
+        except OSError:
+            pass
+        read_frames(never)
+    elif scenario == "continuation_flood":
+        start()
+        f = HeadersFrame(1)
+        f.data = enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/")])
+        send(f.serialize())
+        cont = ContinuationFrame(1, data=b"\x40\x01a\x01b" * 3000).serialize()
+        try:
+            while out["sent"] < 8 * 1024 * 1024:
+                send(cont)
+        except OSError:
+            pass
+        read_frames(never)
+    elif scenario == "stream_id_reuse":
+        start()
+        send(get(3))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 3)
+        send(get(1))
+        read_frames(never)
+    elif scenario == "data_on_closed":
+        start()
+        send(get(1))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 1)
+        send(DataFrame(1, data=b"late").serialize() + ping())
+        read_frames(until_ping_ack)
+        send(get(3))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 3)
+    elif scenario == "data_on_idle":
+        start()
+        send(DataFrame(5, data=b"x").serialize())
+        read_frames(never)
+    elif scenario == "frame_too_large":
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":path", "/echo")], False))
+        send(frame(0x0, 0, 1, b"x" * 20000))
+        read_frames(never)
+    elif scenario.startswith("setting_"):  # setting_ID_VALUE
+        _, sid, value = scenario.split("_")
+        send(PREFACE + frame(0x4, 0, 0, struct.pack(">HI", int(sid), int(value))))
+        read_frames(never)
+    elif scenario == "window_update_zero":
+        start()
+        send(WindowUpdateFrame(0, window_increment=0).serialize())
+        read_frames(never)
+    elif scenario == "window_update_overflow":
+        start()
+        send(WindowUpdateFrame(0, window_increment=0x7FFFFFFF).serialize())
+        read_frames(never)
+    elif scenario == "headers_interleaved":
+        start()
+        f = HeadersFrame(1)
+        f.data = enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/")])
+        send(f.serialize() + ping())
+        read_frames(never)
+    elif scenario == "hpack_bomb":
+        start()
+        big = ("x-big", "v" * 4000)
+        # the first field is indexed, the 100 copies are one byte each: 400 KB decoded
+        send(get(1, extra=[big] * 100))
+        read_frames(lambda t, fl, sid, p: sid == 1 and (t == 0x3 or (t == 0x1 and fl & 1)))
+        send(get(3, extra=[big]))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 3)
+    elif scenario == "content_length_over":
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":path", "/echo"),
+                         ("content-length", "5")], False))
+        send(DataFrame(1, data=b"0123456789", flags=["END_STREAM"]).serialize())
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
+        send(ping())
+        read_frames(until_ping_ack)
+    elif scenario == "zero_window":
+        # our stream window is 0: the server's response can never be sent
+        start({4: 0})
+        send(get(1, "/bytes/100000"))
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
+        send(ping())
+        read_frames(until_ping_ack)
+    elif scenario == "silent_upload":
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":path", "/hash")], False))
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
+        send(ping())
+        read_frames(until_ping_ack)
+    elif scenario == "no_read":
+        start()
+        send(get(1, "/bytes/10000000"))
+        time.sleep(float(n or 1000) / 1000)
+    elif scenario == "idle":
+        start()
+        read_frames(never)
+    elif scenario == "malformed":
+        # one bad request per stream; stream 99 is a good one
+        cases = [
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("X-Upper", "1")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("connection", "close")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("te", "gzip")],
+            [(":method", "GET"), (":scheme", "http")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":status", "200")],
+            [(":method", "GET"), (":scheme", "http"), ("accept", "x"), (":path", "/")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("x-a", " padded")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "*")],
+            [(":method", "GET"), (":method", "GET"), (":scheme", "http"), (":path", "/")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("transfer-encoding", "chunked")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "")],
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("x-a", "a\x00b")],
+            [(":method", "CONNECT"), (":authority", "example.com:443")],
+        ]
+        start()
+        batch = b""
+        for i, c in enumerate(cases):
+            batch += headers(2 * i + 1, c)
+        send(batch + get(99))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 99)
+    else:
+        raise SystemExit("unknown scenario " + scenario)
+
+
+try:
+    run()
+except OSError:
+    pass
+print(json.dumps(out))
