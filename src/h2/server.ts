@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type Timed, Watchdog } from "../deadline.ts";
+import { type Timed, Watchdog } from "../proxy/watchdog.ts";
 import { BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
 import {
   CLIENT_PREFACE,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Timed } from "../deadline.ts";
+import type { Timed } from "../proxy/watchdog.ts";
 import { isConnectionSpecific, type RequestPseudo } from "./request_fields.ts";
 
 /** A validated request stream, as handed to `H2ServerOptions.onStream`. */
