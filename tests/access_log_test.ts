@@ -15,6 +15,7 @@ import { createLogger } from "../src/observe/log.ts";
 const FIELDS = [
   "time",
   "client",
+  "proto",
   "method",
   "host",
   "path",
@@ -29,6 +30,7 @@ const FIELDS = [
 interface Line {
   time: string;
   client: string;
+  proto: string;
   method: string;
   host: string;
   path: string;
@@ -225,6 +227,7 @@ Deno.test("access log lines are valid JSON whatever the request carried (quotes,
   const record = {
     time: Date.UTC(2026, 10, 25, 12, 0, 0, 7),
     client: "::1",
+    proto: "h2",
     method: "GET",
     host: 'we"ird\\.test',
     path: '/a\u0001b\u2028é?q="x"',
@@ -243,6 +246,7 @@ Deno.test("access log lines are valid JSON whatever the request carried (quotes,
   assertEquals(line as unknown, {
     time: "2026-11-25T12:00:00.007Z",
     client: "::1",
+    proto: "h2",
     method: "GET",
     host: 'we"ird\\.test',
     path: '/a\u0001b\u2028é?q="x"',

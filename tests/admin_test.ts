@@ -294,6 +294,7 @@ function record(over: Partial<ExchangeRecord>): ExchangeRecord {
   return {
     time: 0,
     client: "127.0.0.1",
+    proto: "http/1.1",
     method: "GET",
     host: "app.test",
     path: "/",

@@ -132,6 +132,7 @@ Deno.test("parseConfig reads sizes as bytes or with B, KB, KiB, MB, MiB, GB, GiB
     max_body: 1e9,
     pool_idle: 8,
     pool_max: 100,
+    max_concurrent_streams: 100,
   });
   const units = ["10B", "2KB", "2KiB", "3MB", "3MiB", "1GiB"].map((s) =>
     parseConfig(MINIMAL + `limits: { max_body: ${s} }\n`, "t.yaml").limits.max_body

@@ -39,7 +39,12 @@ export interface Config {
   /** Path of the file it was read from (re-read on reload). */
   file: string;
   /** Addresses to serve plain HTTP and HTTPS on; at least one is set. */
-  listen: { http?: HostPort; https?: HostPort };
+  listen: {
+    http?: HostPort;
+    https?: HostPort;
+    /** Also serve HTTP/2 with prior knowledge (h2c) on `http`. @default {false} */
+    h2c?: boolean;
+  };
   /**
    * Certificate and key PEM files for `listen.https`; `redirect_http` answers plain
    * HTTP with 308 to https (default false); `watch` reloads the files when they
@@ -129,12 +134,14 @@ export function parseConfig(text: string, file: string): Config {
   const src = new Source(file, text);
   if (src.errors.length) throw new ConfigError(src.errors);
   const top = src.map(src.root, "", TOP_KEYS);
-  const listenMap = src.map(top.get("listen"), "listen", ["http", "https"]);
+  const listenMap = src.map(top.get("listen"), "listen", ["http", "https", "h2c"]);
   const listen: Config["listen"] = {};
   const http = src.address(listenMap.get("http"), "listen.http");
   const https = src.address(listenMap.get("https"), "listen.https");
   if (http) listen.http = http;
   if (https) listen.https = https;
+  listen.h2c = src.bool(listenMap.get("h2c"), "listen.h2c") ?? false;
+  if (listen.h2c && !http) src.fail(listenMap.get("h2c"), "listen.h2c", "needs listen.http");
   if (!listenMap.get("http") && !listenMap.get("https")) {
     src.fail(
       top.get("listen") ?? src.root,
@@ -179,7 +186,12 @@ export function parseConfig(text: string, file: string): Config {
     top.get("limits"),
     "limits",
     config.limits,
-    (n, p, k) => k.startsWith("pool_") ? src.int(n, p, 1, 1_000_000) : src.size(n, p),
+    (n, p, k) =>
+      k === "max_concurrent_streams"
+        ? src.int(n, p, 1, 10_000)
+        : k.startsWith("pool_")
+        ? src.int(n, p, 1, 1_000_000)
+        : src.size(n, p),
   );
   const health = src.map(top.get("health"), "health", [
     "failures",

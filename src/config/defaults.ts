@@ -38,6 +38,8 @@ export interface Limits {
   pool_idle: number;
   /** Connections per backend. @default {1024} */
   pool_max: number;
+  /** HTTP/2 streams a client may have open at once on one connection. @default {100} */
+  max_concurrent_streams: number;
 }
 
 /** Passive and active health checks. */
@@ -73,6 +75,7 @@ export const DEFAULTS = {
     max_body: 0,
     pool_idle: 1024, // as many as were needed at once: a smaller cap reconnects under bursts
     pool_max: 1024,
+    max_concurrent_streams: 100,
   } satisfies Limits,
   dns: { refresh: 10_000 },
   health: {

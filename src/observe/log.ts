@@ -137,7 +137,8 @@ function accessLine(r: ExchangeRecord, worker: number | undefined): string {
     lastTime = r.time;
     lastIso = new Date(r.time).toISOString();
   }
-  let line = `{"time":"${lastIso}","client":${q(r.client)},"method":${q(r.method)},` +
+  let line =
+    `{"time":"${lastIso}","client":${q(r.client)},"proto":${q(r.proto)},"method":${q(r.method)},` +
     `"host":${q(r.host)},"path":${q(r.path)},"status":${r.status},"bytes_in":${r.bytesIn},` +
     `"bytes_out":${r.bytesOut},"duration_ms":${Math.round(r.duration * 1000) / 1000},` +
     `"route":${q(r.route)},"backend":${q(r.backend)}`;

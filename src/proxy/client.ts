@@ -9,9 +9,10 @@ import type { ExchangeRecord } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
 import type { Framing } from "../http1/body.ts";
 import type { HeadLimits } from "../http1/head.ts";
-import type { RequestHead } from "../http1/parse.ts";
+import type { RequestHead, ResponseHead } from "../http1/parse.ts";
+import type { ResponseInfo } from "./forwarded.ts";
 import type { BufReader, BufWriter } from "../http1/io.ts";
-import { simpleResponse } from "../http1/status.ts";
+import type { SimpleResponseOptions } from "../http1/status.ts";
 
 /** The client end of an exchange. */
 export interface ClientSide {
@@ -28,6 +29,20 @@ export interface ClientSide {
    * with undefined: one watchdog entry per connection, not one per request.
    */
   watch(t: Timed | undefined): void;
+  /**
+   * True when the client's protocol frames bodies itself (HTTP/2): a chunked
+   * response body reaches it as plain data.
+   */
+  readonly framesBodies: boolean;
+  /** Stages the head of a backend's response (HTTP/1.1 bytes, or HTTP/2 HEADERS). */
+  sendHead(head: ResponseHead, info: ResponseInfo): void;
+  /** Stages a whole response made by the balancer itself. */
+  sendSimple(status: number, message: string, options: SimpleResponseOptions): void;
+  /**
+   * Ends the response once its body was flushed (HTTP/2: END_STREAM); undefined
+   * when there is nothing to do (HTTP/1.1 framing already ended it).
+   */
+  finish(): Promise<void> | undefined;
 }
 
 /** What the edge learned from the request head. */
@@ -61,9 +76,10 @@ export async function answer(
   rec.status = status;
   rec.error = message;
   const before = client.writer.written;
-  client.writer.writeString(simpleResponse(status, message, options));
+  client.sendSimple(status, message, options);
   try {
     await client.writer.flush();
+    await client.finish();
   } catch {
     return false;
   }

@@ -26,6 +26,8 @@ export interface ExchangeRecord {
   time: number;
   /** Client IP address. */
   client: string;
+  /** Protocol the request came in on: `http/1.1`, `http/1.0` or `h2`. */
+  proto: string;
   /** Request method. */
   method: string;
   /** Host the request was for (Host header or absolute-form authority). */
@@ -48,6 +50,14 @@ export interface ExchangeRecord {
   error?: string;
 }
 
+/** Counts of HTTP/2 client connections and streams, for /metrics and /status. */
+export interface H2Counts {
+  /** HTTP/2 client connections open now. */
+  connections: number;
+  /** Request streams being served now. */
+  streams: number;
+}
+
 /** Everything the per-connection code needs. */
 export interface ProxyContext {
   /** Maps Host + path to a route. */
@@ -60,6 +70,10 @@ export interface ProxyContext {
   limits: Limits;
   /** Extra backends to try after a failure that is safe to retry. */
   retries: number;
+  /** Accept HTTP/2 with prior knowledge (h2c) on a plain listener (`listen.h2c`). */
+  h2c: boolean;
+  /** HTTP/2 connections and streams open now (shared by every listener). */
+  h2: H2Counts;
   /** `http` or `https`: how clients reach this listener. */
   proto: "http" | "https";
   /** When set, plain-HTTP requests are redirected (308) to HTTPS on this port. */

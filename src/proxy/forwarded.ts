@@ -213,6 +213,49 @@ export function forwardResponseHead(head: ResponseHead, info: ResponseInfo): str
 }
 
 /**
+ * The response fields sent to an HTTP/2 client for an HTTP/1.1 response head:
+ * lowercase names, hop-by-hop fields and those named by Connection left out,
+ * `content-length` kept when the length is known, and this hop added to `via`.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseResponseHead } from "../http1/parse.ts";
+ * import { h2ResponseFields } from "./forwarded.ts";
+ * const h = parseResponseHead(
+ *   "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: x-a\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n",
+ * );
+ * assertEquals(h2ResponseFields(h, { kind: "length", length: 2 }), [
+ *   "content-type", "text/plain", "content-length", "2", "via", "1.1 unload",
+ * ]);
+ * ```
+ *
+ * @param head The backend's response head.
+ * @param framing How its body is delimited.
+ * @returns Flat `name, value, ...` list.
+ */
+export function h2ResponseFields(head: ResponseHead, framing: Framing): string[] {
+  const named = connectionNamed(head);
+  const out: string[] = [];
+  let via = "";
+  for (let i = 0; i < head.count; i++) {
+    const id = head.id(i);
+    if (id === VIA) {
+      if (!isNamed(head, i, named)) via += head.value(i) + ", ";
+      continue;
+    }
+    if ((RESPONSE_DROP & (1 << id)) !== 0 || isNamed(head, i, named)) continue;
+    out.push(head.name(i), head.value(i));
+  }
+  if (framing.kind === "length") out.push("content-length", String(framing.length));
+  else if (head.status >= 200 && head.status !== 204 && head.has(CONTENT_LENGTH)) {
+    out.push("content-length", head.valueOf(CONTENT_LENGTH)!); // HEAD or 304
+  }
+  out.push("via", `${via}${head.minor === 1 ? "1.1" : "1.0"} unload`);
+  return out;
+}
+
+/**
  * Copies the field lines of `head` as received, in runs of consecutive kept lines,
  * leaving out those whose id is in `drop` and those `named` by Connection. With
  * `host`, a Host field whose value differs is sent with that value instead (the

@@ -12,7 +12,9 @@ import { forward } from "./exchange.ts";
 import { requestFraming } from "../http1/body.ts";
 import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
 import { type HeadLimits, HttpError, readHead } from "../http1/head.ts";
-import { parseRequest, RequestHead } from "../http1/parse.ts";
+import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
+import { simpleResponse, type SimpleResponseOptions } from "../http1/status.ts";
+import { type ResponseInfo, writeResponseHead } from "./forwarded.ts";
 import { BufReader, BufWriter, SMALL_READ_BUFFER } from "../http1/io.ts";
 
 // Parsed heads not in use: one is taken per request, so idle connections hold none.
@@ -24,16 +26,21 @@ const ABSOLUTE_REGEXP = /^https?:\/\/([^/?#]*)([^#]*)/i;
 const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)?$/;
 
 /**
- * Serves one client connection until it closes, errs, times out or the balancer
- * shuts down; always closes `conn`, and resolves to it (never rejects).
+ * Serves one HTTP/1.x client connection until it closes, errs, times out or the
+ * balancer shuts down; always closes `conn`, and resolves to it (never rejects).
+ * `reader` is one that already holds the connection's first bytes.
  *
  * @example
  * ```ts ignore
  * for await (const conn of Deno.listen({ port: 8080 })) serveConn(conn, ctx);
  * ```
  */
-export function serveConn(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
-  return new Session(conn, ctx).serve();
+export function serveConn(
+  conn: Deno.Conn,
+  ctx: ProxyContext,
+  reader?: BufReader,
+): Promise<Deno.Conn> {
+  return new Session(conn, ctx, reader).serve();
 }
 
 class Session implements ClientSide, Timed {
@@ -49,10 +56,10 @@ class Session implements ClientSide, Timed {
   #delegate: Timed | undefined; // the exchange in progress owns the timeout
   #host = ""; // the last Host value seen and checked: keep-alive clients repeat it
 
-  constructor(conn: Deno.Conn, ctx: ProxyContext) {
+  constructor(conn: Deno.Conn, ctx: ProxyContext, reader: BufReader | undefined) {
     this.#conn = conn;
     this.#ctx = ctx;
-    this.reader = new BufReader(conn, SMALL_READ_BUFFER);
+    this.reader = reader ?? new BufReader(conn, SMALL_READ_BUFFER);
     this.writer = new BufWriter(conn);
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
     this.#ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
@@ -75,6 +82,21 @@ class Session implements ClientSide, Timed {
 
   watch(t: Timed | undefined): void {
     this.#delegate = t;
+  }
+
+  /** HTTP/1.1 frames bodies with Content-Length or chunked coding, passed on as they are. */
+  readonly framesBodies = false;
+
+  sendHead(head: ResponseHead, info: ResponseInfo): void {
+    writeResponseHead(this.writer, head, info);
+  }
+
+  sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
+    this.writer.writeString(simpleResponse(status, message, options));
+  }
+
+  finish(): undefined {
+    return undefined;
   }
 
   /** Shutdown: a connection between requests closes now, one mid-request finishes first. */
@@ -133,7 +155,8 @@ class Session implements ClientSide, Timed {
             await this.#refuse(e, rec);
             break;
           }
-          const keep = await this.#handle(head, rec);
+          const keep = await handleRequest(this, head, rec, { ctx, checkedHost: this.#host });
+          if (rec.host !== "") this.#host = rec.host;
           this.#report(rec);
           if (!keep || this.#closed) break;
         } finally {
@@ -168,40 +191,57 @@ class Session implements ClientSide, Timed {
     rec.duration = performance.now() - rec.duration;
     this.#ctx.onExchange?.(rec);
   }
+}
 
-  // Not async: every branch ends in one promise, returned as is (no frame kept).
-  #handle(head: RequestHead, rec: ExchangeRecord): Promise<boolean> {
-    const ctx = this.#ctx;
-    rec.method = head.method;
-    let req: Request;
-    try {
-      req = edgeCheck(head, this.#host);
-    } catch (e) {
-      const status = e instanceof HttpError ? e.status : 400;
-      return answer(this, rec, status, (e as Error).message, { close: true });
-    }
-    const path = req.path;
-    this.#host = req.host;
-    rec.host = req.host;
-    rec.path = path;
-    const close = req.framing.kind !== "none" || !req.keepAlive;
-    const headOnly = head.method === "HEAD";
-    if (ctx.limits.max_body > 0 && req.framing.length > ctx.limits.max_body) {
-      return answer(this, rec, 413, "request body over limits.max_body", { close: true });
-    }
-    if (ctx.redirectHttpsPort !== undefined) {
-      const host = req.host.replace(/:\d+$/, "");
-      const port = ctx.redirectHttpsPort === 443 ? "" : `:${ctx.redirectHttpsPort}`;
-      const location = `location: https://${host}${port}${head.target}`;
-      return answer(this, rec, 308, "use https", { close, headOnly, headers: [location] });
-    }
-    const route = ctx.router.match(req.host, path);
-    if (route === undefined) {
-      return answer(this, rec, 404, `no route for ${req.host}${path}`, { close, headOnly });
-    }
-    rec.route = route.name;
-    return forward(this, req, route, ctx, rec);
+/**
+ * Checks a parsed request at the edge, routes it and hands it to
+ * {@linkcode forward}, or answers it (400, 413, 308, 404) when it goes nowhere.
+ * Shared by HTTP/1.1 connections and HTTP/2 streams (whose requests are
+ * rendered as HTTP/1.1 heads). Not async: every branch ends in one promise,
+ * returned as is (no frame kept).
+ *
+ * @param client Where the answer goes.
+ * @param head The request head.
+ * @param rec The record of this request (filled in).
+ * @param options The proxy context, and a Host value already found valid on this connection.
+ * @returns true when the client connection can carry another request.
+ */
+export function handleRequest(
+  client: ClientSide,
+  head: RequestHead,
+  rec: ExchangeRecord,
+  options: { ctx: ProxyContext; checkedHost: string },
+): Promise<boolean> {
+  const ctx = options.ctx;
+  rec.method = head.method;
+  if (head.minor === 0) rec.proto = "http/1.0";
+  let req: Request;
+  try {
+    req = edgeCheck(head, options.checkedHost);
+  } catch (e) {
+    const status = e instanceof HttpError ? e.status : 400;
+    return answer(client, rec, status, (e as Error).message, { close: true });
   }
+  const path = req.path;
+  rec.host = req.host;
+  rec.path = path;
+  const close = req.framing.kind !== "none" || !req.keepAlive;
+  const headOnly = head.method === "HEAD";
+  if (ctx.limits.max_body > 0 && req.framing.length > ctx.limits.max_body) {
+    return answer(client, rec, 413, "request body over limits.max_body", { close: true });
+  }
+  if (ctx.redirectHttpsPort !== undefined) {
+    const host = req.host.replace(/:\d+$/, "");
+    const port = ctx.redirectHttpsPort === 443 ? "" : `:${ctx.redirectHttpsPort}`;
+    const location = `location: https://${host}${port}${head.target}`;
+    return answer(client, rec, 308, "use https", { close, headOnly, headers: [location] });
+  }
+  const route = ctx.router.match(req.host, path);
+  if (route === undefined) {
+    return answer(client, rec, 404, `no route for ${req.host}${path}`, { close, headOnly });
+  }
+  rec.route = route.name;
+  return forward(client, req, route, ctx, rec);
 }
 
 /**
@@ -241,10 +281,17 @@ function edgeCheck(head: RequestHead, checked: string): Request {
   return { head, framing, host, path, keepAlive: keepsAlive(head), upgrade };
 }
 
-function newRecord(client: string): ExchangeRecord {
+/**
+ * A fresh record for a request from `client`, started now.
+ *
+ * @param client The client's IP address.
+ * @returns The record, its duration field holding the start time.
+ */
+export function newRecord(client: string): ExchangeRecord {
   return {
     time: Date.now(),
     client,
+    proto: "http/1.1",
     method: "",
     host: "",
     path: "",

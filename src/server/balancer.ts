@@ -11,7 +11,7 @@ import type { WorkerStats } from "../admin/combined.ts";
 import { type AdminServer, startAdmin } from "../admin/server.ts";
 import { Metrics } from "../admin/metrics.ts";
 import { type Config, loadConfig } from "../config/config.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import type { H2Counts, ProxyContext } from "../proxy/context.ts";
 import { Watchdog } from "../proxy/watchdog.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { ExhaustionReporter } from "../observe/exhaustion.ts";
@@ -21,7 +21,7 @@ import { accept, type Acceptor, addrKey, bind, listenHttp, StartError } from "./
 import { createLogger, type Logger } from "../observe/log.ts";
 import type { Pool } from "../upstream/pool.ts";
 import { PoolSet } from "../upstream/pool_set.ts";
-import { serveConn } from "../proxy/session.ts";
+import { serveConnection } from "../proxy/connection.ts";
 import { RouteSet, type RouteState } from "./route_table.ts";
 import { TlsAcceptor } from "./tls_acceptor.ts";
 
@@ -69,6 +69,8 @@ export class Balancer {
   readonly log: Logger;
   /** Request counters and histograms. */
   readonly metrics: Metrics = new Metrics();
+  /** HTTP/2 client connections and streams open now, on every listener. */
+  readonly h2: H2Counts = { connections: 0, streams: 0 };
   /** Epoch ms it started. */
   readonly started: number = Date.now();
   /** Accepts and backend connects that failed for lack of descriptors or ports. */
@@ -341,7 +343,7 @@ export class Balancer {
           continue;
         }
         const ctx = this.#context(config, w.proto);
-        const handle = (conn: Deno.Conn) => serveConn(conn, ctx);
+        const handle = (conn: Deno.Conn) => serveConnection(conn, ctx);
         const onExhausted = (e: unknown) =>
           this.exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
         const listen = () => listenHttp(w.addr, this.#reusePort);
@@ -373,6 +375,7 @@ export class Balancer {
       ctx.timeouts = config.timeouts;
       ctx.limits = config.limits;
       ctx.retries = config.retry.attempts;
+      ctx.h2c = ctx.proto === "http" && config.listen.h2c === true;
       ctx.redirectHttpsPort = ctx.proto === "http" && config.tls?.redirect_http
         ? httpsPort
         : undefined;
@@ -390,6 +393,8 @@ export class Balancer {
       limits: config.limits,
       retries: config.retry.attempts,
       proto,
+      h2c: proto === "http" && config.listen.h2c === true,
+      h2: this.h2,
       redirectHttpsPort: undefined,
       watchdog: this.#watchdog,
       health: this.#health,

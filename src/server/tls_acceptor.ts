@@ -253,7 +253,7 @@ function listenTls(addr: HostPort, m: TlsFiles, reusePort: boolean): Deno.TlsLis
     transport: "tcp",
     cert: m.cert,
     key: m.key,
-    alpnProtocols: ["http/1.1"],
+    alpnProtocols: ["h2", "http/1.1"],
     ...(reusePort ? { reusePort: true } : {}),
   });
 }

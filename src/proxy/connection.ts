@@ -1,0 +1,104 @@
+/**
+ * Where an accepted connection goes: HTTP/2 when TLS negotiated `h2` (ALPN), or
+ * when a plain connection opens with the HTTP/2 preface and `listen.h2c` is on;
+ * HTTP/1.x otherwise.
+ *
+ * @module
+ */
+import type { ProxyContext } from "./context.ts";
+import type { Timed } from "./watchdog.ts";
+import { serveConn } from "./session.ts";
+import { serveH2 } from "./h2_session.ts";
+import { BufReader, SMALL_READ_BUFFER } from "../http1/io.ts";
+import { CLIENT_PREFACE } from "../h2/frame.ts";
+
+/**
+ * Serves one accepted connection in the protocol it speaks; always closes
+ * `conn`, and resolves to it (never rejects).
+ *
+ * @example
+ * ```ts ignore
+ * for await (const conn of Deno.listen({ port: 8080 })) serveConnection(conn, ctx);
+ * ```
+ *
+ * @param conn The accepted connection (a `Deno.TlsConn` on an https listener).
+ * @param ctx The listener's proxy context.
+ * @returns `conn`, once closed.
+ */
+export function serveConnection(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
+  if (ctx.proto === "https") return negotiated(conn as Deno.TlsConn, ctx);
+  if (ctx.h2c) return sniffed(conn, ctx);
+  return serveConn(conn, ctx);
+}
+
+// TLS: the handshake tells the protocol (it must end within timeouts.head).
+async function negotiated(conn: Deno.TlsConn, ctx: ProxyContext): Promise<Deno.Conn> {
+  const guard = new FirstBytes(conn, ctx);
+  let alpn: string | null;
+  try {
+    alpn = (await conn.handshake()).alpnProtocol;
+  } catch {
+    closeQuietly(conn);
+    return conn;
+  } finally {
+    guard.done();
+  }
+  return alpn === "h2" ? serveH2(conn, ctx) : serveConn(conn, ctx);
+}
+
+// Cleartext: read until the bytes either match the HTTP/2 preface or cannot.
+async function sniffed(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
+  const reader = new BufReader(conn, SMALL_READ_BUFFER);
+  const guard = new FirstBytes(conn, ctx);
+  let h2 = false;
+  try {
+    for (;;) {
+      if (!(await reader.fill())) break;
+      const n = Math.min(reader.buffered, CLIENT_PREFACE.length);
+      let same = true;
+      for (let i = 0; i < n && same; i++) {
+        same = reader.buf[reader.start + i] === CLIENT_PREFACE[i];
+      }
+      if (!same) break;
+      if (n === CLIENT_PREFACE.length) {
+        h2 = true;
+        break;
+      }
+    }
+  } catch {
+    closeQuietly(conn);
+    return conn;
+  } finally {
+    guard.done();
+  }
+  return h2 ? serveH2(conn, ctx, reader) : serveConn(conn, ctx, reader);
+}
+
+/** Closes a connection whose first bytes (or TLS handshake) take over timeouts.head. */
+class FirstBytes implements Timed {
+  deadline: number;
+  readonly #conn: Deno.Conn;
+  readonly #ctx: ProxyContext;
+
+  constructor(conn: Deno.Conn, ctx: ProxyContext) {
+    this.#conn = conn;
+    this.#ctx = ctx;
+    this.deadline = ctx.watchdog.now + ctx.timeouts.head;
+    ctx.watchdog.add(this);
+  }
+
+  expire(): void {
+    this.done();
+    closeQuietly(this.#conn);
+  }
+
+  done(): void {
+    this.#ctx.watchdog.delete(this);
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* closed already */ }
+}

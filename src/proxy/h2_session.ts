@@ -1,0 +1,275 @@
+/**
+ * HTTP/2 client connections on the proxy path. Each request stream becomes an
+ * exchange like an HTTP/1.1 request: its head is rendered as an HTTP/1.1 head
+ * (parsed by the same parser, checked at the same edge, routed, scheduled,
+ * pooled, retried and logged by the same code), its body read from DATA frames,
+ * and the backend's response sent back as HEADERS and DATA.
+ *
+ * @module
+ */
+import type { ExchangeRecord, ProxyContext } from "./context.ts";
+import type { Timed } from "./watchdog.ts";
+import type { ClientSide } from "./client.ts";
+import { h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
+import { handleRequest, newRecord } from "./session.ts";
+import { type HeadLimits, HttpError } from "../http1/head.ts";
+import { octets } from "../http1/fields.ts";
+import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
+import { BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
+import { type SimpleResponseOptions, STATUS_TEXT } from "../http1/status.ts";
+import { H2ServerConnection } from "../h2/server.ts";
+import type { H2Stream } from "../h2/stream.ts";
+import { ErrorCode } from "../h2/frame.ts";
+
+/**
+ * Serves one HTTP/2 client connection until it ends; always closes `conn`, and
+ * resolves to it (never rejects).
+ *
+ * @example
+ * ```ts ignore
+ * const conn = await listener.accept();
+ * await serveH2(conn, ctx); // after ALPN chose "h2", or the h2c preface was seen
+ * ```
+ *
+ * @param conn The client connection.
+ * @param ctx The listener's proxy context.
+ * @param reader A reader that already holds the connection's first bytes (h2c preface).
+ * @returns `conn`, once closed.
+ */
+export async function serveH2(
+  conn: Deno.Conn,
+  ctx: ProxyContext,
+  reader?: BufReader,
+): Promise<Deno.Conn> {
+  const ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+  const counts = ctx.h2;
+  const h2 = new H2ServerConnection(conn, {
+    maxConcurrentStreams: ctx.limits.max_concurrent_streams,
+    maxHeaderListSize: ctx.limits.max_head,
+    idleTimeout: ctx.timeouts.idle,
+    bodyIdleTimeout: ctx.timeouts.body_idle,
+    watchdog: ctx.watchdog,
+    onStream: (stream) => void serveStream(stream, ctx, ip),
+  });
+  const session = {
+    closeIfIdle: () => h2.drain(), // GOAWAY: open streams finish, then it closes
+    close: () => h2.close(),
+  };
+  ctx.sessions.add(session);
+  counts.connections++;
+  try {
+    await h2.serve(reader);
+  } finally {
+    counts.connections--;
+    ctx.sessions.delete(session);
+    try {
+      conn.close();
+    } catch { /* closed by the connection already */ }
+  }
+  return conn;
+}
+
+async function serveStream(stream: H2Stream, ctx: ProxyContext, ip: string): Promise<void> {
+  const client = new StreamClient(stream, ctx);
+  const rec = newRecord(ip);
+  rec.proto = "h2";
+  rec.method = stream.method;
+  ctx.h2.streams++;
+  try {
+    let head: RequestHead;
+    try {
+      head = requestHead(stream, client.headLimits);
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 400;
+      rec.host = stream.authority;
+      rec.path = stream.path;
+      await answerStream(client, rec, status, (e as Error).message);
+      return;
+    }
+    await handleRequest(client, head, rec, { ctx, checkedHost: "" });
+  } catch {
+    // the stream was reset or the connection lost: nothing left to say
+  } finally {
+    ctx.h2.streams--;
+    client.watch(undefined);
+    client.settle();
+    rec.duration = performance.now() - rec.duration;
+    ctx.onExchange?.(rec);
+  }
+}
+
+async function answerStream(
+  client: StreamClient,
+  rec: ExchangeRecord,
+  status: number,
+  message: string,
+): Promise<void> {
+  rec.status = status;
+  rec.error = message;
+  client.sendSimple(status, message, {});
+  await client.writer.flush();
+  await client.finish();
+}
+
+// Renders the stream's request as an HTTP/1.1 head and parses it like one read
+// from a socket, so that it meets the same edge checks and header rewriting.
+// Cookie crumbs are joined (RFC 9113 §8.2.3); a body without content-length is
+// announced as chunked, and StreamSource frames it so.
+function requestHead(stream: H2Stream, limits: HeadLimits): RequestHead {
+  let text = `${stream.method} ${stream.path} HTTP/1.1\r\n`;
+  if (stream.authority !== "") text += `host: ${stream.authority}\r\n`;
+  let cookie: string | undefined;
+  const f = stream.fields;
+  for (let i = 0; i < f.length; i += 2) {
+    const name = f[i]!;
+    const value = f[i + 1]!;
+    if (name === "cookie") cookie = cookie === undefined ? value : `${cookie}; ${value}`;
+    else if (name === "host" && stream.authority !== "") continue; // :authority wins
+    else if (name !== "te") text += `${name}: ${value}\r\n`;
+  }
+  if (cookie !== undefined) text += `cookie: ${cookie}\r\n`;
+  if (stream.hasBody && stream.contentLength < 0) text += "transfer-encoding: chunked\r\n";
+  text += "\r\n";
+  if (text.length > limits.maxHead) throw new HttpError(431, "Request header fields too large");
+  const bytes = octets(text);
+  const head = new RequestHead();
+  head.own(bytes, 0, bytes.length);
+  parseRequest(head, head.storage, 0, bytes.length, limits.maxLine);
+  return head;
+}
+
+/** One stream seen as the client side of an exchange. */
+class StreamClient implements ClientSide, ByteConn {
+  readonly reader: BufReader;
+  readonly writer: BufWriter;
+  readonly headLimits: HeadLimits;
+  readonly framesBodies = true;
+  readonly #stream: H2Stream;
+  readonly #ctx: ProxyContext;
+  readonly #source: StreamSource;
+  #timed: Timed | undefined;
+  #responded = false;
+  #ended = false;
+
+  constructor(stream: H2Stream, ctx: ProxyContext) {
+    this.#stream = stream;
+    this.#ctx = ctx;
+    this.#source = new StreamSource(stream);
+    this.reader = new BufReader(this.#source);
+    this.writer = new BufWriter(this);
+    this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
+  }
+
+  /** ByteConn for the writer: response body bytes become DATA frames. */
+  read(): Promise<number | null> {
+    return Promise.resolve(null);
+  }
+
+  /** ByteConn for the writer: sends `p` as DATA within the windows. */
+  async write(p: Uint8Array): Promise<number> {
+    await this.#stream.write(p, 0, p.length);
+    return p.length;
+  }
+
+  close(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#stream.reset(this.#responded ? ErrorCode.INTERNAL_ERROR : ErrorCode.CANCEL);
+  }
+
+  watch(t: Timed | undefined): void {
+    if (this.#timed !== undefined) this.#ctx.watchdog.delete(this.#timed);
+    this.#timed = t;
+    if (t !== undefined) this.#ctx.watchdog.add(t);
+  }
+
+  sendHead(head: ResponseHead, info: ResponseInfo): void {
+    const fields = h2ResponseFields(head, info.framing);
+    const empty = info.framing.kind === "none" ||
+      (info.framing.kind === "length" && info.framing.length === 0);
+    this.#responded = true;
+    this.#stream.respond(head.status, fields, { endStream: empty });
+    if (empty) this.#ended = true;
+  }
+
+  sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
+    const body = `${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}\n`;
+    const fields = ["content-type", "text/plain; charset=utf-8"];
+    fields.push("content-length", String(body.length));
+    for (const h of options.headers ?? []) {
+      const colon = h.indexOf(":");
+      fields.push(h.slice(0, colon).trim().toLowerCase(), h.slice(colon + 1).trim());
+    }
+    this.#responded = true;
+    if (options.headOnly) {
+      this.#stream.respond(status, fields, { endStream: true });
+      this.#ended = true;
+      return;
+    }
+    this.#stream.respond(status, fields);
+    this.writer.writeString(body);
+  }
+
+  finish(): Promise<void> | undefined {
+    if (this.#ended) return undefined;
+    this.#ended = true;
+    return this.#stream.end();
+  }
+
+  /** After the exchange: a stream left without an end (a failure) is reset. */
+  settle(): void {
+    if (!this.#ended) this.close();
+  }
+}
+
+const CRLF = octets("\r\n");
+const LAST_CHUNK = octets("0\r\n\r\n");
+
+/**
+ * The request body as a byte stream for a {@linkcode BufReader}: DATA payloads
+ * as they come, in chunked coding when the request had no content-length (the
+ * backend then gets `Transfer-Encoding: chunked`).
+ */
+class StreamSource implements ByteConn {
+  readonly #stream: H2Stream;
+  readonly #chunked: boolean;
+  #parts: Uint8Array[] = [];
+  #at = 0; // offset in #parts[0]
+  #done = false;
+
+  constructor(stream: H2Stream) {
+    this.#stream = stream;
+    this.#chunked = stream.hasBody && stream.contentLength < 0;
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#parts.length === 0) {
+      if (this.#done) return null;
+      const data = await this.#stream.read();
+      if (data === null) {
+        this.#done = true;
+        if (this.#chunked) this.#parts.push(LAST_CHUNK);
+      } else if (data.length > 0) {
+        if (this.#chunked) this.#parts.push(octets(`${data.length.toString(16)}\r\n`), data, CRLF);
+        else this.#parts.push(data);
+      }
+    }
+    let n = 0;
+    while (n < p.length && this.#parts.length > 0) {
+      const part = this.#parts[0]!;
+      const take = Math.min(p.length - n, part.length - this.#at);
+      p.set(part.subarray(this.#at, this.#at + take), n);
+      n += take;
+      this.#at += take;
+      if (this.#at === part.length) {
+        this.#parts.shift();
+        this.#at = 0;
+      }
+    }
+    return n;
+  }
+
+  write(): Promise<number> {
+    return Promise.reject(new Error("A request body source is read-only"));
+  }
+}
