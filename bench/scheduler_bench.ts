@@ -34,7 +34,7 @@ function backends(size: number, { busy = true } = {}): Backend[] {
       priority: 10 * Math.floor(rand() * 4),
       weight: 1 + Math.floor(rand() * 65535),
     });
-    if (busy) for (let n = 1 + Math.floor(rand() * 8); n > 0; n--) beginRequest(b);
+    if (busy) { for (let n = 1 + Math.floor(rand() * 8); n > 0; n--) beginRequest(b); }
     return b;
   });
 }

@@ -80,17 +80,17 @@ export function unwatchBackend(backend: Backend, watcher: BackendWatcher): void 
  *
  * @example
  * ```ts
- * import { assert } from "@std/assert";
+ * import { assertEquals } from "@std/assert";
  * import { createBackend } from "./backend.ts";
  * import { beginRequest, endRequest } from "./backend_state.ts";
  * const b = createBackend({ hostname: "127.0.0.1", port: 9001 });
  * beginRequest(b);
  * try {
- *   assert(b.inflight === 1);
+ *   assertEquals(b.inflight, 1);
  * } finally {
  *   endRequest(b);
  * }
- * assert(b.inflight === 0);
+ * assertEquals(b.inflight, 0);
  * ```
  */
 export function beginRequest(backend: Backend): void {
