@@ -6,9 +6,9 @@
  * `least_conn` runs against a busy pool (every backend has 1..8 requests in
  * flight, no load changes between picks), against an idle pool (every backend at
  * 0, so every pick is a tie), and as the proxy drives it: each pick starts a
- * request (`inflight++`, `loadChanged`) and ends the one started
- * {@linkcode WINDOW} picks earlier (`inflight--`, `loadChanged`), so the time
- * per pick includes two load changes.
+ * request (`beginRequest`, which tells the scheduler) and ends the one started
+ * {@linkcode WINDOW} picks earlier (`endRequest`), so the time per pick includes
+ * two load changes.
  *
  *     deno bench bench/scheduler_bench.ts
  *
@@ -17,13 +17,15 @@
 import { type Backend, createBackend } from "../src/upstream/backend.ts";
 import { SCHEDULER_MODES } from "../src/scheduler/scheduler.ts";
 import { createScheduler } from "../src/scheduler/create.ts";
+import { beginRequest, endRequest } from "../src/upstream/backend_state.ts";
 import { random } from "../tests/_scheduler.ts";
 
 const PICKS = 1000;
 /** Requests in flight at once in the proxy-driven `least_conn` bench. */
 const WINDOW = 64;
 
-function backends(size: number): Backend[] {
+/** `size` backends, each with 1..8 requests in flight unless `busy` is false. */
+function backends(size: number, { busy = true } = {}): Backend[] {
   const rand = random(size);
   return Array.from({ length: size }, (_, i) => {
     const b = createBackend({
@@ -32,7 +34,7 @@ function backends(size: number): Backend[] {
       priority: 10 * Math.floor(rand() * 4),
       weight: 1 + Math.floor(rand() * 65535),
     });
-    b.inflight = 1 + Math.floor(rand() * 8);
+    if (busy) { for (let n = 1 + Math.floor(rand() * 8); n > 0; n--) beginRequest(b); }
     return b;
   });
 }
@@ -58,20 +60,15 @@ for (const size of [3, 100, 1000]) {
     fn() {
       for (let i = 0; i < PICKS; i++) {
         const b = driven.next()!;
-        b.inflight++;
-        driven.loadChanged?.(b);
+        beginRequest(b);
         const done = started[slot];
-        if (done !== undefined) {
-          done.inflight--;
-          driven.loadChanged?.(done);
-        }
+        if (done !== undefined) endRequest(done);
         started[slot] = b;
         slot = slot + 1 === WINDOW ? 0 : slot + 1;
       }
     },
   });
-  const idle = backends(size);
-  for (const b of idle) b.inflight = 0;
+  const idle = backends(size, { busy: false });
   const scheduler = createScheduler("least_conn", idle);
   Deno.bench({
     name: `least_conn (idle pool), ${size} backends, ${PICKS} picks`,

@@ -7,6 +7,7 @@ import { backend, seed } from "./_scheduler.ts";
 import { type Backend } from "../src/upstream/backend.ts";
 import { type Scheduler, SCHEDULER_MODES } from "../src/scheduler/scheduler.ts";
 import { createScheduler } from "../src/scheduler/create.ts";
+import { markDown } from "../src/upstream/backend_state.ts";
 
 function name(b: Backend | undefined): string {
   return b?.name ?? "-";
@@ -22,7 +23,7 @@ for (const mode of SCHEDULER_MODES) {
       assertEquals(b !== undefined && b.id !== skip[0]!.id, true, `pick ${i}: ${name(b)}`);
     }
     assertEquals(s.next(list), undefined);
-    list[0]!.healthy = false;
+    markDown(list[0]!);
     assertEquals(s.next(list.slice(1)), undefined, "the rest unhealthy or skipped");
     const after = name(s.next());
     assert(after === "b" || after === "c", `skipping is for one pick only: ${after}`);

@@ -15,6 +15,7 @@ import {
   type SchedulerMode,
 } from "../src/scheduler/scheduler.ts";
 import { createScheduler } from "../src/scheduler/create.ts";
+import { markDown, markUp } from "../src/upstream/backend_state.ts";
 
 // ------------------------------------------------- cases shared by every mode
 
@@ -46,7 +47,7 @@ const COMMON_CASES: readonly Case[] = [
       const list = seed();
       const s = createScheduler(mode, list);
       picks(s, 4);
-      for (const b of list) b.healthy = false;
+      for (const b of list) markDown(b);
       assertEquals(picks(s, 20), Array(20).fill("-"));
     },
   },
@@ -54,7 +55,7 @@ const COMMON_CASES: readonly Case[] = [
     name: "skips an unhealthy backend",
     fn(mode) {
       const list = seed();
-      list[1]!.healthy = false;
+      markDown(list[1]!);
       const c = counts(createScheduler(mode, list), 90);
       assertEquals(c.b2, undefined);
       assert(c.b1! > 0, "b1 is picked");
@@ -65,9 +66,9 @@ const COMMON_CASES: readonly Case[] = [
     fn(mode) {
       const list = [backend("a"), backend("b"), backend("c")];
       const s = createScheduler(mode, list);
-      list[1]!.healthy = false;
+      markDown(list[1]!);
       assert(!picks(s, 10).includes("b"));
-      list[1]!.healthy = true;
+      markUp(list[1]!);
       assert(picks(s, 6).includes("b"));
     },
   },
@@ -255,17 +256,17 @@ Deno.test("scheduler srv mode counts weight 0 as 1 when the whole group has weig
 Deno.test("scheduler srv mode falls back to weight-0 backends when no weighted one is healthy", () => {
   const list = [backend("a", 0, 5), backend("z1", 0, 0), backend("b", 10, 5), backend("z2", 10, 0)];
   const s = createScheduler("srv", list);
-  list[0]!.healthy = false;
-  list[2]!.healthy = false;
+  markDown(list[0]!);
+  markDown(list[2]!);
   assertEquals(picks(s, 4).join(" "), "z1 z2 z1 z2");
-  list[2]!.healthy = true;
+  markUp(list[2]!);
   assertEquals(picks(s, 3).join(" "), "b b b");
 });
 
 Deno.test("scheduler srv mode skips an unhealthy backend's slots and keeps the others' shares", () => {
   const list = seed();
   const s = createScheduler("srv", list);
-  list[0]!.healthy = false;
+  markDown(list[0]!);
   assertEquals(picks(s, 6).join(" "), "b2 b2 b3 b3 b3 b3");
   assertEquals(counts(s, 600), { b2: 200, b3: 400 });
 });
@@ -371,11 +372,11 @@ Deno.test("scheduler rfc2782 mode fails over to priority 10 when priority 0 is a
   const list = seed();
   const s = createScheduler("rfc2782", list);
   picks(s, 3);
-  list[0]!.healthy = false;
-  list[1]!.healthy = false;
+  markDown(list[0]!);
+  markDown(list[1]!);
   assertEquals(picks(s, 5).join(" "), "b3 b3 b3 b3 b3");
-  list[0]!.healthy = true;
-  list[1]!.healthy = true;
+  markUp(list[0]!);
+  markUp(list[1]!);
   picks(s, 2); // each pick re-checks one parked backend
   assertEquals(counts(s, 500), { b1: 300, b2: 200 });
 });
@@ -384,9 +385,9 @@ Deno.test("scheduler rfc2782 mode uses weight 0 only when alone or all are 0", (
   const list = [backend("a", 0, 5), backend("z", 0, 0), backend("b", 10, 5)];
   const s = createScheduler("rfc2782", list);
   assertEquals(counts(s, 50), { a: 50 });
-  list[0]!.healthy = false;
+  markDown(list[0]!);
   assertEquals(counts(s, 50), { z: 50 });
-  list[1]!.healthy = false;
+  markDown(list[1]!);
   assertEquals(counts(s, 50), { b: 50 });
 
   const zeros = createScheduler("rfc2782", [backend("z1", 0, 0), backend("z2", 0, 0), list[2]!]);

@@ -1,5 +1,6 @@
 import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
 import { createBackend } from "../src/upstream/backend.ts";
+import { markDown } from "../src/upstream/backend_state.ts";
 import type { SchedulerMode } from "../src/scheduler/scheduler.ts";
 import { formatSimulation, parseSrvSpec, simulate } from "../src/cli/simulate.ts";
 
@@ -94,7 +95,7 @@ Deno.test("simulate defaults to srv and 18 picks", () => {
 
 Deno.test("simulate leaves the backends untouched and marks picks with nothing healthy", () => {
   const down = createBackend({ hostname: "10.0.0.1", port: 80, name: "down" });
-  down.healthy = false;
+  markDown(down);
   const result = simulate([down], { mode: "round_robin", n: 2 });
   assertEquals(result.order, ["-", "-"]);
   assertEquals(result.shares[0]?.picks, 0);

@@ -17,16 +17,24 @@ import { parseResponse, ResponseHead } from "../http1/parse.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
+import { beginRequest, endRequest } from "../upstream/backend_state.ts";
 
+/**
+ * Why an attempt failed, with what may be done about it: the retry decision
+ * travels with the failure (as pingora keeps it on the error), and the retry
+ * loop ({@linkcode Exchange} `#afterFailure`) only reads it.
+ */
 interface Failure {
-  status: number;
-  message: string;
+  /** Status to answer with when nothing more is tried. */
+  readonly status: number;
+  /** Why, for the answer and the access log. */
+  readonly message: string;
   /** Safe to send again to another backend. */
-  retryable: boolean;
+  readonly retryable: boolean;
   /** A reused connection died before answering: try once more on a fresh one. */
-  stale: boolean;
+  readonly stale: boolean;
   /** This process ran out of descriptors or ports: not the backend's fault, not retried. */
-  local?: boolean;
+  readonly local: boolean;
 }
 
 const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
@@ -37,6 +45,10 @@ const FREE_HEADS: ResponseHead[] = [];
 const MAX_FREE_HEADS = 256;
 const RELAY = 1;
 const UPGRADED = 2;
+const FALSE = Promise.resolve(false);
+const FRESH = { fresh: true }; // skip idle pooled connections (a retry after a stale one)
+const REUSE = { fresh: false };
+const CLOSE = { close: true };
 
 /**
  * Forwards one request to a backend of `route` and relays the answer. The
@@ -52,19 +64,33 @@ export function forward(
   ctx: ProxyContext,
   rec: ExchangeRecord,
 ): Promise<boolean> {
-  const ex = new Exchange(client, req, ctx, rec);
+  const ex = new Exchange(client, req, route, ctx, rec);
   client.watch(ex);
-  return ex.run(route);
+  const backend = route.scheduler.next();
+  if (backend === undefined) {
+    const close = req.framing.kind !== "none"; // its body was not read
+    return ex.fail(503, `no healthy backend for route ${route.name}`, { close });
+  }
+  return ex.attempt(backend, REUSE);
 }
 
+/**
+ * The exchange, as phases (connect, send the request head and start its body,
+ * read the response head, relay the response), after pingora's. One attempt is
+ * {@linkcode Exchange.attempt}, the exchange's one async frame on the usual path;
+ * a failed attempt hands its {@linkcode Failure} to `#afterFailure`, the retry
+ * loop's body, which starts the next attempt or answers the client.
+ */
 class Exchange implements Timed {
   deadline = 0;
   readonly #client: ClientSide;
   readonly #req: Request;
+  readonly #route: Route;
   readonly #ctx: ProxyContext;
   readonly #rec: ExchangeRecord;
   #ac: AbortController | undefined; // made on first use: most exchanges never need it
   #bc: BackendConn | undefined;
+  #tried: Backend[] | undefined; // the backends that failed, once one has
   #inBody = false;
   #progress = -1;
   #timedOut = false;
@@ -78,9 +104,16 @@ class Exchange implements Timed {
   #close = false;
   #backendKeeps = false;
 
-  constructor(client: ClientSide, req: Request, ctx: ProxyContext, rec: ExchangeRecord) {
+  constructor(
+    client: ClientSide,
+    req: Request,
+    route: Route,
+    ctx: ProxyContext,
+    rec: ExchangeRecord,
+  ) {
     this.#client = client;
     this.#req = req;
+    this.#route = route;
     this.#ctx = ctx;
     this.#rec = rec;
   }
@@ -117,137 +150,143 @@ class Exchange implements Timed {
   }
 
   /**
-   * Tries backends until one answers or there is nothing left to try. One async
-   * frame for the whole exchange: the usual path awaits a request flush, the
-   * response's first read and the response flush, and nothing else.
+   * One attempt on `backend`, holding its load (`beginRequest`/`endRequest`) from
+   * start to end. The usual path awaits a request flush, the response's first
+   * read and the response flush, and nothing else. A failure is decided on by
+   * `#afterFailure` from inside the attempt, whose load is dropped right after,
+   * before anything else runs.
+   *
+   * @returns true when the client connection can carry another request.
    */
-  async run(route: Route): Promise<boolean> {
+  async attempt(backend: Backend, options: { fresh: boolean }): Promise<boolean> {
     const ctx = this.#ctx;
-    const req = this.#req;
-    let backend = route.scheduler.next();
-    let retries = 0;
-    let tried: Backend[] | undefined; // only allocated after a failure
-    let fresh = false;
-    const hasBody = req.framing.kind !== "none";
-    for (;;) {
-      if (backend === undefined) {
-        return await this.#fail(503, `no healthy backend for route ${route.name}`, hasBody);
+    const fresh = options.fresh;
+    this.#rec.backend = backend.id;
+    beginRequest(backend);
+    try {
+      // connect: an idle pooled connection at once, else a new one
+      const pool = ctx.pool(backend);
+      let bc: BackendConn;
+      try {
+        const got = pool.acquire(fresh, this);
+        bc = got instanceof Promise ? await got : got;
+      } catch (e) {
+        return this.#afterFailure(backend, this.#connectFailure(backend, e), options);
       }
-      this.#rec.backend = backend.id;
-      backend.inflight++;
-      route.scheduler.loadChanged?.(backend);
-      let f: Failure;
-      attempt: try {
-        const pool = ctx.pool(backend);
-        let bc: BackendConn;
+      this.#bc = bc;
+      const reused = bc.uses > 0;
+
+      // request: the head, then the body relayed in the background (or a flush)
+      this.#sendRequestHead(bc);
+      if (this.#req.framing.kind !== "none") this.#startRequestBody(bc);
+      else {
         try {
-          const got = pool.acquire(fresh, this);
-          bc = got instanceof Promise ? await got : got; // an idle connection: no wait at all
-        } catch (e) {
-          const cause = (e as Error).cause;
-          if (exhaustionHint(cause) !== undefined) {
-            ctx.onExhausted?.(`connect to ${backend.id}`, cause);
-            f = { ...failure(503, (e as Error).message, false, false), local: true };
-            break attempt;
-          }
-          const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
-          f = failure(status, (e as Error).message, true, false);
-          break attempt;
-        }
-        this.#bc = bc;
-        const reused = bc.uses > 0;
-        this.deadline = ctx.watchdog.now + ctx.timeouts.response;
-        writeRequestHead(bc.writer, req.head, {
-          clientIp: this.#rec.client,
-          proto: ctx.proto,
-          host: req.host,
-          framing: req.framing,
-          upgrade: req.upgrade,
-        });
-        if (hasBody) this.#startRequestBody(bc);
-        else {
-          try {
-            await bc.writer.flush();
-          } catch (e) {
-            pool.release(bc, false);
-            const why = `write to ${backend.id} failed: ${(e as Error).message}`;
-            f = failure(502, why, true, reused);
-            break attempt;
-          }
-        }
-        let head: ResponseHead;
-        try {
-          // wait for the first bytes with a bare read, then the head is usually complete
-          if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
-          const r = readHead(bc.reader, this.#client.headLimits, true);
-          const end = typeof r === "number" ? r : await r;
-          head = responseHead(bc, end);
-          if (head.status < 200 && head.status !== 101) head = await this.#interim(bc, head);
+          await bc.writer.flush();
         } catch (e) {
           pool.release(bc, false);
-          f = this.#noResponse(e, backend, bc, reused);
-          break attempt;
+          const message = `write to ${backend.id} failed: ${(e as Error).message}`;
+          const f = { status: 502, message, retryable: true, stale: reused, local: false };
+          return this.#afterFailure(backend, f, options);
         }
-        const client = this.#client;
-        const before = client.writer.written; // counts flushed bytes: the head is only staged
-        const sent = this.#sendResponseHead(head);
-        if (typeof sent !== "number") {
-          pool.release(bc, false);
-          f = sent;
-          break attempt;
-        }
-        try {
-          if (sent === UPGRADED) {
-            await this.#tunnel(bc);
-            pool.release(bc, false);
-            return false;
-          }
-          const framing = this.#resFraming!;
-          const moved = relayBody(
-            bc.reader,
-            client.writer,
-            framing,
-            this.#dechunk ? DECHUNK : FROM_BACKEND,
-          );
-          if (typeof moved !== "number") await moved;
-          await client.writer.flush();
-        } catch {
-          this.#abort(new Error("response relay failed"));
-          client.writer.discard();
+      }
+
+      // response head, after any interim ones
+      let head: ResponseHead;
+      try {
+        // wait for the first bytes with a bare read, then the head is usually complete
+        if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
+        const r = readHead(bc.reader, this.#client.headLimits, true);
+        head = responseHead(bc, typeof r === "number" ? r : await r);
+        if (head.status < 200 && head.status !== 101) head = await this.#interim(bc, head);
+      } catch (e) {
+        pool.release(bc, false);
+        return this.#afterFailure(backend, this.#noResponse(e, backend, { reused }), options);
+      }
+
+      // response body, or a tunnel after 101
+      const client = this.#client;
+      const before = client.writer.written; // counts flushed bytes: the head is only staged
+      const sent = this.#sendResponseHead(head);
+      if (typeof sent !== "number") {
+        pool.release(bc, false);
+        return this.#afterFailure(backend, sent, options);
+      }
+      try {
+        if (sent === UPGRADED) {
+          await this.#tunnel(bc);
           pool.release(bc, false);
           return false;
-        } finally {
-          this.#rec.bytesOut = client.writer.written - before;
         }
-        if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
-        pool.release(bc, this.#backendKeeps && this.#reqDone);
-        ctx.health.success(backend);
-        return !this.#close && this.#reqDone;
+        const moved = relayBody(
+          bc.reader,
+          client.writer,
+          this.#resFraming!,
+          this.#dechunk ? DECHUNK : FROM_BACKEND,
+        );
+        if (typeof moved !== "number") await moved;
+        await client.writer.flush();
+      } catch {
+        this.#abort(new Error("response relay failed"));
+        client.writer.discard();
+        pool.release(bc, false);
+        return false;
       } finally {
-        backend.inflight--;
-        route.scheduler.loadChanged?.(backend);
+        this.#rec.bytesOut = client.writer.written - before;
       }
-      if (this.#reqFailed) { // the client went away, or sent a broken or oversized body
-        const e = this.#reqError;
-        return e instanceof HttpError && await this.#fail(e.status, e.message, true);
-      }
-      if (f.stale && !fresh) {
-        fresh = true;
-        continue;
-      }
-      if (!f.local) ctx.health.failure(backend, f.message);
-      fresh = false;
-      if (f.retryable && retries < ctx.retries) {
-        retries++;
-        (tried ??= []).push(backend);
-        const next = route.scheduler.next(tried);
-        if (next !== undefined) {
-          backend = next;
-          continue;
-        }
-      }
-      return await this.#fail(f.status, f.message, !this.#reqDone || hasBody);
+      if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
+      pool.release(bc, this.#backendKeeps && this.#reqDone);
+      ctx.health.success(backend);
+      return !this.#close && this.#reqDone;
+    } finally {
+      endRequest(backend);
     }
+  }
+
+  /**
+   * The retry loop's body, after an attempt on `backend` failed with `f`: the
+   * client's own failure ends the exchange; a stale pooled connection is tried
+   * once more on a fresh one; anything else counts against the backend's
+   * health, and a retryable failure moves on to a backend not tried yet, up to
+   * `retries` of them. Otherwise the client gets `f`'s status.
+   */
+  #afterFailure(backend: Backend, f: Failure, last: { fresh: boolean }): Promise<boolean> {
+    if (this.#reqFailed) { // the client went away, or sent a broken or oversized body
+      const e = this.#reqError;
+      return e instanceof HttpError ? this.fail(e.status, e.message, CLOSE) : FALSE;
+    }
+    if (f.stale && !last.fresh) return this.attempt(backend, FRESH);
+    if (!f.local) this.#ctx.health.failure(backend, f.message);
+    if (f.retryable && (this.#tried?.length ?? 0) < this.#ctx.retries) {
+      const tried = this.#tried ??= [];
+      tried.push(backend);
+      const next = this.#route.scheduler.next(tried);
+      if (next !== undefined) return this.attempt(next, REUSE);
+    }
+    const close = !this.#reqDone || this.#req.framing.kind !== "none"; // a body may be unread
+    return this.fail(f.status, f.message, { close });
+  }
+
+  #connectFailure(backend: Backend, e: unknown): Failure {
+    const message = (e as Error).message;
+    const cause = (e as Error).cause;
+    if (exhaustionHint(cause) !== undefined) {
+      this.#ctx.onExhausted?.(`connect to ${backend.id}`, cause);
+      return { status: 503, message, retryable: false, stale: false, local: true };
+    }
+    const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
+    return { status, message, retryable: true, stale: false, local: false };
+  }
+
+  #sendRequestHead(bc: BackendConn): void {
+    const req = this.#req;
+    this.deadline = this.#ctx.watchdog.now + this.#ctx.timeouts.response;
+    writeRequestHead(bc.writer, req.head, {
+      clientIp: this.#rec.client,
+      proto: this.#ctx.proto,
+      host: req.host,
+      framing: req.framing,
+      upgrade: req.upgrade,
+    });
   }
 
   #startRequestBody(bc: BackendConn): void {
@@ -291,17 +330,23 @@ class Exchange implements Timed {
   }
 
   // What a backend that sent no usable response head amounts to.
-  #noResponse(e: unknown, backend: Backend, bc: BackendConn, reused: boolean): Failure {
+  #noResponse(e: unknown, backend: Backend, conn: { reused: boolean }): Failure {
     if (this.#timedOut) {
-      return failure(504, `${backend.id} sent no response within timeouts.response`, false, false);
+      const message = `${backend.id} sent no response within timeouts.response`;
+      return { status: 504, message, retryable: false, stale: false, local: false };
     }
     const req = this.#req;
-    const nothing = bc.reader.buffered === 0 && !(e instanceof HttpError);
-    const safe = nothing && req.framing.kind === "none" && IDEMPOTENT.has(req.head.method);
-    const why = e instanceof HttpError
-      ? e.message
-      : `${backend.id} closed or reset before answering`;
-    return failure(502, why, safe, nothing && reused && req.framing.kind === "none");
+    const nothing = this.#bc!.reader.buffered === 0 && !(e instanceof HttpError);
+    const noBody = req.framing.kind === "none";
+    return {
+      status: 502,
+      message: e instanceof HttpError
+        ? e.message
+        : `${backend.id} closed or reset before answering`,
+      retryable: nothing && noBody && IDEMPOTENT.has(req.head.method),
+      stale: nothing && noBody && conn.reused,
+      local: false,
+    };
   }
 
   /**
@@ -320,7 +365,13 @@ class Exchange implements Timed {
         throw new HttpError(502, "Backend switched protocols unasked");
       }
     } catch (e) {
-      return failure(502, (e as Error).message, false, false);
+      return {
+        status: 502,
+        message: (e as Error).message,
+        retryable: false,
+        stale: false,
+        local: false,
+      };
     }
     const upgrade = head.status === 101;
     const dechunk = framing.kind === "chunked" && req.head.minor === 0;
@@ -356,9 +407,10 @@ class Exchange implements Timed {
     await Promise.all([up, down]);
   }
 
-  #fail(status: number, message: string, close: boolean): Promise<boolean> {
+  /** Answers the client with a short error of the balancer's own. */
+  fail(status: number, message: string, options: { close: boolean }): Promise<boolean> {
     return answer(this.#client, this.#rec, status, message, {
-      close: close || !this.#req.keepAlive,
+      close: options.close || !this.#req.keepAlive,
       headOnly: this.#req.head.method === "HEAD",
     });
   }
@@ -372,10 +424,6 @@ function responseHead(bc: BackendConn, end: number): ResponseHead {
   const head = parseResponse(FREE_HEADS.pop() ?? new ResponseHead(), reader.buf, reader.start, end);
   reader.consume(end - reader.start);
   return head;
-}
-
-function failure(status: number, message: string, retryable: boolean, stale: boolean): Failure {
-  return { status, message, retryable, stale };
 }
 
 // A request body whose last bytes were written as the response finished settles

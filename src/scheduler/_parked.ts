@@ -15,15 +15,16 @@ import type { Backend } from "../upstream/backend.ts";
  * import { assert } from "@std/assert";
  * import { ParkedList } from "./_parked.ts";
  * import { createBackend } from "../upstream/backend.ts";
+ * import { markDown, markUp } from "../upstream/backend_state.ts";
  * const back: string[] = [];
  * const parked = new ParkedList<{ backend: ReturnType<typeof createBackend> }>((e) =>
  *   back.push(e.backend.id)
  * );
  * const b = createBackend({ hostname: "127.0.0.1", port: 9001 });
- * b.healthy = false;
+ * markDown(b);
  * parked.push({ backend: b });
  * parked.reviveOne(); // still unhealthy: stays
- * b.healthy = true;
+ * markUp(b);
  * parked.reviveOne();
  * assert(back[0] === "127.0.0.1:9001" && parked.length === 0);
  * ```

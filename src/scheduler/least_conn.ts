@@ -9,17 +9,20 @@ import { createLoadEntry, type LoadEntry, LoadHeap } from "./_load_heap.ts";
 import { ParkedList } from "./_parked.ts";
 import { skipped } from "./_skip.ts";
 import { uniqueBackends } from "./_validate.ts";
+import { unwatchBackend, watchBackend } from "../upstream/backend_state.ts";
 
 /**
- * The healthy backend with the fewest requests in flight (`backend.inflight`,
- * which the proxy maintains), ignoring weight and priority. Ties go to the
- * backend picked least recently, so equal loads take turns (in list order at
- * first; a newcomer from `update()` counts as picked just before it joined).
+ * The healthy backend with the fewest requests in flight (`backend.inflight`),
+ * ignoring weight and priority. Ties go to the backend picked least recently,
+ * so equal loads take turns (in list order at first; a newcomer from `update()`
+ * counts as picked just before it joined).
  *
  * Cost: a pick is O(log n) and allocates nothing. The backends sit in a binary
- * min-heap by (load, last pick) (`_load_heap.ts`);
- * {@linkcode LeastConnScheduler.loadChanged}, which the proxy calls after each
- * change of `inflight`, moves one backend in O(log n). `update()` is O(n).
+ * min-heap by (load, last pick) (`_load_heap.ts`). The scheduler watches its
+ * backends (`upstream/backend_state.ts`): every change of a load, from any
+ * route sharing the backend record, reaches
+ * {@linkcode LeastConnScheduler.loadChanged}, which moves that backend in
+ * O(log n), so the heap's keys are always the current loads. `update()` is O(n).
  *
  * Unhealthy backends are noticed when they come to the top and are then
  * "parked" outside the heap. Each pick re-checks one parked backend, in
@@ -29,33 +32,18 @@ import { uniqueBackends } from "./_validate.ts";
  * backend is re-checked (O(n), only while nearly everything is down), and
  * `update()` re-checks them all.
  *
- * Loads changed without {@linkcode LeastConnScheduler.loadChanged} (a backend
- * object shared with another route's scheduler after a reload, or `inflight`
- * set directly) leave the heap with stale keys, which are repaired three ways: the top is re-read
- * before it is served (re-placed if its key was stale, then the new top is
- * looked at, at most once per backend per pick); each pick re-reads one more
- * backend, in rotation, so every key is re-read at least once every n picks;
- * `update()` re-reads them all. The guarantee: the backend returned is healthy,
- * its current `inflight` is at most the recorded load of every other backend
- * in the heap, and among equals it was picked least recently. When every load
- * change is reported (a route whose backends no other route uses), recorded
- * loads are current loads and the pick is exactly the least loaded healthy
- * backend in the heap. Otherwise a backend whose load rose unreported is never
- * preferred on its stale key, and one whose load fell unreported can be passed
- * over until its key is re-read: for at most n picks.
- *
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
  * import { createBackend } from "../upstream/backend.ts";
+ * import { beginRequest } from "../upstream/backend_state.ts";
  * import { LeastConnScheduler } from "./least_conn.ts";
  *
  * const b1 = createBackend({ hostname: "b1", port: 80 });
  * const b2 = createBackend({ hostname: "b2", port: 80 });
  * const s = new LeastConnScheduler([b1, b2]);
  * const b = s.next()!; // b1: equal loads, neither picked yet, b1 listed first
- * b.inflight++; // as the proxy does when the request starts
- * s.loadChanged(b);
+ * beginRequest(b); // as the proxy does when the request starts: the scheduler is told
  * assertEquals([s.next(), s.next()], [b2, b2]);
  * ```
  */
@@ -71,7 +59,6 @@ export class LeastConnScheduler implements Scheduler {
     e.key = e.backend.inflight;
     this.#heap.push(e);
   });
-  #refreshCursor = 0;
   #seq = 0;
   /** Entries the pick in progress skipped, put back when it returns. */
   readonly #aside: LoadEntry[] = [];
@@ -99,7 +86,6 @@ export class LeastConnScheduler implements Scheduler {
    */
   next(skip?: readonly Backend[]): Backend | undefined {
     this.#parked.reviveOne();
-    this.#refreshOne();
     if (skip === undefined) return this.#pick(undefined);
     const b = this.#pick(skip);
     for (const e of this.#aside) this.#heap.push(e);
@@ -109,7 +95,6 @@ export class LeastConnScheduler implements Scheduler {
 
   #pick(skip: readonly Backend[] | undefined): Backend | undefined {
     const heap = this.#heap;
-    let refreshes = this.#entries.length; // each entry needs at most one: bounds the loop
     let revived = false;
     for (;;) {
       const top = heap.peek();
@@ -127,11 +112,6 @@ export class LeastConnScheduler implements Scheduler {
         this.#aside.push(heap.popTop()!);
         continue;
       }
-      if (b.inflight !== top.key && refreshes-- > 0) {
-        top.key = b.inflight;
-        heap.fix(top);
-        continue;
-      }
       top.seq = ++this.#seq;
       heap.fix(top);
       return b;
@@ -139,15 +119,17 @@ export class LeastConnScheduler implements Scheduler {
   }
 
   /**
-   * Re-reads a backend's `inflight` and moves it in the order, O(log n). Does
-   * nothing for a backend that is not scheduled or is parked (its load is read
-   * again when it rejoins).
+   * Moves a backend to its new place in the order, O(log n); called by
+   * `backend_state.ts` for every change of the load of a backend it watches.
+   * Does nothing for a parked backend (its load is read again when it rejoins).
    *
    * @param backend A backend whose `inflight` just changed.
    */
   loadChanged(backend: Backend): void {
     const e = this.#byId.get(backend.id);
-    if (e !== undefined) this.#reread(e);
+    if (e === undefined || e.backend !== backend || e.pos < 0 || e.key === backend.inflight) return;
+    e.key = backend.inflight;
+    this.#heap.fix(e);
   }
 
   /**
@@ -164,12 +146,14 @@ export class LeastConnScheduler implements Scheduler {
     const entries: LoadEntry[] = [];
     for (const e of this.#entries) {
       const b = given.get(e.backend.id);
+      if (b !== e.backend) unwatchBackend(e.backend, this); // gone, or another record now
       if (b === undefined) continue;
       given.delete(b.id);
       e.backend = b;
       entries.push(e);
     }
     for (const b of given.values()) entries.push(createLoadEntry(b, ++this.#seq));
+    for (const e of entries) watchBackend(e.backend, this);
 
     const live: LoadEntry[] = [];
     const parked: LoadEntry[] = [];
@@ -181,25 +165,8 @@ export class LeastConnScheduler implements Scheduler {
     }
     this.#heap.reset(live);
     this.#parked.reset(parked);
-    this.#refreshCursor = 0;
     this.#entries = entries;
     this.#byId = new Map(entries.map((e) => [e.backend.id, e]));
     this.#backends = entries.map((e) => e.backend);
-  }
-
-  /** Re-reads the load of one entry, in rotation, and re-places it if it was stale. */
-  #refreshOne(): void {
-    const entries = this.#entries;
-    if (entries.length === 0) return;
-    if (this.#refreshCursor >= entries.length) this.#refreshCursor = 0;
-    this.#reread(entries[this.#refreshCursor++]!);
-  }
-
-  // Re-reads the load of a heaped entry and re-places it when it changed (a parked
-  // entry's load is read again when it rejoins).
-  #reread(e: LoadEntry): void {
-    if (e.pos < 0 || e.backend.inflight === e.key) return;
-    e.key = e.backend.inflight;
-    this.#heap.fix(e);
   }
 }

@@ -28,6 +28,7 @@ import { WeightedScheduler } from "./_weighted.ts";
  * ```ts
  * import { assertEquals } from "@std/assert";
  * import { createBackend } from "../upstream/backend.ts";
+ * import { markDown } from "../upstream/backend_state.ts";
  * import { Rfc2782Scheduler } from "./rfc2782.ts";
  *
  * const b1 = createBackend({ hostname: "b1", port: 80, priority: 0, weight: 30 });
@@ -35,7 +36,8 @@ import { WeightedScheduler } from "./_weighted.ts";
  * const b3 = createBackend({ hostname: "b3", port: 80, priority: 10, weight: 40 });
  * const s = new Rfc2782Scheduler([b1, b2, b3]);
  * assertEquals(Array.from({ length: 5 }, () => s.next()?.hostname).join(" "), "b1 b2 b1 b2 b1");
- * b1.healthy = b2.healthy = false;
+ * markDown(b1);
+ * markDown(b2);
  * assertEquals(s.next(), b3);
  * ```
  */

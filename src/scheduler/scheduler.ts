@@ -12,6 +12,7 @@
  * @module
  */
 import type { Backend } from "../upstream/backend.ts";
+import type { BackendWatcher } from "../upstream/backend_state.ts";
 
 /** How a scheduler spreads requests; see the module documentation. */
 export type SchedulerMode = "srv" | "rfc2782" | "round_robin" | "least_conn";
@@ -33,8 +34,18 @@ export const SCHEDULER_MODES: readonly SchedulerMode[] = Object.freeze([
   "least_conn",
 ]);
 
-/** Chooses backends for one route. */
-export interface Scheduler {
+/**
+ * Chooses backends for one route.
+ *
+ * A mode that orders by load or reacts to health at once implements the
+ * {@linkcode BackendWatcher} hooks (`loadChanged`, `healthChanged`) and
+ * registers for the backends of its set with `watchBackend` (and
+ * `unwatchBackend` for those an update removes), both from
+ * `upstream/backend_state.ts`. The hooks are then called for every change of
+ * those backends, whichever route, request or health check made it; nothing
+ * else calls them, and nothing else writes `inflight` or `healthy`.
+ */
+export interface Scheduler extends BackendWatcher {
   /** The mode it implements. */
   readonly mode: SchedulerMode;
   /**
@@ -59,12 +70,6 @@ export interface Scheduler {
   update(backends: readonly Backend[]): void;
   /** Backends currently scheduled. */
   readonly backends: readonly Backend[];
-  /**
-   * Called by the proxy right after it raised `backend.inflight` (a request
-   * started) and right after it lowered it (a request ended), so modes that order
-   * by load can keep their order up to date.
-   */
-  loadChanged?(backend: Backend): void;
 }
 
 /**

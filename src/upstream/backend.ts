@@ -19,10 +19,16 @@ export interface Backend {
   readonly weight: number;
   /** The SRV target name this backend came from, or the configured address. */
   readonly name: string;
-  /** False while a health check (passive or active) has ejected it. */
-  healthy: boolean;
-  /** Requests currently being proxied to it. */
-  inflight: number;
+  /**
+   * False while a health check (passive or active) has ejected it. Written only
+   * through `backend_state.ts` (`markDown`, `markUp`), which tells the schedulers.
+   */
+  readonly healthy: boolean;
+  /**
+   * Requests currently being proxied to it. Written only through
+   * `backend_state.ts` (`beginRequest`, `endRequest`), which tells the schedulers.
+   */
+  readonly inflight: number;
   /** Present when it is reached over TLS (`routes[].tls: true`). */
   readonly tls?: UpstreamTls;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { type Backend, tlsServerName } from "./backend.ts";
-import { BufReader, BufWriter } from "../http1/io.ts";
+import { BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
 import { upstreamHandshake } from "./tls.ts";
 
 /** Pool bounds and timeouts. */
@@ -18,12 +18,24 @@ export interface PoolOptions {
   idleTimeout: number;
   /** Connecting (and the TLS handshake, for a backend with `tls`) gives up after this many ms. @default {5000} */
   connectTimeout: number;
+  /**
+   * Opens a connection to `backend`, giving up when `signal` aborts (the
+   * connect timeout or the exchange's end); for tests, which hand in-memory
+   * connections. @default {TCP through `Deno.connect`, then TLS when `backend.tls` is set}
+   */
+  connect?: (backend: Backend, signal: AbortSignal) => Promise<BackendSocket>;
+}
+
+/** What a pooled connection needs of its socket: bytes both ways, and a close. */
+export interface BackendSocket extends ByteConn {
+  /** Closes the socket; anything waiting on it is unblocked. */
+  close(): void;
 }
 
 /** A connection to a backend with its reusable buffers. */
 export class BackendConn {
   /** The socket. */
-  readonly conn: Deno.Conn;
+  readonly conn: BackendSocket;
   /** Reads responses. */
   readonly reader: BufReader;
   /** Writes requests. */
@@ -37,7 +49,7 @@ export class BackendConn {
   #closed = false;
 
   /** Wraps a connected socket. */
-  constructor(conn: Deno.Conn) {
+  constructor(conn: BackendSocket) {
     this.conn = conn;
     this.reader = new BufReader(conn);
     this.writer = new BufWriter(conn);
@@ -187,26 +199,17 @@ export class Pool {
   }
 
   async #connect(signal?: AbortSignal): Promise<BackendConn> {
-    const { hostname, port } = this.backend;
     const timeout = AbortSignal.timeout(this.#options.connectTimeout);
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
     try {
-      const tcp = await Deno.connect({ hostname, port, signal: both });
-      try {
-        tcp.setNoDelay(true);
-      } catch { /* not a TCP socket */ }
-      const tls = this.backend.tls;
-      const conn = tls === undefined ? tcp : await upstreamHandshake(tcp, {
-        tls,
-        serverName: tlsServerName(this.backend),
-        signal: both,
-      });
+      const conn = await (this.#options.connect ?? dial)(this.backend, both);
       this.opened++;
       const c = new BackendConn(conn);
       c.idleReadEnded = () => { // made once per connection, not once per request
         if (c.idleSince === 0) return; // in use again: the read belongs to its response
         const i = this.#idle.indexOf(c);
-        if (i !== -1) this.#idle.splice(i, 1);
+        if (i === -1) return; // discarded already (drained, swept, or closed to make room)
+        this.#idle.splice(i, 1);
         this.#discard(c);
       };
       return c;
@@ -239,4 +242,15 @@ export class Pool {
     Deno.unrefTimer(t);
     this.#sweeper = t;
   }
+}
+
+// TCP to the backend, then TLS when it has `tls`.
+async function dial(backend: Backend, signal: AbortSignal): Promise<Deno.Conn> {
+  const tcp = await Deno.connect({ hostname: backend.hostname, port: backend.port, signal });
+  try {
+    tcp.setNoDelay(true);
+  } catch { /* not a TCP socket */ }
+  const tls = backend.tls;
+  if (tls === undefined) return tcp;
+  return await upstreamHandshake(tcp, { tls, serverName: tlsServerName(backend), signal });
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { type Backend, byKey, tlsServerName } from "../backend.ts";
+import { markDown, markUp } from "../backend_state.ts";
 import { upstreamHandshake } from "../tls.ts";
 import { sleep } from "../../_sleep.ts";
 import { exhaustionHint } from "../../observe/exhaustion.ts";
@@ -153,15 +154,13 @@ export class HealthChecker {
     if (result.ok) {
       s.fails = 0;
       s.passes++;
-      if (!b.healthy && s.passes >= this.#rise) {
-        b.healthy = true;
+      if (s.passes >= this.#rise && markUp(b)) {
         this.#options.onChange?.(b, true, `${s.passes} consecutive checks passed`);
       }
     } else {
       s.passes = 0;
       s.fails++;
-      if (b.healthy && s.fails >= this.#fall) {
-        b.healthy = false;
+      if (s.fails >= this.#fall && markDown(b)) {
         this.#options.onChange?.(b, false, result.reason);
       }
     }

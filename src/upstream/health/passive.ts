@@ -7,6 +7,7 @@
  * @module
  */
 import type { Backend } from "../backend.ts";
+import { markDown, markUp } from "../backend_state.ts";
 
 /** Passive health settings. */
 export interface PassiveHealthOptions {
@@ -49,8 +50,7 @@ export class PassiveHealth {
   failure(backend: Backend, reason: string): void {
     const n = (this.#fails.get(backend) ?? 0) + 1;
     this.#fails.set(backend, n);
-    if (n < this.#options.failures || !backend.healthy) return;
-    backend.healthy = false;
+    if (n < this.#options.failures || !markDown(backend)) return;
     this.#options.onChange?.(backend, false, `${n} consecutive failures, last: ${reason}`);
     if (!this.#options.activeChecks) this.backOff(backend);
   }
@@ -64,10 +64,7 @@ export class PassiveHealth {
     const t = setTimeout(() => {
       this.#timers.delete(backend);
       this.#fails.set(backend, this.#options.failures - 1); // one more failure ejects again
-      if (!backend.healthy) {
-        backend.healthy = true;
-        this.#options.onChange?.(backend, true, "back-off over");
-      }
+      if (markUp(backend)) this.#options.onChange?.(backend, true, "back-off over");
     }, this.#options.backoff);
     Deno.unrefTimer(t);
     this.#timers.set(backend, t);
