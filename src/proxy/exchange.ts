@@ -17,6 +17,7 @@ import { parseResponse, ResponseHead } from "../http1/parse.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
+import { requestKey } from "./request_key.ts";
 
 interface Failure {
   status: number;
@@ -124,7 +125,9 @@ class Exchange implements Timed {
   async run(route: Route): Promise<boolean> {
     const ctx = this.#ctx;
     const req = this.#req;
-    let backend = route.scheduler.next();
+    const hashKey = route.hashKey;
+    const key = hashKey && requestKey(hashKey, { head: req.head, clientIp: this.#rec.client });
+    let backend = route.scheduler.next(undefined, key);
     let retries = 0;
     let tried: Backend[] | undefined; // only allocated after a failure
     let fresh = false;
@@ -240,7 +243,7 @@ class Exchange implements Timed {
       if (f.retryable && retries < ctx.retries) {
         retries++;
         (tried ??= []).push(backend);
-        const next = route.scheduler.next(tried);
+        const next = route.scheduler.next(tried, key);
         if (next !== undefined) {
           backend = next;
           continue;
