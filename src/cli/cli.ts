@@ -62,7 +62,7 @@ Prints the order in which backends are picked, and each one's share.
   -n N          picks to simulate (default: 18); for hash, keys key-0 .. key-N-1,
                 and the order line shows each key's backend
 
-Examples:
+Example:
   unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9
   unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" --mode hash -n 100000`,
   demo: `Usage: unload demo [--listen ADDR] [--admin ADDR] [--traffic]
