@@ -205,10 +205,10 @@ function maglevTable(
   const m = HASH_TABLE_SIZE;
   const n = members.length;
   const slots = new Int32Array(m).fill(-1);
-  const pos = new Float64Array(n);
-  const step = new Float64Array(n);
-  const weight = new Float64Array(n);
-  const claims = new Float64Array(n);
+  const pos = new Int32Array(n);
+  const step = new Int32Array(n);
+  const weight = new Int32Array(n);
+  const claims = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const b = members[i]!;
     pos[i] = hash32(b.id, OFFSET_SEED) % m;
@@ -251,7 +251,7 @@ function maglevTable(
     claims[i]!++;
     siftDown(0);
   }
-  return n <= 0xffff ? Uint16Array.from(slots) : Uint32Array.from(slots);
+  return n <= 0xffff ? new Uint16Array(slots) : new Uint32Array(slots);
 }
 
 function canServe(members: readonly Backend[], skip: readonly Backend[] | undefined): boolean {
