@@ -114,7 +114,8 @@ for (const size of [10, 1000]) {
     name: "hash table build, 1000 backends (four priority groups)",
     group: "hash build",
     fn() {
-      hash.update((flip = !flip) ? b : a);
+      flip = !flip;
+      hash.update(flip ? b : a);
     },
   });
 }
