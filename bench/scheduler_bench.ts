@@ -10,6 +10,12 @@
  * {@linkcode WINDOW} picks earlier (`endRequest`), so the time per pick includes
  * two load changes.
  *
+ * `hash` runs keyless in the loop over modes (its `rfc2782` fallback) and, in
+ * its own group, with a key per pick (`user-0` …, cycling over
+ * {@linkcode KEYS}) for 10 and 1000 backends; "hash table build" is `update()`
+ * to a set of 1000 whose weights changed, so every Maglev table is rebuilt
+ * (divide nothing: one build per iteration).
+ *
  *     deno bench bench/scheduler_bench.ts
  *
  * @module
@@ -18,11 +24,14 @@ import { type Backend, createBackend } from "../src/upstream/backend.ts";
 import { SCHEDULER_MODES } from "../src/scheduler/scheduler.ts";
 import { createScheduler } from "../src/scheduler/create.ts";
 import { beginRequest, endRequest } from "../src/upstream/backend_state.ts";
+import { HashScheduler } from "../src/scheduler/hash.ts";
 import { random } from "../tests/_scheduler.ts";
 
 const PICKS = 1000;
 /** Requests in flight at once in the proxy-driven `least_conn` bench. */
 const WINDOW = 64;
+/** Distinct keys the keyed `hash` bench cycles through. */
+const KEYS = Array.from({ length: 4096 }, (_, i) => `user-${i}`);
 
 /** `size` backends, each with 1..8 requests in flight unless `busy` is false. */
 function backends(size: number, { busy = true } = {}): Backend[] {
@@ -75,6 +84,35 @@ for (const size of [3, 100, 1000]) {
     group: `${size} backends`,
     fn() {
       for (let i = 0; i < PICKS; i++) scheduler.next();
+    },
+  });
+}
+
+for (const size of [10, 1000]) {
+  const hash = new HashScheduler(backends(size));
+  let k = 0;
+  Deno.bench({
+    name: `hash with a key, ${size} backends, ${PICKS} picks`,
+    group: "hash",
+    fn() {
+      for (let i = 0; i < PICKS; i++) {
+        hash.next(undefined, KEYS[k]);
+        k = (k + 1) & (KEYS.length - 1);
+      }
+    },
+  });
+}
+{
+  const a = backends(1000);
+  const b = a.map((x) => ({ ...x, weight: x.weight === 65535 ? 1 : x.weight + 1 }));
+  const hash = new HashScheduler(a);
+  let flip = false;
+  Deno.bench({
+    name: "hash table build, 1000 backends (four priority groups)",
+    group: "hash build",
+    fn() {
+      flip = !flip;
+      hash.update(flip ? b : a);
     },
   });
 }

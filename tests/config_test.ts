@@ -170,7 +170,7 @@ Deno.test("parseConfig reports an unknown top-level key at its line", () => {
 Deno.test("parseConfig reports an unknown key of a route at its line", () => {
   assertMatch(
     error(MINIMAL + "    colour: red\n"),
-    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, tls, ca, server_name, optional\)$/,
+    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, hash_key, tls, ca, server_name, optional\)$/,
   );
 });
 
@@ -289,11 +289,11 @@ Deno.test("parseConfig reports a bad route name and a path not starting with /",
 Deno.test("parseConfig reports a bad scheduler name at its line, top-level or per route", () => {
   assertEquals(
     error(MINIMAL + "scheduler: fastest\n"),
-    't.yaml:6: scheduler: must be one of srv, rfc2782, round_robin, least_conn: received "fastest"',
+    't.yaml:6: scheduler: must be one of srv, rfc2782, round_robin, least_conn, hash: received "fastest"',
   );
   assertMatch(
     error(MINIMAL + "    scheduler: random\n"),
-    /^t\.yaml:6: routes\[0\]\.scheduler: must be one of srv, rfc2782, round_robin, least_conn: received "random"$/,
+    /^t\.yaml:6: routes\[0\]\.scheduler: must be one of srv, rfc2782, round_robin, least_conn, hash: received "random"$/,
   );
 });
 
@@ -358,4 +358,47 @@ routes:
     "5 timeouts.head",
     "7 routes[0]",
   ]);
+});
+
+Deno.test("parseConfig reads hash_key for scheduler: hash routes, client_ip by default", () => {
+  const c = parseConfig(
+    MINIMAL + `    scheduler: hash
+    hash_key: header:X-User
+  - name: cookie
+    path: /c
+    scheduler: hash
+    hash_key: cookie:sid
+    backends: [{ address: 127.0.0.1:9001 }]
+  - name: inherited
+    path: /i
+    backends: [{ address: 127.0.0.1:9001 }]
+scheduler: hash
+`,
+    "t.yaml",
+  );
+  assertEquals(c.routes.map((r) => [r.scheduler, r.hash_key]), [
+    ["hash", { kind: "header", name: "x-user" }],
+    ["hash", { kind: "cookie", name: "sid" }],
+    ["hash", { kind: "client_ip" }],
+  ]);
+  assertEquals(parseConfig(MINIMAL, "t.yaml").routes[0]!.hash_key, undefined);
+});
+
+Deno.test("parseConfig reports hash_key without scheduler: hash, and a bad hash_key, at their line", () => {
+  assertEquals(
+    error(MINIMAL + "    hash_key: client_ip\n"),
+    "t.yaml:6: routes[0].hash_key: only applies with scheduler: hash",
+  );
+  assertEquals(
+    error(MINIMAL + "    scheduler: rfc2782\n    hash_key: cookie:sid\nscheduler: hash\n"),
+    "t.yaml:7: routes[0].hash_key: only applies with scheduler: hash",
+  );
+  assertEquals(
+    error(MINIMAL + "    scheduler: hash\n    hash_key: query:user\n"),
+    't.yaml:7: routes[0].hash_key: must be client_ip, header:NAME or cookie:NAME: received "query:user"',
+  );
+  assertEquals(
+    error(MINIMAL + '    scheduler: hash\n    hash_key: "header:"\n'),
+    't.yaml:7: routes[0].hash_key: must be client_ip, header:NAME or cookie:NAME: received "header:"',
+  );
 });

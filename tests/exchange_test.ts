@@ -10,6 +10,8 @@ import { parseRequestHead } from "../src/http1/parse.ts";
 import type { ClientSide, Request } from "../src/proxy/client.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "../src/proxy/context.ts";
 import { forward } from "../src/proxy/exchange.ts";
+import { writeResponseHead } from "../src/proxy/forwarded.ts";
+import { simpleResponse } from "../src/http1/status.ts";
 import { Router } from "../src/proxy/router.ts";
 import { Watchdog } from "../src/proxy/watchdog.ts";
 import { FakeConn } from "./_fake_conn.ts";
@@ -88,6 +90,8 @@ class Rig implements AsyncDisposable {
       health: this.health,
       sessions: new Set(),
       closing: false,
+      h2c: false,
+      h2: { connections: 0, streams: 0 },
     };
   }
 
@@ -106,6 +110,14 @@ class Rig implements AsyncDisposable {
       headLimits: { maxHead: 65_536, maxLine: 8192 },
       close: () => conn.close(),
       watch: () => {},
+      framesBodies: false,
+      sendHead(head, info) {
+        writeResponseHead(this.writer, head, info);
+      },
+      sendSimple(status, message, options) {
+        this.writer.writeString(simpleResponse(status, message, options));
+      },
+      finish: () => undefined,
     };
     const parsed = parseRequestHead(head);
     const req: Request = {
@@ -119,6 +131,7 @@ class Rig implements AsyncDisposable {
     const rec: ExchangeRecord = {
       time: Date.now(),
       client: "192.0.2.1",
+      proto: "http/1.1",
       method: parsed.method,
       host: "app.test",
       path: "/",

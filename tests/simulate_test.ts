@@ -114,3 +114,19 @@ Deno.test("simulate formatSimulation shortens a long order and handles no picks"
   assertStringIncludes(none, "srv scheduler, 0 picks:\n(no picks)\n");
   assertStringIncludes(none, "b1              0      30      0   0.0%     33.3%");
 });
+
+Deno.test("simulate hash mode maps generated keys and reports their shares", () => {
+  const result = simulate(parseSrvSpec(SEED), { mode: "hash", n: 100_000 });
+  const [b1, b2, b3] = result.shares;
+  assertEquals([b1!.expected, b2!.expected, b3!.expected], [0.6, 0.4, 0]);
+  for (const s of result.shares) {
+    assertEquals(Math.abs(s.share - s.expected) < 0.02, true, `${s.name}: ${s.share}`);
+  }
+  const again = simulate(parseSrvSpec("b3:10:40,b2:0:20,b1:0:30"), { mode: "hash", n: 1000 });
+  assertEquals(again.order, result.order.slice(0, 1000), "key-i maps the same whatever the order");
+  const text = formatSimulation(simulate(parseSrvSpec(SEED), { mode: "hash", n: 3 }));
+  assertEquals(text.split("\n").slice(0, 2), [
+    "hash scheduler, 3 keys (key-0 to key-2), in order:",
+    result.order.slice(0, 3).join(" "),
+  ]);
+});

@@ -18,7 +18,7 @@ import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { staticBackends } from "../upstream/discovery/static.ts";
 import { resolveSrv } from "../upstream/discovery/srv.ts";
 import { runDemo } from "./demo/demo.ts";
-import { isSchedulerMode, type SchedulerMode } from "../scheduler/scheduler.ts";
+import { isSchedulerMode, SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { formatSimulation, parseSrvSpec, simulate } from "./simulate.ts";
 
 /** The version in deno.json. */
@@ -57,11 +57,14 @@ Prints the order in which backends are picked, and each one's share.
   --srv SPEC    target:priority:weight entries, comma-separated
   --config FILE take the table from a route of FILE (SRV routes are looked up)
   --route NAME  which route (default: the first)
-  --mode MODE   srv | rfc2782 | round_robin | least_conn (default: srv, or the route's)
-  -n N          picks to simulate (default: 18)
+  --mode MODE   srv | rfc2782 | round_robin | least_conn | hash
+                (default: srv, or the route's)
+  -n N          picks to simulate (default: 18); for hash, keys key-0 .. key-N-1,
+                and the order line shows each key's backend
 
 Example:
-  unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9`,
+  unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9
+  unload simulate --srv "b1:0:30,b2:0:20,b3:10:40" --mode hash -n 100000`,
   demo: `Usage: unload demo [--listen ADDR] [--admin ADDR] [--traffic]
 
 Starts an embedded SRV DNS server, three demo backends (b1 p0 w30, b2 p0 w20,
@@ -226,7 +229,7 @@ async function run(file: string | undefined): Promise<number> {
 async function simulateCommand(flags: Record<string, string | boolean | undefined>) {
   const mode = flags.mode as string | undefined;
   if (mode !== undefined && !isSchedulerMode(mode)) {
-    console.error(`unload simulate: --mode must be srv, rfc2782, round_robin or least_conn`);
+    console.error(`unload simulate: --mode must be one of ${SCHEDULER_MODES.join(", ")}`);
     return 2;
   }
   const n = flags.n === undefined ? undefined : Number(flags.n);

@@ -8,6 +8,8 @@ import { type Backend, createBackend } from "../upstream/backend.ts";
 import { type SchedulerMode } from "../scheduler/scheduler.ts";
 import { createScheduler, expectedShares } from "../scheduler/create.ts";
 
+/** `hash` mode is simulated with the keys `key-0`, `key-1`, … (one per pick). */
+export const KEY_PREFIX = "key-";
 const INTEGER_REGEXP = /^\d+$/;
 const TARGET_REGEXP = /^[A-Za-z0-9_.-]+$/;
 
@@ -126,6 +128,10 @@ export interface SimulationResult {
  * weight-0 backend counts as weight 1 when its whole group has weight 0 and as
  * 0 otherwise, as the schedulers do.
  *
+ * `hash` mode hashes `n` generated keys, `key-0` to `key-<n-1>` (see
+ * {@linkcode KEY_PREFIX}), one per pick: `order` is the backend of each key and
+ * the shares are the shares of keys, expected as in `rfc2782`.
+ *
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
@@ -137,7 +143,7 @@ export interface SimulationResult {
  * ```
  *
  * @param backends The backends.
- * @param options Mode and number of picks.
+ * @param options Mode and number of picks (of keys, for `hash`).
  * @returns The pick order and each backend's share.
  * @throws {RangeError} If `n` is not a non-negative integer, the mode is unknown,
  * or a weight or priority is out of range.
@@ -154,8 +160,9 @@ export function simulate(
   const list = scheduler.backends;
   const picks = new Map<Backend, number>();
   const order: string[] = [];
+  const keyed = mode === "hash";
   for (let i = 0; i < n; i++) {
-    const b = scheduler.next();
+    const b = scheduler.next(undefined, keyed ? `${KEY_PREFIX}${i}` : undefined);
     if (b !== undefined) picks.set(b, (picks.get(b) ?? 0) + 1);
     order.push(b?.name ?? "-");
   }
@@ -226,8 +233,14 @@ export function formatSimulation(
     cells.map((cell, c) => c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))
       .join("  ").trimEnd();
   const s = order.length === 1 ? "" : "s";
+  const last = `${KEY_PREFIX}${order.length - 1}`;
+  const what = result.mode !== "hash"
+    ? `${order.length} pick${s}`
+    : order.length === 0
+    ? "0 keys"
+    : `${order.length} key${s} (${KEY_PREFIX}0${order.length > 1 ? ` to ${last}` : ""}), in order`;
   return [
-    `${result.mode} scheduler, ${order.length} pick${s}:`,
+    `${result.mode} scheduler, ${what}:`,
     line,
     "",
     render(header),

@@ -10,9 +10,10 @@ import { join, Source } from "./_source.ts";
 import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { isProbePath } from "../upstream/health/active.ts";
+import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
 import { DEFAULTS, type Health, type Limits, type Timeouts } from "./defaults.ts";
 
-export { DEFAULTS, type Health, type Limits, type Timeouts };
+export { DEFAULTS, type HashKey, type Health, type Limits, type Timeouts };
 
 /** One route. */
 export interface RouteConfig {
@@ -28,6 +29,12 @@ export interface RouteConfig {
   backends?: StaticBackendEntry[];
   /** How this route picks a backend. @default {the top-level `scheduler`} */
   scheduler: SchedulerMode;
+  /**
+   * What a `scheduler: hash` route hashes on (`hash_key: client_ip | header:NAME |
+   * cookie:NAME`); present exactly when the route's scheduler is `hash`.
+   * @default {{ kind: "client_ip" }}
+   */
+  hash_key?: HashKey;
   /** Present when `tls: true`: backends are reached over TLS. */
   tls?: { ca?: string; server_name?: string };
   /** `/readyz` stays 200 while this route has no healthy backend. @default {false} */
@@ -110,6 +117,7 @@ const ROUTE_KEYS = [
   "srv",
   "backends",
   "scheduler",
+  "hash_key",
   "tls",
   "ca",
   "server_name",
@@ -301,6 +309,7 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
         config.scheduler,
     };
     if (!route.path.startsWith("/")) src.fail(m.get("path"), `${path}.path`, 'must start with "/"');
+    readHashKey(src, m, path, route);
     const host = src.string(m.get("host"), `${path}.host`);
     if (host !== undefined) route.host = host.toLowerCase();
     const srv = src.string(m.get("srv"), `${path}.srv`);
@@ -314,6 +323,26 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
     if (optional !== undefined) route.optional = optional;
     config.routes.push(route);
   });
+}
+
+function readHashKey(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {
+  const node = m.get("hash_key");
+  const text = src.string(node, `${path}.hash_key`);
+  if (route.scheduler !== "hash") {
+    if (node !== undefined) src.fail(node, `${path}.hash_key`, "only applies with scheduler: hash");
+    return;
+  }
+  route.hash_key = CLIENT_IP_KEY;
+  if (text === undefined) return;
+  try {
+    route.hash_key = parseHashKey(text);
+  } catch {
+    src.fail(
+      node,
+      `${path}.hash_key`,
+      `must be client_ip, header:NAME or cookie:NAME: received "${text}"`,
+    );
+  }
 }
 
 function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {

@@ -6,6 +6,7 @@
  */
 import type { Backend } from "../upstream/backend.ts";
 import type { Limits, Timeouts } from "../config/config.ts";
+import type { HashKey } from "../config/hash_key.ts";
 import type { Watchdog } from "./watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
 import type { Pool } from "../upstream/pool.ts";
@@ -18,6 +19,8 @@ export interface Route {
   readonly name: string;
   /** Picks this route's backends. */
   readonly scheduler: Scheduler;
+  /** What the scheduler is given as each request's key (`scheduler: hash` routes only). */
+  readonly hashKey?: HashKey | undefined;
 }
 
 /** One finished request, for the access log and metrics. */

@@ -8,7 +8,7 @@
 import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
-import { writeRequestHead, writeResponseHead } from "./forwarded.ts";
+import { writeRequestHead } from "./forwarded.ts";
 import { type Framing, responseFraming } from "../http1/body.ts";
 import { keepsAlive } from "../http1/fields.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
@@ -18,6 +18,7 @@ import { answer, type ClientSide, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
+import { requestKey } from "./request_key.ts";
 
 /**
  * Why an attempt failed, with what may be done about it: the retry decision
@@ -64,9 +65,11 @@ export function forward(
   ctx: ProxyContext,
   rec: ExchangeRecord,
 ): Promise<boolean> {
-  const ex = new Exchange(client, req, route, ctx, rec);
+  const hashKey = route.hashKey;
+  const key = hashKey && requestKey(hashKey, { head: req.head, clientIp: rec.client });
+  const ex = new Exchange(client, req, route, ctx, rec, key);
   client.watch(ex);
-  const backend = route.scheduler.next();
+  const backend = route.scheduler.next(undefined, key);
   if (backend === undefined) {
     const close = req.framing.kind !== "none"; // its body was not read
     return ex.fail(503, `no healthy backend for route ${route.name}`, { close });
@@ -88,6 +91,7 @@ class Exchange implements Timed {
   readonly #route: Route;
   readonly #ctx: ProxyContext;
   readonly #rec: ExchangeRecord;
+  readonly #key: string | undefined; // the hash scheduler's key, when the route has one
   #ac: AbortController | undefined; // made on first use: most exchanges never need it
   #bc: BackendConn | undefined;
   #tried: Backend[] | undefined; // the backends that failed, once one has
@@ -110,7 +114,9 @@ class Exchange implements Timed {
     route: Route,
     ctx: ProxyContext,
     rec: ExchangeRecord,
+    key: string | undefined,
   ) {
+    this.#key = key;
     this.#client = client;
     this.#req = req;
     this.#route = route;
@@ -225,6 +231,8 @@ class Exchange implements Timed {
         );
         if (typeof moved !== "number") await moved;
         await client.writer.flush();
+        const ended = client.finish();
+        if (ended !== undefined) await ended;
       } catch {
         this.#abort(new Error("response relay failed"));
         client.writer.discard();
@@ -259,7 +267,7 @@ class Exchange implements Timed {
     if (f.retryable && (this.#tried?.length ?? 0) < this.#ctx.retries) {
       const tried = this.#tried ??= [];
       tried.push(backend);
-      const next = this.#route.scheduler.next(tried);
+      const next = this.#route.scheduler.next(tried, this.#key);
       if (next !== undefined) return this.attempt(next, REUSE);
     }
     const close = !this.#reqDone || this.#req.framing.kind !== "none"; // a body may be unread
@@ -318,7 +326,7 @@ class Exchange implements Timed {
   // they come; resolves to the final head.
   async #interim(bc: BackendConn, head: ResponseHead): Promise<ResponseHead> {
     while (head.status < 200 && head.status !== 101) {
-      if (this.#req.head.minor === 1) {
+      if (this.#req.head.minor === 1 && !this.#client.framesBodies) {
         this.#client.writer.writeBytes(head.buf, head.start, head.end);
         await this.#client.writer.flush();
       }
@@ -374,7 +382,8 @@ class Exchange implements Timed {
       };
     }
     const upgrade = head.status === 101;
-    const dechunk = framing.kind === "chunked" && req.head.minor === 0;
+    const dechunk = framing.kind === "chunked" &&
+      (req.head.minor === 0 || this.#client.framesBodies);
     const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
     this.#resFraming = framing;
     this.#dechunk = dechunk;
@@ -382,7 +391,7 @@ class Exchange implements Timed {
     this.#backendKeeps = framing.kind !== "close" && keepsAlive(head);
     this.#inBody = true;
     this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
-    writeResponseHead(this.#client.writer, head, {
+    this.#client.sendHead(head, {
       framing,
       chunked: framing.kind === "chunked" && !dechunk,
       close,

@@ -7,6 +7,7 @@
  */
 import type { Backend } from "../upstream/backend.ts";
 import { type Scheduler, SCHEDULER_MODES, type SchedulerMode } from "./scheduler.ts";
+import { HashScheduler } from "./hash.ts";
 import { LeastConnScheduler } from "./least_conn.ts";
 import { Rfc2782Scheduler } from "./rfc2782.ts";
 import { RoundRobinScheduler } from "./round_robin.ts";
@@ -45,6 +46,8 @@ export function createScheduler(mode: SchedulerMode, backends: readonly Backend[
       return new RoundRobinScheduler(backends);
     case "least_conn":
       return new LeastConnScheduler(backends);
+    case "hash":
+      return new HashScheduler(backends);
     default:
       throw new RangeError(
         `Scheduler mode must be one of ${SCHEDULER_MODES.join(", ")}: received "${mode}"`,
@@ -54,8 +57,8 @@ export function createScheduler(mode: SchedulerMode, backends: readonly Backend[
 
 /**
  * The share of picks each backend should get in `mode`, as the schedulers spread
- * them: by weight within a priority group (`srv`: every group; `rfc2782`: only the
- * lowest priority), a group whose weights are all 0 counting each member as 1;
+ * them: by weight within a priority group (`srv`: every group; `rfc2782` and
+ * `hash`, over evenly spread keys: only the lowest priority), a group whose weights are all 0 counting each member as 1;
  * evenly for `round_robin` and `least_conn`.
  *
  * @param mode The route's scheduler mode.
@@ -84,7 +87,7 @@ export function expectedShares(mode: SchedulerMode, backends: readonly Backend[]
     allZero.set(b.priority, (allZero.get(b.priority) ?? true) && b.weight === 0);
   }
   const weights = backends.map((b) => {
-    if (mode === "rfc2782" && b.priority !== lowest) return 0;
+    if ((mode === "rfc2782" || mode === "hash") && b.priority !== lowest) return 0;
     return allZero.get(b.priority) ? 1 : b.weight;
   });
   const total = weights.reduce((a, w) => a + w, 0);

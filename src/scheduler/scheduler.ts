@@ -8,6 +8,7 @@
  * | `rfc2782`     | only the lowest priority with a healthy backend, by weight   |
  * | `round_robin` | every healthy backend in turn                                |
  * | `least_conn`  | the healthy backend with the fewest requests in flight       |
+ * | `hash`        | the backend a request's key hashes to (Maglev), by weight     |
  *
  * @module
  */
@@ -15,7 +16,7 @@ import type { Backend } from "../upstream/backend.ts";
 import type { BackendWatcher } from "../upstream/backend_state.ts";
 
 /** How a scheduler spreads requests; see the module documentation. */
-export type SchedulerMode = "srv" | "rfc2782" | "round_robin" | "least_conn";
+export type SchedulerMode = "srv" | "rfc2782" | "round_robin" | "least_conn" | "hash";
 
 /**
  * Every {@linkcode SchedulerMode}, the default (`srv`) first.
@@ -32,6 +33,7 @@ export const SCHEDULER_MODES: readonly SchedulerMode[] = Object.freeze([
   "rfc2782",
   "round_robin",
   "least_conn",
+  "hash",
 ]);
 
 /**
@@ -57,8 +59,10 @@ export interface Scheduler extends BackendWatcher {
    * are not taken out of the order: in the weighted modes the slot they were
    * due is still theirs at the next pick, in `least_conn` their place among
    * equal loads (`round_robin` passes over them as over unhealthy ones).
+   * @param key The request's hash key, for `hash` mode (the other modes ignore
+   * it); `hash` without a key picks in `rfc2782` order.
    */
-  next(skip?: readonly Backend[]): Backend | undefined;
+  next(skip?: readonly Backend[], key?: string): Backend | undefined;
   /**
    * Replace the set (after a DNS re-lookup). Backends that remain (same id)
    * keep their position/state in the rotation; objects passed in are the ones

@@ -65,7 +65,7 @@ export class RouteSet {
         const found = rc.backends ? staticBackends(rc.backends) : [];
         const tls = rc.tls ? await loadUpstreamTls({ name: rc.name, ...rc.tls }) : undefined;
         const scheduler = createScheduler(rc.scheduler, set.#reuse(found, tls));
-        const state: RouteState = { name: rc.name, config: rc, scheduler };
+        const state: RouteState = { name: rc.name, config: rc, scheduler, hashKey: rc.hash_key };
         if (rc.srv !== undefined) {
           (state as { srv?: SrvWatcher }).srv = set.#watch(config, rc.srv, state, tls);
         }
