@@ -18,6 +18,12 @@ export interface Route {
   readonly name: string;
   /** Picks this route's backends. */
   readonly scheduler: Scheduler;
+  /**
+   * A connect to `failed` failed: another address of the same SRV target to try at
+   * once (not counted as a retry, `failed` is not charged a passive failure and gets
+   * no traffic until it connects again), or undefined when there is none.
+   */
+  fallback?(failed: Backend, tried: readonly Backend[], reason: string): Backend | undefined;
 }
 
 /** One finished request, for the access log and metrics. */

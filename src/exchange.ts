@@ -27,6 +27,8 @@ interface Failure {
   stale: boolean;
   /** This process ran out of descriptors or ports: not the backend's fault, not retried. */
   local?: boolean;
+  /** The connect failed: nothing was sent, a sibling address may take it. */
+  connect?: boolean;
 }
 
 const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
@@ -152,6 +154,7 @@ class Exchange implements Timed {
           }
           const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
           f = failure(status, (e as Error).message, true, false);
+          f.connect = e instanceof ConnectError;
           break attempt;
         }
         this.#bc = bc;
@@ -234,6 +237,15 @@ class Exchange implements Timed {
       if (f.stale && !fresh) {
         fresh = true;
         continue;
+      }
+      if (f.connect && route.fallback !== undefined) {
+        const sibling = route.fallback(backend, tried ?? [], f.message);
+        if (sibling !== undefined) {
+          (tried ??= []).push(backend);
+          backend = sibling;
+          fresh = false;
+          continue;
+        }
       }
       if (!f.local) ctx.health.failure(backend, f.message);
       fresh = false;

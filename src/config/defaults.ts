@@ -74,7 +74,7 @@ export const DEFAULTS = {
     pool_idle: 1024, // as many as were needed at once: a smaller cap reconnects under bursts
     pool_max: 1024,
   } satisfies Limits,
-  dns: { refresh: 10_000 },
+  dns: { refresh: 10_000, family: "auto" },
   health: {
     failures: 3,
     rise: 2,
