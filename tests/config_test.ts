@@ -31,7 +31,7 @@ Deno.test("parseConfig fills every default for a minimal config", () => {
   assertEquals(c.workers, 1);
   assertEquals(c.timeouts, DEFAULTS.timeouts);
   assertEquals(c.limits, DEFAULTS.limits);
-  assertEquals(c.dns, { refresh: 10_000 });
+  assertEquals(c.dns, { refresh: 10_000, family: "auto" });
   assertEquals(c.health, DEFAULTS.health);
   assertEquals(c.retry, { attempts: 1 });
   assertEquals(c.log, { access: "off" });
@@ -51,7 +51,7 @@ Deno.test("parseConfig reads a full config", () => {
   http: 0.0.0.0:80
   https: "[::1]:443"
 tls: { cert: c.pem, key: k.pem, redirect_http: true }
-dns: { nameserver: 127.0.0.1:5353, refresh: 30s }
+dns: { nameserver: 127.0.0.1:5353, refresh: 30s, family: ipv6 }
 scheduler: rfc2782
 workers: 4
 admin: { listen: 127.0.0.1:9090 }
@@ -73,7 +73,11 @@ routes:
   );
   assertEquals(c.listen.https, { hostname: "::1", port: 443 });
   assertEquals(c.tls, { cert: "c.pem", key: "k.pem", redirect_http: true, watch: true });
-  assertEquals(c.dns, { nameserver: { hostname: "127.0.0.1", port: 5353 }, refresh: 30_000 });
+  assertEquals(c.dns, {
+    nameserver: { hostname: "127.0.0.1", port: 5353 },
+    refresh: 30_000,
+    family: "ipv6",
+  });
   assertEquals([c.scheduler, c.workers, c.retry.attempts, c.log.access], [
     "rfc2782",
     4,
@@ -327,6 +331,10 @@ Deno.test("parseConfig reports wrongly typed values", () => {
     /tls\.redirect_http: must be true or false$/,
   );
   assertMatch(error(MINIMAL + "dns: [a]\n"), /^t\.yaml:6: dns: must be a mapping$/);
+  assertEquals(
+    error(MINIMAL + "dns:\n  refresh: 1s\n  family: inet6\n"),
+    't.yaml:8: dns.family: must be one of auto, ipv4, ipv6: received "inet6"',
+  );
   assertMatch(
     error(MINIMAL.replace("weight", "x").replace("9001 }", "9001, weight: -1 }")),
     /weight: must be an integer 0\.\.65535$/,

@@ -50,6 +50,8 @@ export interface SrvStatus {
   lookups: number;
   /** Lookups that failed. */
   failures: number;
+  /** Addresses (`host:port`) set aside: they do not connect while a sibling address does. */
+  aside: string[];
 }
 
 /** One route. */
@@ -154,6 +156,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
             lastError: s.lastError ?? null,
             lookups: s.lookups,
             failures: s.failures,
+            aside: [...s.aside],
           }
           : null,
         requests: series?.count ?? 0,

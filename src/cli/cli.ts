@@ -190,6 +190,11 @@ async function run(file: string | undefined): Promise<number> {
           reusePort: "first",
           logger: createLogger({ access: config.log.access, worker: 0 }),
           workerStats: async () => await workers?.stats() ?? [],
+          // the workers look nothing up and probe nothing: this thread tells them
+          share: {
+            sets: (set) => workers?.share(set),
+            probed: (down) => workers?.probed(down),
+          },
         }
         : {},
     );
@@ -199,7 +204,15 @@ async function run(file: string | undefined): Promise<number> {
   }
   if (shared) {
     try {
-      workers = await startWorkers(config.workers - 1, config.file);
+      const main = lb;
+      workers = await startWorkers(config.workers - 1, config.file, {
+        sets: () => main.sharedSets(),
+        down: () => main.probedDown(),
+        setAside: (route, id, reason) => main.setAside(route, id, reason),
+      });
+      // what was found while they started (the start message had the sets of then)
+      for (const set of lb.sharedSets()) workers.share(set);
+      workers.probed(lb.probedDown());
     } catch (e) {
       await lb.close();
       console.error(`unload: cannot start: ${(e as Error).message}`);

@@ -8,6 +8,7 @@ import { isSeq, type Node } from "./_yaml.ts";
 import type { HostPort } from "./address.ts";
 import { join, Source } from "./_source.ts";
 import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
+import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/family.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { isProbePath } from "../upstream/health/active.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
@@ -59,11 +60,12 @@ export interface Config {
    */
   tls?: { cert: string; key: string; redirect_http: boolean; watch: boolean };
   /**
-   * DNS server asked for SRV/A/AAAA (system resolver when absent), and ms between
-   * the end of one lookup and the next per SRV name.
-   * @default {{ refresh: 10000 }}
+   * DNS server asked for SRV/A/AAAA (system resolver when absent), ms between
+   * the end of one lookup and the next per SRV name, and which address records
+   * of the SRV targets are used (`auto`: A and AAAA; `ipv4`; `ipv6`).
+   * @default {{ refresh: 10000, family: "auto" }}
    */
-  dns: { nameserver?: HostPort; refresh: number };
+  dns: { nameserver?: HostPort; refresh: number; family: AddressFamily };
   /** Default scheduler mode for routes that do not set one. @default {"srv"} */
   scheduler: SchedulerMode;
   /** Event loops sharing the listening ports (`auto` = one per core). @default {1} */
@@ -160,7 +162,7 @@ export function parseConfig(text: string, file: string): Config {
   const config: Config = {
     file,
     listen,
-    dns: { refresh: DEFAULTS.dns.refresh },
+    dns: { refresh: DEFAULTS.dns.refresh, family: DEFAULTS.dns.family },
     scheduler: src.choice(top.get("scheduler"), "scheduler", SCHEDULER_MODES) ?? "srv",
     workers: workers(src, top.get("workers")),
     routes: [],
@@ -184,10 +186,12 @@ export function parseConfig(text: string, file: string): Config {
   if (config.listen.https && !config.tls) {
     src.fail(listenMap.get("https"), "listen.https", "needs a tls section with cert and key");
   }
-  const dns = src.map(top.get("dns"), "dns", ["nameserver", "refresh"]);
+  const dns = src.map(top.get("dns"), "dns", ["nameserver", "refresh", "family"]);
   const ns = src.address(dns.get("nameserver"), "dns.nameserver");
   if (ns) config.dns.nameserver = ns;
   config.dns.refresh = src.duration(dns.get("refresh"), "dns.refresh") ?? config.dns.refresh;
+  config.dns.family = src.choice(dns.get("family"), "dns.family", ADDRESS_FAMILIES) ??
+    config.dns.family;
   readSection(src, top.get("timeouts"), "timeouts", config.timeouts, (n, p) => src.duration(n, p));
   readSection(
     src,

@@ -77,7 +77,7 @@ export const DEFAULTS = {
     pool_max: 1024,
     max_concurrent_streams: 100,
   } satisfies Limits,
-  dns: { refresh: 10_000 },
+  dns: { refresh: 10_000, family: "auto" },
   health: {
     failures: 3,
     rise: 2,

@@ -21,6 +21,12 @@ export interface Route {
   readonly scheduler: Scheduler;
   /** What the scheduler is given as each request's key (`scheduler: hash` routes only). */
   readonly hashKey?: HashKey | undefined;
+  /**
+   * A connect to `failed` failed: another address of the same SRV target to try at
+   * once (not counted as a retry, `failed` is not charged a passive failure and gets
+   * no traffic until it connects again), or undefined when there is none.
+   */
+  fallback?(failed: Backend, tried: readonly Backend[], reason: string): Backend | undefined;
 }
 
 /** One finished request, for the access log and metrics. */

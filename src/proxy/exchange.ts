@@ -36,6 +36,8 @@ interface Failure {
   readonly stale: boolean;
   /** This process ran out of descriptors or ports: not the backend's fault, not retried. */
   readonly local: boolean;
+  /** The connect itself failed: nothing was sent, a sibling address may take it. */
+  readonly connect?: boolean;
 }
 
 const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
@@ -95,6 +97,7 @@ class Exchange implements Timed {
   #ac: AbortController | undefined; // made on first use: most exchanges never need it
   #bc: BackendConn | undefined;
   #tried: Backend[] | undefined; // the backends that failed, once one has
+  #siblings = 0; // of those, the ones left for another address of their SRV target
   #inBody = false;
   #progress = -1;
   #timedOut = false;
@@ -263,8 +266,17 @@ class Exchange implements Timed {
       return e instanceof HttpError ? this.fail(e.status, e.message, CLOSE) : FALSE;
     }
     if (f.stale && !last.fresh) return this.attempt(backend, FRESH);
+    if (f.connect && this.#route.fallback !== undefined) {
+      // another address of the same SRV target: not a retry, and no blame (dns.family auto)
+      const sibling = this.#route.fallback(backend, this.#tried ?? [], f.message);
+      if (sibling !== undefined) {
+        (this.#tried ??= []).push(backend);
+        this.#siblings++;
+        return this.attempt(sibling, REUSE);
+      }
+    }
     if (!f.local) this.#ctx.health.failure(backend, f.message);
-    if (f.retryable && (this.#tried?.length ?? 0) < this.#ctx.retries) {
+    if (f.retryable && (this.#tried?.length ?? 0) - this.#siblings < this.#ctx.retries) {
       const tried = this.#tried ??= [];
       tried.push(backend);
       const next = this.#route.scheduler.next(tried, this.#key);
@@ -281,8 +293,9 @@ class Exchange implements Timed {
       this.#ctx.onExhausted?.(`connect to ${backend.id}`, cause);
       return { status: 503, message, retryable: false, stale: false, local: true };
     }
-    const status = e instanceof ConnectError && e.timedOut ? 504 : 502;
-    return { status, message, retryable: true, stale: false, local: false };
+    const connect = e instanceof ConnectError;
+    const status = connect && e.timedOut ? 504 : 502;
+    return { status, message, retryable: true, stale: false, local: false, connect };
   }
 
   #sendRequestHead(bc: BackendConn): void {

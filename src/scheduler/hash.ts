@@ -81,6 +81,7 @@ export function keySlot(key: string): number {
  * ```ts
  * import { assert, assertEquals } from "@std/assert";
  * import { createBackend } from "../upstream/backend.ts";
+ * import { markDown, markUp } from "../upstream/backend_state.ts";
  * import { HashScheduler } from "./hash.ts";
  *
  * const list = ["b1", "b2", "b3"].map((hostname) => createBackend({ hostname, port: 80 }));
@@ -88,11 +89,11 @@ export function keySlot(key: string): number {
  * const b = new HashScheduler([list[2]!, list[0]!, list[1]!]);
  * const alice = a.next(undefined, "alice")!;
  * assertEquals(b.next(undefined, "alice"), alice); // the same everywhere
- * alice.healthy = false;
+ * markDown(alice);
  * const moved = a.next(undefined, "alice");
  * assert(moved !== undefined && moved !== alice);
  * assertEquals(b.next(undefined, "alice"), moved); // and the same next one
- * alice.healthy = true;
+ * markUp(alice);
  * assertEquals(a.next(undefined, "alice"), alice);
  * ```
  */

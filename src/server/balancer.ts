@@ -14,6 +14,9 @@ import { type Config, loadConfig } from "../config/config.ts";
 import type { H2Counts, ProxyContext } from "../proxy/context.ts";
 import { Watchdog } from "../proxy/watchdog.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
+import { shareBackends, type SharedSet, type SharedSets } from "../upstream/discovery/shared.ts";
+import { backendKey } from "../upstream/backend.ts";
+import { markDown, markUp } from "../upstream/backend_state.ts";
 import { ExhaustionReporter } from "../observe/exhaustion.ts";
 import { PassiveHealth } from "../upstream/health/passive.ts";
 import { HealthChecker } from "../upstream/health/active.ts";
@@ -22,7 +25,7 @@ import { createLogger, type Logger } from "../observe/log.ts";
 import type { Pool } from "../upstream/pool.ts";
 import { PoolSet } from "../upstream/pool_set.ts";
 import { serveConnection } from "../proxy/connection.ts";
-import { RouteSet, type RouteState } from "./route_table.ts";
+import { RouteSet, type RouteSetOptions, type RouteState } from "./route_table.ts";
 import { TlsAcceptor } from "./tls_acceptor.ts";
 
 export type { RouteState } from "./route_table.ts";
@@ -41,6 +44,19 @@ export interface BalancerOptions {
   reusePort?: "first" | "join";
   /** The other workers' counters, which the admin listener adds to this balancer's. */
   workerStats?: (() => Promise<WorkerStats[]>) | undefined;
+  /**
+   * The main thread of `workers: N`: told every set its SRV watchers find, and the
+   * backends (by `backendKey`) its active checks hold down after every change, to
+   * pass on to the workers.
+   */
+  share?: { sets(set: SharedSet): void; probed(down: string[]): void };
+  /**
+   * A worker of `workers: N`: no SRV lookups and no active checks of its own; SRV
+   * routes take the sets the main thread posts to `sets`, addresses that do not
+   * connect are reported with `setAside`, and {@linkcode Balancer.applyProbed}
+   * applies the main thread's active checks.
+   */
+  shared?: { sets: SharedSets; setAside(route: string, id: string, reason: string): void };
 }
 
 /** Outcome of a reload. */
@@ -93,16 +109,20 @@ export class Balancer {
   #closing: Promise<void> | undefined;
   readonly #reusePort: "first" | "join" | undefined;
   #reloading: Promise<ReloadResult> | undefined;
+  readonly #options: BalancerOptions;
+  // backendKeys the active checks (here, or the main thread's) hold down
+  #probedDown = new Set<string>();
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#config = config;
+    this.#options = options;
     this.#reusePort = options.reusePort;
     this.log = options.logger ?? createLogger({ access: config.log.access });
     this.#watchdog = new Watchdog({ signal: this.#ac.signal });
     this.#health = new PassiveHealth({
       failures: config.health.failures,
       backoff: config.health.backoff,
-      activeChecks: config.health.path !== undefined,
+      activeChecks: config.health.path !== undefined && options.shared === undefined,
       onChange: (b, healthy, why) =>
         healthy
           ? this.log.info(`backend ${b.id} back in rotation: ${why}`)
@@ -119,7 +139,7 @@ export class Balancer {
   static async start(config: Config, options: BalancerOptions = {}): Promise<Balancer> {
     const lb = new Balancer(config, options);
     try {
-      lb.#routes = await RouteSet.start(config, { log: lb.log, onChange: () => lb.#prunePools() });
+      lb.#routes = await RouteSet.start(config, lb.#routeOptions());
       lb.#activeChecks(config);
       await lb.#listen(config);
       if (config.admin && options.reusePort !== "join") {
@@ -169,6 +189,54 @@ export class Balancer {
     return out;
   }
 
+  /**
+   * The SRV routes' current sets, as {@linkcode BalancerOptions.share} passes them on
+   * (for a worker that starts or reloads after they were found).
+   */
+  sharedSets(): SharedSet[] {
+    const out: SharedSet[] = [];
+    for (const r of this.routes) {
+      if (r.srv === undefined || r.config.srv === undefined) continue;
+      const { backends, ...state } = r.srv.state;
+      out.push({ route: r.name, srv: r.config.srv, backends: shareBackends(backends), state });
+    }
+    return out;
+  }
+
+  /** The backends (by `backendKey`) the active checks hold down. */
+  probedDown(): string[] {
+    return [...this.#probedDown];
+  }
+
+  /**
+   * Sets aside an address of a route's SRV target that a worker could not connect to
+   * (see {@linkcode SrvSource.setAside}).
+   *
+   * @returns Whether it is set aside.
+   */
+  setAside(route: string, id: string, reason: string): boolean {
+    return this.routes.find((r) => r.name === route)?.srv?.setAside(id, reason) ?? false;
+  }
+
+  /**
+   * A worker: applies the main thread's active checks. The backends in `down` are out
+   * of rotation; those it held down before and no longer does are back.
+   */
+  applyProbed(down: readonly string[]): void {
+    const previous = this.#probedDown;
+    this.#probedDown = new Set(down);
+    for (const group of this.#routes?.backends().values() ?? []) {
+      for (const b of group) {
+        const key = backendKey(b);
+        if (this.#probedDown.has(key)) markDown(b);
+        else if (previous.has(key)) {
+          markUp(b);
+          this.#health.success(b);
+        }
+      }
+    }
+  }
+
   /** Re-reads the config file it was started from and applies it (see {@linkcode Balancer.reload}). */
   async reloadFromFile(): Promise<ReloadResult> {
     let next: Config;
@@ -190,9 +258,8 @@ export class Balancer {
       let routes: RouteSet;
       try {
         routes = await RouteSet.start(next, {
-          log: this.log,
+          ...this.#routeOptions(),
           known: this.#routes.backends(),
-          onChange: () => this.#prunePools(),
         });
       } catch (e) {
         return this.#reloaded({ ok: false, error: (e as Error).message });
@@ -258,11 +325,19 @@ export class Balancer {
   // backends before every round, so discovery updates and reloads are followed.
   #activeChecks(config: Config): void {
     const { path, interval, timeout, failures, rise, backoff } = config.health;
+    if (this.#options.shared !== undefined) { // the main thread checks, and says (applyProbed)
+      this.#health.configure({ failures, backoff, activeChecks: false });
+      return;
+    }
     const key = path === undefined ? "" : `${path} ${interval} ${timeout} ${failures} ${rise}`;
     this.#health.configure({ failures, backoff, activeChecks: path !== undefined });
     if ((this.#checks?.key ?? "") === key) return;
     this.#checks?.ac.abort();
     this.#checks = undefined;
+    if (this.#probedDown.size > 0) { // a new checker starts from every backend up
+      this.#probedDown.clear();
+      this.#options.share?.probed([]);
+    }
     if (path === undefined) {
       // turned off: what the checks left down gets the passive back-off instead
       for (const group of this.#routes.backends().values()) {
@@ -281,6 +356,9 @@ export class Balancer {
       signal: ac.signal,
       onExhausted: (where, e) => this.exhaustion.report(where, e),
       onChange: (b, healthy, why) => {
+        if (healthy) this.#probedDown.delete(backendKey(b));
+        else this.#probedDown.add(backendKey(b));
+        this.#options.share?.probed([...this.#probedDown]);
         if (!healthy) return this.log.warn(`backend ${b.id} down: ${why}`);
         this.#health.success(b); // proven up again: passive failures start from zero
         this.log.info(`backend ${b.id} up`);
@@ -305,6 +383,23 @@ export class Balancer {
   #retire(l: Listening): void {
     l.acceptor.stop();
     l.ctx.closing = true;
+  }
+
+  #routeOptions(): RouteSetOptions {
+    const options: RouteSetOptions = { log: this.log, onChange: () => this.#discovered() };
+    const { share, shared } = this.#options;
+    if (share) options.onShare = (set) => share.sets(set);
+    if (shared) options.shared = shared;
+    return options;
+  }
+
+  // A discovery update: unused pools go; in a worker, new records follow the main
+  // thread's active checks.
+  #discovered(): void {
+    this.#prunePools();
+    if (this.#options.shared !== undefined && this.#probedDown.size > 0) {
+      this.applyProbed([...this.#probedDown]);
+    }
   }
 
   // Pools of backends no route uses any more drain and go.

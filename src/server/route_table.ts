@@ -7,7 +7,13 @@
 import { type Backend, backendKey, byKey } from "../upstream/backend.ts";
 import type { Config, RouteConfig } from "../config/config.ts";
 import type { Route } from "../proxy/context.ts";
-import { SrvWatcher } from "../upstream/discovery/srv.ts";
+import { type SrvSource, SrvWatcher } from "../upstream/discovery/srv.ts";
+import {
+  shareBackends,
+  type SharedSet,
+  type SharedSets,
+  SharedSrv,
+} from "../upstream/discovery/shared.ts";
 import { staticBackends } from "../upstream/discovery/static.ts";
 import type { Logger } from "../observe/log.ts";
 import { Router } from "../proxy/router.ts";
@@ -22,7 +28,7 @@ export interface RouteState extends Route {
   /** Picks this route's backends. */
   readonly scheduler: Scheduler;
   /** Present for routes discovered through SRV. */
-  readonly srv?: SrvWatcher;
+  readonly srv?: SrvSource;
 }
 
 /** Options for {@linkcode RouteSet.start}. */
@@ -33,6 +39,13 @@ export interface RouteSetOptions {
   known?: ReadonlyMap<string, readonly Backend[]>;
   /** Called after a discovery update changed some route's backends. */
   onChange?: () => void;
+  /** Told every set an SRV watcher found (to pass on to workers). */
+  onShare?: (set: SharedSet) => void;
+  /**
+   * A worker's discovery: SRV routes take the sets the main thread posts here instead of
+   * looking up themselves, and ask it (`setAside`) to set addresses aside.
+   */
+  shared?: { sets: SharedSets; setAside(route: string, id: string, reason: string): void };
 }
 
 /**
@@ -65,9 +78,15 @@ export class RouteSet {
         const found = rc.backends ? staticBackends(rc.backends) : [];
         const tls = rc.tls ? await loadUpstreamTls({ name: rc.name, ...rc.tls }) : undefined;
         const scheduler = createScheduler(rc.scheduler, set.#reuse(found, tls));
-        const state: RouteState = { name: rc.name, config: rc, scheduler, hashKey: rc.hash_key };
+        const state: RouteState = {
+          name: rc.name,
+          config: rc,
+          scheduler,
+          hashKey: rc.hash_key,
+          fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
+        };
         if (rc.srv !== undefined) {
-          (state as { srv?: SrvWatcher }).srv = set.#watch(config, rc.srv, state, tls);
+          (state as { srv?: SrvSource }).srv = set.#watch(config, rc.srv, state, tls);
         }
         set.routes.push(state);
         set.router.add({ host: rc.host, path: rc.path }, state);
@@ -106,26 +125,74 @@ export class RouteSet {
     });
   }
 
+  // A connect to `failed` failed: when another address of its SRV target is in use,
+  // healthy and not tried yet, `failed` is set aside (its share goes to its siblings)
+  // and that sibling is returned, to try at once.
+  #fallback(
+    route: RouteState,
+    failed: Backend,
+    tried: readonly Backend[],
+    reason: string,
+  ): Backend | undefined {
+    if (route.srv === undefined) return undefined;
+    const sibling = (b: Backend) =>
+      b.name === failed.name && b.port === failed.port && b.priority === failed.priority &&
+      b.id !== failed.id && b.healthy && !tried.some((t) => t.id === b.id);
+    const family = (b: Backend) => b.hostname.includes(":") !== failed.hostname.includes(":");
+    if (!route.scheduler.backends.some(sibling)) return undefined;
+    if (!route.srv.setAside(failed.id, reason)) return undefined;
+    const now = route.scheduler.backends; // the set without `failed`, when set aside here
+    return now.find((b) => sibling(b) && family(b)) ?? now.find(sibling);
+  }
+
   #watch(
     config: Config,
     name: string,
     route: RouteState,
     tls: UpstreamTls | undefined,
-  ): SrvWatcher {
-    const { nameserver, refresh } = config.dns;
+  ): SrvSource {
+    const { nameserver, refresh, family } = config.dns;
     const log = this.#options.log;
-    return new SrvWatcher({
+    const onUpdate = (found: Backend[]) => {
+      const next = this.#reuse(found, tls);
+      route.scheduler.update(next);
+      this.#options.onChange?.();
+      return next;
+    };
+    const shared = this.#options.shared;
+    if (shared !== undefined) {
+      return new SharedSrv({
+        route: route.name,
+        srv: name,
+        sets: shared.sets,
+        signal: this.#ac.signal,
+        timeout: Math.min(refresh, 5_000),
+        onUpdate,
+        setAside: (id, reason) => shared.setAside(route.name, id, reason),
+      });
+    }
+    const watcher: SrvWatcher = new SrvWatcher({
       name,
       ...(nameserver ? { nameServer: { ipAddr: nameserver.hostname, port: nameserver.port } } : {}),
       refresh,
+      family,
       signal: this.#ac.signal,
       onUpdate: (found) => {
-        const next = this.#reuse(found, tls);
-        route.scheduler.update(next);
+        const next = onUpdate(found);
         const list = next.map((b) => `${b.name}=${b.id} p${b.priority} w${b.weight}`).join(", ");
         log.info(`route ${route.name}: ${name} → ${list}`);
-        this.#options.onChange?.();
+        const { backends: _, ...state } = watcher.state;
+        this.#options.onShare?.({
+          route: route.name,
+          srv: name,
+          backends: shareBackends(found),
+          state,
+        });
       },
+      onAddress: (id, inUse, reason) =>
+        inUse ? log.info(`route ${route.name}: ${id} back in use: ${reason}`) : log.warn(
+          `route ${route.name}: ${id} set aside, its target's other addresses take its share until a probe connects: ${reason}`,
+        ),
       onError: (e) => {
         const kept = route.scheduler.backends.length;
         log.warn(
@@ -133,5 +200,6 @@ export class RouteSet {
         );
       },
     });
+    return watcher;
   }
 }

@@ -4,9 +4,14 @@
  *
  * @module
  */
-import { type Backend, createBackend } from "../backend.ts";
+import type { Backend } from "../backend.ts";
 import { isIpLiteral } from "../../config/address.ts";
 import { sleep } from "../../_sleep.ts";
+import { type AddressFamily, inFamily } from "./family.ts";
+import { idOf, type SrvTarget, targetBackends } from "./targets.ts";
+
+export type { SrvTarget } from "./targets.ts";
+export type { AddressFamily } from "./family.ts";
 
 /** A DNS server to ask instead of the system resolver, e.g. `{ ipAddr: "127.0.0.1", port: 5353 }`. */
 export interface NameServer {
@@ -24,17 +29,23 @@ export interface ResolveSrvOptions {
   signal?: AbortSignal;
   /** Gives up on the whole lookup (SRV plus addresses) after this many ms. @default {5000} */
   timeout?: number;
+  /** Address records asked for: `auto` A and AAAA, `ipv4` A, `ipv6` AAAA. @default {"auto"} */
+  family?: AddressFamily;
 }
 
 const DEFAULT_TIMEOUT = 5_000;
+// A set-aside address is tried again with a connect this long at most, once per refresh.
+const PROBE_TIMEOUT = 1_000;
 
 /**
  * Looks up the SRV records of `name`, then the A and AAAA records of every target (an IP
  * literal target is used as is), through the same name server. Returns one backend per
- * (address, port) with the record's priority and weight and `name` set to the target
- * (without trailing dot), sorted by priority, target, address, port. When two records lead
- * to the same address and port, the first in that order wins. Targets that have no address
- * records are left out; a target `.` ("service not available") is ignored.
+ * (address, port) with the record's priority, `name` set to the target (without trailing
+ * dot), and the record's weight split between the target's addresses (see
+ * {@linkcode targetBackends}: a target with one address keeps its weight), sorted by
+ * priority, target, port, address. When two records lead to the same address and port,
+ * the first in that order wins. Targets that have no address records are left out; a
+ * target `.` ("service not available") is ignored.
  *
  * @param name The SRV name, e.g. `_http._tcp.app.test`.
  * @param options Name server, abort signal and timeout.
@@ -54,6 +65,28 @@ export async function resolveSrv(
   name: string,
   options: ResolveSrvOptions = {},
 ): Promise<Backend[]> {
+  return targetBackends(await resolveSrvTargets(name, options));
+}
+
+/**
+ * Like {@linkcode resolveSrv}, but returns the SRV records with their addresses, one
+ * entry per record that has addresses, sorted by priority, target, port; addresses sorted.
+ *
+ * @param name The SRV name, e.g. `_http._tcp.app.test`.
+ * @param options Name server, family, abort signal and timeout.
+ * @returns The targets, never empty.
+ * @throws {Error} As {@linkcode resolveSrv}.
+ *
+ * @example
+ * ```ts ignore
+ * import { resolveSrvTargets } from "./srv.ts";
+ * const targets = await resolveSrvTargets("_http._tcp.app.test", { family: "ipv4" });
+ * ```
+ */
+export async function resolveSrvTargets(
+  name: string,
+  options: ResolveSrvOptions = {},
+): Promise<SrvTarget[]> {
   const { signal } = options;
   signal?.throwIfAborted();
   const timeout = options.timeout ?? DEFAULT_TIMEOUT;
@@ -66,7 +99,7 @@ export async function resolveSrv(
   };
   if (options.nameServer) dns.nameServer = options.nameServer;
   try {
-    return await lookup(name, dns);
+    return await lookup(name, dns, options.family ?? "auto");
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     const reason = deadline.signal.aborted ? `timed out after ${timeout}ms` : messageOf(error);
@@ -76,7 +109,11 @@ export async function resolveSrv(
   }
 }
 
-async function lookup(name: string, dns: Deno.ResolveDnsOptions): Promise<Backend[]> {
+async function lookup(
+  name: string,
+  dns: Deno.ResolveDnsOptions,
+  family: AddressFamily,
+): Promise<SrvTarget[]> {
   let records: Deno.SrvRecord[];
   try {
     records = await Deno.resolveDns(name, "SRV", dns);
@@ -87,39 +124,44 @@ async function lookup(name: string, dns: Deno.ResolveDnsOptions): Promise<Backen
   if (records.length === 0) throw new Error("returned no records");
   const usable = records.filter((r) => trimDot(r.target) !== "");
   if (usable.length === 0) throw new Error(`service is not available (target ".")`);
-  const targets = [...new Set(usable.map((r) => trimDot(r.target)))].sort(compare);
+  const names = [...new Set(usable.map((r) => trimDot(r.target)))].sort(compare);
   const addresses = new Map(
-    await Promise.all(targets.map(async (t) => [t, await resolveAddresses(t, dns)] as const)),
+    await Promise.all(
+      names.map(async (t) => [t, await resolveAddresses(t, dns, family)] as const),
+    ),
   );
-  const rows: { record: Deno.SrvRecord; target: string; address: string }[] = [];
-  for (const record of usable) {
-    const target = trimDot(record.target);
-    for (const address of addresses.get(target) ?? []) rows.push({ record, target, address });
-  }
-  if (rows.length === 0) throw new Error(`no address records for ${targets.join(", ")}`);
-  rows.sort((a, b) =>
-    a.record.priority - b.record.priority || compare(a.target, b.target) ||
-    compare(a.address, b.address) || a.record.port - b.record.port
-  );
-  const byId = new Map<string, Backend>();
-  for (const { record, target, address } of rows) {
-    const backend = createBackend({
-      hostname: address,
-      port: record.port,
-      priority: record.priority,
-      weight: record.weight,
+  const targets: SrvTarget[] = [];
+  for (const r of usable) {
+    const target = trimDot(r.target);
+    const found = addresses.get(target) ?? [];
+    if (found.length === 0) continue;
+    targets.push({
       name: target,
+      port: r.port,
+      priority: r.priority,
+      weight: r.weight,
+      addresses: [...found].sort(compare),
     });
-    if (!byId.has(backend.id)) byId.set(backend.id, backend);
   }
-  return [...byId.values()];
+  if (targets.length === 0) {
+    const which = family === "auto" ? "address" : family === "ipv4" ? "A" : "AAAA";
+    throw new Error(`no ${which} records for ${names.join(", ")}`);
+  }
+  return targets.sort((a, b) =>
+    a.priority - b.priority || compare(a.name, b.name) || a.port - b.port ||
+    a.weight - b.weight
+  );
 }
 
-async function resolveAddresses(target: string, dns: Deno.ResolveDnsOptions): Promise<string[]> {
-  if (isIpLiteral(target)) return [target];
+async function resolveAddresses(
+  target: string,
+  dns: Deno.ResolveDnsOptions,
+  family: AddressFamily,
+): Promise<string[]> {
+  if (isIpLiteral(target)) return inFamily(target, family) ? [target] : [];
   const [v4, v6] = await Promise.all([
-    resolveOrNone(target, "A", dns),
-    resolveOrNone(target, "AAAA", dns),
+    family === "ipv6" ? [] : resolveOrNone(target, "A", dns),
+    family === "ipv4" ? [] : resolveOrNone(target, "AAAA", dns),
   ]);
   return [...v4, ...v6];
 }
@@ -155,6 +197,37 @@ export interface SrvWatcherOptions {
   onUpdate(backends: Backend[]): void;
   /** Called on every failed lookup (the last good set stays in effect), or when `onUpdate` throws. */
   onError(error: Error): void;
+  /** Address records asked for (see {@linkcode ResolveSrvOptions.family}). @default {"auto"} */
+  family?: AddressFamily;
+  /**
+   * Told when an address is set aside ({@linkcode SrvWatcher.setAside}) or, after a
+   * probe connected to it, back in use.
+   */
+  onAddress?(id: string, inUse: boolean, reason: string): void;
+}
+
+/**
+ * A source of one route's SRV-discovered backends: a {@linkcode SrvWatcher} doing the
+ * lookups, or a copy fed by the process that does them (`workers: N`).
+ */
+export interface SrvSource {
+  /** Settles (never rejects) once a first set (or failure) is known. */
+  readonly ready: Promise<void>;
+  /** Settles (never rejects) once the source has stopped. */
+  readonly closed: Promise<void>;
+  /** A snapshot of the lookups' state. */
+  readonly state: SrvWatcherState;
+  /**
+   * Sets aside an address that does not connect, when another address of the same
+   * target is in use: its share of the target's weight goes to the others until a
+   * probe connects to it again (one TCP connect per refresh).
+   *
+   * @param id The backend id (`host:port`) that failed to connect.
+   * @param reason Why, for the log.
+   * @returns True when it is (or already was) set aside; false when it is the
+   * target's last address in use, or unknown.
+   */
+  setAside(id: string, reason: string): boolean;
 }
 
 /** A snapshot of a {@linkcode SrvWatcher}, for status pages and metrics. */
@@ -173,6 +246,8 @@ export interface SrvWatcherState {
   lookups: number;
   /** Lookups that failed. */
   failures: number;
+  /** Addresses (`host:port`) set aside because they do not connect while a sibling does. */
+  aside: readonly string[];
 }
 
 /**
@@ -180,6 +255,10 @@ export interface SrvWatcherState {
  * (lookups never overlap), until `signal` aborts. A failed or empty lookup calls `onError`
  * and keeps the last good set. Each update brings new `Backend` objects (healthy, no
  * requests in flight): callers merge them by `id` to keep health and counters.
+ *
+ * Addresses set aside with {@linkcode SrvWatcher.setAside} are left out of the set (their
+ * target's weight goes to its other addresses); after each successful lookup every one of
+ * them gets one TCP connect, and those that connect are back in the set.
  *
  * @example
  * ```ts ignore
@@ -197,7 +276,7 @@ export interface SrvWatcherState {
  * await watcher.closed;
  * ```
  */
-export class SrvWatcher {
+export class SrvWatcher implements SrvSource {
   /** Settles (never rejects) once the first lookup has finished, successful or not. */
   readonly ready: Promise<void>;
   /** Settles (never rejects) once the watcher has stopped after `signal` aborted. */
@@ -205,6 +284,8 @@ export class SrvWatcher {
   #options: SrvWatcherOptions;
   #timeout: number;
   #backends: readonly Backend[] = [];
+  #targets: SrvTarget[] = [];
+  readonly #aside = new Set<string>();
   #key: string | undefined;
   #stale = false;
   #lastSuccess: number | undefined;
@@ -239,7 +320,24 @@ export class SrvWatcher {
       lastError: this.#lastError,
       lookups: this.#lookups,
       failures: this.#failures,
+      aside: [...this.#aside],
     };
+  }
+
+  /**
+   * Sets aside an address that does not connect while another address of its
+   * target is in use (see {@linkcode SrvSource.setAside}); calls `onUpdate` at once.
+   */
+  setAside(id: string, reason: string): boolean {
+    if (this.#aside.has(id)) return true;
+    const owners = this.#targets.filter((t) => t.addresses.some((a) => idOf(a, t.port) === id));
+    const spare = (t: SrvTarget) =>
+      t.addresses.some((a) => idOf(a, t.port) !== id && !this.#aside.has(idOf(a, t.port)));
+    if (owners.length === 0 || !owners.every(spare)) return false;
+    this.#aside.add(id);
+    this.#tell(id, false, reason);
+    this.#publish();
+    return true;
   }
 
   async #run(onFirstLookup: () => void): Promise<void> {
@@ -259,13 +357,14 @@ export class SrvWatcher {
   }
 
   async #lookupOnce(): Promise<void> {
-    const { name, nameServer, signal } = this.#options;
+    const { name, nameServer, signal, family } = this.#options;
     this.#lookups++;
-    let backends: Backend[];
+    let targets: SrvTarget[];
     try {
       const options: ResolveSrvOptions = { signal, timeout: this.#timeout };
       if (nameServer) options.nameServer = nameServer;
-      backends = await resolveSrv(name, options);
+      if (family) options.family = family;
+      targets = await resolveSrvTargets(name, options);
     } catch (error) {
       if (signal.aborted) return;
       this.#failures++;
@@ -276,12 +375,52 @@ export class SrvWatcher {
     }
     this.#stale = false;
     this.#lastSuccess = Date.now();
+    this.#targets = targets;
+    if (this.#aside.size > 0) await this.#probeAside(signal);
+    if (!signal.aborted) this.#publish();
+  }
+
+  // One connect to each address set aside: those that connect are in use again;
+  // those no longer in the answer are forgotten.
+  async #probeAside(signal: AbortSignal): Promise<void> {
+    const present = new Map<string, { hostname: string; port: number }>();
+    for (const t of this.#targets) {
+      for (const a of t.addresses) present.set(idOf(a, t.port), { hostname: a, port: t.port });
+    }
+    await Promise.all([...this.#aside].map(async (id) => {
+      const where = present.get(id);
+      if (where === undefined) return void this.#aside.delete(id);
+      try {
+        const timeout = AbortSignal.timeout(Math.min(this.#timeout, PROBE_TIMEOUT));
+        const conn = await Deno.connect({ ...where, signal: AbortSignal.any([signal, timeout]) });
+        conn.close();
+      } catch {
+        return; // still not connecting: stays aside, nothing to say
+      }
+      if (signal.aborted) return;
+      this.#aside.delete(id);
+      this.#tell(id, true, "a probe connected");
+    }));
+  }
+
+  // Makes the backends of the current targets and addresses in use; onUpdate when
+  // they changed.
+  #publish(): void {
+    const backends = targetBackends(this.#targets, { aside: this.#aside });
     const key = backends.map((b) => `${b.id}/${b.priority}/${b.weight}`).join(",");
     if (key === this.#key) return;
     this.#key = key;
     this.#backends = backends;
     try {
       this.#options.onUpdate(backends);
+    } catch (error) {
+      this.#report(error);
+    }
+  }
+
+  #tell(id: string, inUse: boolean, reason: string): void {
+    try {
+      this.#options.onAddress?.(id, inUse, reason);
     } catch (error) {
       this.#report(error);
     }
