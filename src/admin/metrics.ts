@@ -76,6 +76,8 @@ export class RouteSeries {
 export interface MetricsSnapshot {
   /** Requests observed. */
   requests: number;
+  /** Requests observed, by the protocol they came in on. */
+  protocols: Array<[string, number]>;
   /** Each route's series, by route name. */
   routes: Array<{
     name: string;
@@ -98,20 +100,25 @@ export interface MetricsSnapshot {
  * import { Metrics } from "./metrics.ts";
  * const m = new Metrics();
  * m.observe({
- *   time: Date.now(), client: "127.0.0.1", method: "GET", host: "app.test", path: "/",
+ *   time: Date.now(), client: "127.0.0.1", proto: "h2", method: "GET", host: "app.test", path: "/",
  *   status: 200, bytesIn: 0, bytesOut: 120, duration: 2.5, route: "app", backend: "127.0.0.1:9001",
  * });
  * assert(m.requests === 1 && m.route("app")!.codes("127.0.0.1:9001")[2] === 1);
+ * assert(m.protocols.get("h2") === 1);
  * ```
  */
 export class Metrics {
   /** Requests observed. */
   requests = 0;
+  /** Requests observed, by the protocol they came in on (`http/1.1`, `h2`, ...). */
+  readonly protocols: Map<string, number> = new Map();
   readonly #routes = new Map<string, RouteSeries>();
 
   /** Records one finished request. */
   observe(record: ExchangeRecord): void {
     this.requests++;
+    const protocols = this.protocols;
+    protocols.set(record.proto, (protocols.get(record.proto) ?? 0) + 1);
     const series = this.series(record.route);
     const cls = (record.status / 100) | 0;
     series.codes(record.backend)[cls >= 1 && cls <= 5 ? cls : 0]!++;
@@ -159,6 +166,7 @@ export class Metrics {
   snapshot(): MetricsSnapshot {
     return {
       requests: this.requests,
+      protocols: [...this.protocols],
       routes: [...this.#routes].map(([name, s]) => ({
         name,
         buckets: Array.from(s.buckets),
@@ -178,6 +186,9 @@ export class Metrics {
    */
   add(snapshot: MetricsSnapshot): void {
     this.requests += snapshot.requests;
+    for (const [proto, n] of snapshot.protocols) {
+      this.protocols.set(proto, (this.protocols.get(proto) ?? 0) + n);
+    }
     for (const r of snapshot.routes) {
       const series = this.series(r.name);
       r.buckets.forEach((n, i) => series.buckets[i]! += n);

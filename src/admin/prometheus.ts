@@ -43,6 +43,8 @@ export type AdminSource = {
   readonly routes: readonly RouteView[];
   /** Connection pools, each with the id of its backend. */
   readonly pools: ReadonlyMap<string, PoolTotals & { readonly backend: { readonly id: string } }>;
+  /** HTTP/2 client connections and streams open now. */
+  readonly h2: { readonly connections: number; readonly streams: number };
   /** Resource exhaustion counts by error code. */
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
 };
@@ -103,6 +105,23 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
       }
     }
   }
+  out.family(
+    "unload_protocol_requests_total",
+    "counter",
+    "Requests finished, by the protocol the client spoke (http/1.0, http/1.1, h2).",
+  );
+  for (const proto of ["http/1.1", "h2"]) {
+    out.sample("unload_protocol_requests_total", { proto }, m.protocols.get(proto) ?? 0);
+  }
+  for (const [proto, n] of m.protocols) {
+    if (proto !== "http/1.1" && proto !== "h2") {
+      out.sample("unload_protocol_requests_total", { proto }, n);
+    }
+  }
+  out.family("unload_h2_connections", "gauge", "HTTP/2 client connections open now.");
+  out.sample("unload_h2_connections", {}, lb.h2.connections);
+  out.family("unload_h2_streams", "gauge", "HTTP/2 request streams being served now.");
+  out.sample("unload_h2_streams", {}, lb.h2.streams);
   out.family(
     "unload_request_duration_seconds",
     "histogram",

@@ -88,6 +88,10 @@ export interface Status {
   uptime: number;
   /** Requests finished, all routes (all workers). */
   requests: number;
+  /** Requests finished, by the protocol the client spoke (`http/1.1`, `h2`, ...). */
+  protocols: Record<string, number>;
+  /** HTTP/2 client connections and streams open now. */
+  h2: { connections: number; streams: number };
   /** Event loops serving (`workers`); the counters here are their sum. */
   workers: number;
   /** Reloads applied and rejected, and the latest one (`time` in epoch ms). */
@@ -126,6 +130,8 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
     started: lb.started,
     uptime: Math.max(0, now - lb.started) / 1000,
     requests: lb.metrics.requests,
+    protocols: Object.fromEntries(lb.metrics.protocols),
+    h2: { connections: lb.h2.connections, streams: lb.h2.streams },
     workers: lb.config.workers,
     reloads: {
       ok: lb.reloads.ok,
