@@ -110,7 +110,7 @@ class Rig implements AsyncDisposable {
       headLimits: { maxHead: 65_536, maxLine: 8192 },
       close: () => conn.close(),
       watch: () => {},
-      framesBodies: false,
+      http2: false,
       sendHead(head, info) {
         writeResponseHead(this.writer, head, info);
       },

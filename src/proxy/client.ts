@@ -30,10 +30,10 @@ export interface ClientSide {
    */
   watch(t: Timed | undefined): void;
   /**
-   * True when the client's protocol frames bodies itself (HTTP/2): a chunked
+   * True when the client speaks HTTP/2, whose frames delimit bodies: a chunked
    * response body reaches it as plain data.
    */
-  readonly framesBodies: boolean;
+  readonly http2: boolean;
   /** Stages the head of a backend's response (HTTP/1.1 bytes, or HTTP/2 HEADERS). */
   sendHead(head: ResponseHead, info: ResponseInfo): void;
   /** Stages a whole response made by the balancer itself. */
@@ -78,8 +78,9 @@ export async function answer(
   const before = client.writer.written;
   client.sendSimple(status, message, options);
   try {
-    await client.writer.flush();
-    await client.finish();
+    const flushed = client.writer.flush();
+    const ended = client.finish();
+    await (ended === undefined ? flushed : Promise.all([flushed, ended]));
   } catch {
     return false;
   }

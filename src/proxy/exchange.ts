@@ -233,9 +233,10 @@ class Exchange implements Timed {
           this.#dechunk ? DECHUNK : FROM_BACKEND,
         );
         if (typeof moved !== "number") await moved;
-        await client.writer.flush();
+        // HTTP/2: the end is asked for while the last DATA is pending, so it carries END_STREAM
+        const flushed = client.writer.flush();
         const ended = client.finish();
-        if (ended !== undefined) await ended;
+        await (ended === undefined ? flushed : Promise.all([flushed, ended]));
       } catch {
         this.#abort(new Error("response relay failed"));
         client.writer.discard();
@@ -307,6 +308,7 @@ class Exchange implements Timed {
       host: req.host,
       framing: req.framing,
       upgrade: req.upgrade,
+      http2: this.#client.http2,
     });
   }
 
@@ -339,7 +341,7 @@ class Exchange implements Timed {
   // they come; resolves to the final head.
   async #interim(bc: BackendConn, head: ResponseHead): Promise<ResponseHead> {
     while (head.status < 200 && head.status !== 101) {
-      if (this.#req.head.minor === 1 && !this.#client.framesBodies) {
+      if (this.#req.head.minor === 1 && !this.#client.http2) {
         this.#client.writer.writeBytes(head.buf, head.start, head.end);
         await this.#client.writer.flush();
       }
@@ -396,7 +398,7 @@ class Exchange implements Timed {
     }
     const upgrade = head.status === 101;
     const dechunk = framing.kind === "chunked" &&
-      (req.head.minor === 0 || this.#client.framesBodies);
+      (req.head.minor === 0 || this.#client.http2);
     const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
     this.#resFraming = framing;
     this.#dechunk = dechunk;

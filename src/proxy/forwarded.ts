@@ -56,6 +56,7 @@ const XFP_HTTPS = octets("\r\nx-forwarded-proto: https\r\nx-forwarded-host: ");
 const VIA_IS = octets("via: ");
 const VIA_11 = octets("1.1 unload\r\n\r\n");
 const VIA_10 = octets("1.0 unload\r\n\r\n");
+const VIA_2 = octets("2 unload\r\n\r\n");
 
 /** What the balancer knows about a request besides its head. */
 export interface ForwardInfo {
@@ -69,6 +70,8 @@ export interface ForwardInfo {
   framing: Framing;
   /** Keep `Upgrade` and `Connection: upgrade` (a WebSocket handshake). */
   upgrade: string | undefined;
+  /** The client spoke HTTP/2 (`Via: 2 unload`). @default {false} */
+  http2?: boolean;
 }
 
 /** Where a head is written: a `BufWriter` on the hot path, a {@linkcode TextSink} elsewhere. */
@@ -129,7 +132,11 @@ export function writeRequestHead(out: HeadSink, head: RequestHead, info: Forward
   put(out, info.proto === "https" ? XFP_HTTPS : XFP_HTTP);
   out.writeString(info.host);
   put(out, CRLF);
-  writeVia(out, head, named);
+  if (info.http2) {
+    put(out, VIA_IS);
+    writeList(out, head, VIA, named);
+    put(out, VIA_2);
+  } else writeVia(out, head, named);
 }
 
 /**

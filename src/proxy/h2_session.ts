@@ -107,8 +107,9 @@ async function answerStream(
   rec.status = status;
   rec.error = message;
   client.sendSimple(status, message, {});
-  await client.writer.flush();
-  await client.finish();
+  const flushed = client.writer.flush();
+  const ended = client.finish();
+  await (ended === undefined ? flushed : Promise.all([flushed, ended]));
 }
 
 // Renders the stream's request as an HTTP/1.1 head and parses it like one read
@@ -143,7 +144,7 @@ class StreamClient implements ClientSide, ByteConn {
   readonly reader: BufReader;
   readonly writer: BufWriter;
   readonly headLimits: HeadLimits;
-  readonly framesBodies = true;
+  readonly http2 = true;
   readonly #stream: H2Stream;
   readonly #ctx: ProxyContext;
   readonly #source: StreamSource;

@@ -84,8 +84,8 @@ class Session implements ClientSide, Timed {
     this.#delegate = t;
   }
 
-  /** HTTP/1.1 frames bodies with Content-Length or chunked coding, passed on as they are. */
-  readonly framesBodies = false;
+  /** HTTP/1.x: bodies framed by Content-Length or chunked coding, passed on as they are. */
+  readonly http2 = false;
 
   sendHead(head: ResponseHead, info: ResponseInfo): void {
     writeResponseHead(this.writer, head, info);
