@@ -36,8 +36,8 @@ export interface FileWatchOptions {
   initial?: "read" | "unknown";
 }
 
-/** What one path held: its bytes, or why it could not be read. */
-type Seen = Uint8Array | string;
+/** What one path held: its bytes, or `"missing"`. */
+type Seen = Uint8Array | "missing";
 
 /**
  * Polls `paths` and calls `onChange` when their contents change.
@@ -85,7 +85,7 @@ export class FileWatch {
    */
   static async start(paths: readonly string[], options: FileWatchOptions): Promise<FileWatch> {
     const w = new FileWatch([...paths], options);
-    if ((options.initial ?? "read") === "read") w.#seen = await w.#read();
+    if ((options.initial ?? "read") === "read") w.#seen = await w.#read() ?? [];
     w.#loop = w.#run();
     return w;
   }
@@ -109,13 +109,13 @@ export class FileWatch {
     if (this.#seen !== undefined) await sleep(interval, signal);
     while (!signal.aborted) {
       let now = await this.#read();
-      if (this.#seen === undefined || !same(now, this.#seen)) {
+      if (now !== undefined && (this.#seen === undefined || !same(now, this.#seen))) {
         for (;;) {
           await sleep(settle, signal);
           if (signal.aborted) return;
           const again = await this.#read();
-          if (same(again, now)) break;
-          now = again;
+          if (again !== undefined && same(again, now)) break;
+          now = again ?? now;
         }
         this.#seen = now;
         this.#changes++;
@@ -127,14 +127,21 @@ export class FileWatch {
     }
   }
 
-  #read(): Promise<Seen[]> {
-    return Promise.all(this.paths.map(async (p) => {
-      try {
-        return await Deno.readFile(p);
-      } catch (e) {
-        return (e as Error).name;
-      }
-    }));
+  // The files' contents; undefined when a read failed for another reason than a
+  // missing file (out of descriptors, say): that look tells nothing.
+  async #read(): Promise<Seen[] | undefined> {
+    try {
+      return await Promise.all(this.paths.map(async (p): Promise<Seen> => {
+        try {
+          return await Deno.readFile(p);
+        } catch (e) {
+          if (e instanceof Deno.errors.NotFound) return "missing";
+          throw e;
+        }
+      }));
+    } catch {
+      return undefined;
+    }
   }
 }
 
@@ -142,7 +149,7 @@ function same(a: Seen[], b: Seen[]): boolean {
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;
     const y = b[i]!;
-    if (typeof x === "string" || typeof y === "string") {
+    if (x === "missing" || y === "missing") {
       if (x !== y) return false;
       continue;
     }
