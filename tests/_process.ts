@@ -33,19 +33,36 @@ export interface LbProcess {
   child: Deno.ChildProcess;
   /** Resident set size in bytes, from /proc. */
   rss(): number;
+  /** What it has written to stderr so far. */
+  stderrSoFar(): string;
   /** Everything written to stderr so far (after stop). */
   stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string; stdout: string }>;
+}
+
+/** Options for {@linkcode startLbProcess}. */
+export interface LbProcessOptions {
+  /**
+   * Puts the config text in place under `dir` and returns the path to give
+   * `--config`. @default {writes `dir/unload.yaml`}
+   */
+  install?: (dir: string, yaml: string) => Promise<string>;
 }
 
 /**
  * Writes `yaml` (with `$PORT` replaced by a free port) to a temp dir and starts
  * `main.ts run --config` on it; resolves once the port accepts connections.
  */
-export async function startLbProcess(yaml: string, extraPerms: string[] = []): Promise<LbProcess> {
+export async function startLbProcess(
+  yaml: string,
+  extraPerms: string[] = [],
+  options: LbProcessOptions = {},
+): Promise<LbProcess> {
   const dir = await Deno.makeTempDir({ prefix: "unload-test-" });
   const port = freePort();
-  const file = `${dir}/unload.yaml`;
-  await Deno.writeTextFile(file, yaml.replaceAll("$PORT", String(port)).replaceAll("$DIR", dir));
+  const text = yaml.replaceAll("$PORT", String(port)).replaceAll("$DIR", dir);
+  let file = `${dir}/unload.yaml`;
+  if (options.install) file = await options.install(dir, text);
+  else await Deno.writeTextFile(file, text);
   const child = new Deno.Command(Deno.execPath(), {
     args: [...SERVE, ...extraPerms, MAIN, "run", "--config", file],
     stdout: "piped",
@@ -53,7 +70,8 @@ export async function startLbProcess(yaml: string, extraPerms: string[] = []): P
     stdin: "null",
   }).spawn();
   const stdout = collect(child.stdout);
-  const stderr = collect(child.stderr);
+  const live = { text: "" };
+  const stderr = collect(child.stderr, live);
   for (let i = 0;; i++) {
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
@@ -72,6 +90,7 @@ export async function startLbProcess(yaml: string, extraPerms: string[] = []): P
     port,
     dir,
     child,
+    stderrSoFar: () => live.text,
     rss() {
       const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
       return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
@@ -87,9 +106,11 @@ export async function startLbProcess(yaml: string, extraPerms: string[] = []): P
   };
 }
 
-async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let s = "";
+async function collect(
+  stream: ReadableStream<Uint8Array>,
+  live: { text: string } = { text: "" },
+): Promise<string> {
   const dec = new TextDecoder();
-  for await (const chunk of stream) s += dec.decode(chunk, { stream: true });
-  return s;
+  for await (const chunk of stream) live.text += dec.decode(chunk, { stream: true });
+  return live.text;
 }

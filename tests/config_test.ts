@@ -410,3 +410,33 @@ Deno.test("parseConfig reports hash_key without scheduler: hash, and a bad hash_
     't.yaml:7: routes[0].hash_key: must be client_ip, header:NAME or cookie:NAME: received "header:"',
   );
 });
+
+Deno.test("parseConfig reload: watch on every second by default; tls.watch follows reload.watch unless set", () => {
+  const base =
+    "listen: { https: 127.0.0.1:8443 }\nroutes: [{ backends: [{ address: 127.0.0.1:9001 }] }]\n";
+  const d = parseConfig(`${base}tls: { cert: c.pem, key: k.pem }\n`, "t.yaml");
+  assertEquals([d.reload, d.tls?.watch], [{ watch: true, interval: 1000 }, true]);
+  const off = parseConfig(
+    `${base}tls: { cert: c.pem, key: k.pem }\nreload: { watch: false, interval: 250ms }\n`,
+    "t.yaml",
+  );
+  assertEquals([off.reload, off.tls?.watch], [{ watch: false, interval: 250 }, false]);
+  const tlsOnly = parseConfig(
+    `${base}tls: { cert: c.pem, key: k.pem, watch: true }\nreload: { watch: false }\n`,
+    "t.yaml",
+  );
+  assertEquals([tlsOnly.reload.watch, tlsOnly.tls?.watch], [false, true]);
+  const bad = assertThrows(
+    () =>
+      parseConfig(
+        `${base}tls: { cert: c.pem, key: k.pem }\nreload: { watch: 1, interval: 1ms, x: 1 }\n`,
+        "t.yaml",
+      ),
+    ConfigError,
+  );
+  assertEquals(bad.errors, [
+    "t.yaml:4: reload.x: unknown key (expected one of: watch, interval)",
+    "t.yaml:4: reload.watch: must be true or false",
+    "t.yaml:4: reload.interval: must be at least 10ms",
+  ]);
+});

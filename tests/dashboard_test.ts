@@ -15,8 +15,8 @@ interface Row {
   expected: string;
 }
 
-/** `main.ts demo --traffic` as a process, with the permissions README gives the demo. */
-async function startDemo() {
+/** `main.ts demo [--traffic]` as a process, with the permissions README gives the demo. */
+async function startDemo(options: { traffic?: boolean } = {}) {
   const listen = freePort();
   const admin = freePort();
   const child = new Deno.Command(Deno.execPath(), {
@@ -26,7 +26,7 @@ async function startDemo() {
       "--allow-read",
       MAIN,
       "demo",
-      "--traffic",
+      ...(options.traffic ?? true ? ["--traffic"] : []),
       "--listen",
       `127.0.0.1:${listen}`,
       "--admin",
@@ -150,4 +150,48 @@ Deno.test({
       assertEquals(code, 0, stderr);
     }
   },
+});
+
+interface DemoStatus {
+  requests: number;
+  routes: Array<{ backends: Array<{ name: string; healthy: boolean }> }>;
+}
+
+async function demoStatus(dashboard: string): Promise<DemoStatus> {
+  return await (await fetch(`${dashboard}status`)).json();
+}
+
+function health(s: DemoStatus): Record<string, boolean> {
+  return Object.fromEntries(s.routes[0]!.backends.map((b) => [b.name, b.healthy]));
+}
+
+Deno.test("demo without traffic: a backend stopped from the dashboard shows DOWN (active checks), and UP once started again", async () => {
+  const demo = await startDemo({ traffic: false });
+  try {
+    const all = { "b1.test": true, "b2.test": true, "b3.test": true };
+    await waitFor("three healthy backends", 10_000, async () => {
+      const s = await demoStatus(demo.dashboard);
+      return JSON.stringify(health(s)) === JSON.stringify(all);
+    });
+    const stop = await fetch(`${demo.dashboard}demo/backends/b1/stop`, { method: "POST" });
+    assertEquals(await stop.json(), { name: "b1", running: false });
+    await waitFor(
+      "b1 DOWN",
+      10_000,
+      async () => !health(await demoStatus(demo.dashboard))["b1.test"],
+    );
+    const down = await demoStatus(demo.dashboard);
+    assertEquals(health(down), { ...all, "b1.test": false });
+    assertEquals(down.requests, 0, "no request went through the balancer");
+    const start = await fetch(`${demo.dashboard}demo/backends/b1/start`, { method: "POST" });
+    assertEquals(await start.json(), { name: "b1", running: true });
+    await waitFor(
+      "b1 UP again",
+      10_000,
+      async () => health(await demoStatus(demo.dashboard))["b1.test"]!,
+    );
+  } finally {
+    const { code, stderr } = await demo.stop();
+    assertEquals(code, 0, stderr);
+  }
 });

@@ -56,7 +56,7 @@ export interface Config {
   /**
    * Certificate and key PEM files for `listen.https`; `redirect_http` answers plain
    * HTTP with 308 to https (default false); `watch` reloads the files when they
-   * change (default true).
+   * change (default: `reload.watch`).
    */
   tls?: { cert: string; key: string; redirect_http: boolean; watch: boolean };
   /**
@@ -84,6 +84,13 @@ export interface Config {
   retry: { attempts: number };
   /** Access log target: `stdout`, `stderr`, `off` or a file path. @default {{ access: "off" }} */
   log: { access: string };
+  /**
+   * Reloads without a signal: with `watch`, the config file (and, unless `tls.watch`
+   * says otherwise, the certificate and key) are looked at every `interval` ms and
+   * re-applied when their contents change.
+   * @default {{ watch: true, interval: 1000 }}
+   */
+  reload: { watch: boolean; interval: number };
 }
 
 /** Thrown for an invalid configuration; `errors` are `file:line: path: message` lines. */
@@ -111,6 +118,7 @@ const TOP_KEYS = [
   "health",
   "retry",
   "log",
+  "reload",
 ] as const;
 const ROUTE_KEYS = [
   "name",
@@ -171,6 +179,7 @@ export function parseConfig(text: string, file: string): Config {
     health: { ...DEFAULTS.health },
     retry: { ...DEFAULTS.retry },
     log: { ...DEFAULTS.log },
+    reload: { ...DEFAULTS.reload },
   };
   if (config.workers > 1) {
     for (const proto of ["http", "https"] as const) {
@@ -181,6 +190,13 @@ export function parseConfig(text: string, file: string): Config {
         "workers > 1 needs fixed listen ports (not 0)",
       );
     }
+  }
+  const reload = src.map(top.get("reload"), "reload", ["watch", "interval"]);
+  config.reload.watch = src.bool(reload.get("watch"), "reload.watch") ?? config.reload.watch;
+  config.reload.interval = src.duration(reload.get("interval"), "reload.interval") ??
+    config.reload.interval;
+  if (config.reload.interval < 10) {
+    src.fail(reload.get("interval"), "reload.interval", "must be at least 10ms");
   }
   readTls(src, top.get("tls"), config);
   if (config.listen.https && !config.tls) {
@@ -269,7 +285,7 @@ function readTls(src: Source, node: Node | undefined, config: Config): void {
     if (cert === undefined || key === undefined) src.fail(node, "tls", "needs both cert and key");
     else {
       const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
-      const watch = src.bool(tls.get("watch"), "tls.watch") ?? true;
+      const watch = src.bool(tls.get("watch"), "tls.watch") ?? config.reload.watch;
       config.tls = { cert, key, redirect_http: redirect, watch };
     }
   }

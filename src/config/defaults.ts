@@ -87,4 +87,5 @@ export const DEFAULTS = {
   } satisfies Health,
   retry: { attempts: 1 },
   log: { access: "off" },
+  reload: { watch: true, interval: 1_000 },
 } as const;

@@ -27,6 +27,7 @@ import { PoolSet } from "../upstream/pool_set.ts";
 import { serveConnection } from "../proxy/connection.ts";
 import { RouteSet, type RouteSetOptions, type RouteState } from "./route_table.ts";
 import { TlsAcceptor } from "./tls_acceptor.ts";
+import { FileWatch } from "./file_watch.ts";
 
 export type { RouteState } from "./route_table.ts";
 export { StartError } from "./listener.ts";
@@ -112,6 +113,8 @@ export class Balancer {
   readonly #options: BalancerOptions;
   // backendKeys the active checks (here, or the main thread's) hold down
   #probedDown = new Set<string>();
+  #watch: { key: string; watch: FileWatch } | undefined;
+  readonly #ready = Promise.withResolvers<boolean>();
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#config = config;
@@ -139,6 +142,8 @@ export class Balancer {
   static async start(config: Config, options: BalancerOptions = {}): Promise<Balancer> {
     const lb = new Balancer(config, options);
     try {
+      // watched from the start, so an edit made while discovery and listeners start is seen
+      await lb.#watchConfig(config);
       lb.#routes = await RouteSet.start(config, lb.#routeOptions());
       lb.#activeChecks(config);
       await lb.#listen(config);
@@ -148,9 +153,11 @@ export class Balancer {
         lb.#admin = bind("admin.listen", listen, () => startAdmin(lb, listen, { others }));
       }
     } catch (e) {
+      lb.#ready.resolve(false);
       await lb.close();
       throw e instanceof StartError ? e : new StartError((e as Error).message, { cause: e });
     }
+    lb.#ready.resolve(true);
     return lb;
   }
 
@@ -276,6 +283,7 @@ export class Balancer {
       this.#config = next;
       for (const l of previous) if (!this.#listening.includes(l)) this.#retire(l);
       this.#activeChecks(next);
+      await this.#watchConfig(next);
       await old.stop();
       this.#prunePools();
       return this.#reloaded({ ok: true });
@@ -295,6 +303,7 @@ export class Balancer {
   }
 
   async #close(): Promise<void> {
+    const watchClosed = this.#watch?.watch.close();
     const listening = this.#listening;
     this.#listening = [];
     for (const l of listening) this.#retire(l);
@@ -311,6 +320,7 @@ export class Balancer {
     }
     clearTimeout(timer);
     this.#ac.abort();
+    await watchClosed;
     this.#checks?.ac.abort();
     await this.#checks?.checker.closed;
     this.#pools.drainAll();
@@ -365,6 +375,43 @@ export class Balancer {
       },
     });
     this.#checks = { key, ac, checker };
+  }
+
+  // `reload.watch`: polls the config file; a change re-reads it and applies it when its
+  // settings differ from those in force. Restarted only when the settings changed.
+  async #watchConfig(config: Config): Promise<void> {
+    const { watch, interval } = config.reload;
+    const key = watch ? `${config.file} ${interval}` : "";
+    if ((this.#watch?.key ?? "") === key) return;
+    const old = this.#watch;
+    this.#watch = undefined;
+    // not awaited: this may run inside a reload the old watch started
+    void old?.watch.close();
+    if (!watch || this.#ac.signal.aborted) return;
+    const fileWatch = await FileWatch.start([config.file], {
+      interval,
+      onChange: async () => {
+        if (!(await this.#ready.promise) || this.#ac.signal.aborted) return;
+        await this.#reloadIfChanged();
+      },
+    });
+    this.#watch = { key, watch: fileWatch };
+  }
+
+  // A watched file changed: re-read it; settings equal to those in force change nothing.
+  async #reloadIfChanged(): Promise<void> {
+    let next: Config;
+    try {
+      next = await loadConfig(this.#config.file);
+    } catch (e) {
+      this.#reloaded({ ok: false, error: (e as Error).message });
+      return;
+    }
+    if (JSON.stringify(next) === JSON.stringify(this.#config)) {
+      this.log.info(`config file ${next.file} changed, its settings did not: nothing to do`);
+      return;
+    }
+    await this.reload(next);
   }
 
   #reloaded(result: ReloadResult): ReloadResult {
@@ -445,7 +492,7 @@ export class Balancer {
         const acceptor = w.proto === "https"
           ? await TlsAcceptor.start({
             addr: w.addr,
-            tls: tls!,
+            tls: { ...tls!, interval: config.reload.interval },
             handle,
             onExhausted,
             log: this.log,
@@ -457,7 +504,9 @@ export class Balancer {
         next.push(l);
       }
       for (const l of next) {
-        if (l.acceptor instanceof TlsAcceptor && !opened.includes(l)) await l.acceptor.reload(tls);
+        if (l.acceptor instanceof TlsAcceptor && !opened.includes(l)) {
+          await l.acceptor.reload({ ...tls!, interval: config.reload.interval });
+        }
       }
     } catch (e) {
       for (const l of opened) l.acceptor.stop();

@@ -5,7 +5,7 @@
  * bound for a moment; close-then-bind where that is unsupported) and stops the
  * old accept loop: new handshakes get the new certificate, open connections
  * carry on with theirs. Reloads happen on request (SIGHUP) and when the files
- * change.
+ * change (polled by a {@linkcode FileWatch}).
  *
  * @module
  */
@@ -13,21 +13,26 @@ import type { HostPort } from "../config/address.ts";
 import { accept, type Acceptor, bindError, ensureFree } from "./listener.ts";
 import type { Logger } from "../observe/log.ts";
 import { loadTls, type TlsFiles, type TlsPaths } from "./tls_files.ts";
+import { FileWatch } from "./file_watch.ts";
+
+/**
+ * The certificate and key files, whether to watch them (`tls.watch`) and how often
+ * to look (`reload.interval`, in ms; default 1000).
+ */
+export type WatchedTlsPaths = TlsPaths & { watch?: boolean; interval?: number };
 
 /** Options for {@linkcode TlsAcceptor.start}. */
 export interface TlsAcceptorOptions {
   /** Where to listen. */
   addr: HostPort;
   /** Certificate and key files (the `tls:` section); `watch`: reload when they change. */
-  tls: TlsPaths & { watch?: boolean };
+  tls: WatchedTlsPaths;
   /** Serves one accepted connection; resolves to it when done, never rejects. */
   handle: (conn: Deno.Conn) => Promise<Deno.Conn>;
   /** Told when accepting fails for lack of descriptors (see {@linkcode accept}). */
   onExhausted?: (e: unknown) => void;
   /** Reload messages go here. */
   log: Logger;
-  /** Quiet period after the last file change before reloading, in ms. @default {300} */
-  debounce?: number;
   /** Join a port other workers of this balancer already bound (skip the in-use check). */
   join?: boolean;
 }
@@ -45,19 +50,24 @@ export interface TlsAcceptorOptions {
  */
 export class TlsAcceptor implements Acceptor {
   readonly #options: TlsAcceptorOptions;
-  #files: TlsPaths;
+  #files: WatchedTlsPaths;
   #material: TlsFiles;
   #current: Acceptor;
   /** Loops that stopped accepting after a reload, with connections still open. */
   readonly #retired = new Set<Acceptor>();
   #stopped = false;
-  #watcher: Deno.FsWatcher | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #watcher: FileWatch | undefined;
+  /** Watches being closed: `done` waits for them. */
+  readonly #unwatching = new Set<Promise<void>>();
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(options: TlsAcceptorOptions, material: TlsFiles, listener: Deno.TlsListener) {
     this.#options = options;
-    this.#files = { cert: options.tls.cert, key: options.tls.key };
+    this.#files = {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      ...(options.tls.interval === undefined ? {} : { interval: options.tls.interval }),
+    };
     this.#material = material;
     this.#current = this.#accept(listener);
   }
@@ -76,7 +86,7 @@ export class TlsAcceptor implements Acceptor {
     const listener = bindOrThrow(addr, options.tls, () => listenTls(addr, material, true));
     const a = new TlsAcceptor(options, material, listener);
     options.log.info(`tls: serving ${describe(material)} from tls.cert ${options.tls.cert}`);
-    if (options.tls.watch ?? true) a.#watch();
+    if (options.tls.watch ?? true) await a.#watch();
     return a;
   }
 
@@ -94,7 +104,11 @@ export class TlsAcceptor implements Acceptor {
 
   /** Settles when every connection, on every listener, has finished (after `stop`). */
   get done(): Promise<void> {
-    return Promise.all([this.#current.done, ...[...this.#retired].map((r) => r.done)]).then(
+    return Promise.all([
+      this.#current.done,
+      ...[...this.#retired].map((r) => r.done),
+      ...this.#unwatching,
+    ]).then(
       () => {},
     );
   }
@@ -103,7 +117,6 @@ export class TlsAcceptor implements Acceptor {
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    clearTimeout(this.#timer);
     this.#unwatch();
     this.#current.stop();
   }
@@ -117,25 +130,25 @@ export class TlsAcceptor implements Acceptor {
    * @returns true when a new certificate is now served.
    * @throws {Error} naming the file at fault (see {@linkcode loadTls}).
    */
-  reload(files: TlsPaths & { watch?: boolean } = this.#files): Promise<boolean> {
+  reload(files: WatchedTlsPaths = this.#files): Promise<boolean> {
     const run = () => this.#reload(files);
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => {});
     return p;
   }
 
-  async #reload(files: TlsPaths & { watch?: boolean }): Promise<boolean> {
+  async #reload(files: WatchedTlsPaths): Promise<boolean> {
     if (this.#stopped) return false;
     const next = await loadTls(files);
     if (this.#stopped) return false;
     if (next.cert === this.#material.cert && next.key === this.#material.key) {
-      this.#retarget(files);
+      await this.#retarget(files);
       return false;
     }
     this.#swap(next, files);
     const before = this.#material.serial;
     this.#material = next;
-    this.#retarget(files);
+    await this.#retarget(files);
     this.#options.log.info(
       `tls: certificate reloaded from tls.cert ${files.cert}: now ${describe(next)} ` +
         `(was serial ${before}); open connections keep theirs`,
@@ -185,64 +198,52 @@ export class TlsAcceptor implements Acceptor {
     return { hostname: this.#options.addr.hostname, port: this.#current.addr.port };
   }
 
-  // Follows new paths and the watch setting.
-  #retarget(files: TlsPaths & { watch?: boolean }): void {
-    const moved = files.cert !== this.#files.cert || files.key !== this.#files.key;
+  // Follows new paths, the watch setting and the interval.
+  async #retarget(files: WatchedTlsPaths): Promise<void> {
+    const interval = files.interval ?? this.#files.interval;
+    const moved = files.cert !== this.#files.cert || files.key !== this.#files.key ||
+      interval !== this.#files.interval;
     const watch = files.watch ?? this.#watcher !== undefined;
-    this.#files = { cert: files.cert, key: files.key };
+    this.#files = {
+      cert: files.cert,
+      key: files.key,
+      ...(interval === undefined ? {} : { interval }),
+    };
     if (this.#watcher && (moved || !watch)) this.#unwatch();
-    if (watch && !this.#watcher) this.#watch();
+    if (watch && !this.#watcher && !this.#stopped) await this.#watch();
   }
 
-  // Watches the directories holding the files: replacing a file by rename (what
-  // editors, certbot and Kubernetes do) would end a watch on the file itself.
-  #watch(): void {
-    const dirs = [...new Set([dirname(this.#files.cert), dirname(this.#files.key)])];
-    let watcher: Deno.FsWatcher;
-    try {
-      watcher = Deno.watchFs(dirs, { recursive: false });
-    } catch (e) {
-      this.#options.log.warn(`tls: not watching ${dirs.join(", ")}: ${(e as Error).message}`);
-      return;
-    }
-    this.#watcher = watcher;
-    (async () => {
-      try {
-        for await (const event of watcher) if (this.#concerns(event)) this.#changed();
-      } catch { /* closed */ }
-    })();
-  }
-
-  // The files themselves (also when a symlink to them is replaced, as certbot does),
-  // or a Kubernetes secret volume's `..data` swap; not other files in the directory.
-  #concerns(event: Deno.FsEvent): boolean {
-    if (event.kind === "access") return false;
-    const { cert, key } = this.#files;
-    return event.paths.some((p) =>
-      p === cert || p === key || basename(p) === basename(cert) ||
-      basename(p) === basename(key) || basename(p).startsWith("..")
-    );
+  // Polls the two files (see FileWatch: it follows symlinks on every look, so a
+  // rename over a file, a re-pointed symlink and a Kubernetes `..data` swap are seen
+  // like an edit in place). The first look counts as a change: reload() compares
+  // what it reads with what is served, so nothing changed in between is missed.
+  async #watch(): Promise<void> {
+    this.#watcher = await FileWatch.start([this.#files.cert, this.#files.key], {
+      ...(this.#files.interval === undefined ? {} : { interval: this.#files.interval }),
+      initial: "unknown",
+      onChange: () => this.#changed(),
+    });
   }
 
   #unwatch(): void {
-    try {
-      this.#watcher?.close();
-    } catch { /* closed */ }
+    // not awaited here: the watch may be the caller (a reload it started)
+    const closing = this.#watcher?.close();
     this.#watcher = undefined;
+    if (closing === undefined) return;
+    this.#unwatching.add(closing);
+    closing.then(() => this.#unwatching.delete(closing));
   }
 
-  #changed(): void {
+  async #changed(): Promise<void> {
     if (this.#stopped) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.reload().catch((e) =>
-        this.#options.log.error(
-          `tls: certificate reload rejected, still serving serial ${this.#material.serial}: ` +
-            (e as Error).message,
-        )
+    try {
+      await this.reload();
+    } catch (e) {
+      this.#options.log.error(
+        `tls: certificate reload rejected, still serving serial ${this.#material.serial}: ` +
+          (e as Error).message,
       );
-    }, this.#options.debounce ?? 300);
+    }
   }
 }
 
@@ -280,13 +281,4 @@ function describe(m: TlsFiles): string {
   return `certificate serial ${m.serial} (${m.subject}, expires ${
     m.notAfter.toISOString().slice(0, 10)
   })`;
-}
-
-function basename(path: string): string {
-  return path.slice(path.lastIndexOf("/") + 1);
-}
-
-function dirname(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i === -1 ? "." : i === 0 ? "/" : path.slice(0, i);
 }

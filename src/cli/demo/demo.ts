@@ -1,7 +1,8 @@
 /**
  * `unload demo`: an embedded SRV DNS server, three demo backends, the balancer and its
  * admin listener (dashboard) in one process, so discovery and weighting can be seen
- * with no setup. `--traffic` adds a small built-in load so the dashboard moves.
+ * with no setup. `--traffic` adds a small built-in load so the dashboard moves. Active
+ * health checks are on, so a backend stopped from the dashboard turns DOWN without traffic.
  *
  * @module
  */
@@ -64,6 +65,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
 listen: { http: ${options.listen} }
 dns: { nameserver: 127.0.0.1:${dns.port}, refresh: 2s }
 scheduler: srv
+# active checks: a stopped backend shows DOWN within ~2 s, with or without traffic
+health: { path: /healthz, interval: 1s, timeout: 500ms, failures: 2, rise: 2 }
 routes:
   - name: app
     srv: _http._tcp.app.test
