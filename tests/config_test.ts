@@ -41,6 +41,7 @@ Deno.test("parseConfig fills every default for a minimal config", () => {
     name: "app",
     path: "/",
     scheduler: "srv",
+    backend_protocol: "http1",
     backends: [{ address: "127.0.0.1:9001" }],
   }]);
 });
@@ -99,6 +100,7 @@ routes:
     path: "/api",
     srv: "_http._tcp.api.test",
     scheduler: "least_conn",
+    backend_protocol: "http1",
   });
   assertEquals(c.routes[1]!.scheduler, "rfc2782", "a route inherits the top-level scheduler");
   assertEquals(c.routes[1]!.backends, [
@@ -174,7 +176,7 @@ Deno.test("parseConfig reports an unknown top-level key at its line", () => {
 Deno.test("parseConfig reports an unknown key of a route at its line", () => {
   assertMatch(
     error(MINIMAL + "    colour: red\n"),
-    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, hash_key, tls, ca, server_name, optional\)$/,
+    /^t\.yaml:6: routes\[0\]\.colour: unknown key \(expected one of: name, host, path, srv, backends, scheduler, hash_key, tls, ca, server_name, optional, backend_protocol\)$/,
   );
 });
 
@@ -439,4 +441,33 @@ Deno.test("parseConfig reload: watch on every second by default; tls.watch follo
     "t.yaml:4: reload.watch: must be true or false",
     "t.yaml:4: reload.interval: must be at least 10ms",
   ]);
+});
+
+Deno.test("parseConfig reads backend_protocol: h2 implies tls, h2c refuses it, at their line", () => {
+  const c = parseConfig(
+    MINIMAL + `    backend_protocol: h2
+    ca: ca.pem
+  - name: plain
+    path: /p
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:9002 }]
+`,
+    "t.yaml",
+  );
+  assertEquals(c.routes.map((r) => [r.backend_protocol, r.tls]), [
+    ["h2", { ca: "ca.pem" }],
+    ["h2c", undefined],
+  ]);
+  assertEquals(
+    error(MINIMAL + "    backend_protocol: h2\n    tls: false\n"),
+    "t.yaml:7: routes[0].tls: backend_protocol: h2 is HTTP/2 over TLS: not false",
+  );
+  assertEquals(
+    error(MINIMAL + "    backend_protocol: h2c\n    tls: true\n"),
+    "t.yaml:7: routes[0].tls: backend_protocol: h2c is cleartext: use h2 for TLS",
+  );
+  assertMatch(
+    error(MINIMAL + "    backend_protocol: grpc\n"),
+    /^t\.yaml:6: routes\[0\]\.backend_protocol: /,
+  );
 });

@@ -40,6 +40,12 @@ export interface RouteConfig {
   tls?: { ca?: string; server_name?: string };
   /** `/readyz` stays 200 while this route has no healthy backend. @default {false} */
   optional?: boolean;
+  /**
+   * What the backends are spoken to in: HTTP/1.1, cleartext HTTP/2 with prior
+   * knowledge (`h2c`), or HTTP/2 over TLS with ALPN (`h2`, which implies `tls`).
+   * @default {"http1"}
+   */
+  backend_protocol: BackendProtocol;
 }
 
 /** A validated configuration with defaults applied. */
@@ -132,7 +138,12 @@ const ROUTE_KEYS = [
   "ca",
   "server_name",
   "optional",
+  "backend_protocol",
 ] as const;
+/** What a route speaks to its backends. */
+export const BACKEND_PROTOCOLS = ["http1", "h2c", "h2"] as const;
+/** One of {@linkcode BACKEND_PROTOCOLS}. */
+export type BackendProtocol = typeof BACKEND_PROTOCOLS[number];
 const ROUTE_NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
 const SERVER_NAME_REGEXP = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
 
@@ -158,8 +169,9 @@ export function parseConfig(text: string, file: string): Config {
   const https = src.address(listenMap.get("https"), "listen.https");
   if (http) listen.http = http;
   if (https) listen.https = https;
-  listen.h2c = src.bool(listenMap.get("h2c"), "listen.h2c") ?? false;
-  if (listen.h2c && !http) src.fail(listenMap.get("h2c"), "listen.h2c", "needs listen.http");
+  const h2c = src.bool(listenMap.get("h2c"), "listen.h2c");
+  if (h2c !== undefined) listen.h2c = h2c;
+  if (h2c && !http) src.fail(listenMap.get("h2c"), "listen.h2c", "needs listen.http");
   if (!listenMap.get("http") && !listenMap.get("https")) {
     src.fail(
       top.get("listen") ?? src.root,
@@ -327,6 +339,11 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
       path: src.string(m.get("path"), `${path}.path`) ?? "/",
       scheduler: src.choice(m.get("scheduler"), `${path}.scheduler`, SCHEDULER_MODES) ??
         config.scheduler,
+      backend_protocol: src.choice(
+        m.get("backend_protocol"),
+        `${path}.backend_protocol`,
+        BACKEND_PROTOCOLS,
+      ) ?? "http1",
     };
     if (!route.path.startsWith("/")) src.fail(m.get("path"), `${path}.path`, 'must start with "/"');
     readHashKey(src, m, path, route);
@@ -365,8 +382,17 @@ function readHashKey(src: Source, m: Map<string, Node>, path: string, route: Rou
   }
 }
 
+// `tls: true` (implied by `backend_protocol: h2`), with its `ca` and `server_name`.
 function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {
-  const tls = src.bool(m.get("tls"), `${path}.tls`);
+  const given = src.bool(m.get("tls"), `${path}.tls`);
+  const protocol = route.backend_protocol;
+  if (protocol === "h2" && given === false) {
+    src.fail(m.get("tls"), `${path}.tls`, "backend_protocol: h2 is HTTP/2 over TLS: not false");
+  }
+  if (protocol === "h2c" && given === true) {
+    src.fail(m.get("tls"), `${path}.tls`, "backend_protocol: h2c is cleartext: use h2 for TLS");
+  }
+  const tls = given ?? (protocol === "h2" ? true : undefined);
   const ca = src.string(m.get("ca"), `${path}.ca`);
   const serverName = src.string(m.get("server_name"), `${path}.server_name`);
   if (serverName !== undefined && !SERVER_NAME_REGEXP.test(serverName)) {
