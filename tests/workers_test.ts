@@ -20,9 +20,9 @@ log: { access: stdout }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
   try {
-    // The main thread answers as soon as its port is bound; give the second worker
-    // time to join the port group before counting who takes connections.
-    await delay(1000);
+    // The main thread answers as soon as its port is bound; the second worker joins
+    // the port group before the balancer logs that it serves "with 2 workers".
+    await bothWorkers(lb);
     for (let i = 0; i < 40; i++) { // new connections: the kernel spreads them by 4-tuple
       const c = await RawClient.connect(lb.port);
       const res = await c.request("GET /w HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
@@ -53,7 +53,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
   let stdout = "";
   try {
-    await delay(1000); // the second worker joins the port group
+    await bothWorkers(lb); // the second worker has joined the port group
     for (let i = 0; i < 40; i++) {
       const c = await RawClient.connect(lb.port);
       assertEquals((await c.get(`/${i}`)).status, 200);
@@ -97,7 +97,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
   const clients: RawClient[] = [];
   try {
-    await delay(1000); // the second worker joins the port group
+    await bothWorkers(lb); // the second worker has joined the port group
     const answers: Promise<unknown>[] = [];
     for (let i = 0; i < 20; i++) {
       const c = await RawClient.connect(lb.port);
@@ -153,3 +153,11 @@ Deno.test("workers > 1 refuses port 0, and a port in use stops every worker with
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Waits until the balancer says every worker serves (it logs that once they have joined the port). */
+async function bothWorkers(lb: { stderrSoFar(): string }): Promise<void> {
+  for (let i = 0; !lb.stderrSoFar().includes("with 2 workers"); i++) {
+    if (i > 300) throw new Error(`the workers did not start: ${lb.stderrSoFar()}`);
+    await delay(100);
+  }
+}
