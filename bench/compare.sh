@@ -15,7 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: $pkgs" >&2
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
 fi
-DENO=${DENO:-$(command -v deno || echo "npx -y deno@2.9.6")}
+# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
+DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
 D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-"100 1000"}; ROUNDS=${ROUNDS:-1}
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
 ulimit -n 65536 2>/dev/null || true

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 for c in nginx haproxy h2load openssl taskset curl; do
   command -v "$c" >/dev/null || { echo "bench/h2.sh: $c is needed (nghttp2-client for h2load)" >&2; exit 2; }
 done
-DENO=${DENO:-$(command -v deno || echo "npx -y deno@2.9.6")}
+# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
+DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
 D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-100}; STREAMS=${STREAMS:-"1 10"}; ROUNDS=${ROUNDS:-1}
 BP=${BP:-19201}; HP=${HP:-19543}; NP=${NP:-19544}; UP=${UP:-19545}
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT

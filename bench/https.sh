@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 for c in nginx haproxy wrk openssl taskset curl; do
   command -v "$c" >/dev/null || { echo "bench/https.sh: $c is needed" >&2; exit 2; }
 done
-DENO=${DENO:-$(command -v deno || echo "npx -y deno@2.9.6")}
+# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
+DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
 D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-100}; ROUNDS=${ROUNDS:-1}
 # ports (backend, HAProxy, unload), away from the usual ones other benchmarks use
 BP=${BP:-19101}; HP=${HP:-19443}; UP=${UP:-19444}

@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 for c in wrk taskset; do
   command -v "$c" >/dev/null || { echo "bench/runtime_fairness.sh: $c is needed" >&2; exit 2; }
 done
-DENO=${DENO:-$(command -v deno || echo "npx -y deno@2.9.6")}
+# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
+DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
 D=$(mktemp -d); DUR=${DUR:-6}; CONNS=${CONNS:-"100 1000"}; PORT=${PORT:-19201}
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
 ulimit -n 65536 2>/dev/null || true
