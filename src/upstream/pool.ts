@@ -4,9 +4,11 @@
  *
  * @module
  */
-import { type Backend, tlsServerName } from "./backend.ts";
+import type { Backend } from "./backend.ts";
 import { BufReader, BufWriter } from "../http1/io.ts";
-import { upstreamHandshake } from "./tls.ts";
+import { connectBackend } from "./connect.ts";
+
+export { ConnectError } from "./connect.ts";
 
 /** Pool bounds and timeouts. */
 export interface PoolOptions {
@@ -55,19 +57,6 @@ export class BackendConn {
     try {
       this.conn.close();
     } catch { /* already closed by the peer */ }
-  }
-}
-
-/** Thrown when a backend cannot be connected to. */
-export class ConnectError extends Error {
-  /** True when the connect timed out (answered with 504 rather than 502). */
-  readonly timedOut: boolean;
-  /** Wraps the failure to reach `backend`. */
-  constructor(backend: Backend, cause: unknown, timedOut: boolean) {
-    const why = timedOut ? "timed out" : (cause as Error)?.message ?? String(cause);
-    super(`Connect to ${backend.id} failed: ${why}`, { cause });
-    this.name = "ConnectError";
-    this.timedOut = timedOut;
   }
 }
 
@@ -187,32 +176,19 @@ export class Pool {
   }
 
   async #connect(signal?: AbortSignal): Promise<BackendConn> {
-    const { hostname, port } = this.backend;
-    const timeout = AbortSignal.timeout(this.#options.connectTimeout);
-    const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    try {
-      const tcp = await Deno.connect({ hostname, port, signal: both });
-      try {
-        tcp.setNoDelay(true);
-      } catch { /* not a TCP socket */ }
-      const tls = this.backend.tls;
-      const conn = tls === undefined ? tcp : await upstreamHandshake(tcp, {
-        tls,
-        serverName: tlsServerName(this.backend),
-        signal: both,
-      });
-      this.opened++;
-      const c = new BackendConn(conn);
-      c.idleReadEnded = () => { // made once per connection, not once per request
-        if (c.idleSince === 0) return; // in use again: the read belongs to its response
-        const i = this.#idle.indexOf(c);
-        if (i !== -1) this.#idle.splice(i, 1);
-        this.#discard(c);
-      };
-      return c;
-    } catch (e) {
-      throw new ConnectError(this.backend, e, timeout.aborted);
-    }
+    const { conn } = await connectBackend(this.backend, {
+      connectTimeout: this.#options.connectTimeout,
+      signal,
+    });
+    this.opened++;
+    const c = new BackendConn(conn);
+    c.idleReadEnded = () => { // made once per connection, not once per request
+      if (c.idleSince === 0) return; // in use again: the read belongs to its response
+      const i = this.#idle.indexOf(c);
+      if (i !== -1) this.#idle.splice(i, 1);
+      this.#discard(c);
+    };
+    return c;
   }
 
   #discard(c: BackendConn): void {
