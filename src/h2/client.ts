@@ -223,6 +223,12 @@ export class H2ClientConnection {
     return this.#streams.size;
   }
 
+  /** True once the connection takes no new streams for good (GOAWAY, drain, close, ids used up). */
+  get retiring(): boolean {
+    return this.#closing || this.#draining || this.#goawayLast !== -1 ||
+      this.#nextId > MAX_STREAM_ID;
+  }
+
   /** True once the connection is closed or closing. */
   get closed(): boolean {
     return this.#closing;
