@@ -6,7 +6,7 @@ import * as grpc from "npm:@grpc/grpc-js@1.14.3";
 import http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { createBackend, type Backend } from "../src/upstream/backend.ts";
+import { type Backend, createBackend } from "../src/upstream/backend.ts";
 import { H2Pool } from "../src/upstream/h2_pool.ts";
 import { ConnectError } from "../src/upstream/connect.ts";
 import { loadUpstreamTls } from "../src/upstream/tls.ts";
@@ -16,7 +16,8 @@ import {
   type H2RequestHead,
   RefusedError,
 } from "../src/h2/client.ts";
-import { ErrorCode } from "../src/h2/frame.ts";
+import { ErrorCode, Flag, FrameType } from "../src/h2/frame.ts";
+import { HpackEncoder } from "../src/h2/hpack.ts";
 import { makeCa } from "./_certs.ts";
 
 // ---- gRPC helpers ----
@@ -275,7 +276,7 @@ Deno.test("h2 pool multiplexes 100 concurrent streams over one connection", asyn
   const held: http2.Http2ServerResponse[] = [];
   await using server = await nodeServer((req, res) => {
     held.push(res);
-    if (held.length === 100) for (const r of held) r.end(`done ${r.req.url}`);
+    if (held.length === 100) { for (const r of held) r.end(`done ${r.req.url}`); }
     void req;
   });
   using p = pool(server.port);
@@ -294,7 +295,7 @@ Deno.test("h2 pool respects MAX_CONCURRENT_STREAMS 5: a second connection, no re
   const held: http2.Http2ServerResponse[] = [];
   await using server = await nodeServer((_req, res) => {
     held.push(res);
-    if (held.length === 10) for (const r of held) r.end("ok");
+    if (held.length === 10) { for (const r of held) r.end("ok"); }
   }, { settings: { maxConcurrentStreams: 5 } });
   using p = pool(server.port);
   const streams = await Promise.all(Array.from({ length: 10 }, () => p.open(get("/"))));
@@ -348,6 +349,20 @@ Deno.test("h2 GOAWAY refuses the streams above its last id and new streams use a
   assertEquals((await d.response()).status, 200);
   assertEquals(await readText(d), "fresh");
   assertEquals(server.sessions.length, 2);
+});
+
+Deno.test("h2 pool closes a connection left idle for idleTimeout", async () => {
+  await using server = await nodeServer((_req, res) => res.end("ok"));
+  using p = new H2Pool(createBackend({ hostname: "127.0.0.1", port: server.port }), {
+    idleTimeout: 100,
+  });
+  const s = await p.open(get("/"));
+  assertEquals(await readText(s), "ok");
+  assertEquals(p.connections, 1);
+  while (p.connections > 0) await new Promise((r) => setTimeout(r, 20)); // waits on the sweep
+  const again = await p.open(get("/"));
+  assertEquals(await readText(again), "ok");
+  assertEquals(p.opened, 2);
 });
 
 Deno.test("h2 server refusing with RST_STREAM REFUSED_STREAM fails the stream as RefusedError", async () => {
@@ -491,4 +506,218 @@ Deno.test("h2 pool speaks h2 over verified TLS with ALPN, and a wrong server nam
   } finally {
     await ca.remove();
   }
+});
+
+// ---- hardening against a misbehaving server (raw frames) ----
+
+/** A raw HTTP/2 "server" that answers each client with the frames a script writes. */
+async function rawServer(script: (h: RawPeer) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const done = (async () => {
+    const conn = await listener.accept();
+    const peer = new RawPeer(conn);
+    try {
+      await script(peer);
+    } finally {
+      conn.close();
+      await peer.reading;
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    done,
+    [Symbol.asyncDispose]: async () => {
+      listener.close();
+      await done.catch(() => {});
+    },
+  };
+}
+
+class RawPeer {
+  readonly #conn: Deno.Conn;
+  #bytes = new Uint8Array(0);
+  #changed: () => void = () => {};
+  readonly reading: Promise<void>;
+  readonly encoder = new HpackEncoder();
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    this.reading = (async () => {
+      const buf = new Uint8Array(65536);
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        const next = new Uint8Array(this.#bytes.length + n);
+        next.set(this.#bytes);
+        next.set(buf.subarray(0, n), this.#bytes.length);
+        this.#bytes = next;
+        this.#changed();
+      }
+      this.#changed();
+    })();
+  }
+  /** The client's frames so far (after the preface) as [type, flags, stream, first 32-bit word]. */
+  frames(): Array<[number, number, number, number]> {
+    const out: Array<[number, number, number, number]> = [];
+    const b = this.#bytes;
+    for (let i = 24; i + 9 <= b.length;) {
+      const len = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+      if (i + 9 + len > b.length) break;
+      const word = len >= 4 ? new DataView(b.buffer, i + 9).getUint32(0) : -1;
+      const id = new DataView(b.buffer, i + 5).getUint32(0) & 0x7fffffff;
+      out.push([b[i + 3]!, b[i + 4]!, id, word]);
+      i += 9 + len;
+    }
+    return out;
+  }
+  /** Waits for a client frame of `type` and returns its first payload word (GOAWAY: the second). */
+  async waitFor(type: number): Promise<number> {
+    for (;;) {
+      const b = this.#bytes;
+      const f = this.frames().find((f) => f[0] === type);
+      if (f !== undefined) {
+        if (type !== FrameType.GOAWAY) return f[3];
+        const i = this.#offsetOf(type);
+        return new DataView(b.buffer, i + 13).getUint32(0);
+      }
+      const p = new Promise<void>((r) => this.#changed = r);
+      const closed = await Promise.race([p.then(() => false), this.reading.then(() => true)]);
+      if (closed && this.frames().find((f) => f[0] === type) === undefined) {
+        throw new Error(`The client sent no frame of type ${type}`);
+      }
+    }
+  }
+  #offsetOf(type: number): number {
+    const b = this.#bytes;
+    for (let i = 24; i + 9 <= b.length;) {
+      const len = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+      if (b[i + 3] === type) return i;
+      i += 9 + len;
+    }
+    return -1;
+  }
+  /** Sends one frame. */
+  async send(type: number, flags: number, id: number, payload: Uint8Array = new Uint8Array(0)) {
+    const f = new Uint8Array(9 + payload.length);
+    f[0] = payload.length >> 16;
+    f[1] = payload.length >> 8;
+    f[2] = payload.length;
+    f[3] = type;
+    f[4] = flags;
+    new DataView(f.buffer).setUint32(5, id);
+    f.set(payload, 9);
+    let off = 0;
+    while (off < f.length) off += await this.#conn.write(f.subarray(off));
+  }
+  /** Sends a header block (one HEADERS frame, END_HEADERS). */
+  async headers(id: number, fields: string[], flags = Flag.END_HEADERS) {
+    await this.send(FrameType.HEADERS, flags, id, this.encoder.encode(fields).slice());
+  }
+}
+
+async function rawClient(port: number) {
+  const c = new H2ClientConnection(await Deno.connect({ hostname: "127.0.0.1", port }));
+  const started = c.start();
+  return Object.assign(c, {
+    started,
+    [Symbol.asyncDispose]: async () => {
+      c.close();
+      await c.done;
+    },
+  });
+}
+
+const HARDENING: Array<
+  { name: string; code: number; frame: number; act: (p: RawPeer) => Promise<void> }
+> = [
+  {
+    name: "a PUSH_PROMISE (push disabled) is a connection PROTOCOL_ERROR",
+    frame: FrameType.GOAWAY,
+    code: ErrorCode.PROTOCOL_ERROR,
+    act: (p) =>
+      p.send(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, new Uint8Array([0, 0, 0, 2, 0x82])),
+  },
+  {
+    name: "a frame above our max frame size is a connection FRAME_SIZE_ERROR",
+    frame: FrameType.GOAWAY,
+    code: ErrorCode.FRAME_SIZE_ERROR,
+    act: async (p) => {
+      await p.headers(1, [":status", "200"]);
+      await p.send(FrameType.DATA, 0, 1, new Uint8Array(16385));
+    },
+  },
+  {
+    name: "an endless CONTINUATION sequence is cut off with ENHANCE_YOUR_CALM",
+    frame: FrameType.GOAWAY,
+    code: ErrorCode.ENHANCE_YOUR_CALM,
+    act: async (p) => {
+      await p.send(FrameType.HEADERS, 0, 1, new Uint8Array([0x88]));
+      for (let i = 0; i < 6; i++) await p.send(FrameType.CONTINUATION, 0, 1, new Uint8Array(16384));
+    },
+  },
+  {
+    name: "a connection-specific response field is a stream PROTOCOL_ERROR",
+    frame: FrameType.RST_STREAM,
+    code: ErrorCode.PROTOCOL_ERROR,
+    act: (p) => p.headers(1, [":status", "200", "connection", "close"]),
+  },
+  {
+    name: "a pseudo-header other than :status is a stream PROTOCOL_ERROR",
+    frame: FrameType.RST_STREAM,
+    code: ErrorCode.PROTOCOL_ERROR,
+    act: (p) => p.headers(1, [":status", "200", ":path", "/"]),
+  },
+  {
+    name: "a response header list above maxHeaderListSize is a stream error",
+    frame: FrameType.RST_STREAM,
+    code: ErrorCode.PROTOCOL_ERROR,
+    act: async (p) => {
+      const block = p.encoder.encode([":status", "200", "x-big", "a".repeat(70_000)]).slice();
+      await p.send(FrameType.HEADERS, 0, 1, block.subarray(0, 16384));
+      let off = 16384;
+      while (off < block.length) {
+        const end = Math.min(block.length, off + 16384);
+        await p.send(
+          FrameType.CONTINUATION,
+          end === block.length ? Flag.END_HEADERS : 0,
+          1,
+          block.subarray(off, end),
+        );
+        off = end;
+      }
+    },
+  },
+];
+
+for (const row of HARDENING) {
+  Deno.test(`h2 client hardening: ${row.name}`, async () => {
+    let code = -1;
+    await using server = await rawServer(async (p) => {
+      await p.send(FrameType.SETTINGS, 0, 0);
+      await p.waitFor(FrameType.HEADERS);
+      await row.act(p);
+      code = await p.waitFor(row.frame);
+    });
+    await using h2 = await rawClient(server.port);
+    await h2.started;
+    const s = h2.request(get("/"));
+    await assertRejects(async () => {
+      await s.response();
+      while (await s.read() !== null);
+    });
+    await server.done;
+    assertEquals(code, row.code);
+    // a stream error leaves the connection open for other streams
+    if (row.frame === FrameType.RST_STREAM) assert(h2.available > 0 && !h2.closed);
+  });
+}
+
+Deno.test("h2 client hardening: SETTINGS_ENABLE_PUSH 1 from the server fails the start", async () => {
+  await using server = await rawServer(async (p) => {
+    await p.send(FrameType.SETTINGS, 0, 0, new Uint8Array([0, 2, 0, 0, 0, 1]));
+    assertEquals(await p.waitFor(FrameType.GOAWAY), ErrorCode.PROTOCOL_ERROR);
+  });
+  await using h2 = await rawClient(server.port);
+  await assertRejects(() => h2.started);
+  await server.done;
+  assertEquals(h2.available, 0);
 });

@@ -541,7 +541,9 @@ export class H2ClientConnection {
         return this.#fatal(ErrorCode.COMPRESSION_ERROR, e.message);
       } else return this.#fatal(ErrorCode.INTERNAL_ERROR, String(e));
     }
-    if (!this.#opened(id)) return this.#fatal(ErrorCode.PROTOCOL_ERROR, "HEADERS on an idle stream");
+    if (!this.#opened(id)) {
+      return this.#fatal(ErrorCode.PROTOCOL_ERROR, "HEADERS on an idle stream");
+    }
     const s = this.#streams.get(id);
     if (s === undefined) return; // reset or finished by us: dropped after decoding
     const endStream = (flags & Flag.END_STREAM) !== 0;
@@ -594,7 +596,9 @@ export class H2ClientConnection {
     const id = h.streamId;
     if (id === 0) return this.#fatal(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
     if (h.length !== 4) return this.#fatal(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM size");
-    if (!this.#opened(id)) return this.#fatal(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream");
+    if (!this.#opened(id)) {
+      return this.#fatal(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream");
+    }
     const s = this.#streams.get(id);
     if (s === undefined) return;
     const code = readUint32(b, start);

@@ -144,7 +144,13 @@ export class ClientStream implements H2ClientStream, Timed {
   /** Makes a stream whose HEADERS are being sent (`endStream`: they end the request). */
   constructor(
     host: ClientStreamHost,
-    init: { id: number; endStream: boolean; headRequest: boolean; recvWindow: number; sendWindow: number },
+    init: {
+      id: number;
+      endStream: boolean;
+      headRequest: boolean;
+      recvWindow: number;
+      sendWindow: number;
+    },
   ) {
     this.#host = host;
     this.id = init.id;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Backend } from "./backend.ts";
-import { ConnectError, connectBackend } from "./connect.ts";
+import { connectBackend, ConnectError } from "./connect.ts";
 import {
   H2ClientConnection,
   type H2ClientOptions,
@@ -138,6 +138,11 @@ export class H2Pool {
   close(): void {
     this.drain();
     for (const c of [...this.#conns, ...this.#retiring]) c.close();
+  }
+
+  /** Same as {@linkcode H2Pool.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   // Waits for `p`, or rejects when `signal` aborts first.
