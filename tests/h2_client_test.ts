@@ -511,7 +511,7 @@ Deno.test("h2 pool speaks h2 over verified TLS with ALPN, and a wrong server nam
 // ---- hardening against a misbehaving server (raw frames) ----
 
 /** A raw HTTP/2 "server" that answers each client with the frames a script writes. */
-async function rawServer(script: (h: RawPeer) => Promise<void>) {
+function rawServer(script: (h: RawPeer) => Promise<void>) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const done = (async () => {
     const conn = await listener.accept();
