@@ -23,8 +23,17 @@ export interface RequestPseudo {
 const TOKEN = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;
 
-/** True when `name` is a non-empty lowercase token. */
-function validName(name: string): boolean {
+/**
+ * True when `name` is a non-empty lowercase token (a valid HTTP/2 field name).
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { validName } from "./request_fields.ts";
+ * assert(validName("grpc-status") && !validName("Host") && !validName(""));
+ * ```
+ */
+export function validName(name: string): boolean {
   if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
@@ -33,8 +42,17 @@ function validName(name: string): boolean {
   return true;
 }
 
-/** True when `value` has no NUL, CR or LF and no leading or trailing whitespace. */
-function validValue(value: string): boolean {
+/**
+ * True when `value` has no NUL, CR or LF and no leading or trailing whitespace.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { validValue } from "./request_fields.ts";
+ * assert(validValue("a b") && !validValue(" a") && !validValue("a\r\nb"));
+ * ```
+ */
+export function validValue(value: string): boolean {
   const n = value.length;
   if (n === 0) return true;
   let c = value.charCodeAt(0);

@@ -4,9 +4,11 @@
  *
  * @module
  */
-import { type Backend, tlsServerName } from "./backend.ts";
+import type { Backend } from "./backend.ts";
 import { BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
-import { upstreamHandshake } from "./tls.ts";
+import { connectBackend, ConnectError } from "./connect.ts";
+
+export { ConnectError } from "./connect.ts";
 
 /** Pool bounds and timeouts. */
 export interface PoolOptions {
@@ -67,19 +69,6 @@ export class BackendConn {
     try {
       this.conn.close();
     } catch { /* already closed by the peer */ }
-  }
-}
-
-/** Thrown when a backend cannot be connected to. */
-export class ConnectError extends Error {
-  /** True when the connect timed out (answered with 504 rather than 502). */
-  readonly timedOut: boolean;
-  /** Wraps the failure to reach `backend`. */
-  constructor(backend: Backend, cause: unknown, timedOut: boolean) {
-    const why = timedOut ? "timed out" : (cause as Error)?.message ?? String(cause);
-    super(`Connect to ${backend.id} failed: ${why}`, { cause });
-    this.name = "ConnectError";
-    this.timedOut = timedOut;
   }
 }
 
@@ -199,23 +188,29 @@ export class Pool {
   }
 
   async #connect(signal?: AbortSignal): Promise<BackendConn> {
-    const timeout = AbortSignal.timeout(this.#options.connectTimeout);
-    const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    try {
-      const conn = await (this.#options.connect ?? dial)(this.backend, both);
-      this.opened++;
-      const c = new BackendConn(conn);
-      c.idleReadEnded = () => { // made once per connection, not once per request
-        if (c.idleSince === 0) return; // in use again: the read belongs to its response
-        const i = this.#idle.indexOf(c);
-        if (i === -1) return; // discarded already (drained, swept, or closed to make room)
-        this.#idle.splice(i, 1);
-        this.#discard(c);
-      };
-      return c;
-    } catch (e) {
-      throw new ConnectError(this.backend, e, timeout.aborted);
+    let conn: BackendSocket;
+    const connect = this.#options.connect;
+    if (connect !== undefined) { // a test's own transport
+      const timeout = AbortSignal.timeout(this.#options.connectTimeout);
+      try {
+        conn = await connect(this.backend, signal ? AbortSignal.any([signal, timeout]) : timeout);
+      } catch (e) {
+        throw new ConnectError(this.backend, e, timeout.aborted);
+      }
+    } else {
+      const connectTimeout = this.#options.connectTimeout;
+      conn = (await connectBackend(this.backend, { connectTimeout, signal })).conn;
     }
+    this.opened++;
+    const c = new BackendConn(conn);
+    c.idleReadEnded = () => { // made once per connection, not once per request
+      if (c.idleSince === 0) return; // in use again: the read belongs to its response
+      const i = this.#idle.indexOf(c);
+      if (i === -1) return; // discarded already (drained, swept, or closed to make room)
+      this.#idle.splice(i, 1);
+      this.#discard(c);
+    };
+    return c;
   }
 
   #discard(c: BackendConn): void {
@@ -242,15 +237,4 @@ export class Pool {
     Deno.unrefTimer(t);
     this.#sweeper = t;
   }
-}
-
-// TCP to the backend, then TLS when it has `tls`.
-async function dial(backend: Backend, signal: AbortSignal): Promise<Deno.Conn> {
-  const tcp = await Deno.connect({ hostname: backend.hostname, port: backend.port, signal });
-  try {
-    tcp.setNoDelay(true);
-  } catch { /* not a TCP socket */ }
-  const tls = backend.tls;
-  if (tls === undefined) return tcp;
-  return await upstreamHandshake(tcp, { tls, serverName: tlsServerName(backend), signal });
 }

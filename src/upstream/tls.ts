@@ -42,18 +42,21 @@ export async function loadUpstreamTls(
   return out;
 }
 
+const HTTP1_ALPN = ["http/1.1"];
+
 /**
  * Upgrades a connected TCP socket to TLS and completes the handshake, verifying
  * the backend's certificate for `serverName`.
  *
  * @param tcp a connected socket; consumed.
- * @param options the route's settings, the name to verify and a signal that aborts the handshake.
+ * @param options the route's settings, the name to verify, a signal that aborts the
+ * handshake and the ALPN protocols offered (default `["http/1.1"]`).
  * @returns the TLS connection, handshake done.
  * @throws {Error} when the handshake fails (untrusted or wrong certificate) or is aborted.
  */
 export async function upstreamHandshake(
   tcp: Deno.TcpConn,
-  options: { tls: UpstreamTls; serverName: string; signal: AbortSignal },
+  options: { tls: UpstreamTls; serverName: string; signal: AbortSignal; alpn?: string[] },
 ): Promise<Deno.TlsConn> {
   const { tls, serverName, signal } = options;
   let conn: Deno.TlsConn;
@@ -61,7 +64,7 @@ export async function upstreamHandshake(
     conn = await Deno.startTls(tcp, {
       hostname: serverName,
       ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
-      alpnProtocols: ["http/1.1"],
+      alpnProtocols: options.alpn ?? HTTP1_ALPN,
     });
   } catch (e) {
     try {
