@@ -8,6 +8,7 @@
 import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { createLogger, type Logger } from "../src/observe/log.ts";
+import { writeAll } from "../src/http1/io.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -53,9 +54,7 @@ export class RawClient {
 
   /** Sends `text` (or bytes) as is. */
   async send(data: string | Uint8Array): Promise<void> {
-    const bytes = typeof data === "string" ? enc.encode(data) : data;
-    let off = 0;
-    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+    await writeAll(this.conn, typeof data === "string" ? enc.encode(data) : data);
   }
 
   /** Sends `text` and reads one response. */
@@ -293,9 +292,7 @@ export function namedResponse(name: string, head: string): string {
 
 /** Writes all of `text`. */
 export async function writeAllText(conn: Deno.Conn, text: string | Uint8Array): Promise<void> {
-  const bytes = typeof text === "string" ? enc.encode(text) : text;
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+  await writeAll(conn, typeof text === "string" ? enc.encode(text) : text);
 }
 
 /** Options for {@linkcode startBalancer}. */

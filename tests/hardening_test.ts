@@ -15,6 +15,7 @@ import {
   writeAllText,
 } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
+import { within } from "../src/_async.ts";
 
 const enc = new TextEncoder();
 
@@ -279,12 +280,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     c.close();
     // it exits by itself once the response is done (a second SIGTERM would force it)
     const t1 = performance.now();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const exited = await Promise.race([
-      lb.child.status.then(() => true),
-      new Promise<false>((r) => timer = setTimeout(() => r(false), 3000)),
-    ]);
-    clearTimeout(timer);
+    const exited = await within(lb.child.status.then(() => true), 3000) ?? false;
     const exitTook = performance.now() - t1;
     stopped = await lb.stop();
     assert(exited, `still running 3 s after its last response ended: ${stopped.stderr}`);

@@ -17,6 +17,7 @@ import { parseResponse, ResponseHead } from "../http1/parse.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
+import { within } from "../_async.ts";
 
 interface Failure {
   status: number;
@@ -381,7 +382,5 @@ function failure(status: number, message: string, retryable: boolean, stale: boo
 // A request body whose last bytes were written as the response finished settles
 // at once; one the backend never read (an early answer) does not: give up on it.
 async function settleSoon(p: Promise<void>): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([p, new Promise<void>((r) => timer = setTimeout(r, 50))]);
-  clearTimeout(timer);
+  await within(p, 50);
 }

@@ -9,6 +9,7 @@
  */
 import type { WorkerStats } from "../admin/combined.ts";
 import type { ReloadResult } from "./balancer.ts";
+import { within } from "../_async.ts";
 
 /** Messages to a worker. */
 export type ToWorker =
@@ -98,16 +99,15 @@ export async function startWorkers(count: number, file: string): Promise<WorkerG
       }));
     },
     async stats() {
-      const answers = await Promise.all(workers.map((x) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        return Promise.race([
+      const answers = await Promise.all(workers.map((x) =>
+        within(
           new Promise<WorkerStats | undefined>((resolve) => {
             x.stats.push(resolve);
             x.w.postMessage({ type: "stats" } satisfies ToWorker);
           }),
-          new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 1000)),
-        ]).finally(() => clearTimeout(timer));
-      }));
+          1000,
+        )
+      ));
       return answers.filter((s) => s !== undefined);
     },
     close,

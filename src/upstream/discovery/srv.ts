@@ -6,7 +6,7 @@
  */
 import { type Backend, createBackend } from "../backend.ts";
 import { isIpLiteral } from "../../config/address.ts";
-import { sleep } from "../../_sleep.ts";
+import { sleep } from "../../_async.ts";
 
 /** A DNS server to ask instead of the system resolver, e.g. `{ ipAddr: "127.0.0.1", port: 5353 }`. */
 export interface NameServer {

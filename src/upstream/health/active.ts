@@ -9,7 +9,8 @@
  */
 import { type Backend, byKey, tlsServerName } from "../backend.ts";
 import { upstreamHandshake } from "../tls.ts";
-import { sleep } from "../../_sleep.ts";
+import { sleep } from "../../_async.ts";
+import { writeAll } from "../../http1/io.ts";
 import { exhaustionHint } from "../../observe/exhaustion.ts";
 
 /** Options for {@linkcode HealthChecker}. */
@@ -241,8 +242,7 @@ export async function probe(
     const request = `GET ${path} HTTP/1.1\r\nHost: ${hostHeader(backend)}\r\n` +
       "User-Agent: unload-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
     try {
-      const bytes = ENCODER.encode(request);
-      for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+      await writeAll(conn, ENCODER.encode(request));
     } catch (e) {
       return fail(`write: ${why(e)}`);
     }
