@@ -20,6 +20,9 @@ import {
   writeAllText,
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
+import { createBackend } from "../src/upstream/backend.ts";
+import { loadUpstreamTls } from "../src/upstream/tls.ts";
+import { probe } from "../src/upstream/health/active.ts";
 
 const dec = new TextDecoder();
 
@@ -260,6 +263,22 @@ routes:
   c.close();
   await lb.close();
   await b.close();
+});
+
+Deno.test("tls health probes connect as the pool does: the backend's certificate is verified", async () => {
+  const b = tlsBackend(first);
+  try {
+    const backend = createBackend({ hostname: "127.0.0.1", port: b.port });
+    const trusted = await loadUpstreamTls({ name: "app", ca: ca.ca, server_name: "app.test" });
+    const good = await probe({ ...backend, tls: trusted }, { path: "/healthz", timeout: 5000 });
+    assertEquals([good.ok, good.status], [true, 200], good.reason);
+    const wrong = await loadUpstreamTls({ name: "app", ca: ca.ca, server_name: "other.test" });
+    const bad = await probe({ ...backend, tls: wrong }, { path: "/healthz", timeout: 5000 });
+    assertEquals(bad.ok, false);
+    assertMatch(bad.reason, /^connect: TLS handshake/);
+  } finally {
+    await b.close();
+  }
 });
 
 Deno.test("tls to SRV-discovered backends verifies the SRV target name by default", async () => {

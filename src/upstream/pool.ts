@@ -72,6 +72,50 @@ export class ConnectError extends Error {
 }
 
 /**
+ * Opens a connection to `backend`: TCP without Nagle's delay, then TLS for a
+ * backend with `tls` (the handshake closes the socket when it fails). The pool
+ * and the active health probe both connect through it.
+ *
+ * @example Connect to a local listener
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { createBackend } from "./backend.ts";
+ * import { connectBackend } from "./pool.ts";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const backend = createBackend({ hostname: "127.0.0.1", port: listener.addr.port });
+ * using conn = await connectBackend(backend, { signal: AbortSignal.timeout(5000) });
+ * using peer = await listener.accept();
+ * await conn.write(new Uint8Array([42]));
+ * const got = new Uint8Array(1);
+ * assertEquals(await peer.read(got), 1);
+ * assertEquals(got[0], 42);
+ * ```
+ *
+ * @param backend The backend to reach.
+ * @param options `signal` aborts connecting and the TLS handshake.
+ * @returns The connection, ready for a request.
+ * @throws What `Deno.connect` or {@linkcode upstreamHandshake} throws: the
+ * signal's reason once it aborts.
+ */
+export async function connectBackend(
+  backend: Backend,
+  options: { signal: AbortSignal },
+): Promise<Deno.Conn> {
+  const { hostname, port, tls } = backend;
+  const tcp = await Deno.connect({ hostname, port, signal: options.signal });
+  try {
+    tcp.setNoDelay(true);
+  } catch { /* not a TCP socket */ }
+  if (tls === undefined) return tcp;
+  return await upstreamHandshake(tcp, {
+    tls,
+    serverName: tlsServerName(backend),
+    signal: options.signal,
+  });
+}
+
+/**
  * The connection pool of one backend.
  *
  * @example
@@ -187,20 +231,10 @@ export class Pool {
   }
 
   async #connect(signal?: AbortSignal): Promise<BackendConn> {
-    const { hostname, port } = this.backend;
     const timeout = AbortSignal.timeout(this.#options.connectTimeout);
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
     try {
-      const tcp = await Deno.connect({ hostname, port, signal: both });
-      try {
-        tcp.setNoDelay(true);
-      } catch { /* not a TCP socket */ }
-      const tls = this.backend.tls;
-      const conn = tls === undefined ? tcp : await upstreamHandshake(tcp, {
-        tls,
-        serverName: tlsServerName(this.backend),
-        signal: both,
-      });
+      const conn = await connectBackend(this.backend, { signal: both });
       this.opened++;
       const c = new BackendConn(conn);
       c.idleReadEnded = () => { // made once per connection, not once per request
