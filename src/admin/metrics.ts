@@ -76,6 +76,8 @@ export class RouteSeries {
 export interface MetricsSnapshot {
   /** Requests observed. */
   requests: number;
+  /** Errors no code handled (unhandled rejections), each logged with its stack. */
+  internalErrors: number;
   /** Each route's series, by route name. */
   routes: Array<{
     name: string;
@@ -107,6 +109,11 @@ export interface MetricsSnapshot {
 export class Metrics {
   /** Requests observed. */
   requests = 0;
+  /**
+   * Errors no code handled (unhandled promise rejections): the process-wide
+   * handler keeps the balancer serving, logs each with its stack and counts it here.
+   */
+  internalErrors = 0;
   readonly #routes = new Map<string, RouteSeries>();
 
   /** Records one finished request. */
@@ -159,6 +166,7 @@ export class Metrics {
   snapshot(): MetricsSnapshot {
     return {
       requests: this.requests,
+      internalErrors: this.internalErrors,
       routes: [...this.#routes].map(([name, s]) => ({
         name,
         buckets: Array.from(s.buckets),
@@ -178,6 +186,7 @@ export class Metrics {
    */
   add(snapshot: MetricsSnapshot): void {
     this.requests += snapshot.requests;
+    this.internalErrors += snapshot.internalErrors;
     for (const r of snapshot.routes) {
       const series = this.series(r.name);
       r.buckets.forEach((n, i) => series.buckets[i]! += n);
