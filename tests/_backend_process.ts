@@ -8,8 +8,8 @@
 
 const SELF = new URL(import.meta.url).pathname;
 
-/** A running backend process. */
-export interface BackendProcess {
+/** A running backend process; `await using` kills it. */
+export interface BackendProcess extends AsyncDisposable {
   name: string;
   port: number;
   /** Kills it at once (SIGKILL: no graceful close of its connections). */
@@ -36,16 +36,13 @@ export async function startBackendProcess(name: string, port = 0): Promise<Backe
   }
   reader.cancel().catch(() => {});
   const bound = Number(/listening (\d+)/.exec(out)?.[1]);
-  return {
-    name,
-    port: bound,
-    async kill() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited already */ }
-      await child.status;
-    },
+  const kill = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited already */ }
+    await child.status;
   };
+  return { name, port: bound, kill, [Symbol.asyncDispose]: kill };
 }
 
 if (import.meta.main) {

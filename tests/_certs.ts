@@ -17,8 +17,8 @@ export interface IssuedCert {
   serial: string;
 }
 
-/** A throwaway certificate authority in a temp dir. */
-export interface TestCa {
+/** A throwaway certificate authority in a temp dir; `await using` removes it. */
+export interface TestCa extends AsyncDisposable {
   /** The temp dir holding every file. */
   dir: string;
   /** Path of the CA certificate (what clients trust). */
@@ -30,7 +30,7 @@ export interface TestCa {
    * the given serial, written as `<file>.pem` and `<file>.key` in `dir`.
    */
   issue(file: string, options: { serial: number; names?: string[] }): Promise<IssuedCert>;
-  /** Deletes the temp dir. */
+  /** Deletes the temp dir (idempotent). */
   remove(): Promise<void>;
 }
 
@@ -55,6 +55,7 @@ export async function openssl(args: string[], cwd: string): Promise<string> {
  */
 export async function makeCa(): Promise<TestCa> {
   const dir = await Deno.makeTempDir({ prefix: "unload-tls-" });
+  let removed: Promise<void> | undefined;
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   await openssl([
     "req",
@@ -113,8 +114,11 @@ export async function makeCa(): Promise<TestCa> {
         serial: serial.toString(16).toUpperCase(),
       };
     },
-    async remove() {
-      await Deno.remove(dir, { recursive: true });
+    remove() {
+      return removed ??= Deno.remove(dir, { recursive: true });
+    },
+    [Symbol.asyncDispose]() {
+      return removed ??= Deno.remove(dir, { recursive: true });
     },
   };
 }

@@ -39,8 +39,8 @@ export interface Page {
   screenshot(): Promise<Uint8Array>;
 }
 
-/** A running browser. */
-export interface Browser {
+/** A running browser; `await using` closes it. */
+export interface Browser extends AsyncDisposable {
   page: Page;
   close(): Promise<void>;
 }
@@ -102,13 +102,11 @@ export async function launchChromium(
       deviceScaleFactor: 1,
       mobile: false,
     });
-    return {
-      page,
-      close: async () => {
-        page.close();
-        await close();
-      },
+    const closeAll = async () => {
+      page.close();
+      await close();
     };
+    return { page, close: closeAll, [Symbol.asyncDispose]: closeAll };
   } catch (e) {
     await close();
     throw e;

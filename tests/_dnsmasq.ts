@@ -26,8 +26,8 @@ export interface DnsmasqRecords {
   hosts: HostRecordSpec[];
 }
 
-/** A running dnsmasq. */
-export interface Dnsmasq {
+/** A running dnsmasq; `await using` stops it. */
+export interface Dnsmasq extends AsyncDisposable {
   /** The UDP (and TCP) port it listens on, on 127.0.0.1. */
   port: number;
   /** Pass as `nameServer` to `Deno.resolveDns` / `resolveSrv`. */
@@ -95,6 +95,7 @@ export async function startDnsmasq(records: DnsmasqRecords): Promise<Dnsmasq> {
           proc = await spawn(binary, port, next);
         },
         stop: () => proc.stop(),
+        [Symbol.asyncDispose]: () => proc.stop(),
       };
     } catch (error) {
       lastError = error;

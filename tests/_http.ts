@@ -8,6 +8,7 @@
 import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { createLogger, type Logger } from "../src/observe/log.ts";
+import { writeAll } from "../src/http1/io.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -20,8 +21,11 @@ export interface RawResponse {
   body: string;
 }
 
-/** One client connection (TCP or TLS) that sends raw bytes and reads framed responses. */
-export class RawClient {
+/**
+ * One client connection (TCP or TLS) that sends raw bytes and reads framed responses.
+ * Disposable: `using c = await RawClient.connect(port)` closes it at the end of the scope.
+ */
+export class RawClient implements Disposable {
   readonly conn: Deno.Conn;
   #buf = new Uint8Array(0);
 
@@ -53,9 +57,7 @@ export class RawClient {
 
   /** Sends `text` (or bytes) as is. */
   async send(data: string | Uint8Array): Promise<void> {
-    const bytes = typeof data === "string" ? enc.encode(data) : data;
-    let off = 0;
-    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+    await writeAll(this.conn, typeof data === "string" ? enc.encode(data) : data);
   }
 
   /** Sends `text` and reads one response. */
@@ -135,6 +137,11 @@ export class RawClient {
     } catch { /* closed */ }
   }
 
+  /** Closes the connection (for `using`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   async #more(): Promise<boolean> {
     const chunk = new Uint8Array(64 * 1024);
     const n = await this.conn.read(chunk);
@@ -177,8 +184,11 @@ function indexOf(buf: Uint8Array, s: string): number {
   return -1;
 }
 
-/** A TCP server on 127.0.0.1 whose connections are handled by `handle`. */
-export interface RawServer {
+/**
+ * A TCP server on 127.0.0.1 whose connections are handled by `handle`.
+ * `await using` closes it (as {@linkcode RawServer.close}) at the end of the scope.
+ */
+export interface RawServer extends AsyncDisposable {
   port: number;
   /** Connections accepted so far. */
   readonly accepted: number;
@@ -186,6 +196,7 @@ export interface RawServer {
   readonly open: number;
   /** Bytes received over all connections. */
   readonly received: number;
+  /** Stops listening, closes every connection and waits for the handlers (idempotent). */
   close(): Promise<void>;
 }
 
@@ -228,6 +239,17 @@ export function rawServer(
       tasks.add(t);
     }
   })();
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    listener.close();
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await loop;
+    await Promise.all(tasks);
+  };
   return {
     port: (listener.addr as Deno.NetAddr).port,
     get accepted() {
@@ -239,15 +261,11 @@ export function rawServer(
     get received() {
       return received;
     },
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await loop;
-      await Promise.all(tasks);
+    close() {
+      return closing ??= close();
+    },
+    [Symbol.asyncDispose]() {
+      return closing ??= close();
     },
   };
 }
@@ -293,9 +311,7 @@ export function namedResponse(name: string, head: string): string {
 
 /** Writes all of `text`. */
 export async function writeAllText(conn: Deno.Conn, text: string | Uint8Array): Promise<void> {
-  const bytes = typeof text === "string" ? enc.encode(text) : text;
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+  await writeAll(conn, typeof text === "string" ? enc.encode(text) : text);
 }
 
 /** Options for {@linkcode startBalancer}. */
@@ -304,15 +320,24 @@ export interface StartBalancerOptions {
   logger?: Logger;
 }
 
-/** A balancer started in this process from YAML (`$PORT` placeholders are not needed: listen on :0). */
+/** A balancer started in this process, with its HTTP port; `await using` closes it. */
+export type TestBalancer = Balancer & AsyncDisposable & { port: number };
+
+/**
+ * A balancer started in this process from YAML (`$PORT` placeholders are not needed:
+ * listen on :0). `await using lb = await startBalancer(...)` closes it at the end of the scope.
+ */
 export async function startBalancer(
   yaml: string,
   options: StartBalancerOptions = {},
-): Promise<Balancer & { port: number }> {
+): Promise<TestBalancer> {
   const lb = await Balancer.start(parseConfig(yaml, "test.yaml"), {
     logger: options.logger ?? createLogger({ access: "off", quiet: true }),
   });
-  return Object.assign(lb, { port: lb.addrs.http?.port ?? 0 });
+  return Object.assign(lb, {
+    port: lb.addrs.http?.port ?? 0,
+    [Symbol.asyncDispose]: () => lb.close(),
+  });
 }
 
 /** A logger that keeps each info, warn and error line, prefixed with its level, in `lines`. */
@@ -328,9 +353,9 @@ export function captureLogger(): Logger & { lines: string[] } {
   };
 }
 
-/** A balancer with one route to a backend, and a client connected to it. */
-export interface Proxied {
-  lb: Balancer & { port: number };
+/** A balancer with one route to a backend, and a client connected to it; `await using` closes all three. */
+export interface Proxied extends AsyncDisposable {
+  lb: TestBalancer;
   c: RawClient;
   /** Closes the client, the balancer and the backend, in that order. */
   close(): Promise<void>;
@@ -353,15 +378,12 @@ ${options.config ?? ""}
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
   const c = await RawClient.connect(lb.port);
-  return {
-    lb,
-    c,
-    async close() {
-      c.close();
-      await lb.close();
-      await backend.close();
-    },
+  const close = async () => {
+    c.close();
+    await lb.close();
+    await backend.close();
   };
+  return { lb, c, close, [Symbol.asyncDispose]: close };
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released). */

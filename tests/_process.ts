@@ -25,8 +25,8 @@ export async function runCli(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** A balancer process. */
-export interface LbProcess {
+/** A balancer process; `await using` kills it (SIGKILL) unless it was stopped already. */
+export interface LbProcess extends AsyncDisposable {
   pid: number;
   port: number;
   dir: string;
@@ -35,7 +35,7 @@ export interface LbProcess {
   rss(): number;
   /** What it has written to stderr so far. */
   stderrSoFar(): string;
-  /** Everything written to stderr so far (after stop). */
+  /** Sends `signal` and waits for the exit; later calls answer what the first one got. */
   stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string; stdout: string }>;
 }
 
@@ -85,6 +85,15 @@ export async function startLbProcess(
       await delay(100);
     }
   }
+  let stopped: Promise<{ code: number; stderr: string; stdout: string }> | undefined;
+  const stop = async (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch { /* exited already */ }
+    const { code } = await child.status;
+    await Deno.remove(dir, { recursive: true });
+    return { code, stderr: await stderr, stdout: await stdout };
+  };
   return {
     pid: child.pid,
     port,
@@ -95,13 +104,11 @@ export async function startLbProcess(
       const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
       return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
     },
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch { /* exited already */ }
-      const { code } = await child.status;
-      await Deno.remove(dir, { recursive: true });
-      return { code, stderr: await stderr, stdout: await stdout };
+    stop(signal: Deno.Signal = "SIGTERM") {
+      return stopped ??= stop(signal);
+    },
+    async [Symbol.asyncDispose]() {
+      await (stopped ??= stop("SIGKILL"));
     },
   };
 }

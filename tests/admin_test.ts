@@ -144,6 +144,8 @@ Deno.test({
       assertStringIncludes(text, `unload_srv_stale{route="app",name="${SRV}"} 0\n`);
       assertMatch(text, /unload_srv_last_success_age_seconds\{route="app",name="[^"]+"\} [\d.]+\n/);
       assertStringIncludes(text, `unload_config_reloads_total{result="failed"} 0\n`);
+      assertStringIncludes(text, "# TYPE unload_internal_errors_total counter\n");
+      assertStringIncludes(text, "\nunload_internal_errors_total 0\n");
     } finally {
       await t.close();
     }
@@ -162,6 +164,7 @@ Deno.test("admin /status reports routes, backends, shares, pools, SRV freshness 
     assert(s.uptime >= 0 && s.now >= s.started);
     assertEquals(s.reloads, { ok: 0, failed: 0, last: null });
     assertEquals(s.exhausted, {});
+    assertEquals(s.internalErrors, 0);
     assertEquals(s.workers, 1);
     assertEquals(s.routes.map((r) => [r.name, r.host, r.path, r.scheduler, r.requests]), [
       ["app", "app.test", "/", "srv", 9],
@@ -323,6 +326,15 @@ Deno.test("metrics count status classes, and exchanges that ended with no status
   for (const status of [200, 204, 301, 404, 502, 503, 0, 999]) m.observe(record({ status }));
   assertEquals([...m.route("app")!.codes("b")], [2, 0, 2, 1, 1, 2]);
   assertEquals(m.requests, 8);
+});
+
+Deno.test("metrics: internal errors counted in workers add up in the combined snapshot", () => {
+  const worker = new Metrics();
+  worker.internalErrors = 2;
+  const main = new Metrics();
+  main.internalErrors = 1;
+  main.add(worker.snapshot());
+  assertEquals(main.internalErrors, 3);
 });
 
 Deno.test("prometheus text format escapes label values", () => {

@@ -471,3 +471,43 @@ Deno.test("parseConfig reads backend_protocol: h2 implies tls, h2c refuses it, a
     /^t\.yaml:6: routes\[0\]\.backend_protocol: /,
   );
 });
+
+Deno.test("importing the config parser leaves process.env alone, and parsing needs no --allow-env", async () => {
+  // A fresh process: this file has imported the parser already. It runs with
+  // --allow-read only, so a parse that read an environment variable would throw.
+  const config = new URL("../src/config/config.ts", import.meta.url).href;
+  const script = `import process from "node:process";
+const before = Object.getOwnPropertyDescriptor(process, "env");
+const { parseConfig } = await import(${JSON.stringify(config)});
+const after = Object.getOwnPropertyDescriptor(process, "env");
+const same = (d) => d.value === before.value && d.get === before.get && d.set === before.set;
+const name = parseConfig(${JSON.stringify(MINIMAL)}, "t.yaml").routes[0].name;
+console.log(JSON.stringify({ imported: same(after), parsed: same(Object.getOwnPropertyDescriptor(process, "env")), name }));
+`;
+  const dir = await Deno.makeTempDir({ prefix: "unload-yaml-env-" });
+  try {
+    const file = `${dir}/probe.ts`;
+    await Deno.writeTextFile(file, script);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        "--allow-read",
+        file,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 0, stderr);
+    assertEquals(JSON.parse(new TextDecoder().decode(out.stdout)), {
+      imported: true,
+      parsed: true,
+      name: "app",
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -15,6 +15,7 @@ import {
   writeAllText,
 } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
+import { within } from "../src/_async.ts";
 
 const enc = new TextEncoder();
 
@@ -37,8 +38,8 @@ Deno.test("1000 slowloris connections do not starve normal clients and are close
   const SLOW = 1000;
   const limit = await ensureOpenFiles(4 * SLOW);
   assert(limit >= 2 * SLOW + 200, `ulimit -n is ${limit}: too low for ${SLOW} connections`);
-  const backend = keepAliveBackend("b");
-  const lb = await startLbProcess(`
+  await using backend = keepAliveBackend("b");
+  await using lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
 timeouts: { head: 2s }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
@@ -123,7 +124,7 @@ Deno.test("a backend killed under load: zero failed requests, it is ejected, and
     await startBackendProcess("b2"),
     await startBackendProcess("b3"),
   ];
-  const lb = await startBalancer(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 200ms, timeout: 500ms, failures: 3 }
 routes:
@@ -196,12 +197,12 @@ routes:
 Deno.test("a retry goes to another backend even when the scheduler picks the dead one several times in a row", async () => {
   // The seed table: srv mode picks b3 four times in a row (b1 b2 b1 b2 b1 b3 b3 b3 b3).
   // b3 is dead and never ejected (failures: 100), so only the retry can save its requests.
-  const b1 = keepAliveBackend("b1");
-  const b2 = keepAliveBackend("b2");
-  const dead = rawServer(async () => {});
+  await using b1 = keepAliveBackend("b1");
+  await using b2 = keepAliveBackend("b2");
+  await using dead = rawServer(async () => {});
   const deadPort = dead.port;
   await dead.close();
-  const lb = await startBalancer(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { failures: 100 }
 retry: { attempts: 1 }
@@ -212,7 +213,7 @@ routes:
       - { address: 127.0.0.1:${b2.port}, priority: 0, weight: 20 }
       - { address: 127.0.0.1:${deadPort}, priority: 10, weight: 40 }
 `);
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   try {
     const seen: string[] = [];
     for (let i = 0; i < 18; i++) {
@@ -232,7 +233,7 @@ routes:
 Deno.test("SIGTERM during a 5 s response: it completes intact, new connections are refused, exit 0", async () => {
   const PIECES = 10;
   const piece = "0123456789".repeat(100) + "\n"; // 1001 bytes
-  const backend = rawServer(async (conn, read) => {
+  await using backend = rawServer(async (conn, read) => {
     await read();
     await writeAllText(
       conn,
@@ -243,7 +244,7 @@ Deno.test("SIGTERM during a 5 s response: it completes intact, new connections a
       await delay(500);
     }
   });
-  const lb = await startLbProcess(`
+  await using lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
 timeouts: { drain: 10s }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
@@ -279,12 +280,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     c.close();
     // it exits by itself once the response is done (a second SIGTERM would force it)
     const t1 = performance.now();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const exited = await Promise.race([
-      lb.child.status.then(() => true),
-      new Promise<false>((r) => timer = setTimeout(() => r(false), 3000)),
-    ]);
-    clearTimeout(timer);
+    const exited = await within(lb.child.status.then(() => true), 3000) ?? false;
     const exitTook = performance.now() - t1;
     stopped = await lb.stop();
     assert(exited, `still running 3 s after its last response ended: ${stopped.stderr}`);
@@ -299,13 +295,13 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 
 Deno.test("shutdown past timeouts.drain closes the connections still waiting, logged", async () => {
   let held: Deno.Conn | undefined;
-  const backend = rawServer(async (conn, read) => {
+  await using backend = rawServer(async (conn, read) => {
     await read(); // never answers
     held = conn;
     await delay(1000);
   });
   const logger = captureLogger();
-  const lb = await startBalancer(
+  await using lb = await startBalancer(
     `
 listen: { http: 127.0.0.1:0 }
 timeouts: { drain: 200ms }
@@ -313,7 +309,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `,
     { logger },
   );
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   try {
     await c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     for (let i = 0; i < 100 && held === undefined; i++) await delay(10);
@@ -331,18 +327,18 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 });
 
 Deno.test("SIGHUP: a broken config is rejected with file:line and old routes serve; a good one applies without dropping a keep-alive client", async () => {
-  const a = keepAliveBackend("A");
-  const b = keepAliveBackend("B");
+  await using a = keepAliveBackend("A");
+  await using b = keepAliveBackend("B");
   const config = (port: number, body: string) =>
     // watching off: what applies here is the SIGHUP's doing
     `listen: { http: 127.0.0.1:${port} }\nreload: { watch: false }\nroutes:\n${body}`;
-  const lb = await startLbProcess(
+  await using lb = await startLbProcess(
     config(0, "").replace("127.0.0.1:0", "127.0.0.1:$PORT") +
       `  - { name: app, backends: [{ address: 127.0.0.1:${a.port} }] }\n`,
   );
   const file = `${lb.dir}/unload.yaml`;
   let stopped: { code: number; stderr: string } | undefined;
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   try {
     const get = async (client: RawClient) => {
       const res = await client.request("GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n");
@@ -403,7 +399,7 @@ Deno.test("a WebSocket echo through the balancer exchanges 1000 messages and bot
     };
     return response;
   });
-  const lb = await startBalancer(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 routes: [{ name: ws, backends: [{ address: 127.0.0.1:${server.addr.port} }] }]
 `);

@@ -25,15 +25,15 @@ async function startLb(yaml: string): Promise<Balancer & { port: number; lines: 
 }
 
 Deno.test("balancer: an unhealthy backend is taken out and brought back by the active check, logged", async () => {
-  const good = healthBackend("good");
-  const sick = healthBackend("sick", 503);
+  await using good = healthBackend("good");
+  await using sick = healthBackend("sick", 503);
   const lb = await startLb(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 2 }
 scheduler: round_robin
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${good.port} }, { address: 127.0.0.1:${sick.port} }] }]
 `);
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   try {
     const sickB = () => lb.routes[0]!.scheduler.backends.find((x) => x.port === sick.port)!;
     await until(() => !sickB().healthy, 2000, "sick down");
@@ -63,7 +63,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${good.port} }, { address:
 });
 
 Deno.test("balancer: health.rise sets how many passed probes bring a backend back", async () => {
-  const b = healthBackend("b", 503);
+  await using b = healthBackend("b", 503);
   const lb = await startLb(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 100ms, timeout: 500ms, failures: 1, rise: 4 }
@@ -83,8 +83,8 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 });
 
 Deno.test("balancer: the active check takes out and brings back every route's record of a shared address", async () => {
-  const shared = healthBackend("shared", 503);
-  const other = healthBackend("other");
+  await using shared = healthBackend("shared", 503);
+  await using other = healthBackend("other");
   // two routes give the same address different weights: two backend records, one probe
   const lb = await startLb(`
 listen: { http: 127.0.0.1:0 }
@@ -111,10 +111,10 @@ routes:
 });
 
 Deno.test("balancer: with active checks a passively ejected backend stays out past the back-off until the check passes", async () => {
-  const a = healthBackend("a");
+  await using a = healthBackend("a");
   let broken = false; // real requests to "flaky" are reset while true
   const flakyHealth = { status: 200 };
-  const flaky = rawServer(async (conn, read) => {
+  await using flaky = rawServer(async (conn, read) => {
     const chunk = await read();
     if (chunk === null) return;
     if (dec.decode(chunk).startsWith("GET /healthz ")) {
@@ -164,8 +164,8 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${flaky.port} }, { address
 });
 
 Deno.test("balancer: reload turns active checks on and off; off hands the down backends to the back-off", async () => {
-  const a = healthBackend("a");
-  const sick = healthBackend("sick", 500);
+  await using a = healthBackend("a");
+  await using sick = healthBackend("sick", 500);
   const yaml = (health: string) => `
 listen: { http: 127.0.0.1:0 }
 ${health}
@@ -193,8 +193,8 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${a.port} }, { address: 12
 
 Deno.test("balancer: active checks follow SRV updates: a new target is probed (and taken out), a removed one no longer", async () => {
   const NAME = "_http._tcp.app.test";
-  const b1 = healthBackend("b1");
-  const b2 = healthBackend("b2", 500);
+  await using b1 = healthBackend("b1");
+  await using b2 = healthBackend("b2", 500);
   const records = (ports: number[]): DnsmasqRecords => ({
     srv: ports.map((port, i) => ({
       name: NAME,
@@ -205,7 +205,7 @@ Deno.test("balancer: active checks follow SRV updates: a new target is probed (a
     })),
     hosts: ports.map((_, i) => ({ name: `h${i + 1}.test`, address: "127.0.0.1" })),
   });
-  const dns = await startDnsmasq(records([b1.port]));
+  await using dns = await startDnsmasq(records([b1.port]));
   const lb = await startLb(`
 listen: { http: 127.0.0.1:0 }
 dns: { nameserver: 127.0.0.1:${dns.port}, refresh: 200ms }

@@ -78,7 +78,7 @@ Deno.test("probe fails on refused, silent (bounded by timeout), garbage and earl
       timeout: 1000,
     });
     assertEquals(r3.ok, false);
-    assertMatch(r3.reason, /^malformed status line/);
+    assertMatch(r3.reason, /^malformed response: .*"SSH-2.0-OpenSSH_9.6"$/);
 
     const r4 = await probe(createBackend({ hostname: "127.0.0.1", port: early.port }), {
       path: "/",

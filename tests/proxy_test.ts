@@ -13,10 +13,10 @@ import {
 const dec = new TextDecoder();
 
 Deno.test("proxy routes by Host (exact and wildcard) and by longest path prefix", async () => {
-  const web = keepAliveBackend("web");
-  const api = keepAliveBackend("api");
-  const wild = keepAliveBackend("wild");
-  const lb = await startBalancer(`
+  await using web = keepAliveBackend("web");
+  await using api = keepAliveBackend("api");
+  await using wild = keepAliveBackend("wild");
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 routes:
   - { name: web, backends: [{ address: 127.0.0.1:${web.port} }] }
@@ -24,7 +24,7 @@ routes:
   - { name: wild, host: "*.example.test", backends: [{ address: 127.0.0.1:${wild.port} }] }
   - { name: only-app, host: app.test, path: /only, backends: [{ address: 127.0.0.1:${api.port} }] }
 `);
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   const get = async (host: string, path: string) =>
     (await c.request(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).body.trim();
   assertEquals(await get("app.test", "/api/users"), "api /api/users");
@@ -33,43 +33,38 @@ routes:
   assertEquals(await get("app.test", "/"), "web /");
   assertEquals(await get("a.example.test", "/x"), "wild /x");
   assertEquals(await get("example.test", "/x"), "web /x");
-  c.close();
-  await lb.close();
-  await Promise.all([web.close(), api.close(), wild.close()]);
 });
 
 Deno.test("proxy answers 404 with a plain-text body when no route matches", async () => {
-  const b = keepAliveBackend("b");
-  const lb = await startBalancer(`
+  await using b = keepAliveBackend("b");
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 routes: [{ name: app, host: app.test, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   const res = await c.request("GET /x HTTP/1.1\r\nHost: nope.test\r\n\r\n");
   assertEquals(res.status, 404);
   assertEquals(res.headers.get("content-type"), "text/plain; charset=utf-8");
   assertStringIncludes(res.body, "no route for nope.test/x");
   // the connection stays usable
   assertEquals((await c.request("GET /y HTTP/1.1\r\nHost: app.test\r\n\r\n")).body, "b /y\n");
-  c.close();
-  await lb.close();
-  await b.close();
 });
 
 Deno.test("proxy reuses backend connections for 1000 sequential requests on one client connection", async () => {
-  const b = keepAliveBackend("b");
-  const { c, close } = await proxyTo(b);
+  await using b = keepAliveBackend("b");
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   for (let i = 0; i < 1000; i++) {
     const res = await c.request(`GET /n${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
     assertEquals(res.body, `b /n${i}\n`);
   }
   assertEquals(b.accepted, 1, "backend connections accepted");
-  await close();
 });
 
 Deno.test("proxy keeps every connection a burst needed: rounds of 150 concurrent requests reuse them", async () => {
-  const b = keepAliveBackend("b");
-  const { lb, close } = await proxyTo(b);
+  await using b = keepAliveBackend("b");
+  await using proxied = await proxyTo(b);
+  const { lb } = proxied;
   const clients = await Promise.all(Array.from({ length: 150 }, () => RawClient.connect(lb.port)));
   for (let round = 0; round < 3; round++) {
     const bodies = await Promise.all(
@@ -82,12 +77,12 @@ Deno.test("proxy keeps every connection a burst needed: rounds of 150 concurrent
   // at most one connection per request in flight, opened in the first round only
   assert(b.accepted <= 150, `backend connections accepted: ${b.accepted}`);
   for (const c of clients) c.close();
-  await close();
 });
 
 Deno.test("proxy answers pipelined requests in order", async () => {
-  const b = keepAliveBackend("b");
-  const { c, close } = await proxyTo(b);
+  await using b = keepAliveBackend("b");
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   await c.send(
     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
   );
@@ -97,12 +92,11 @@ Deno.test("proxy answers pipelined requests in order", async () => {
   assertEquals(last.body, "b /3\n");
   assertEquals(last.headers.get("connection"), "close");
   assert(await c.closed());
-  await close();
 });
 
 Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both ways", async () => {
   let seen = "";
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     const chunk = await read();
     seen = dec.decode(chunk!);
     await writeAllText(
@@ -110,7 +104,8 @@ Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both w
       "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-secret\r\nx-secret: 1\r\nkeep-alive: timeout=5\r\n\r\nok",
     );
   });
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   const res = await c.request(
     "GET /p?q=1 HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, X-Private\r\nX-Private: no\r\n" +
       "Keep-Alive: 300\r\nX-Forwarded-For: 10.1.1.1\r\nTE: trailers\r\nUser-Agent: t\r\n\r\n",
@@ -130,12 +125,11 @@ Deno.test("proxy adds X-Forwarded-* and Via and strips hop-by-hop headers both w
   for (const h of ["x-private", "keep-alive", "te", "connection"]) {
     assert(!lines.some((l) => l.startsWith(`${h}:`)), `${h} must not reach the backend`);
   }
-  await close();
 });
 
 Deno.test("proxy relays a chunked request and a chunked response intact", async () => {
   let received = "";
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     let all = "";
     while (!all.includes("0\r\n\r\n")) {
       const chunk = await read();
@@ -147,7 +141,8 @@ Deno.test("proxy relays a chunked request and a chunked response intact", async 
     await delay(20);
     await writeAllText(conn, "7;ext=1\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n");
   });
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   await c.send("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n");
   await delay(20);
   const res = await c.request("5\r\npedia\r\n0\r\n\r\n");
@@ -156,11 +151,10 @@ Deno.test("proxy relays a chunked request and a chunked response intact", async 
   assertEquals(res.body, "hello, world");
   assertStringIncludes(received, "transfer-encoding: chunked\r\n");
   assert(received.endsWith("\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), received);
-  await close();
 });
 
 Deno.test("proxy relays Expect: 100-continue and HEAD/204/304 responses without a body", async () => {
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     let all = "";
     for (;;) {
       const chunk = await read();
@@ -185,7 +179,8 @@ Deno.test("proxy relays Expect: 100-continue and HEAD/204/304 responses without 
       }
     }
   });
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   const interim = await c.request(
     "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
   );
@@ -199,66 +194,64 @@ Deno.test("proxy relays Expect: 100-continue and HEAD/204/304 responses without 
   assertEquals([nm.status, nm.headers.get("etag")], [304, "x"]);
   // still in sync after bodiless responses
   assertEquals((await c.request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD")).status, 200);
-  await close();
 });
 
 Deno.test("proxy answers 502 when the backend refuses, and 503 when a route has no healthy backend", async () => {
-  const dead = rawServer(async () => {});
+  await using dead = rawServer(async () => {});
   const port = dead.port;
   await dead.close(); // nothing listens there any more
-  const lb = await startBalancer(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { failures: 1, backoff: 60s }
 retry: { attempts: 0 }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${port} }] }]
 `);
-  const c = await RawClient.connect(lb.port);
+  using c = await RawClient.connect(lb.port);
   const res = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   assertEquals(res.status, 502);
   assertMatch(res.body, /^502 Bad Gateway: Connect to 127\.0\.0\.1:\d+ failed/);
   const res2 = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   assertEquals(res2.status, 503);
   assertStringIncludes(res2.body, "no healthy backend for route app");
-  c.close();
-  await lb.close();
 });
 
 Deno.test("proxy answers 504 when the backend is slower than timeouts.response", async () => {
-  const slow = rawServer(async (_conn, read) => {
+  await using slow = rawServer(async (_conn, read) => {
     await read();
     await read(); // never answers; returns when the balancer gives up and closes
   });
-  const { c, close } = await proxyTo(slow, { config: "timeouts: { response: 300ms }" });
+  await using proxied = await proxyTo(slow, { config: "timeouts: { response: 300ms }" });
+  const { c } = proxied;
   const res = await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   assertEquals(res.status, 504);
   assertStringIncludes(res.body, "sent no response within timeouts.response");
   await delay(100);
   assertEquals(slow.open, 0, "the backend connection is closed");
-  await close();
 });
 
 Deno.test("proxy retries a request once on a fresh connection when a pooled one went stale", async () => {
   let served = 0;
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     const chunk = await read();
     if (chunk === null) return;
     served++;
     await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     await delay(50); // then close: the pooled connection is stale now
   });
-  const { c, close } = await proxyTo(b, { config: "retry: { attempts: 0 }" });
+  await using proxied = await proxyTo(b, { config: "retry: { attempts: 0 }" });
+  const { c } = proxied;
   assertEquals((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).status, 200);
   await delay(200);
   assertEquals((await c.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).status, 200);
   assertEquals([served, b.accepted], [2, 2]);
-  await close();
 });
 
 Deno.test("proxy closes the backend connection within 1 s when the client disconnects mid-body", async () => {
-  const b = rawServer(async (_conn, read) => {
+  await using b = rawServer(async (_conn, read) => {
     while ((await read()) !== null);
   });
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   await c.send(
     "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(5000),
   );
@@ -267,27 +260,26 @@ Deno.test("proxy closes the backend connection within 1 s when the client discon
   c.close();
   await delay(1000);
   assertEquals(b.open, 0, "backend connections still open 1 s after the client left");
-  await close();
 });
 
 Deno.test("proxy closes the backend connection when the client disconnects mid-response", async () => {
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     await read();
     await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n");
     const chunk = new Uint8Array(65536);
     for (let i = 0; i < 1600; i++) await writeAllText(conn, chunk);
   });
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   await c.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
   await c.conn.read(new Uint8Array(65536));
   c.close();
   await delay(1000);
   assertEquals(b.open, 0);
-  await close();
 });
 
 Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked response for it", async () => {
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     for (;;) {
       const chunk = await read();
       if (chunk === null) return;
@@ -297,23 +289,23 @@ Deno.test("proxy keeps an HTTP/1.0 client's keep-alive and dechunks a chunked re
       );
     }
   });
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   const res = await c.request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
   assertEquals(res.body, "abc");
   assertEquals(res.headers.has("transfer-encoding"), false);
   assertLess(res.head.indexOf("HTTP/1.1 200"), 1);
-  await close();
 });
 
 Deno.test("proxy gives a keep-alive connection timeouts.idle between requests and timeouts.head once one begins", async () => {
-  const b = keepAliveBackend("b");
-  const { c, close } = await proxyTo(b, { config: "timeouts: { head: 300ms, idle: 5s }" });
+  await using b = keepAliveBackend("b");
+  await using proxied = await proxyTo(b, { config: "timeouts: { head: 300ms, idle: 5s }" });
+  const { c } = proxied;
   assertEquals((await c.request("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")).body, "b /1\n");
   await delay(600); // idle longer than the head timeout: still open
   assertEquals((await c.request("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")).body, "b /2\n");
   await c.send("GET /3 HT"); // a request begins and stalls
   assert(await c.closed(1500), "closed at the head timeout, not the idle one");
-  await close();
 });
 
 // A backend answering each request with its head, exactly as received, as the body.
@@ -327,7 +319,8 @@ function headEchoBackend() {
 }
 
 Deno.test("proxy forwards each head's own fields when heads of different sizes follow on one connection", async () => {
-  const { c, close } = await proxyTo(headEchoBackend());
+  await using proxied = await proxyTo(headEchoBackend());
+  const { c } = proxied;
   const big = `x-big: ${"b".repeat(12_000)}`; // larger than a reused head buffer keeps
   const sent = [
     "GET /1 HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nAccept: */*\r\nX-Two:  two  \r\n\r\n",
@@ -359,28 +352,27 @@ Deno.test("proxy forwards each head's own fields when heads of different sizes f
     "content-length: 2",
   ]);
   assert(!got[3]!.includes("x-big"), "nothing left from the large head");
-  await close();
 });
 
 Deno.test("proxy rewrites Host to an absolute-form target's authority, keeping the field's spelling", async () => {
-  const { c, close } = await proxyTo(headEchoBackend());
+  await using proxied = await proxyTo(headEchoBackend());
+  const { c } = proxied;
   const res = await c.request("GET http://app.test:81/p?q HTTP/1.1\r\nHOST:  other.test\r\n\r\n");
   assertEquals(res.body.split("\r\n").slice(0, 2), [
     "GET http://app.test:81/p?q HTTP/1.1",
     "HOST:  app.test:81",
   ]);
   assertStringIncludes(res.body, "\r\nx-forwarded-host: app.test:81\r\n");
-  await close();
 });
 
 Deno.test("proxy relays a status line without a reason phrase with its separating space", async () => {
-  const b = rawServer((conn, read) =>
+  await using b = rawServer((conn, read) =>
     forEachHead(read, () => writeAllText(conn, "HTTP/1.1 299\r\ncontent-length: 2\r\n\r\nok"))
   );
-  const { c, close } = await proxyTo(b);
+  await using proxied = await proxyTo(b);
+  const { c } = proxied;
   await c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   const res = await c.read();
   assertEquals(res.status, 299);
   assertEquals(res.body, "ok");
-  await close();
 });

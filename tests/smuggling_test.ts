@@ -18,13 +18,13 @@ async function eventually(cond: () => boolean, ms = 1000): Promise<boolean> {
 Deno.test("balancer rejects malformed and smuggling requests, closes, and forwards none of them", async (t) => {
   assert(ROWS.length >= 30, "issue #6 asks for at least 30 rows");
   const seen: string[] = [];
-  const backend = rawServer(async (_conn, read) => {
+  await using backend = rawServer(async (_conn, read) => {
     // never answers: a request that wrongly got through ends in a visible 504
     for (let chunk = await read(); chunk !== null; chunk = await read()) {
       seen.push(new TextDecoder("latin1").decode(chunk));
     }
   });
-  const lb = await startBalancer(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 timeouts: { response: 3s }
 ${LIMITS_YAML}
@@ -71,21 +71,18 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
       () => check(row, { status: true }),
     );
   }
-
-  await lb.close();
-  await backend.close();
 });
 
 Deno.test("balancer serves a well-formed request on the same setup (the table's control row)", async () => {
-  const backend = rawServer(async (conn, read) => {
+  await using backend = rawServer(async (conn, read) => {
     await read();
     await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
     await read();
   });
-  const { c, close } = await proxyTo(backend, { config: LIMITS_YAML });
+  await using proxied = await proxyTo(backend, { config: LIMITS_YAML });
+  const { c } = proxied;
   const res = await c.request(
     `POST / HTTP/1.1\r\n${H}Content-Length: 5, 5\r\nX-Pad: ${"p".repeat(500)}\r\n\r\nhello`,
   );
   assertEquals([res.status, res.body], [200, "ok"]);
-  await close();
 });

@@ -78,7 +78,7 @@ function sampleRss(lb: { rss(): number }) {
 
 Deno.test("proxy streams a 100 MB upload and a 100 MB download intact while RSS grows < 32 MB", async () => {
   const backend = hashingBackend();
-  const lb = await startLbProcess(`
+  await using lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);

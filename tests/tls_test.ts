@@ -20,6 +20,9 @@ import {
   writeAllText,
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
+import { createBackend } from "../src/upstream/backend.ts";
+import { loadUpstreamTls } from "../src/upstream/tls.ts";
+import { probe } from "../src/upstream/health/active.ts";
 
 const dec = new TextDecoder();
 
@@ -30,9 +33,12 @@ const second = await ca.issue("second", { serial: 0x1002 });
 const third = await ca.issue("third", { serial: 0x1003 });
 
 /** A balancer in this process whose log lines are kept in `lines`. */
-async function start(yaml: string): Promise<{ lb: Balancer; lines: string[] }> {
+async function start(
+  yaml: string,
+): Promise<{ lb: Balancer; lines: string[] } & AsyncDisposable> {
   const logger = captureLogger();
-  return { lb: await startBalancer(yaml, { logger }), lines: logger.lines };
+  const lb = await startBalancer(yaml, { logger });
+  return { lb, lines: logger.lines, [Symbol.asyncDispose]: () => lb.close() };
 }
 
 /** Copies `cert` to fresh file names in the CA's dir (what the balancer is pointed at). */
@@ -51,15 +57,16 @@ async function until(what: string, check: () => Promise<boolean>, ms = 5000): Pr
 
 Deno.test("tls terminates HTTPS: curl gets the backend's body and the backend sees X-Forwarded-Proto: https", async () => {
   let seen = "";
-  const b = rawServer(async (conn, read) => {
+  await using b = rawServer(async (conn, read) => {
     seen = dec.decode((await read())!);
     await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecure");
   });
-  const { lb } = await start(`
+  await using started = await start(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
+  const { lb } = started;
   const port = lb.addrs.https!.port;
   const out = await new Deno.Command("curl", {
     args: [
@@ -78,56 +85,49 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
   const lines = seen.toLowerCase().split("\r\n");
   assert(lines.includes("x-forwarded-proto: https"), seen);
   assert(lines.includes("x-forwarded-host: app.test:" + port), seen);
-  await lb.close();
-  await b.close();
 });
 
 Deno.test("tls keeps one client connection alive over TLS for 100 requests (one backend connection too)", async () => {
-  const b = keepAliveBackend("b");
-  const { lb } = await start(`
+  await using b = keepAliveBackend("b");
+  await using started = await start(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
-  const c = await RawClient.tls(lb.addrs.https!.port, ca.caPem);
+  const { lb } = started;
+  using c = await RawClient.tls(lb.addrs.https!.port, ca.caPem);
   assertEquals((await (c.conn as Deno.TlsConn).handshake()).alpnProtocol, "http/1.1");
   for (let i = 0; i < 100; i++) assertEquals((await c.get(`/n${i}`)).body, `b /n${i}\n`);
   assertEquals(b.accepted, 1, "backend connections accepted");
-  c.close();
-  await lb.close();
-  await b.close();
 });
 
 Deno.test("tls redirect_http answers 308 to the https port with path and query; a reload can turn it off", async () => {
-  const b = keepAliveBackend("b");
+  await using b = keepAliveBackend("b");
   const yaml = (redirect: boolean) => `
 listen: { http: 127.0.0.1:0, https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, redirect_http: ${redirect}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `;
-  const { lb } = await start(yaml(true));
+  await using started = await start(yaml(true));
+  const { lb } = started;
   const { http, https } = lb.addrs;
-  const c = await RawClient.connect(http!.port);
+  using c = await RawClient.connect(http!.port);
   const res = await c.request(`GET /a/b?q=1 HTTP/1.1\r\nHost: app.test:${http!.port}\r\n\r\n`);
   assertEquals(res.status, 308);
   assertEquals(res.headers.get("location"), `https://app.test:${https!.port}/a/b?q=1`);
   assertEquals(b.accepted, 0, "nothing reached the backend");
-  const tls = await RawClient.tls(https!.port, ca.caPem);
+  using tls = await RawClient.tls(https!.port, ca.caPem);
   assertEquals((await tls.get("/a")).body, "b /a\n", "https is served, not redirected");
   assertEquals((await lb.reload(parseConfig(yaml(false), "test.yaml"))).ok, true);
   assertEquals(lb.addrs.http!.port, http!.port, "the http listener was kept");
   const res2 = await c.request(`GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n`);
   assertEquals([res2.status, res2.body], [200, "b /a\n"]);
-  c.close();
-  tls.close();
-  await lb.close();
-  await b.close();
 });
 
 Deno.test("tls SIGHUP serves a new certificate to new handshakes; open connections go on; a bad pair is refused", async () => {
-  const b = keepAliveBackend("b");
+  await using b = keepAliveBackend("b");
   const files = await liveFiles("sighup", first);
-  const lb = await startLbProcess(`
+  await using lb = await startLbProcess(`
 listen: { https: 127.0.0.1:$PORT }
 tls: { cert: ${files.cert}, key: ${files.key}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
@@ -161,15 +161,16 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 });
 
 Deno.test("tls reloads the certificate when its files change, and keeps the old one when the new files are bad", async () => {
-  const b = keepAliveBackend("b");
+  await using b = keepAliveBackend("b");
   const files = await liveFiles("watched", first);
-  const { lb, lines } = await start(`
+  await using started = await start(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${files.cert}, key: ${files.key} }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
+  const { lb, lines } = started;
   const port = lb.addrs.https!.port;
-  const open = await RawClient.tls(port, ca.caPem);
+  using open = await RawClient.tls(port, ca.caPem);
   assertEquals((await open.get("/1")).body, "b /1\n");
   await installCert(second, files);
   await until("the new serial", async () => (await servedSerial(port)) === second.serial);
@@ -184,9 +185,6 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
     new RegExp(`tls.cert ${files.cert}: not a valid PEM certificate`),
   );
   assertEquals((await open.get("/2")).body, "b /2\n", "the open connection still works");
-  open.close();
-  await lb.close();
-  await b.close();
 });
 
 Deno.test("tls start fails with exit 2 naming the key file when the key does not match the certificate", async () => {
@@ -236,8 +234,8 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:9 }] }]
 });
 
 Deno.test("tls to backends: routes with tls: true verify the backend's certificate and reuse the connection", async () => {
-  const b = tlsBackend(first);
-  const { lb } = await start(`
+  await using b = tlsBackend(first);
+  await using started = await start(`
 listen: { http: 127.0.0.1:0 }
 retry: { attempts: 0 }
 routes:
@@ -246,7 +244,8 @@ routes:
   - { name: wrongname, path: /wrong, tls: true, ca: ${ca.ca}, server_name: other.test, backends: [{ address: 127.0.0.1:${b.port} }] }
   - { name: noca, path: /noca, tls: true, backends: [{ address: 127.0.0.1:${b.port} }] }
 `);
-  const c = await RawClient.connect(lb.addrs.http!.port);
+  const { lb } = started;
+  using c = await RawClient.connect(lb.addrs.http!.port);
   const get = (path: string) => c.request(`GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
   for (let i = 0; i < 5; i++) assertEquals((await get(`/named/${i}`)).body, `tls /named/${i}\n`);
   assertEquals((await get("/ip")).body, "tls /ip\n", "verified against the IP address by default");
@@ -257,13 +256,26 @@ routes:
     assertStringIncludes(res.body, "TLS handshake");
   }
   assertEquals(lb.pools.size, 4, "routes with different TLS settings get separate pools");
-  c.close();
-  await lb.close();
-  await b.close();
+});
+
+Deno.test("tls health probes connect as the pool does: the backend's certificate is verified", async () => {
+  await using b = tlsBackend(first);
+  try {
+    const backend = createBackend({ hostname: "127.0.0.1", port: b.port });
+    const trusted = await loadUpstreamTls({ name: "app", ca: ca.ca, server_name: "app.test" });
+    const good = await probe({ ...backend, tls: trusted }, { path: "/healthz", timeout: 5000 });
+    assertEquals([good.ok, good.status], [true, 200], good.reason);
+    const wrong = await loadUpstreamTls({ name: "app", ca: ca.ca, server_name: "other.test" });
+    const bad = await probe({ ...backend, tls: wrong }, { path: "/healthz", timeout: 5000 });
+    assertEquals(bad.ok, false);
+    assertMatch(bad.reason, /^connect: TLS handshake/);
+  } finally {
+    await b.close();
+  }
 });
 
 Deno.test("tls to SRV-discovered backends verifies the SRV target name by default", async () => {
-  const b = tlsBackend(await ca.issue("nameonly", { serial: 0x1004, names: ["app.test"] }));
+  await using b = tlsBackend(await ca.issue("nameonly", { serial: 0x1004, names: ["app.test"] }));
   const ac = new AbortController();
   const dns = await startDnsServer({
     port: 0,
@@ -273,7 +285,7 @@ Deno.test("tls to SRV-discovered backends verifies the SRV target name by defaul
     },
     signal: ac.signal,
   });
-  const { lb } = await start(`
+  await using started = await start(`
 listen: { http: 127.0.0.1:0 }
 dns: { nameserver: 127.0.0.1:${dns.port} }
 retry: { attempts: 0 }
@@ -281,7 +293,8 @@ routes:
   - { name: app, srv: _https._tcp.app.test, tls: true, ca: ${ca.ca} }
   - { name: ip, path: /ip, tls: true, ca: ${ca.ca}, backends: [{ address: 127.0.0.1:${b.port} }] }
 `);
-  const c = await RawClient.connect(lb.addrs.http!.port);
+  const { lb } = started;
+  using c = await RawClient.connect(lb.addrs.http!.port);
   const res = await c.request("GET /srv HTTP/1.1\r\nHost: app.test\r\n\r\n");
   assertEquals([res.status, res.body], [200, "tls /srv\n"]);
   // the same backend by IP: its certificate has no IP address in it
@@ -291,7 +304,6 @@ routes:
   await lb.close();
   ac.abort();
   await dns.closed;
-  await b.close();
 });
 
 Deno.test("tls config: route tls keys are checked; a missing CA file fails the start naming it", async () => {

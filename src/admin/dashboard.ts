@@ -1,10 +1,11 @@
 /**
  * `GET /`: the live dashboard, one self-contained HTML page (inline CSS and script, no
- * external resources) compiled into the binary. It polls `status` every second.
+ * external resources) compiled into the binary. It polls `status` every second; its
+ * script is written in `dashboard/page.ts` and bundled by `deno task dashboard`.
  *
  * @module
  */
-import { DASHBOARD_SCRIPT } from "./dashboard_script.ts";
+import { PAGE_SCRIPT } from "./dashboard/_page_script.ts";
 
 const STYLE = `
 :root {
@@ -89,7 +90,7 @@ export const DASHBOARD_HTML: string = `<!doctype html>
   over the last 10 s; the white mark on a share bar is the share its priority and weight call
   for. Prometheus metrics: <a href="metrics" style="color:inherit">metrics</a>.
 </footer>
-<script>${DASHBOARD_SCRIPT}</script>
+<script>${PAGE_SCRIPT}</script>
 </body>
 </html>
 `;

@@ -78,6 +78,8 @@ export interface MetricsSnapshot {
   requests: number;
   /** Requests observed, by the protocol they came in on. */
   protocols: Array<[string, number]>;
+  /** Errors no code handled (unhandled rejections), each logged with its stack. */
+  internalErrors: number;
   /** Each route's series, by route name. */
   routes: Array<{
     name: string;
@@ -112,6 +114,11 @@ export class Metrics {
   requests = 0;
   /** Requests observed, by the protocol they came in on (`http/1.1`, `h2`, ...). */
   readonly protocols: Map<string, number> = new Map();
+  /**
+   * Errors no code handled (unhandled promise rejections): the process-wide
+   * handler keeps the balancer serving, logs each with its stack and counts it here.
+   */
+  internalErrors = 0;
   readonly #routes = new Map<string, RouteSeries>();
 
   /** Records one finished request. */
@@ -167,6 +174,7 @@ export class Metrics {
     return {
       requests: this.requests,
       protocols: [...this.protocols],
+      internalErrors: this.internalErrors,
       routes: [...this.#routes].map(([name, s]) => ({
         name,
         buckets: Array.from(s.buckets),
@@ -189,6 +197,7 @@ export class Metrics {
     for (const [proto, n] of snapshot.protocols) {
       this.protocols.set(proto, (this.protocols.get(proto) ?? 0) + n);
     }
+    this.internalErrors += snapshot.internalErrors;
     for (const r of snapshot.routes) {
       const series = this.series(r.name);
       r.buckets.forEach((n, i) => series.buckets[i]! += n);

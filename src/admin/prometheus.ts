@@ -157,6 +157,12 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   for (const code of EXHAUSTION_CODES) {
     out.sample("unload_resource_exhausted_total", { code }, lb.exhaustion.counts.get(code) ?? 0);
   }
+  out.family(
+    "unload_internal_errors_total",
+    "counter",
+    "Errors no code handled (unhandled rejections); each is logged with its stack.",
+  );
+  out.sample("unload_internal_errors_total", {}, lb.metrics.internalErrors);
   out.family("unload_config_reloads_total", "counter", "Configuration reloads, by result.");
   out.sample("unload_config_reloads_total", { result: "ok" }, lb.reloads.ok);
   out.sample("unload_config_reloads_total", { result: "failed" }, lb.reloads.failed);

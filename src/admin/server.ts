@@ -5,7 +5,7 @@
  * @module
  */
 import type { HostPort } from "../config/address.ts";
-import { sleep } from "../_sleep.ts";
+import { sleep } from "../_async.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
 import { addrKey, EXHAUSTED_PAUSE } from "../server/listener.ts";
 import { combined, type WorkerStats } from "./combined.ts";

@@ -102,6 +102,8 @@ export interface Status {
   };
   /** Accepts and backend connects that failed for lack of descriptors or ports, by error code. */
   exhausted: Record<string, number>;
+  /** Errors no code handled (unhandled rejections), each logged with its stack. */
+  internalErrors: number;
   /** Routes in config order. */
   routes: RouteStatus[];
 }
@@ -139,6 +141,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       last: last ? { ok: last.ok, error: last.error ?? null, time: last.time } : null,
     },
     exhausted: Object.fromEntries(lb.exhaustion.counts),
+    internalErrors: lb.metrics.internalErrors,
     routes: lb.routes.map((r) => {
       const series = lb.metrics.route(r.name);
       const backends = r.scheduler.backends;

@@ -219,10 +219,13 @@ async function run(file: string | undefined): Promise<number> {
       return 2;
     }
   }
-  // One broken exchange must never take the whole balancer down.
+  // One broken exchange must never take the whole balancer down; but no error is
+  // lost either: each is logged with its stack and counted (unload_internal_errors_total).
   const log = lb.log;
+  const metrics = lb.metrics;
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
+    metrics.internalErrors++;
     log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
   });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);

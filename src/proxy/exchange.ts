@@ -19,6 +19,7 @@ import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
 import { requestKey } from "./request_key.ts";
+import { within } from "../_async.ts";
 
 /**
  * Why an attempt failed, with what may be done about it: the retry decision
@@ -453,7 +454,5 @@ function responseHead(bc: BackendConn, end: number): ResponseHead {
 // A request body whose last bytes were written as the response finished settles
 // at once; one the backend never read (an early answer) does not: give up on it.
 async function settleSoon(p: Promise<void>): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([p, new Promise<void>((r) => timer = setTimeout(r, 50))]);
-  clearTimeout(timer);
+  await within(p, 50);
 }

@@ -28,6 +28,7 @@ import { serveConnection } from "../proxy/connection.ts";
 import { RouteSet, type RouteSetOptions, type RouteState } from "./route_table.ts";
 import { TlsAcceptor } from "./tls_acceptor.ts";
 import { FileWatch } from "./file_watch.ts";
+import { within } from "../_async.ts";
 
 export type { RouteState } from "./route_table.ts";
 export { StartError } from "./listener.ts";
@@ -308,17 +309,12 @@ export class Balancer {
     this.#listening = [];
     for (const l of listening) this.#retire(l);
     for (const s of this.#sessions) s.closeIfIdle();
-    let timer: ReturnType<typeof setTimeout> | undefined;
     const drained = Promise.all(listening.map((l) => l.acceptor.done));
-    const late = new Promise<boolean>((r) =>
-      timer = setTimeout(() => r(true), this.#config.timeouts.drain)
-    );
-    if (await Promise.race([drained.then(() => false), late])) {
+    if (await within(drained.then(() => true), this.#config.timeouts.drain) === undefined) {
       this.log.warn("drain timeout reached: closing the remaining connections");
       for (const s of this.#sessions) s.close();
       await drained;
     }
-    clearTimeout(timer);
     this.#ac.abort();
     await watchClosed;
     this.#checks?.ac.abort();

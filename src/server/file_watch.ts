@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { sleep } from "../_sleep.ts";
+import { sleep } from "../_async.ts";
 
 /** Options for {@linkcode FileWatch}. */
 export interface FileWatchOptions {

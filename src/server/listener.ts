@@ -5,7 +5,7 @@
  * @module
  */
 import type { HostPort } from "../config/address.ts";
-import { sleep } from "../_sleep.ts";
+import { sleep } from "../_async.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
 
 /** How long an accept loop pauses after running out of descriptors (nginx: 500 ms). */

@@ -10,6 +10,7 @@
 import type { WorkerStats } from "../admin/combined.ts";
 import type { ReloadResult } from "./balancer.ts";
 import type { SharedSet } from "../upstream/discovery/shared.ts";
+import { within } from "../_async.ts";
 
 /**
  * Messages to a worker. The main thread does the SRV lookups and active health checks
@@ -140,16 +141,15 @@ export async function startWorkers(
       }));
     },
     async stats() {
-      const answers = await Promise.all(workers.map((x) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        return Promise.race([
+      const answers = await Promise.all(workers.map((x) =>
+        within(
           new Promise<WorkerStats | undefined>((resolve) => {
             x.stats.push(resolve);
             x.w.postMessage({ type: "stats" } satisfies ToWorker);
           }),
-          new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 1000)),
-        ]).finally(() => clearTimeout(timer));
-      }));
+          1000,
+        )
+      ));
       return answers.filter((s) => s !== undefined);
     },
     close,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { sleep } from "../../_sleep.ts";
+import { sleep } from "../../_async.ts";
 
 /** Options for {@linkcode startTraffic}. */
 export interface TrafficOptions {

@@ -6,7 +6,7 @@
  */
 import type { Backend } from "../backend.ts";
 import { isIpLiteral } from "../../config/address.ts";
-import { sleep } from "../../_sleep.ts";
+import { sleep } from "../../_async.ts";
 import { type AddressFamily, inFamily } from "./family.ts";
 import { idOf, type SrvTarget, targetBackends } from "./targets.ts";
 

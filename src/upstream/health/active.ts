@@ -7,10 +7,13 @@
  *
  * @module
  */
-import { type Backend, byKey, tlsServerName } from "../backend.ts";
+import { type Backend, byKey } from "../backend.ts";
 import { markDown, markUp } from "../backend_state.ts";
-import { upstreamHandshake } from "../tls.ts";
-import { sleep } from "../../_sleep.ts";
+import { connectBackend, ConnectError } from "../connect.ts";
+import { sleep } from "../../_async.ts";
+import { BufReader, writeAll } from "../../http1/io.ts";
+import { type HeadLimits, HttpError, readHead } from "../../http1/head.ts";
+import { parseResponse, ResponseHead } from "../../http1/parse.ts";
 import { exhaustionHint } from "../../observe/exhaustion.ts";
 
 /** Options for {@linkcode HealthChecker}. */
@@ -19,7 +22,7 @@ export interface HealthCheckerOptions {
   path: string;
   /** Time between the end of one round of probes and the start of the next, in ms. @default {5000} */
   interval: number;
-  /** A probe (connect, request, status line) gives up after this many ms. @default {2000} */
+  /** A probe (connect, request, response head) gives up after this many ms. @default {2000} */
   timeout: number;
   /** Consecutive failed probes that take a backend out of rotation. @default {3} */
   fall?: number;
@@ -44,7 +47,7 @@ export interface ProbeResult {
   ok: boolean;
   /** The status received, 0 when none was. */
   status: number;
-  /** Why it failed, or the status line's summary when it passed. */
+  /** Why it failed, or the status's summary when it passed. */
   reason: string;
   /** Set when the probe failed for lack of local descriptors or ports: the error. */
   local?: unknown;
@@ -57,7 +60,9 @@ interface State {
   seen: boolean;
 }
 
-const STATUS_LINE_REGEXP = /^HTTP\/1\.[01] (\d{3})(?: |\r|$)/;
+// A probe's answer is read into a small buffer, grown up to the default limits.max_head.
+const PROBE_READ_BUFFER = 1024;
+const PROBE_HEAD_LIMITS: HeadLimits = { maxHead: 16_384 };
 const DEFAULT_FALL = 3;
 const DEFAULT_RISE = 2;
 
@@ -191,7 +196,8 @@ const DECODER = new TextDecoder();
 
 /**
  * Sends one `GET <path> HTTP/1.1` with `Connection: close` to `backend` over a new
- * connection (TLS when `backend.tls` is set) and reads the status line.
+ * connection (TLS when `backend.tls` is set, connected as the pool connects) and
+ * reads the response head, parsed as the proxy parses one.
  *
  * @example
  * ```ts ignore
@@ -217,61 +223,45 @@ export async function probe(
   const why = (e: unknown) => expired.aborted ? `timed out after ${timeout}ms` : errorText(e);
   try {
     try {
-      conn = await Deno.connect({ hostname: backend.hostname, port: backend.port, signal: stop });
+      conn = (await connectBackend(backend, { connectTimeout: timeout, signal: stop })).conn;
     } catch (e) {
-      const result = fail(`connect: ${why(e)}`);
-      if (exhaustionHint(e) !== undefined) result.local = e;
+      const cause = e instanceof ConnectError ? e.cause : e;
+      const result = fail(`connect: ${why(cause)}`);
+      if (exhaustionHint(cause) !== undefined) result.local = cause;
       return result;
-    }
-    if (backend.tls !== undefined) {
-      const tcp = conn as Deno.TcpConn;
-      conn = undefined; // consumed by the handshake, which closes it on failure
-      try {
-        conn = await upstreamHandshake(tcp, {
-          tls: backend.tls,
-          serverName: tlsServerName(backend),
-          signal: stop,
-        });
-      } catch (e) {
-        return fail(why(e));
-      }
     }
     if (stop.aborted) return fail(why(stop.reason));
     const request = `GET ${path} HTTP/1.1\r\nHost: ${hostHeader(backend)}\r\n` +
       "User-Agent: unload-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
     try {
-      const bytes = ENCODER.encode(request);
-      for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+      await writeAll(conn, ENCODER.encode(request));
     } catch (e) {
       return fail(`write: ${why(e)}`);
     }
-    const buf = new Uint8Array(1024);
-    let len = 0;
-    for (;;) {
-      const eol = buf.subarray(0, len).indexOf(10); // "\n" ends the status line
-      if (eol !== -1 || len === buf.length) {
-        const line = DECODER.decode(buf.subarray(0, eol === -1 ? len : eol));
-        const m = STATUS_LINE_REGEXP.exec(line);
-        if (m === null) return fail(`malformed status line: ${JSON.stringify(line.slice(0, 64))}`);
-        const status = Number(m[1]);
-        const ok = status >= 200 && status < 400;
-        return { ok, status, reason: `GET ${path} answered ${status}` };
-      }
-      let n: number | null;
-      try {
-        n = await conn.read(buf.subarray(len));
-      } catch (e) {
-        return fail(`read: ${why(e)}`);
-      }
-      if (n === null) {
-        return fail(expired.aborted ? why(null) : "closed before a status line");
-      }
-      len += n;
+    const reader = new BufReader(conn, PROBE_READ_BUFFER);
+    let status: number;
+    try {
+      const end = await readHead(reader, PROBE_HEAD_LIMITS, true);
+      if (end === -1) return fail(expired.aborted ? why(null) : "closed before a status line");
+      status = parseResponse(new ResponseHead(), reader.buf, reader.start, end).status;
+    } catch (e) {
+      if (!(e instanceof HttpError) || stop.aborted) return fail(`read: ${why(e)}`);
+      return fail(`malformed response: ${e.message}: ${firstLine(reader)}`);
     }
+    const ok = status >= 200 && status < 400;
+    return { ok, status, reason: `GET ${path} answered ${status}` };
   } finally {
     stop.removeEventListener("abort", close);
     close();
   }
+}
+
+// The start of a response's first line, quoted, for a failure's reason.
+function firstLine(reader: BufReader): string {
+  const bytes = reader.buf.subarray(reader.start, reader.end);
+  const eol = bytes.indexOf(10);
+  const line = DECODER.decode(bytes.subarray(0, eol === -1 ? bytes.length : eol));
+  return JSON.stringify(line.replace(/\r$/, "").slice(0, 64));
 }
 
 function fail(reason: string): ProbeResult {
