@@ -10,7 +10,7 @@ import { parseRequestHead } from "../src/http1/parse.ts";
 import type { ClientSide, Request } from "../src/proxy/client.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "../src/proxy/context.ts";
 import { forward } from "../src/proxy/exchange.ts";
-import { writeResponseHead } from "../src/proxy/forwarded.ts";
+import { writeFieldsResponseHead, writeResponseHead } from "../src/proxy/forwarded.ts";
 import { simpleResponse } from "../src/http1/status.ts";
 import { Router } from "../src/proxy/router.ts";
 import { Watchdog } from "../src/proxy/watchdog.ts";
@@ -91,6 +91,9 @@ class Rig implements AsyncDisposable {
       sessions: new Set(),
       closing: false,
       h2c: false,
+      h2pool: () => {
+        throw new Error("no HTTP/2 backends here");
+      },
       h2: { connections: 0, streams: 0 },
     };
   }
@@ -118,6 +121,10 @@ class Rig implements AsyncDisposable {
         this.writer.writeString(simpleResponse(status, message, options));
       },
       finish: () => undefined,
+      sendFields(status, fields, info) {
+        writeFieldsResponseHead(this.writer, status, fields, info);
+      },
+      signal: undefined,
     };
     const parsed = parseRequestHead(head);
     const req: Request = {

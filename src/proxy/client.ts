@@ -10,7 +10,7 @@ import type { Timed } from "./watchdog.ts";
 import type { Framing } from "../http1/body.ts";
 import type { HeadLimits } from "../http1/head.ts";
 import type { RequestHead, ResponseHead } from "../http1/parse.ts";
-import type { ResponseInfo } from "./forwarded.ts";
+import type { FieldsResponseInfo, ResponseInfo } from "./forwarded.ts";
 import type { BufReader, BufWriter } from "../http1/io.ts";
 import type { SimpleResponseOptions } from "../http1/status.ts";
 
@@ -36,13 +36,21 @@ export interface ClientSide {
   readonly http2: boolean;
   /** Stages the head of a backend's response (HTTP/1.1 bytes, or HTTP/2 HEADERS). */
   sendHead(head: ResponseHead, info: ResponseInfo): void;
+  /**
+   * Stages the head of an HTTP/2 backend's response, given as fields (HTTP/1.1
+   * bytes with `info`'s framing, or HTTP/2 HEADERS).
+   */
+  sendFields(status: number, fields: readonly string[], info: FieldsResponseInfo): void;
+  /** Aborted when the client cancels the request (an HTTP/2 RST_STREAM); HTTP/1.x has none. */
+  readonly signal: AbortSignal | undefined;
   /** Stages a whole response made by the balancer itself. */
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void;
   /**
-   * Ends the response once its body was flushed (HTTP/2: END_STREAM); undefined
-   * when there is nothing to do (HTTP/1.1 framing already ended it).
+   * Ends the response once its body was flushed (HTTP/2: END_STREAM, on
+   * `trailers` when given); undefined when there is nothing to do (HTTP/1.1
+   * framing already ended it, chunked trailers included).
    */
-  finish(): Promise<void> | undefined;
+  finish(trailers?: readonly string[]): Promise<void> | undefined;
 }
 
 /** What the edge learned from the request head. */

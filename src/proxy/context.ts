@@ -10,6 +10,7 @@ import type { HashKey } from "../config/hash_key.ts";
 import type { Watchdog } from "./watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
 import type { Pool } from "../upstream/pool.ts";
+import type { H2Pool } from "../upstream/h2_pool.ts";
 import type { Router } from "./router.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 
@@ -73,6 +74,8 @@ export interface ProxyContext {
   router: Router<Route>;
   /** The pool of a backend (created on first use). */
   pool(backend: Backend): Pool;
+  /** The HTTP/2 pool of a backend spoken to in HTTP/2 (created on first use). */
+  h2pool(backend: Backend): H2Pool;
   /** Timeouts in force (ms). */
   timeouts: Timeouts;
   /** Size and count limits in force. */

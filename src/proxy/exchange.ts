@@ -8,7 +8,11 @@
 import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
-import { writeRequestHead } from "./forwarded.ts";
+import { type ForwardInfo, h2RequestFields, writeRequestHead } from "./forwarded.ts";
+import { BufWriter, type ByteConn } from "../http1/io.ts";
+import { RefusedError } from "../h2/client.ts";
+import type { H2ClientStream, H2Response } from "../h2/client_stream.ts";
+import { ErrorCode } from "../h2/frame.ts";
 import { type Framing, responseFraming } from "../http1/body.ts";
 import { keepsAlive } from "../http1/fields.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
@@ -97,6 +101,8 @@ class Exchange implements Timed {
   readonly #key: string | undefined; // the hash scheduler's key, when the route has one
   #ac: AbortController | undefined; // made on first use: most exchanges never need it
   #bc: BackendConn | undefined;
+  #h2: H2ClientStream | undefined; // the stream to an HTTP/2 backend
+  #h2Body: BufWriter | undefined; // the request body going into #h2
   #tried: Backend[] | undefined; // the backends that failed, once one has
   #siblings = 0; // of those, the ones left for another address of their SRV target
   #inBody = false;
@@ -142,13 +148,15 @@ class Exchange implements Timed {
     if (ac.signal.aborted) return;
     ac.abort(reason);
     this.#bc?.close();
+    this.#h2?.reset(ErrorCode.CANCEL);
     if (this.#inBody) this.#client.close();
   }
 
   /** Timeout: the response head is late, or a body stopped moving. */
   expire(now: number): void {
     if (this.#inBody) {
-      const p = this.#client.writer.written + (this.#bc?.writer.written ?? 0);
+      const p = this.#client.writer.written +
+        (this.#bc?.writer.written ?? this.#h2Body?.written ?? 0);
       if (p !== this.#progress) {
         this.#progress = p;
         this.deadline = now + this.#ctx.timeouts.body_idle;
@@ -168,7 +176,12 @@ class Exchange implements Timed {
    *
    * @returns true when the client connection can carry another request.
    */
-  async attempt(backend: Backend, options: { fresh: boolean }): Promise<boolean> {
+  attempt(backend: Backend, options: { fresh: boolean }): Promise<boolean> {
+    return backend.h2 ? this.#attemptH2(backend, options) : this.#attemptHttp1(backend, options);
+  }
+
+  // One attempt on an HTTP/1.1 backend (see attempt).
+  async #attemptHttp1(backend: Backend, options: { fresh: boolean }): Promise<boolean> {
     const ctx = this.#ctx;
     const fresh = options.fresh;
     this.#rec.backend = backend.id;
@@ -286,6 +299,155 @@ class Exchange implements Timed {
     }
     const close = !this.#reqDone || this.#req.framing.kind !== "none"; // a body may be unread
     return this.fail(f.status, f.message, { close });
+  }
+
+  /**
+   * One attempt on an HTTP/2 backend (`backend_protocol: h2c | h2`): a stream on
+   * one of its pooled connections; the request body relayed as DATA while the
+   * response is awaited; the response relayed with its trailers (HTTP/2 clients
+   * get them as trailers, HTTP/1.1 clients as chunked trailers). A client that
+   * resets its stream or goes away resets the backend stream (CANCEL).
+   *
+   * @returns true when the client connection can carry another request.
+   */
+  async #attemptH2(backend: Backend, options: { fresh: boolean }): Promise<boolean> {
+    const ctx = this.#ctx;
+    const req = this.#req;
+    const client = this.#client;
+    this.#rec.backend = backend.id;
+    beginRequest(backend);
+    const cancel = () => this.#abort(new Error("client went away"));
+    client.signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      this.deadline = ctx.watchdog.now + ctx.timeouts.response;
+      const hasBody = req.framing.kind !== "none";
+      const target = req.head.target;
+      let stream: H2ClientStream;
+      try {
+        stream = await ctx.h2pool(backend).open({
+          method: req.head.method,
+          scheme: backend.tls ? "https" : "http",
+          authority: req.host,
+          path: target.charCodeAt(0) === 47 ? target : req.path,
+          fields: h2RequestFields(req.head, this.#forwardInfo()),
+          endStream: !hasBody,
+        }, this.signal);
+      } catch (e) {
+        const f = e instanceof RefusedError ? refused(backend) : this.#connectFailure(backend, e);
+        return this.#afterFailure(backend, f, options);
+      }
+      this.#h2 = stream;
+      if (hasBody) this.#startH2RequestBody(stream);
+      let res: H2Response;
+      try {
+        res = await stream.response();
+      } catch (e) {
+        this.#h2 = undefined;
+        stream.reset(ErrorCode.CANCEL);
+        if (this.#timedOut) {
+          const message = `${backend.id} sent no response within timeouts.response`;
+          return this.#afterFailure(
+            backend,
+            { status: 504, message, retryable: false, stale: false, local: false },
+            options,
+          );
+        }
+        const f: Failure = e instanceof RefusedError ? refused(backend) : {
+          status: 502,
+          message: `${backend.id} reset the stream before answering: ${(e as Error).message}`,
+          retryable: false,
+          stale: false,
+          local: false,
+        };
+        return this.#afterFailure(backend, f, options);
+      }
+      // the response: its head, its body as it comes, its trailers
+      this.#inBody = true;
+      this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
+      this.#rec.status = res.status;
+      const bodyless = res.endStream || req.head.method === "HEAD" || res.status === 204 ||
+        res.status === 304;
+      const length = bodyless ? -1 : contentLength(res.fields);
+      const chunked = !client.http2 && !bodyless && length < 0 && req.head.minor === 1;
+      const close = !req.keepAlive || ctx.closing ||
+        (!client.http2 && !bodyless && length < 0 && !chunked); // HTTP/1.0: delimited by close
+      client.sendFields(res.status, res.fields, {
+        length,
+        bodyless,
+        close,
+        clientMinor: req.head.minor,
+      });
+      const w = client.writer;
+      const before = w.written;
+      try {
+        if (!res.endStream) {
+          for (let data = await stream.read(); data !== null; data = await stream.read()) {
+            if (bodyless || data.length === 0) continue;
+            if (chunked) w.writeString(`${data.length.toString(16)}\r\n`);
+            w.writeBytes(data, 0, data.length);
+            if (chunked) w.writeString("\r\n");
+            await w.flush();
+          }
+        }
+        const trailers = res.endStream ? undefined : stream.trailers;
+        if (chunked) w.writeString(chunkedEnd(trailers));
+        const flushed = w.flush();
+        const ended = client.finish(trailers);
+        await (ended === undefined ? flushed : Promise.all([flushed, ended]));
+      } catch {
+        this.#abort(new Error("response relay failed"));
+        w.discard();
+        return false;
+      } finally {
+        this.#rec.bytesOut = w.written - before;
+      }
+      if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
+      if (!this.#reqDone) stream.reset(ErrorCode.CANCEL); // answered before the body ended
+      ctx.health.success(backend);
+      return !close && this.#reqDone;
+    } finally {
+      client.signal?.removeEventListener("abort", cancel);
+      endRequest(backend);
+    }
+  }
+
+  // The request body, from the client's framing into DATA frames, then END_STREAM.
+  #startH2RequestBody(stream: H2ClientStream): void {
+    this.#reqDone = false;
+    const client = this.#client;
+    const sink = this.#h2Body = new BufWriter(streamSink(stream));
+    this.#reqSettled = (async () => {
+      try {
+        const n = await relayBody(client.reader, sink, this.#req.framing, {
+          errorStatus: 400,
+          side: "client",
+          maxBody: this.#ctx.limits.max_body,
+          dechunk: true,
+        });
+        await sink.flush();
+        await stream.end();
+        this.#rec.bytesIn = n;
+        this.#reqDone = true;
+      } catch (e) {
+        if (client.reader.eof || e instanceof HttpError) {
+          this.#reqFailed = true;
+          this.#reqError = e;
+          this.#abort(e);
+        }
+      }
+    })();
+  }
+
+  #forwardInfo(): ForwardInfo {
+    const req = this.#req;
+    return {
+      clientIp: this.#rec.client,
+      proto: this.#ctx.proto,
+      host: req.host,
+      framing: req.framing,
+      upgrade: req.upgrade,
+      http2: this.#client.http2,
+    };
   }
 
   #connectFailure(backend: Backend, e: unknown): Failure {
@@ -453,6 +615,41 @@ function responseHead(bc: BackendConn, end: number): ResponseHead {
 
 // A request body whose last bytes were written as the response finished settles
 // at once; one the backend never read (an early answer) does not: give up on it.
+// An HTTP/2 backend refused the stream (REFUSED_STREAM, or GOAWAY before it): it
+// did no work, so it is safe to send again, on a fresh connection or elsewhere.
+function refused(backend: Backend): Failure {
+  const message = `${backend.id} refused the stream`;
+  return { status: 502, message, retryable: true, stale: true, local: false };
+}
+
+// The content-length among HTTP/2 response fields, -1 when absent.
+function contentLength(fields: readonly string[]): number {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "content-length") return Number(fields[i + 1]);
+  }
+  return -1;
+}
+
+// The last chunk of a chunked body, with `trailers` as trailer fields.
+function chunkedEnd(trailers: readonly string[] | undefined): string {
+  let s = "0\r\n";
+  if (trailers !== undefined) {
+    for (let i = 0; i + 1 < trailers.length; i += 2) s += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
+  }
+  return s + "\r\n";
+}
+
+// A ByteConn whose writes become DATA frames of `stream` (for a BufWriter).
+function streamSink(stream: H2ClientStream): ByteConn {
+  return {
+    read: () => Promise.resolve(null),
+    write: async (p) => {
+      await stream.write(p, 0, p.length);
+      return p.length;
+    },
+  };
+}
+
 async function settleSoon(p: Promise<void>): Promise<void> {
   await within(p, 50);
 }

@@ -24,6 +24,7 @@ import {
 } from "../http1/fields.ts";
 import type { RequestHead, ResponseHead } from "../http1/parse.ts";
 import type { Framing } from "../http1/body.ts";
+import { STATUS_TEXT } from "../http1/status.ts";
 
 // Hop-by-hop fields (RFC 9110 §7.6.1), and the framing fields the balancer writes itself:
 // never forwarded as received.
@@ -260,6 +261,114 @@ export function h2ResponseFields(head: ResponseHead, framing: Framing): string[]
   }
   out.push("via", `${via}${head.minor === 1 ? "1.1" : "1.0"} unload`);
   return out;
+}
+
+/**
+ * The regular fields of a request sent to an HTTP/2 backend: the client's
+ * fields less hop-by-hop ones, those named by Connection and Host (it becomes
+ * `:authority`); `te: trailers` kept when the client offered trailers (gRPC);
+ * `content-length` when known; the forwarding fields added as for HTTP/1.1.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseRequestHead } from "../http1/parse.ts";
+ * import { h2RequestFields } from "./forwarded.ts";
+ * const h = parseRequestHead(
+ *   "POST /svc/Echo HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nContent-Type: application/grpc\r\nContent-Length: 5\r\n\r\n",
+ * );
+ * assertEquals(
+ *   h2RequestFields(h, {
+ *     clientIp: "10.0.0.1", proto: "https", host: "a", framing: { kind: "length", length: 5 },
+ *     upgrade: undefined, http2: true,
+ *   }),
+ *   [
+ *     "content-type", "application/grpc", "te", "trailers", "content-length", "5",
+ *     "x-forwarded-for", "10.0.0.1", "x-forwarded-proto", "https", "x-forwarded-host", "a",
+ *     "via", "2 unload",
+ *   ],
+ * );
+ * ```
+ *
+ * @param head The request head (for an HTTP/2 client, the one its stream was rendered as).
+ * @param info What the balancer knows besides the head.
+ * @returns Flat `name, value, ...` list, lowercase names.
+ */
+export function h2RequestFields(head: RequestHead, info: ForwardInfo): string[] {
+  const named = connectionNamed(head);
+  const out: string[] = [];
+  let xff = "";
+  let via = "";
+  for (let i = 0; i < head.count; i++) {
+    const id = head.id(i);
+    if (isNamed(head, i, named)) continue;
+    if (id === X_FORWARDED_FOR) xff += head.value(i) + ", ";
+    else if (id === VIA) via += head.value(i) + ", ";
+    else if (id !== HOST && (REQUEST_DROP & (1 << id)) === 0) out.push(head.name(i), head.value(i));
+  }
+  if (head.tokens(TE).includes("trailers")) out.push("te", "trailers");
+  if (info.framing.kind === "length") out.push("content-length", String(info.framing.length));
+  out.push("x-forwarded-for", xff + info.clientIp);
+  out.push("x-forwarded-proto", info.proto === "https" ? "https" : "http");
+  out.push("x-forwarded-host", info.host);
+  out.push("via", `${via}${info.http2 ? "2" : head.minor === 1 ? "1.1" : "1.0"} unload`);
+  return out;
+}
+
+/** What {@linkcode writeFieldsResponseHead} needs besides the fields. */
+export interface FieldsResponseInfo {
+  /** The body's length, -1 when unknown (then chunked, or close-delimited for HTTP/1.0). */
+  length: number;
+  /** No body follows (HEAD, 204, 304, a trailers-only answer). */
+  bodyless: boolean;
+  /** Close the client connection after this response. */
+  close: boolean;
+  /** The client speaks HTTP/1.0. */
+  clientMinor: 0 | 1;
+}
+
+/**
+ * Writes an HTTP/1.1 response head for a response an HTTP/2 backend sent as
+ * fields: content-length kept when known, else chunked (HTTP/1.1 clients; the
+ * caller frames the body and sends trailers as chunked trailers).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { TextSink, writeFieldsResponseHead } from "./forwarded.ts";
+ * const out = new TextSink();
+ * writeFieldsResponseHead(out, 200, ["content-type", "application/grpc"], {
+ *   length: -1, bodyless: false, close: false, clientMinor: 1,
+ * });
+ * assertEquals(
+ *   out.text,
+ *   "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\nvia: 2 unload\r\n\r\n",
+ * );
+ * ```
+ *
+ * @param out Where the head goes.
+ * @param status The response status.
+ * @param fields The backend's regular response fields (lowercase names).
+ * @param info Framing and connection handling.
+ */
+export function writeFieldsResponseHead(
+  out: HeadSink,
+  status: number,
+  fields: readonly string[],
+  info: FieldsResponseInfo,
+): void {
+  out.writeString(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n`);
+  let via = "";
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!;
+    if (name === "via") via += fields[i + 1] + ", ";
+    else if (name !== "content-length") out.writeString(`${name}: ${fields[i + 1]}\r\n`);
+  }
+  if (info.length >= 0) writeLength(out, info.length);
+  else if (!info.bodyless && info.clientMinor === 1) put(out, CHUNKED);
+  if (info.close) out.writeString("connection: close\r\n");
+  else if (info.clientMinor === 0) out.writeString("connection: keep-alive\r\n");
+  out.writeString(`via: ${via}2 unload\r\n\r\n`);
 }
 
 /**

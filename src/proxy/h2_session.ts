@@ -10,7 +10,7 @@
 import type { ExchangeRecord, ProxyContext } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
 import type { ClientSide } from "./client.ts";
-import { h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
+import { type FieldsResponseInfo, h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
 import { handleRequest, newRecord } from "./session.ts";
 import { type HeadLimits, HttpError } from "../http1/head.ts";
 import { octets } from "../http1/fields.ts";
@@ -148,6 +148,7 @@ class StreamClient implements ClientSide, ByteConn {
   readonly #stream: H2Stream;
   readonly #ctx: ProxyContext;
   readonly #source: StreamSource;
+  readonly #grpc: boolean;
   #timed: Timed | undefined;
   #responded = false;
   #ended = false;
@@ -156,6 +157,7 @@ class StreamClient implements ClientSide, ByteConn {
     this.#stream = stream;
     this.#ctx = ctx;
     this.#source = new StreamSource(stream);
+    this.#grpc = isGrpc(stream.fields);
     this.reader = new BufReader(this.#source);
     this.writer = new BufWriter(this);
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
@@ -193,7 +195,31 @@ class StreamClient implements ClientSide, ByteConn {
     if (empty) this.#ended = true;
   }
 
+  sendFields(status: number, fields: readonly string[], info: FieldsResponseInfo): void {
+    this.#responded = true;
+    this.#stream.respond(status, withVia(fields), { endStream: info.bodyless });
+    if (info.bodyless) this.#ended = true;
+  }
+
+  get signal(): AbortSignal {
+    return this.#stream.signal;
+  }
+
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
+    if (this.#grpc) { // a gRPC client reads errors from grpc-status, not from a page
+      this.#responded = this.#ended = true;
+      const code = String(GRPC_CODES[status] ?? GRPC_UNKNOWN);
+      const text = grpcMessage(`${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}`);
+      this.#stream.respond(200, [
+        "content-type",
+        "application/grpc",
+        "grpc-status",
+        code,
+        "grpc-message",
+        text,
+      ], { endStream: true });
+      return;
+    }
     const body = `${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}\n`;
     const fields = ["content-type", "text/plain; charset=utf-8"];
     fields.push("content-length", String(body.length));
@@ -211,16 +237,60 @@ class StreamClient implements ClientSide, ByteConn {
     this.writer.writeString(body);
   }
 
-  finish(): Promise<void> | undefined {
+  finish(trailers?: readonly string[]): Promise<void> | undefined {
     if (this.#ended) return undefined;
     this.#ended = true;
-    return this.#stream.end();
+    return this.#stream.end(trailers);
   }
 
   /** After the exchange: a stream left without an end (a failure) is reset. */
   settle(): void {
     if (!this.#ended) this.close();
   }
+}
+
+// gRPC status codes for the HTTP statuses the balancer answers with itself (gRPC's
+// own HTTP-to-gRPC mapping: doc/http-grpc-status-mapping.md).
+const GRPC_CODES: Readonly<Record<number, number>> = {
+  400: 13, // INTERNAL
+  401: 16, // UNAUTHENTICATED
+  403: 7, // PERMISSION_DENIED
+  404: 12, // UNIMPLEMENTED
+  429: 14, // UNAVAILABLE
+  502: 14,
+  503: 14,
+  504: 14,
+};
+const GRPC_UNKNOWN = 2;
+
+// grpc-message is percent-encoded: bytes outside printable ASCII, and "%" itself.
+function grpcMessage(text: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) {
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25
+      ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+      : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+function isGrpc(fields: readonly string[]): boolean {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "content-type") return fields[i + 1]!.startsWith("application/grpc");
+  }
+  return false;
+}
+
+// An HTTP/2 backend's response fields with this hop added to `via`.
+function withVia(fields: readonly string[]): string[] {
+  const out: string[] = [];
+  let via = "";
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "via") via += fields[i + 1] + ", ";
+    else out.push(fields[i]!, fields[i + 1]!);
+  }
+  out.push("via", `${via}2 unload`);
+  return out;
 }
 
 const CRLF = octets("\r\n");

@@ -14,7 +14,12 @@ import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
 import { type HeadLimits, HttpError, readHead } from "../http1/head.ts";
 import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
 import { simpleResponse, type SimpleResponseOptions } from "../http1/status.ts";
-import { type ResponseInfo, writeResponseHead } from "./forwarded.ts";
+import {
+  type FieldsResponseInfo,
+  type ResponseInfo,
+  writeFieldsResponseHead,
+  writeResponseHead,
+} from "./forwarded.ts";
 import { BufReader, BufWriter, SMALL_READ_BUFFER } from "../http1/io.ts";
 
 // Parsed heads not in use: one is taken per request, so idle connections hold none.
@@ -90,6 +95,13 @@ class Session implements ClientSide, Timed {
   sendHead(head: ResponseHead, info: ResponseInfo): void {
     writeResponseHead(this.writer, head, info);
   }
+
+  sendFields(status: number, fields: readonly string[], info: FieldsResponseInfo): void {
+    writeFieldsResponseHead(this.writer, status, fields, info);
+  }
+
+  /** HTTP/1.x has no way to cancel one request: a client that goes away closes. */
+  readonly signal = undefined;
 
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
     this.writer.writeString(simpleResponse(status, message, options));

@@ -529,6 +529,7 @@ export class Balancer {
     return {
       router: this.#routes.router,
       pool: (b) => this.#pools.get(b),
+      h2pool: (b) => this.#pools.h2(b),
       timeouts: config.timeouts,
       limits: config.limits,
       retries: config.retry.attempts,

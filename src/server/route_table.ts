@@ -31,6 +31,12 @@ export interface RouteState extends Route {
   readonly srv?: SrvSource;
 }
 
+/** How a route's backends are reached: over TLS (its settings), in HTTP/2. */
+interface Reach {
+  tls: UpstreamTls | undefined;
+  h2: boolean;
+}
+
 /** Options for {@linkcode RouteSet.start}. */
 export interface RouteSetOptions {
   /** Where discovery and route messages are logged. */
@@ -77,7 +83,8 @@ export class RouteSet {
       for (const rc of config.routes) {
         const found = rc.backends ? staticBackends(rc.backends) : [];
         const tls = rc.tls ? await loadUpstreamTls({ name: rc.name, ...rc.tls }) : undefined;
-        const scheduler = createScheduler(rc.scheduler, set.#reuse(found, tls));
+        const reach: Reach = { tls, h2: rc.backend_protocol !== "http1" };
+        const scheduler = createScheduler(rc.scheduler, set.#reuse(found, reach));
         const state: RouteState = {
           name: rc.name,
           config: rc,
@@ -86,7 +93,7 @@ export class RouteSet {
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
         };
         if (rc.srv !== undefined) {
-          (state as { srv?: SrvSource }).srv = set.#watch(config, rc.srv, state, tls);
+          (state as { srv?: SrvSource }).srv = set.#watch(config, rc.srv, state, reach);
         }
         set.routes.push(state);
         set.router.add({ host: rc.host, path: rc.path }, state);
@@ -114,11 +121,13 @@ export class RouteSet {
     await Promise.all(this.routes.map((r) => r.srv?.closed));
   }
 
-  #reuse(found: Backend[], tls: UpstreamTls | undefined): Backend[] {
+  #reuse(found: Backend[], reach: Reach): Backend[] {
     const known = this.#options.known;
     const mine = this.backends();
+    const { tls, h2 } = reach;
     return found.map((plain) => {
-      const b: Backend = tls ? { ...plain, tls } : plain;
+      let b: Backend = tls ? { ...plain, tls } : plain;
+      if (h2) b = { ...b, h2: true };
       const key = backendKey(b);
       const same = (o: Backend) => o.priority === b.priority && o.weight === b.weight;
       return mine.get(key)?.find(same) ?? known?.get(key)?.find(same) ?? b;
@@ -149,12 +158,12 @@ export class RouteSet {
     config: Config,
     name: string,
     route: RouteState,
-    tls: UpstreamTls | undefined,
+    reach: Reach,
   ): SrvSource {
     const { nameserver, refresh, family } = config.dns;
     const log = this.#options.log;
     const onUpdate = (found: Backend[]) => {
-      const next = this.#reuse(found, tls);
+      const next = this.#reuse(found, reach);
       route.scheduler.update(next);
       this.#options.onChange?.();
       return next;

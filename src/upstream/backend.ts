@@ -31,6 +31,12 @@ export interface Backend {
   readonly inflight: number;
   /** Present when it is reached over TLS (`routes[].tls: true`). */
   readonly tls?: UpstreamTls;
+  /**
+   * Present when it is spoken to in HTTP/2 (`routes[].backend_protocol: h2c | h2`):
+   * streams multiplexed over a few pooled connections instead of one request per
+   * connection at a time.
+   */
+  readonly h2?: true;
 }
 
 /** Options for {@linkcode createBackend}. */
@@ -86,14 +92,17 @@ export function createBackend(init: BackendInit): Backend {
  * ```
  */
 export function backendKey(b: Backend): string {
-  if (!b.tls) return b.id;
-  let key = TLS_KEYS.get(b); // asked for on every attempt: built once per record
-  if (key === undefined) TLS_KEYS.set(b, key = `${b.id} ${b.tls.key} ${tlsServerName(b)}`);
+  if (!b.tls && !b.h2) return b.id;
+  let key = KEYS.get(b); // asked for on every attempt: built once per record
+  if (key === undefined) {
+    key = b.id + (b.h2 ? " h2" : "") + (b.tls ? ` ${b.tls.key} ${tlsServerName(b)}` : "");
+    KEYS.set(b, key);
+  }
   return key;
 }
 
-// backendKey of TLS backend records (whose fields never change).
-const TLS_KEYS = new WeakMap<Backend, string>();
+// backendKey of TLS and HTTP/2 backend records (whose fields never change).
+const KEYS = new WeakMap<Backend, string>();
 
 /**
  * Backend records grouped by {@linkcode backendKey}: one group per address and TLS
