@@ -8,7 +8,7 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { makeCa } from "./_certs.ts";
-import { RawClient, rawServer, startBalancer } from "./_http.ts";
+import { RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
 import { startOrigin } from "./_h1_origin.ts";
 import { createLogger } from "../src/observe/log.ts";
 import { ErrorCode } from "../src/h2/frame.ts";
@@ -284,6 +284,44 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
     assertEquals(next.out, "b1 /after\n");
   } finally {
     await lb.close();
+  }
+});
+
+Deno.test("h2 proxy: a backend's 100 Continue reaches the h2 client as an interim HEADERS frame, and the body follows", async () => {
+  let body = "";
+  // answers 100 Continue to the head, then reads the 5-byte body before the final answer
+  const b = rawServer(async (conn, read) => {
+    let got = dec.decode((await read())!);
+    while (!got.includes("\r\n\r\n")) got += dec.decode((await read())!);
+    await writeAllText(conn, "HTTP/1.1 100 Continue\r\n\r\n");
+    body = got.slice(got.indexOf("\r\n\r\n") + 4);
+    while (body.length < 5) body += dec.decode((await read())!);
+    await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ngot");
+  });
+  const lb = await startBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
+`);
+  try {
+    // curl holds the body until it sees 100 (or the timeout, far away)
+    const r = await curl([
+      "-v",
+      "--http2-prior-knowledge",
+      "--expect100-timeout",
+      "20",
+      "-H",
+      "Expect: 100-continue",
+      "--data-binary",
+      "hello",
+      `http://127.0.0.1:${lb.port}/up`,
+    ]);
+    assertEquals(r.code, 0, r.err);
+    assertStringIncludes(r.err, "< HTTP/2 100");
+    assertEquals(r.out, "got");
+    assertEquals(body, "hello");
+  } finally {
+    await lb.close();
+    await b.close();
   }
 });
 
