@@ -1,12 +1,17 @@
 """Frame-level HTTP/2 test client (run by tests/h2_*_test.ts with /usr/bin/python3).
 
-Usage: _h2_client.py PORT SCENARIO [N]
+Usage: _h2_client.py PORT SCENARIO [N] [PATH]
+
+PATH is the request path of the scenarios that take one ("/" by default); for
+"sequential" it is a comma-separated list of AUTHORITY/PATH, one GET each on
+streams 1, 3, 5, ... one after the other over the one connection.
 
 Sends a scenario's frames (built with hyperframe and hpack, so nothing stops
 us sending what a well-behaved client would not), then reads until the server
 sends GOAWAY, closes, or the scenario's stop condition, and prints a JSON
 summary: goaway [code, last_stream], rst {stream: code}, status {stream: status},
-ping_acks, data {stream: bytes}, sent (bytes), send_error.
+ping_acks, data {stream: bytes}, body {stream: text (first 4096 bytes, latin-1)},
+ended [streams that got END_STREAM], sent (bytes), send_error, closed.
 """
 import json
 import socket
@@ -24,14 +29,15 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 port = int(sys.argv[1])
 scenario = sys.argv[2]
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+path_arg = sys.argv[4] if len(sys.argv) > 4 else "/"
 
 sock = socket.create_connection(("127.0.0.1", port))
 sock.settimeout(10)
 enc = Encoder()
 dec = Decoder()
 dec.max_allowed_table_size = 65536
-out = {"goaway": None, "rst": {}, "status": {}, "ping_acks": 0, "data": {}, "sent": 0,
-       "send_error": False, "closed": False}
+out = {"goaway": None, "rst": {}, "status": {}, "ping_acks": 0, "data": {}, "body": {},
+       "ended": [], "sent": 0, "send_error": False, "closed": False}
 inbuf = b""
 
 
@@ -74,8 +80,11 @@ def start(settings=None):
     send(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
 
 
-def read_frames(stop):
-    """Reads frames until stop(type, flags, sid, payload) is true, GOAWAY or close."""
+def read_frames(stop, through_goaway=False):
+    """Reads frames until stop(type, flags, sid, payload) is true, GOAWAY or close.
+
+    With through_goaway, a GOAWAY is recorded (and announced on stdout as a line
+    "GOAWAY") and reading goes on."""
     global inbuf
     while True:
         while len(inbuf) >= 9:
@@ -95,6 +104,9 @@ def read_frames(stop):
                         out["status"][str(sid)] = int(v)
             elif ftype == 0x0:
                 out["data"][str(sid)] = out["data"].get(str(sid), 0) + length
+                text = out["body"].get(str(sid), "")
+                if len(text) < 4096:
+                    out["body"][str(sid)] = (text + payload.decode("latin-1"))[:4096]
             elif ftype == 0x3:
                 out["rst"][str(sid)] = int.from_bytes(payload[0:4], "big")
             elif ftype == 0x6 and flags & 1:
@@ -102,7 +114,11 @@ def read_frames(stop):
             elif ftype == 0x7:
                 last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
                 out["goaway"] = [int.from_bytes(payload[4:8], "big"), last]
-                return
+                if not through_goaway:
+                    return
+                print("GOAWAY", flush=True)
+            if ftype in (0x0, 0x1) and flags & 1:
+                out["ended"].append(sid)
             if stop(ftype, flags, sid, payload):
                 return
         try:
@@ -284,6 +300,47 @@ def run():
             batch += headers(2 * i + 1, c)
         send(batch + get(99))
         read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 99)
+    elif scenario == "content_length_over_batch":
+        # HEADERS and the too long DATA in one write: the server sees both at once
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                         (":path", path_arg), ("content-length", "5")], False)
+             + DataFrame(1, data=b"0123456789", flags=["END_STREAM"]).serialize())
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
+        send(ping())
+        read_frames(until_ping_ack)
+    elif scenario == "content_length_under_batch":
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                         (":path", path_arg), ("content-length", "10")], False)
+             + DataFrame(1, data=b"01234", flags=["END_STREAM"]).serialize())
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
+        send(ping())
+        read_frames(until_ping_ack)
+    elif scenario == "content_length_over_late":
+        # HEADERS first; the DATA that breaks content-length once the request is under way
+        start()
+        send(headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                         (":path", path_arg), ("content-length", "5")], False))
+        sys.stdin.readline()  # the test says when the request head reached the backend
+        send(DataFrame(1, data=b"0123456789", flags=["END_STREAM"]).serialize())
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
+        send(ping())
+        read_frames(until_ping_ack)
+    elif scenario == "sequential":
+        start()
+        for i, item in enumerate(path_arg.split(",")):
+            sid = 2 * i + 1
+            authority, _, path = item.partition("/")
+            send(headers(sid, [(":method", "GET"), (":scheme", "http"),
+                               (":authority", authority), (":path", "/" + path)]))
+            read_frames(lambda t, fl, s, p: s == sid and (t in (0x0, 0x1) and fl & 1 or t == 0x3))
+    elif scenario == "get_through_goaway":
+        # one GET on stream 1, read until it ends (a GOAWAY on the way is announced)
+        start()
+        send(get(1, path_arg))
+        read_frames(lambda t, fl, sid, p: t in (0x0, 0x1) and fl & 1 and sid == 1
+                    or t == 0x3 and sid == 1, through_goaway=True)
     else:
         raise SystemExit("unknown scenario " + scenario)
 

@@ -8,7 +8,12 @@
 import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
-import { type ForwardInfo, h2RequestFields, writeRequestHead } from "./forwarded.ts";
+import {
+  type ForwardInfo,
+  h2RequestFields,
+  type ResponseInfo,
+  writeRequestHead,
+} from "./forwarded.ts";
 import { BufWriter, type ByteConn } from "../http1/io.ts";
 import { RefusedError } from "../h2/client.ts";
 import type { H2ClientStream, H2Response } from "../h2/client_stream.ts";
@@ -57,6 +62,14 @@ const FALSE = Promise.resolve(false);
 const FRESH = { fresh: true }; // skip idle pooled connections (a retry after a stale one)
 const REUSE = { fresh: false };
 const CLOSE = { close: true };
+// how an interim (1xx) head is handed to ClientSide.sendHead: no body, nothing ends
+const INTERIM: ResponseInfo = {
+  framing: { kind: "none", length: 0 },
+  chunked: false,
+  close: false,
+  clientMinor: 1,
+  upgrade: false,
+};
 
 /**
  * Forwards one request to a backend of `route` and relays the answer. The
@@ -501,12 +514,17 @@ class Exchange implements Timed {
   }
 
   // Interim responses (100 Continue, 103 Early Hints) go to an HTTP/1.1 client as
-  // they come; resolves to the final head.
+  // they come, and to an HTTP/2 one as interim HEADERS (an HTTP/1.0 client gets
+  // none); resolves to the final head.
   async #interim(bc: BackendConn, head: ResponseHead): Promise<ResponseHead> {
     while (head.status < 200 && head.status !== 101) {
-      if (this.#req.head.minor === 1 && !this.#client.http2) {
-        this.#client.writer.writeBytes(head.buf, head.start, head.end);
-        await this.#client.writer.flush();
+      const client = this.#client;
+      if (client.http2) {
+        client.sendHead(head, INTERIM);
+        await client.writer.flush();
+      } else if (this.#req.head.minor === 1) {
+        client.writer.writeBytes(head.buf, head.start, head.end);
+        await client.writer.flush();
       }
       if (bc.reader.buffered === 0 && !(await bc.reader.fill())) throw new Error("closed");
       const r = readHead(bc.reader, this.#client.headLimits, true);

@@ -188,6 +188,12 @@ class StreamClient implements ClientSide, ByteConn {
 
   sendHead(head: ResponseHead, info: ResponseInfo): void {
     const fields = h2ResponseFields(head, info.framing);
+    if (head.status < 200) { // 100 Continue, 103 Early Hints: interim HEADERS, the stream goes on
+      try {
+        this.#stream.respond(head.status, fields);
+      } catch { /* the stream is gone: its next write says so */ }
+      return;
+    }
     const empty = info.framing.kind === "none" ||
       (info.framing.kind === "length" && info.framing.length === 0);
     this.#responded = true;
