@@ -122,7 +122,9 @@ export function knownName(id: number): string {
  * ```
  */
 export function octets(text: string): Uint8Array {
-  return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i); // & 0xff by the store
+  return out;
 }
 
 /**

@@ -15,7 +15,7 @@ import { handleRequest, newRecord } from "./session.ts";
 import { type HeadLimits, HttpError } from "../http1/head.ts";
 import { octets } from "../http1/fields.ts";
 import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
-import { BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
+import { BufReader, BufWriter, type ByteConn, SMALL_READ_BUFFER } from "../http1/io.ts";
 import { type SimpleResponseOptions, STATUS_TEXT } from "../http1/status.ts";
 import { H2ServerConnection } from "../h2/server.ts";
 import type { H2Stream } from "../h2/stream.ts";
@@ -158,7 +158,8 @@ class StreamClient implements ClientSide, ByteConn {
     this.#ctx = ctx;
     this.#source = new StreamSource(stream);
     this.#grpc = isGrpc(stream.fields);
-    this.reader = new BufReader(this.#source);
+    // a body relay grows the buffer when there is a body; most streams have none
+    this.reader = new BufReader(this.#source, stream.hasBody ? SMALL_READ_BUFFER : 0);
     this.writer = new BufWriter(this);
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
   }
