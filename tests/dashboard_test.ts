@@ -128,6 +128,15 @@ Deno.test({
       }).catch((e) => {
         throw new Error(`${e.message}: ${JSON.stringify(last)}`);
       });
+      // the demo's traffic is HTTP/1.1: the header says so, and that no h2 stream is open
+      assertEquals(
+        await page.evaluate<string>(`document.getElementById("protocols").textContent`),
+        "http/1.1 100%",
+      );
+      assertEquals(
+        await page.evaluate<string>(`document.getElementById("h2").textContent`),
+        "0 connections, 0 streams",
+      );
       await delay(1500); // let the sparklines fill a little for the picture
       await save("dashboard.png", await page.screenshot());
 

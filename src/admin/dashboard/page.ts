@@ -284,6 +284,12 @@ function render(st: Status): void {
   byId("uptime").textContent = dur(st.uptime);
   byId("total").textContent = String(st.requests);
   byId("workers").textContent = String(st.workers);
+  const protocols = Object.entries(st.protocols);
+  const all = protocols.reduce((n, [, c]) => n + c, 0);
+  byId("protocols").textContent = all === 0 ? "–" : protocols
+    .sort(([a], [b]) => a < b ? -1 : 1)
+    .map(([p, c]) => p + " " + Math.round(c / all * 100) + "%").join(", ");
+  byId("h2").textContent = st.h2.connections + " connections, " + st.h2.streams + " streams";
   byId("reloads").textContent = st.reloads.ok + " ok / " + st.reloads.failed + " failed";
   const alerts: Alert[] = [];
   const failed = newest().exhausted - windowStart().exhausted;
