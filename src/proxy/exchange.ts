@@ -62,6 +62,7 @@ const FALSE = Promise.resolve(false);
 const FRESH = { fresh: true }; // skip idle pooled connections (a retry after a stale one)
 const REUSE = { fresh: false };
 const CLOSE = { close: true };
+const HTTP1_BODY = { dechunk: false }; // relayed in the client's own framing
 // how an interim (1xx) head is handed to ClientSide.sendHead: no body, nothing ends
 const INTERIM: ResponseInfo = {
   framing: { kind: "none", length: 0 },
@@ -214,7 +215,7 @@ class Exchange implements Timed {
 
       // request: the head, then the body relayed in the background (or a flush)
       this.#sendRequestHead(bc);
-      if (this.#req.framing.kind !== "none") this.#startRequestBody(bc);
+      if (this.#req.framing.kind !== "none") this.#startRequestBody(bc.writer);
       else {
         try {
           await bc.writer.flush();
@@ -350,7 +351,10 @@ class Exchange implements Timed {
         return this.#afterFailure(backend, f, options);
       }
       this.#h2 = stream;
-      if (hasBody) this.#startH2RequestBody(stream);
+      if (hasBody) {
+        this.#h2Body = new BufWriter(streamSink(stream));
+        this.#startRequestBody(this.#h2Body, { dechunk: true, end: () => stream.end() });
+      }
       let res: H2Response;
       try {
         res = await stream.response();
@@ -424,33 +428,6 @@ class Exchange implements Timed {
     }
   }
 
-  // The request body, from the client's framing into DATA frames, then END_STREAM.
-  #startH2RequestBody(stream: H2ClientStream): void {
-    this.#reqDone = false;
-    const client = this.#client;
-    const sink = this.#h2Body = new BufWriter(streamSink(stream));
-    this.#reqSettled = (async () => {
-      try {
-        const n = await relayBody(client.reader, sink, this.#req.framing, {
-          errorStatus: 400,
-          side: "client",
-          maxBody: this.#ctx.limits.max_body,
-          dechunk: true,
-        });
-        await sink.flush();
-        await stream.end();
-        this.#rec.bytesIn = n;
-        this.#reqDone = true;
-      } catch (e) {
-        if (client.reader.eof || e instanceof HttpError) {
-          this.#reqFailed = true;
-          this.#reqError = e;
-          this.#abort(e);
-        }
-      }
-    })();
-  }
-
   #forwardInfo(): ForwardInfo {
     const req = this.#req;
     return {
@@ -488,17 +465,27 @@ class Exchange implements Timed {
     });
   }
 
-  #startRequestBody(bc: BackendConn): void {
+  /**
+   * Relays the request body into `sink` in the background (the response may come
+   * first). HTTP/1.1 backends get it in the client's framing; an HTTP/2 stream
+   * gets the data only (`dechunk`), then `end()` (END_STREAM).
+   */
+  #startRequestBody(
+    sink: BufWriter,
+    options: { dechunk: boolean; end?: () => Promise<void> } = HTTP1_BODY,
+  ): void {
     this.#reqDone = false;
     const client = this.#client;
     this.#reqSettled = (async () => {
       try {
-        const n = await relayBody(client.reader, bc.writer, this.#req.framing, {
+        const n = await relayBody(client.reader, sink, this.#req.framing, {
           errorStatus: 400,
           side: "client",
           maxBody: this.#ctx.limits.max_body,
+          dechunk: options.dechunk,
         });
-        await bc.writer.flush();
+        await sink.flush();
+        if (options.end) await options.end();
         this.#rec.bytesIn = n;
         this.#reqDone = true;
       } catch (e) {
