@@ -115,6 +115,22 @@ Deno.test("pool at its bound makes a caller wait for a released connection", asy
   assert(got !== undefined && got !== busy);
 });
 
+Deno.test("pool at its bound hands a waiting caller the connection released, without reconnecting", async () => {
+  const { pool, conns } = fakePool({ maxConns: 2 });
+  const a = await acquire(pool);
+  const b = await acquire(pool);
+  const waiting = [acquire(pool), acquire(pool), acquire(pool)];
+  pool.release(a, true);
+  assert((await waiting[0]!) === a, "the first waiter reuses the released connection");
+  pool.release(b, true);
+  assert((await waiting[1]!) === b);
+  pool.release(a, true);
+  assert((await waiting[2]!) === a);
+  assertEquals(conns.length, 2, "no connection was opened beyond the bound");
+  assert(conns.every((c) => !c.closed), "none was closed to make room");
+  assertEquals([pool.opened, pool.reused], [2, 3]);
+});
+
 Deno.test("pool reports a refused connect as ConnectError and frees its slot", async () => {
   const { pool } = fakePool({ maxConns: 1, refuse: true });
   await assertRejects(() => acquire(pool), ConnectError, "Connect to 127.0.0.1:9001 failed");

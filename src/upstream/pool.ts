@@ -131,23 +131,36 @@ export class Pool {
     owner?: { readonly signal: AbortSignal },
   ): BackendConn | Promise<BackendConn> {
     if (!fresh) {
-      const c = this.#idle.pop();
-      if (c !== undefined) { // the common case stays synchronous
-        c.idleSince = 0;
-        c.uses++;
-        this.reused++;
-        return c;
-      }
+      const c = this.#reuse();
+      if (c !== undefined) return c; // the common case stays synchronous
     }
-    return this.#open(owner?.signal);
+    return this.#open(fresh, owner?.signal);
   }
 
-  async #open(signal?: AbortSignal): Promise<BackendConn> {
+  // The most recently idled connection, taken into use.
+  #reuse(): BackendConn | undefined {
+    const c = this.#idle.pop();
+    if (c === undefined) return undefined;
+    c.idleSince = 0;
+    c.uses++;
+    this.reused++;
+    return c;
+  }
+
+  // At the bound, a request waits for a connection to come back and takes it (a
+  // fresh one is wanted only after a stale one failed: then an idle one is closed
+  // to make room).
+  async #open(fresh: boolean, signal?: AbortSignal): Promise<BackendConn> {
     while (this.#total >= this.#options.maxConns) {
-      const c = this.#idle.shift(); // at the bound: make room by closing an idle one
-      if (c !== undefined) {
-        this.#discard(c);
-        break;
+      if (!fresh) {
+        const c = this.#reuse();
+        if (c !== undefined) return c;
+      } else {
+        const c = this.#idle.shift();
+        if (c !== undefined) {
+          this.#discard(c);
+          break;
+        }
       }
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
