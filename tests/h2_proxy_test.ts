@@ -8,10 +8,12 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { makeCa } from "./_certs.ts";
-import { RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
+import { freePort, RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
 import { startOrigin } from "./_h1_origin.ts";
 import { createLogger } from "../src/observe/log.ts";
 import { ErrorCode } from "../src/h2/frame.ts";
+import { parseConfig } from "../src/config/config.ts";
+import http2 from "node:http2";
 
 const dec = new TextDecoder();
 const SCRIPT = new URL("./_h2_client.py", import.meta.url).pathname;
@@ -372,4 +374,29 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 
 Deno.test("h2 proxy: remove the test CA", async () => {
   await ca.remove();
+});
+
+Deno.test("a reload that moves listen.http sends GOAWAY to the HTTP/2 connections of the old listener", async () => {
+  await using origin = startOrigin("b1");
+  const route = `routes: [{ name: app, backends: [{ address: 127.0.0.1:${origin.port} }] }]`;
+  await using lb = await startBalancer(`listen: { http: 127.0.0.1:0, h2c: true }\n${route}\n`);
+  const session = http2.connect(`http://127.0.0.1:${lb.port}`);
+  try {
+    const goaway = new Promise<number>((resolve) =>
+      session.on("goaway", (code: number) => resolve(code))
+    );
+    const first = await new Promise<number>((resolve, reject) => {
+      const req = session.request({ ":path": "/before" });
+      req.on("response", (h) => resolve(Number(h[":status"])));
+      req.on("error", reject);
+      req.resume();
+    });
+    assertEquals(first, 200);
+    const elsewhere = `listen: { http: 127.0.0.1:${freePort()}, h2c: true }\n${route}\n`;
+    const moved = await lb.reload(parseConfig(elsewhere, "test.yaml"));
+    assertEquals(moved, { ok: true });
+    assertEquals(await goaway, ErrorCode.NO_ERROR);
+  } finally {
+    session.destroy();
+  }
 });

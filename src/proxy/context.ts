@@ -68,6 +68,20 @@ export interface H2Counts {
   streams: number;
 }
 
+/** An open client connection, as shutdown and reloads see it. */
+export interface ClientSession {
+  /** The context of the listener it came in on. */
+  readonly ctx: ProxyContext;
+  /**
+   * Winds it down: an HTTP/1.x connection between requests closes now (one
+   * mid-request after its response); an HTTP/2 one gets GOAWAY with its last
+   * stream id and closes once its streams finish.
+   */
+  closeIfIdle(): void;
+  /** Closes it now. */
+  close(): void;
+}
+
 /** Everything the per-connection code needs. */
 export interface ProxyContext {
   /** Maps Host + path to a route. */
@@ -98,7 +112,7 @@ export interface ProxyContext {
    * Open client connections; shutdown closes those waiting for a request, and the
    * rest when the drain runs out of time.
    */
-  sessions: Set<{ closeIfIdle(): void; close(): void }>;
+  sessions: Set<ClientSession>;
   /** True once shutdown started: finish the current request, then close. */
   closing: boolean;
   /** Called after every request. */

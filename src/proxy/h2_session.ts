@@ -52,6 +52,7 @@ export async function serveH2(
     onStream: (stream) => void serveStream(stream, ctx, ip),
   });
   const session = {
+    ctx,
     closeIfIdle: () => h2.drain(), // GOAWAY: open streams finish, then it closes
     close: () => h2.close(),
   };

@@ -54,6 +54,8 @@ class Session implements ClientSide, Timed {
   readonly headLimits: HeadLimits;
   readonly #conn: Deno.Conn;
   readonly #ctx: ProxyContext;
+  /** The context of the listener it came in on. */
+  readonly ctx: ProxyContext;
   readonly #ip: string;
   #closed = false;
   #waiting = false; // for the next request
@@ -63,7 +65,7 @@ class Session implements ClientSide, Timed {
 
   constructor(conn: Deno.Conn, ctx: ProxyContext, reader: BufReader | undefined) {
     this.#conn = conn;
-    this.#ctx = ctx;
+    this.#ctx = this.ctx = ctx;
     this.reader = reader ?? new BufReader(conn, SMALL_READ_BUFFER);
     this.writer = new BufWriter(conn);
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };

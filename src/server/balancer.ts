@@ -11,7 +11,7 @@ import type { WorkerStats } from "../admin/combined.ts";
 import { type AdminServer, startAdmin } from "../admin/server.ts";
 import { Metrics } from "../admin/metrics.ts";
 import { type Config, loadConfig } from "../config/config.ts";
-import type { H2Counts, ProxyContext } from "../proxy/context.ts";
+import type { ClientSession, H2Counts, ProxyContext } from "../proxy/context.ts";
 import { Watchdog } from "../proxy/watchdog.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { shareBackends, type SharedSet, type SharedSets } from "../upstream/discovery/shared.ts";
@@ -104,7 +104,7 @@ export class Balancer {
   readonly #ac = new AbortController();
   readonly #pools = new PoolSet(() => this.#config);
   #listening: Listening[] = [];
-  readonly #sessions = new Set<{ closeIfIdle(): void; close(): void }>();
+  readonly #sessions = new Set<ClientSession>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
@@ -426,6 +426,7 @@ export class Balancer {
   #retire(l: Listening): void {
     l.acceptor.stop();
     l.ctx.closing = true;
+    for (const s of this.#sessions) if (s.ctx === l.ctx) s.closeIfIdle(); // HTTP/2: GOAWAY
   }
 
   #routeOptions(): RouteSetOptions {
