@@ -139,16 +139,9 @@ export function parseRequestFields(list: string[], out: RequestPseudo): string {
       continue;
     }
     if (regular === -1) regular = i;
-    if (!validName(name)) return "bad field name";
-    if (!validValue(value)) return `bad value of ${name}`;
-    if (connectionSpecific(name)) return `connection-specific field ${name}`;
+    const why = checkRegularField(name, value, out);
+    if (why !== "") return why;
     if (name === "te" && value !== "trailers") return "te other than trailers";
-    if (name === "content-length") {
-      if (!DIGITS_REGEXP.test(value)) return "bad content-length";
-      const n = Number(value);
-      if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
-      out.contentLength = n;
-    }
   }
   if (out.method === "") return "missing :method";
   if (out.method !== "CONNECT") {
@@ -188,4 +181,72 @@ export function checkTrailerFields(list: readonly string[]): string {
 /** True for response fields that must not be sent over HTTP/2 (§8.2.2). */
 export function isConnectionSpecific(name: string): boolean {
   return connectionSpecific(name);
+}
+
+/**
+ * Checks one regular field of a request or response head: a valid name and
+ * value, not connection-specific, and a content-length that is digits and
+ * agrees with an earlier one (its value goes to `out.contentLength`).
+ *
+ * @returns "" when the field is acceptable, else why not.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { checkRegularField } from "./request_fields.ts";
+ * const out = { contentLength: -1 };
+ * assertEquals(checkRegularField("content-length", "5", out), "");
+ * assertEquals(out.contentLength, 5);
+ * assertEquals(checkRegularField("content-length", "6", out), "conflicting content-length");
+ * assertEquals(checkRegularField("upgrade", "h2c", out), "connection-specific field upgrade");
+ * ```
+ */
+export function checkRegularField(
+  name: string,
+  value: string,
+  out: { contentLength: number },
+): string {
+  if (!validName(name)) return "bad field name";
+  if (!validValue(value)) return `bad value of ${name}`;
+  if (connectionSpecific(name)) return `connection-specific field ${name}`;
+  if (name === "content-length") {
+    if (!DIGITS_REGEXP.test(value)) return "bad content-length";
+    const n = Number(value);
+    if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
+    out.contentLength = n;
+  }
+  return "";
+}
+
+const UPPER_REGEXP = /[A-Z]/;
+
+/**
+ * Appends `fields` (flat `name, value, ...`) to `list` as HTTP/2 wants them
+ * sent: names lowercased, connection-specific fields left out, and with
+ * `dropPseudo` pseudo-header fields too.
+ *
+ * @returns `list`.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { appendH2Fields } from "./request_fields.ts";
+ * const fields = ["Content-Type", "text/plain", "Connection", "close", ":x", "y"];
+ * assertEquals(appendH2Fields([":status", "200"], fields), [":status", "200", "content-type", "text/plain", ":x", "y"]);
+ * assertEquals(appendH2Fields([], fields, { dropPseudo: true }), ["content-type", "text/plain"]);
+ * ```
+ */
+export function appendH2Fields(
+  list: string[],
+  fields: readonly string[],
+  options?: { dropPseudo?: boolean },
+): string[] {
+  const dropPseudo = options?.dropPseudo === true;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    let name = fields[i]!;
+    if (UPPER_REGEXP.test(name)) name = name.toLowerCase();
+    if (connectionSpecific(name) || (dropPseudo && name.charCodeAt(0) === 0x3a)) continue;
+    list.push(name, fields[i + 1]!);
+  }
+  return list;
 }

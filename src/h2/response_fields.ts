@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { isConnectionSpecific, validName, validValue } from "./request_fields.ts";
+import { checkRegularField } from "./request_fields.ts";
 
 /** What {@linkcode parseResponseFields} reads out of a response head. */
 export interface ResponsePseudo {
@@ -16,7 +16,6 @@ export interface ResponsePseudo {
 }
 
 const STATUS_REGEXP = /^[1-5][0-9][0-9]$/;
-const DIGITS_REGEXP = /^[0-9]{1,15}$/;
 
 /**
  * Checks a decoded response header list (flat `name, value, ...`), fills `out`
@@ -51,15 +50,8 @@ export function parseResponseFields(list: string[], out: ResponsePseudo): string
       continue;
     }
     if (regular === -1) regular = i;
-    if (!validName(name)) return "bad field name";
-    if (!validValue(value)) return `bad value of ${name}`;
-    if (isConnectionSpecific(name)) return `connection-specific field ${name}`;
-    if (name === "content-length") {
-      if (!DIGITS_REGEXP.test(value)) return "bad content-length";
-      const n = Number(value);
-      if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
-      out.contentLength = n;
-    }
+    const why = checkRegularField(name, value, out);
+    if (why !== "") return why;
   }
   if (out.status === 0) return "missing :status";
   if (regular > 0) list.splice(0, regular);
