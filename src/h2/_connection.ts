@@ -33,6 +33,7 @@ import {
 } from "./frame.ts";
 import { HeaderListTooLargeError, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
 import { OutQueue } from "./_out_queue.ts";
+import { checkTrailerFields } from "./request_fields.ts";
 import type { StreamBase, StreamHost } from "./_stream_base.ts";
 
 /** A connection that can also be closed. */
@@ -498,6 +499,25 @@ export abstract class H2Connection<S extends StreamBase> {
     writeRstStream(this.ctl, s.id, code);
     this.resetSent(s);
     this.closeStream(s, new Error(`Stream ${s.id} failed: ${why}`));
+  }
+
+  /** Takes a trailer block for `s`, whose head is in (END_STREAM required). */
+  protected acceptTrailers(
+    s: S,
+    list: string[],
+    o: { endStream: boolean; tooLarge: boolean },
+  ): void {
+    if (!o.endStream || o.tooLarge || checkTrailerFields(list) !== "") {
+      return this.streamError(s, ErrorCode.PROTOCOL_ERROR, "malformed trailers");
+    }
+    if (!s.receiveTrailers(list)) {
+      return this.streamError(
+        s,
+        ErrorCode.PROTOCOL_ERROR,
+        "body length differs from content-length",
+      );
+    }
+    if (s.localClosed) this.closeStream(s, undefined);
   }
 
   // The application reset `s`.

@@ -22,7 +22,7 @@ import {
   writeGoaway,
 } from "./frame.ts";
 import { type H2Conn, H2Connection, MAX_QUEUED_CONTROL } from "./_connection.ts";
-import { checkTrailerFields, isConnectionSpecific } from "./request_fields.ts";
+import { isConnectionSpecific } from "./request_fields.ts";
 import { parseResponseFields, type ResponsePseudo } from "./response_fields.ts";
 import { ClientStream, RefusedError } from "./client_stream.ts";
 
@@ -307,20 +307,7 @@ export class H2ClientConnection extends H2Connection<ClientStream> {
     if (o.tooLarge) {
       return this.streamError(s, ErrorCode.PROTOCOL_ERROR, "response header list too large");
     }
-    if (s.headReceived) { // trailers
-      if (!endStream || checkTrailerFields(list) !== "") {
-        return this.streamError(s, ErrorCode.PROTOCOL_ERROR, "malformed trailers");
-      }
-      if (!s.receiveTrailers(list)) {
-        return this.streamError(
-          s,
-          ErrorCode.PROTOCOL_ERROR,
-          "body length differs from content-length",
-        );
-      }
-      if (s.localClosed) this.closeStream(s, undefined);
-      return;
-    }
+    if (s.headReceived) return this.acceptTrailers(s, list, o);
     const pseudo = this.#pseudo;
     const why = parseResponseFields(list, pseudo);
     if (why !== "") return this.streamError(s, ErrorCode.PROTOCOL_ERROR, why);

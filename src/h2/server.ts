@@ -19,7 +19,7 @@ import {
   writeRstStream,
 } from "./frame.ts";
 import { type H2Conn, H2Connection, MAX_QUEUED_CONTROL } from "./_connection.ts";
-import { checkTrailerFields, parseRequestFields, type RequestPseudo } from "./request_fields.ts";
+import { parseRequestFields, type RequestPseudo } from "./request_fields.ts";
 import { type H2Stream, ServerStream } from "./stream.ts";
 
 export { type H2Conn, HEADER_BLOCK_SLACK, MAX_QUEUED_CONTROL } from "./_connection.ts";
@@ -244,7 +244,10 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   ): void {
     const endStream = o.endStream;
     const existing = this.streams.get(id);
-    if (existing !== undefined) return this.#onTrailers(existing, list, o);
+    if (existing !== undefined) {
+      if (!existing.remoteClosed) return this.acceptTrailers(existing, list, o);
+      return this.streamError(existing, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
+    }
     if (id <= this.#lastStreamId) {
       if (this.#resetIds.has(id)) return; // decoded for HPACK's sake, then dropped
       return this.fatal(ErrorCode.PROTOCOL_ERROR, "reused or decreasing stream id");
@@ -282,27 +285,6 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
     this.timer.deadline = 0;
     this.watchdog.add(s);
     this.#toDispatch.push(s);
-  }
-
-  #onTrailers(
-    s: ServerStream,
-    list: string[],
-    o: { endStream: boolean; tooLarge: boolean },
-  ): void {
-    if (s.remoteClosed) {
-      return this.streamError(s, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
-    }
-    if (!o.endStream || o.tooLarge || checkTrailerFields(list) !== "") {
-      return this.streamError(s, ErrorCode.PROTOCOL_ERROR, "malformed trailers");
-    }
-    if (!s.receiveTrailers(list)) {
-      return this.streamError(
-        s,
-        ErrorCode.PROTOCOL_ERROR,
-        "body length differs from content-length",
-      );
-    }
-    if (s.localClosed) this.closeStream(s, undefined);
   }
 
   // Answers a request that never becomes a stream with a bodiless response.
