@@ -120,6 +120,7 @@ export abstract class H2Connection<S extends StreamBase> {
   #blockFlags = 0;
   #block = new Uint8Array(0);
   #blockLength = 0;
+  readonly #blockInfo = { endStream: false, tooLarge: false }; // reused per block
   #wake: (() => void) | undefined;
 
   /** Wraps `conn`; the side starts the loops. */
@@ -167,7 +168,10 @@ export abstract class H2Connection<S extends StreamBase> {
   protected abstract expire(): void;
   /** True when `id` names a stream that was never opened. */
   protected abstract idle(id: number): boolean;
-  /** A complete, decoded header block for stream `id` (`tooLarge`: past maxHeaderListSize). */
+  /**
+   * A complete, decoded header block for stream `id` (`tooLarge`: past
+   * maxHeaderListSize); `o` is reused, read it before returning.
+   */
   protected abstract onHeaderList(
     id: number,
     list: string[],
@@ -412,7 +416,10 @@ export abstract class H2Connection<S extends StreamBase> {
         return this.fatal(ErrorCode.COMPRESSION_ERROR, e.message);
       } else return this.fatal(ErrorCode.INTERNAL_ERROR, String(e));
     }
-    this.onHeaderList(id, list, { endStream: (flags & Flag.END_STREAM) !== 0, tooLarge });
+    const o = this.#blockInfo;
+    o.endStream = (flags & Flag.END_STREAM) !== 0;
+    o.tooLarge = tooLarge;
+    this.onHeaderList(id, list, o);
   }
 
   #onRstStream(h: FrameHeader, b: Uint8Array, start: number): void {
