@@ -108,56 +108,43 @@ export function parseRequestFields(list: string[], out: RequestPseudo): string {
       "";
   out.contentLength = -1;
   let hasAuthority = false;
-  let regular = -1;
-  for (let i = 0; i < list.length; i += 2) {
+  let i = 0;
+  for (; i < list.length; i += 2) {
     const name = list[i]!;
+    if (name.charCodeAt(0) !== 0x3a) break; // ':'
     const value = list[i + 1]!;
-    if (name.charCodeAt(0) === 0x3a) { // ':'
-      if (regular !== -1) return "pseudo-header after a regular field";
-      switch (name) {
-        case ":method":
-          if (out.method !== "" || !validName(value.toLowerCase())) return "bad :method";
-          out.method = value;
-          break;
-        case ":scheme":
-          if (out.scheme !== "" || value === "") return "bad :scheme";
-          out.scheme = value;
-          break;
-        case ":path":
-          if (out.path !== "" || value === "") return "bad :path";
-          out.path = value;
-          break;
-        case ":authority":
-          if (hasAuthority) return "duplicate :authority";
-          hasAuthority = true;
-          out.authority = value;
-          break;
-        default:
-          return `unknown pseudo-header ${name}`;
-      }
-      if (!validValue(value)) return `bad value of ${name}`;
-      continue;
+    switch (name) {
+      case ":method":
+        if (out.method !== "" || !validName(value.toLowerCase())) return "bad :method";
+        out.method = value;
+        break;
+      case ":scheme":
+        if (out.scheme !== "" || value === "") return "bad :scheme";
+        out.scheme = value;
+        break;
+      case ":path":
+        if (out.path !== "" || value === "") return "bad :path";
+        out.path = value;
+        break;
+      case ":authority":
+        if (hasAuthority) return "duplicate :authority";
+        hasAuthority = true;
+        out.authority = value;
+        break;
+      default:
+        return `unknown pseudo-header ${name}`;
     }
-    if (regular === -1) regular = i;
-    if (!validName(name)) return "bad field name";
     if (!validValue(value)) return `bad value of ${name}`;
-    if (connectionSpecific(name)) return `connection-specific field ${name}`;
-    if (name === "te" && value !== "trailers") return "te other than trailers";
-    if (name === "content-length") {
-      if (!DIGITS_REGEXP.test(value)) return "bad content-length";
-      const n = Number(value);
-      if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
-      out.contentLength = n;
-    }
   }
+  const why = checkRegularFields(list, i, out, { request: true });
+  if (why !== "") return why;
   if (out.method === "") return "missing :method";
   if (out.method !== "CONNECT") {
     if (out.scheme === "") return "missing :scheme";
     if (out.path === "") return "missing :path";
     if (out.path === "*" && out.method !== "OPTIONS") return ":path * without OPTIONS";
   }
-  if (regular > 0) list.splice(0, regular);
-  else if (regular === -1) list.length = 0;
+  removeFirst(list, i);
   return "";
 }
 
@@ -188,4 +175,100 @@ export function checkTrailerFields(list: readonly string[]): string {
 /** True for response fields that must not be sent over HTTP/2 (§8.2.2). */
 export function isConnectionSpecific(name: string): boolean {
   return connectionSpecific(name);
+}
+
+/**
+ * Checks the regular fields of a request or response head, `list[from..]`
+ * (flat `name, value, ...`): no pseudo-header among them, valid names and
+ * values, none connection-specific, a content-length that is digits and agrees
+ * with any other (its value goes to `out.contentLength`), and for a `request`
+ * no `te` other than `trailers`.
+ *
+ * @returns "" when the fields are acceptable, else why not.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { checkRegularFields } from "./request_fields.ts";
+ * const out = { contentLength: -1 };
+ * assertEquals(checkRegularFields([":status", "200", "content-length", "5"], 2, out), "");
+ * assertEquals(out.contentLength, 5);
+ * assertEquals(checkRegularFields(["te", "gzip"], 0, out, { request: true }), "te other than trailers");
+ * assertEquals(checkRegularFields(["upgrade", "h2c"], 0, out), "connection-specific field upgrade");
+ * ```
+ */
+export function checkRegularFields(
+  list: readonly string[],
+  from: number,
+  out: { contentLength: number },
+  options?: { request?: boolean },
+): string {
+  const request = options?.request === true;
+  for (let i = from; i < list.length; i += 2) {
+    const name = list[i]!;
+    const value = list[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a) return "pseudo-header after a regular field";
+    if (!validName(name)) return "bad field name";
+    if (!validValue(value)) return `bad value of ${name}`;
+    if (connectionSpecific(name)) return `connection-specific field ${name}`;
+    if (request && name === "te" && value !== "trailers") return "te other than trailers";
+    if (name === "content-length") {
+      if (!DIGITS_REGEXP.test(value)) return "bad content-length";
+      const n = Number(value);
+      if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
+      out.contentLength = n;
+    }
+  }
+  return "";
+}
+
+/**
+ * Removes the first `n` entries of `list` (the pseudo-header fields of a head
+ * whose regular fields follow).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { removeFirst } from "./request_fields.ts";
+ * const list = [":status", "200", "server", "x"];
+ * removeFirst(list, 2);
+ * assertEquals(list, ["server", "x"]);
+ * ```
+ */
+export function removeFirst(list: string[], n: number): void {
+  if (n >= list.length) list.length = 0;
+  else if (n > 0) list.splice(0, n);
+}
+
+const UPPER_REGEXP = /[A-Z]/;
+
+/**
+ * Appends `fields` (flat `name, value, ...`) to `list` as HTTP/2 wants them
+ * sent: names lowercased, connection-specific fields left out, and with
+ * `dropPseudo` pseudo-header fields too.
+ *
+ * @returns `list`.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { appendH2Fields } from "./request_fields.ts";
+ * const fields = ["Content-Type", "text/plain", "Connection", "close", ":x", "y"];
+ * assertEquals(appendH2Fields([":status", "200"], fields), [":status", "200", "content-type", "text/plain", ":x", "y"]);
+ * assertEquals(appendH2Fields([], fields, { dropPseudo: true }), ["content-type", "text/plain"]);
+ * ```
+ */
+export function appendH2Fields(
+  list: string[],
+  fields: readonly string[],
+  options?: { dropPseudo?: boolean },
+): string[] {
+  const dropPseudo = options?.dropPseudo === true;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    let name = fields[i]!;
+    if (UPPER_REGEXP.test(name)) name = name.toLowerCase();
+    if (connectionSpecific(name) || (dropPseudo && name.charCodeAt(0) === 0x3a)) continue;
+    list.push(name, fields[i + 1]!);
+  }
+  return list;
 }

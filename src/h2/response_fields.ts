@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { isConnectionSpecific, validName, validValue } from "./request_fields.ts";
+import { checkRegularFields, removeFirst } from "./request_fields.ts";
 
 /** What {@linkcode parseResponseFields} reads out of a response head. */
 export interface ResponsePseudo {
@@ -16,7 +16,6 @@ export interface ResponsePseudo {
 }
 
 const STATUS_REGEXP = /^[1-5][0-9][0-9]$/;
-const DIGITS_REGEXP = /^[0-9]{1,15}$/;
 
 /**
  * Checks a decoded response header list (flat `name, value, ...`), fills `out`
@@ -39,30 +38,17 @@ const DIGITS_REGEXP = /^[0-9]{1,15}$/;
 export function parseResponseFields(list: string[], out: ResponsePseudo): string {
   out.status = 0;
   out.contentLength = -1;
-  let regular = -1;
-  for (let i = 0; i < list.length; i += 2) {
+  let i = 0;
+  for (; i < list.length; i += 2) {
     const name = list[i]!;
-    const value = list[i + 1]!;
-    if (name.charCodeAt(0) === 0x3a) { // ':'
-      if (regular !== -1) return "pseudo-header after a regular field";
-      if (name !== ":status") return `unexpected pseudo-header ${name}`;
-      if (out.status !== 0 || !STATUS_REGEXP.test(value)) return "bad :status";
-      out.status = Number(value);
-      continue;
-    }
-    if (regular === -1) regular = i;
-    if (!validName(name)) return "bad field name";
-    if (!validValue(value)) return `bad value of ${name}`;
-    if (isConnectionSpecific(name)) return `connection-specific field ${name}`;
-    if (name === "content-length") {
-      if (!DIGITS_REGEXP.test(value)) return "bad content-length";
-      const n = Number(value);
-      if (out.contentLength !== -1 && out.contentLength !== n) return "conflicting content-length";
-      out.contentLength = n;
-    }
+    if (name.charCodeAt(0) !== 0x3a) break; // ':'
+    if (name !== ":status") return `unexpected pseudo-header ${name}`;
+    if (out.status !== 0 || !STATUS_REGEXP.test(list[i + 1]!)) return "bad :status";
+    out.status = Number(list[i + 1]!);
   }
+  const why = checkRegularFields(list, i, out);
+  if (why !== "") return why;
   if (out.status === 0) return "missing :status";
-  if (regular > 0) list.splice(0, regular);
-  else if (regular === -1) list.length = 0;
+  removeFirst(list, i);
   return "";
 }
