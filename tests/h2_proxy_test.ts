@@ -400,3 +400,21 @@ Deno.test("a reload that moves listen.http sends GOAWAY to the HTTP/2 connection
     session.destroy();
   }
 });
+
+Deno.test("HTTP/2 streams lost with their client give their backend connections back (none leaks)", async () => {
+  await using origin = startOrigin("b1");
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${origin.port} }] }]
+`);
+  const session = http2.connect(`http://127.0.0.1:${lb.port}`);
+  for (let i = 0; i < 5; i++) session.request({ ":path": "/hold" }).on("error", () => {}).resume();
+  while (origin.heads.length < 5) await new Promise((r) => setTimeout(r, 10)); // all five reached it
+  session.destroy(); // the client goes away with its five streams open
+  origin.release(); // then the backend answers them
+  const pool = [...lb.pools.values()][0]!;
+  for (let i = 0; i < 500 && pool.active > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assertEquals(pool.active, 0, "every backend connection was released");
+  const after = await curl(["--http2-prior-knowledge", `http://127.0.0.1:${lb.port}/after`]);
+  assertEquals(after.code, 0, after.err);
+});

@@ -95,7 +95,13 @@ export function forward(
     const close = req.framing.kind !== "none"; // its body was not read
     return ex.fail(503, `no healthy backend for route ${route.name}`, { close });
   }
-  return ex.attempt(backend, REUSE);
+  const signal = client.signal;
+  if (signal === undefined) return ex.attempt(backend, REUSE);
+  // An HTTP/2 client can cancel one request (RST_STREAM): the exchange stops at once,
+  // whatever it waits on, and the backend is not blamed.
+  const cancel = () => ex.cancel(signal.reason);
+  signal.addEventListener("abort", cancel, { once: true });
+  return ex.attempt(backend, REUSE).finally(() => signal.removeEventListener("abort", cancel));
 }
 
 /**
@@ -164,6 +170,13 @@ class Exchange implements Timed {
     this.#bc?.close();
     this.#h2?.reset(ErrorCode.CANCEL);
     if (this.#inBody) this.#client.close();
+  }
+
+  /** The client cancelled the request: stop everything, blame no backend, retry nothing. */
+  cancel(reason: unknown): void {
+    this.#reqFailed = true;
+    this.#reqError = reason;
+    this.#abort(reason);
   }
 
   /** Timeout: the response head is late, or a body stopped moving. */
@@ -330,8 +343,6 @@ class Exchange implements Timed {
     const client = this.#client;
     this.#rec.backend = backend.id;
     beginRequest(backend);
-    const cancel = () => this.#abort(new Error("client went away"));
-    client.signal?.addEventListener("abort", cancel, { once: true });
     try {
       this.deadline = ctx.watchdog.now + ctx.timeouts.response;
       const hasBody = req.framing.kind !== "none";
@@ -423,7 +434,6 @@ class Exchange implements Timed {
       ctx.health.success(backend);
       return !close && this.#reqDone;
     } finally {
-      client.signal?.removeEventListener("abort", cancel);
       endRequest(backend);
     }
   }

@@ -191,22 +191,18 @@ class StreamClient implements ClientSide, ByteConn {
   sendHead(head: ResponseHead, info: ResponseInfo): void {
     const fields = h2ResponseFields(head, info.framing);
     if (head.status < 200) { // 100 Continue, 103 Early Hints: interim HEADERS, the stream goes on
-      try {
-        this.#stream.respond(head.status, fields);
-      } catch { /* the stream is gone: its next write says so */ }
+      this.#respond(head.status, fields, false);
       return;
     }
     const empty = info.framing.kind === "none" ||
       (info.framing.kind === "length" && info.framing.length === 0);
     this.#responded = true;
-    this.#stream.respond(head.status, fields, { endStream: empty });
-    if (empty) this.#ended = true;
+    this.#respond(head.status, fields, empty);
   }
 
   sendFields(status: number, fields: readonly string[], info: FieldsResponseInfo): void {
     this.#responded = true;
-    this.#stream.respond(status, withVia(fields), { endStream: info.bodyless });
-    if (info.bodyless) this.#ended = true;
+    this.#respond(status, withVia(fields), info.bodyless);
   }
 
   get signal(): AbortSignal {
@@ -215,17 +211,17 @@ class StreamClient implements ClientSide, ByteConn {
 
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
     if (this.#grpc) { // a gRPC client reads errors from grpc-status, not from a page
-      this.#responded = this.#ended = true;
+      this.#responded = true;
       const code = String(GRPC_CODES[status] ?? GRPC_UNKNOWN);
       const text = grpcMessage(`${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}`);
-      this.#stream.respond(200, [
+      this.#respond(200, [
         "content-type",
         "application/grpc",
         "grpc-status",
         code,
         "grpc-message",
         text,
-      ], { endStream: true });
+      ], true);
       return;
     }
     const body = `${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}\n`;
@@ -237,12 +233,22 @@ class StreamClient implements ClientSide, ByteConn {
     }
     this.#responded = true;
     if (options.headOnly) {
-      this.#stream.respond(status, fields, { endStream: true });
-      this.#ended = true;
+      this.#respond(status, fields, true);
       return;
     }
-    this.#stream.respond(status, fields);
+    this.#respond(status, fields, false);
     this.writer.writeString(body);
+  }
+
+  // HEADERS, never throwing: a stream the client reset or lost takes no answer, and
+  // the exchange learns it from its next write (or from the stream's signal).
+  #respond(status: number, fields: readonly string[], endStream: boolean): void {
+    try {
+      this.#stream.respond(status, fields, { endStream });
+      if (endStream) this.#ended = true;
+    } catch {
+      this.#ended = true; // nothing left to end
+    }
   }
 
   finish(trailers?: readonly string[]): Promise<void> | undefined {
