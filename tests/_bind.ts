@@ -149,6 +149,7 @@ async function spawn(
   const args = ["-g", "-c", `${dir}/named.conf`, ...(Deno.uid() === 0 ? ["-u", "root"] : [])];
   // zones load in the background: "running" comes once all are loaded (or failed to)
   return await startDnsDaemon(binary, {
+    name: "named",
     args,
     port,
     probe: { name: `ready.${PROBE.origin}`, address: "127.0.0.1" },

@@ -80,6 +80,8 @@ export interface DnsDaemon {
 
 /** Options for {@linkcode startDnsDaemon}. */
 export interface DnsDaemonOptions {
+  /** What it is, for error messages (`named`, `dnsmasq`). */
+  name: string;
   /** The daemon's arguments. */
   args: string[];
   /** The port it serves on, on 127.0.0.1. */
@@ -105,9 +107,8 @@ export async function startDnsDaemon(
   binary: string,
   options: DnsDaemonOptions,
 ): Promise<DnsDaemon> {
-  const { port, probe } = options;
+  const { name, port, probe } = options;
   const log = options.log ?? [];
-  const name = binary.slice(binary.lastIndexOf("/") + 1);
   const child = new Deno.Command(binary, {
     args: options.args,
     stdin: "null",

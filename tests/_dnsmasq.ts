@@ -110,5 +110,11 @@ async function spawn(binary: string, port: number, records: DnsmasqRecords): Pro
       `--srv-host=${s.name},${s.target},${s.port},${s.priority},${s.weight}`
     ),
   ];
-  return await startDnsDaemon(binary, { args, port, probe: PROBE, timeout: READY_TIMEOUT_MS });
+  return await startDnsDaemon(binary, {
+    name: "dnsmasq",
+    args,
+    port,
+    probe: PROBE,
+    timeout: READY_TIMEOUT_MS,
+  });
 }
