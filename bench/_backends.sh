@@ -30,9 +30,10 @@ start_unload() {
     --config "$1" > "$D/unload.log" 2>&1 &
 }
 
-# tls_setup BACKEND_PORT UNLOAD_PORT: the self-signed certificate of docs/tls.md
-# (EC P-256, app.test and 127.0.0.1) in $D/cert.pem and $D/key.pem, both in
-# $D/haproxy.pem for HAProxy, and $D/unload.yaml: HTTPS on UNLOAD_PORT to the backend.
+# tls_setup BACKEND_PORT UNLOAD_PORT HAPROXY_PORT ALPN: the self-signed certificate of
+# docs/tls.md (EC P-256, app.test and 127.0.0.1) in $D/cert.pem and $D/key.pem, both in
+# $D/haproxy.pem; $D/unload.yaml: HTTPS on UNLOAD_PORT to the backend; $D/haproxy.cfg:
+# HTTPS with ALPN (e.g. "h2,http/1.1") on HAPROXY_PORT to the backend.
 tls_setup() {
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -keyout "$D/key.pem" -out "$D/cert.pem" -subj "/CN=app.test" \
@@ -45,6 +46,19 @@ log: { access: "off" }
 routes:
   - name: app
     backends: [{ address: 127.0.0.1:$1 }]
+C
+  cat > "$D/haproxy.cfg" <<C
+global
+  nbthread 1
+  maxconn 8000
+  tune.ssl.default-dh-param 2048
+$HAPROXY_DEFAULTS
+frontend fe
+  bind 127.0.0.1:$3 ssl crt $D/haproxy.pem alpn $4
+  http-request set-header X-Forwarded-Proto https
+  default_backend be
+backend be
+  server b1 127.0.0.1:$1
 C
 }
 

@@ -15,21 +15,9 @@ bench_start
 DUR=${DUR:-8}; CONNS=${CONNS:-100}; STREAMS=${STREAMS:-"1 10"}; ROUNDS=${ROUNDS:-1}
 BP=${BP:-19201}; HP=${HP:-19543}; NP=${NP:-19544}; UP=${UP:-19545}
 
-tls_setup "$BP" "$UP"
+tls_setup "$BP" "$UP" "$HP" h2,http/1.1
 nginx_backends "$D" "$BP"
 
-cat > "$D/haproxy.cfg" <<C
-global
-  nbthread 1
-  maxconn 8000
-$HAPROXY_DEFAULTS
-frontend fe
-  bind 127.0.0.1:$HP ssl crt $D/haproxy.pem alpn h2,http/1.1
-  http-request set-header X-Forwarded-Proto https
-  default_backend be
-backend be
-  server b1 127.0.0.1:$BP
-C
 cat > "$D/lb-nginx.conf" <<C
 worker_processes 1; daemon off; pid $D/n.pid; error_log $D/n.err;
 events { worker_connections 8192; }

@@ -17,22 +17,9 @@ DUR=${DUR:-8}; CONNS=${CONNS:-100}; ROUNDS=${ROUNDS:-1}
 # ports (backend, HAProxy, unload), away from the usual ones other benchmarks use
 BP=${BP:-19101}; HP=${HP:-19443}; UP=${UP:-19444}
 
-tls_setup "$BP" "$UP"
+tls_setup "$BP" "$UP" "$HP" http/1.1
 nginx_backends "$D" "$BP"
 
-cat > "$D/haproxy.cfg" <<C
-global
-  nbthread 1
-  maxconn 8000
-  tune.ssl.default-dh-param 2048
-$HAPROXY_DEFAULTS
-frontend fe
-  bind 127.0.0.1:$HP ssl crt $D/haproxy.pem alpn http/1.1
-  http-request set-header X-Forwarded-Proto https
-  default_backend be
-backend be
-  server b1 127.0.0.1:$BP
-C
 sleep 0.3
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
 start_unload "$D/unload.yaml"
