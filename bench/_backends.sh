@@ -1,6 +1,66 @@
-# Sourced by bench/compare.sh and bench/https.sh: the nginx backends both measure
-# against, the HAProxy defaults both use to reach them, and how the benchmarks
-# (bench/runtime_fairness.sh too) read wrk's reports.
+# Sourced by the bench/*.sh scripts: their common set-up (commands needed, the deno
+# binary, a temp dir cleaned on exit), the nginx backends they measure against, the
+# HAProxy defaults they use to reach them, a self-signed certificate and unload's
+# HTTPS config for the TLS benchmarks, and how they read wrk's reports.
+
+# need_commands SCRIPT COMMAND...: exits 2 (naming SCRIPT) when a COMMAND is not installed.
+need_commands() {
+  local script=$1 c hint
+  shift
+  for c in "$@"; do
+    hint=""; [ "$c" = h2load ] && hint=" (nghttp2-client for h2load)"
+    command -v "$c" >/dev/null || { echo "$script: $c is needed$hint" >&2; exit 2; }
+  done
+}
+
+# bench_start: sets DENO (the deno binary itself, not npx, so that the EXIT trap stops
+# the balancer it started) and D (a temp dir, kept when KEEP is set), stops every
+# background job on exit, and raises the open-file limit.
+bench_start() {
+  DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
+  D=$(mktemp -d)
+  trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
+  ulimit -n 65536 2>/dev/null || true
+}
+
+# start_unload CONFIG: runs unload as `deno task serve` does, pinned to CPU 0, in the
+# background (its output in $D/unload.log).
+start_unload() {
+  taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run \
+    --config "$1" > "$D/unload.log" 2>&1 &
+}
+
+# tls_setup BACKEND_PORT UNLOAD_PORT HAPROXY_PORT ALPN: the self-signed certificate of
+# docs/tls.md (EC P-256, app.test and 127.0.0.1) in $D/cert.pem and $D/key.pem, both in
+# $D/haproxy.pem; $D/unload.yaml: HTTPS on UNLOAD_PORT to the backend; $D/haproxy.cfg:
+# HTTPS with ALPN (e.g. "h2,http/1.1") on HAPROXY_PORT to the backend.
+tls_setup() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$D/key.pem" -out "$D/cert.pem" -subj "/CN=app.test" \
+    -addext "subjectAltName=DNS:app.test,IP:127.0.0.1" 2>/dev/null
+  cat "$D/cert.pem" "$D/key.pem" > "$D/haproxy.pem"
+  cat > "$D/unload.yaml" <<C
+listen: { https: 127.0.0.1:$2 }
+tls: { cert: $D/cert.pem, key: $D/key.pem }
+log: { access: "off" }
+routes:
+  - name: app
+    backends: [{ address: 127.0.0.1:$1 }]
+C
+  cat > "$D/haproxy.cfg" <<C
+global
+  nbthread 1
+  maxconn 8000
+  tune.ssl.default-dh-param 2048
+$HAPROXY_DEFAULTS
+frontend fe
+  bind 127.0.0.1:$3 ssl crt $D/haproxy.pem alpn $4
+  http-request set-header X-Forwarded-Proto https
+  default_backend be
+backend be
+  server b1 127.0.0.1:$1
+C
+}
 
 # nginx_backends DIR PORT...: writes DIR/backend.conf, one server per PORT (the n-th
 # answers "bn hello"), and starts nginx with it in the background, pinned to CPU 1.

@@ -15,11 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: $pkgs" >&2
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
 fi
-# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
-DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
-D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-"100 1000"}; ROUNDS=${ROUNDS:-1}
-trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
-ulimit -n 65536 2>/dev/null || true
+bench_start
+DUR=${DUR:-8}; CONNS=${CONNS:-"100 1000"}; ROUNDS=${ROUNDS:-1}
 
 nginx_backends "$D" 9001 9002 9003
 dnsmasq -k --port=5353 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
@@ -79,7 +76,7 @@ sleep 0.5
 taskset -c 0 nginx -c "$D/lb-nginx.conf" -p "$D" &
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
 GOMAXPROCS=1 taskset -c 0 caddy run --config "$D/Caddyfile" --adapter caddyfile > "$D/caddy.log" 2>&1 &
-taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run --config "$D/unload.yaml" > "$D/unload.log" 2>&1 &
+start_unload "$D/unload.yaml"
 sleep 4
 
 declare -A BEST # the best wrk report per balancer/conns

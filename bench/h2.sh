@@ -10,35 +10,14 @@
 set -u
 cd "$(dirname "$0")/.."
 . bench/_backends.sh
-for c in nginx haproxy h2load openssl taskset curl; do
-  command -v "$c" >/dev/null || { echo "bench/h2.sh: $c is needed (nghttp2-client for h2load)" >&2; exit 2; }
-done
-# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
-DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
-D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-100}; STREAMS=${STREAMS:-"1 10"}; ROUNDS=${ROUNDS:-1}
+need_commands bench/h2.sh nginx haproxy h2load openssl taskset curl
+bench_start
+DUR=${DUR:-8}; CONNS=${CONNS:-100}; STREAMS=${STREAMS:-"1 10"}; ROUNDS=${ROUNDS:-1}
 BP=${BP:-19201}; HP=${HP:-19543}; NP=${NP:-19544}; UP=${UP:-19545}
-trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
-ulimit -n 65536 2>/dev/null || true
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -keyout "$D/key.pem" -out "$D/cert.pem" -subj "/CN=app.test" \
-  -addext "subjectAltName=DNS:app.test,IP:127.0.0.1" 2>/dev/null
-cat "$D/cert.pem" "$D/key.pem" > "$D/haproxy.pem"
-
+tls_setup "$BP" "$UP" "$HP" h2,http/1.1
 nginx_backends "$D" "$BP"
 
-cat > "$D/haproxy.cfg" <<C
-global
-  nbthread 1
-  maxconn 8000
-$HAPROXY_DEFAULTS
-frontend fe
-  bind 127.0.0.1:$HP ssl crt $D/haproxy.pem alpn h2,http/1.1
-  http-request set-header X-Forwarded-Proto https
-  default_backend be
-backend be
-  server b1 127.0.0.1:$BP
-C
 cat > "$D/lb-nginx.conf" <<C
 worker_processes 1; daemon off; pid $D/n.pid; error_log $D/n.err;
 events { worker_connections 8192; }
@@ -48,19 +27,10 @@ http { access_log off; keepalive_requests 1000000; http2_max_requests 1000000;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto https; } } }
 C
-cat > "$D/unload.yaml" <<C
-listen: { https: 127.0.0.1:$UP }
-tls: { cert: $D/cert.pem, key: $D/key.pem }
-log: { access: "off" }
-routes:
-  - name: app
-    backends: [{ address: 127.0.0.1:$BP }]
-C
 sleep 0.3
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
 taskset -c 0 nginx -c "$D/lb-nginx.conf" -p "$D" > "$D/nginx.log" 2>&1 &
-taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run \
-  --config "$D/unload.yaml" > "$D/unload.log" 2>&1 &
+start_unload "$D/unload.yaml"
 for i in $(seq 1 100); do
   ok=1
   for p in $HP $NP $UP; do curl -sk --http2 -m 1 "https://127.0.0.1:$p/" >/dev/null || ok=0; done

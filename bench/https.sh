@@ -11,50 +11,18 @@
 set -u
 cd "$(dirname "$0")/.."
 . bench/_backends.sh
-for c in nginx haproxy wrk openssl taskset curl; do
-  command -v "$c" >/dev/null || { echo "bench/https.sh: $c is needed" >&2; exit 2; }
-done
-# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
-DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
-D=$(mktemp -d); DUR=${DUR:-8}; CONNS=${CONNS:-100}; ROUNDS=${ROUNDS:-1}
+need_commands bench/https.sh nginx haproxy wrk openssl taskset curl
+bench_start
+DUR=${DUR:-8}; CONNS=${CONNS:-100}; ROUNDS=${ROUNDS:-1}
 # ports (backend, HAProxy, unload), away from the usual ones other benchmarks use
 BP=${BP:-19101}; HP=${HP:-19443}; UP=${UP:-19444}
-trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
-ulimit -n 65536 2>/dev/null || true
 
-# The self-signed certificate, as docs/tls.md shows it.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -keyout "$D/key.pem" -out "$D/cert.pem" -subj "/CN=app.test" \
-  -addext "subjectAltName=DNS:app.test,IP:127.0.0.1" 2>/dev/null
-cat "$D/cert.pem" "$D/key.pem" > "$D/haproxy.pem"
-
+tls_setup "$BP" "$UP" "$HP" http/1.1
 nginx_backends "$D" "$BP"
 
-cat > "$D/haproxy.cfg" <<C
-global
-  nbthread 1
-  maxconn 8000
-  tune.ssl.default-dh-param 2048
-$HAPROXY_DEFAULTS
-frontend fe
-  bind 127.0.0.1:$HP ssl crt $D/haproxy.pem alpn http/1.1
-  http-request set-header X-Forwarded-Proto https
-  default_backend be
-backend be
-  server b1 127.0.0.1:$BP
-C
-cat > "$D/unload.yaml" <<C
-listen: { https: 127.0.0.1:$UP }
-tls: { cert: $D/cert.pem, key: $D/key.pem }
-log: { access: "off" }
-routes:
-  - name: app
-    backends: [{ address: 127.0.0.1:$BP }]
-C
 sleep 0.3
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
-taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 main.ts run --config "$D/unload.yaml" \
-  > "$D/unload.log" 2>&1 &
+start_unload "$D/unload.yaml"
 for i in $(seq 1 100); do
   curl -sk -m 1 https://127.0.0.1:$HP/ >/dev/null && curl -sk -m 1 https://127.0.0.1:$UP/ >/dev/null && break
   sleep 0.2

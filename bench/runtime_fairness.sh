@@ -12,15 +12,10 @@
 # Env: DUR (s per measurement, 6), CONNS ("100 1000"). Prints a markdown table.
 set -u
 cd "$(dirname "$0")/.."
-. bench/_backends.sh # wrk_rps, wrk_pct
-for c in wrk taskset; do
-  command -v "$c" >/dev/null || { echo "bench/runtime_fairness.sh: $c is needed" >&2; exit 2; }
-done
-# the deno binary itself (not npx), so that the EXIT trap stops the balancer it started
-DENO=${DENO:-$(command -v deno || npx -y deno@2.9.6 eval "console.log(Deno.execPath())")}
-D=$(mktemp -d); DUR=${DUR:-6}; CONNS=${CONNS:-"100 1000"}; PORT=${PORT:-19201}
-trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$D"' EXIT
-ulimit -n 65536 2>/dev/null || true
+. bench/_backends.sh # need_commands, bench_start, wrk_rps, wrk_pct
+need_commands bench/runtime_fairness.sh wrk taskset
+bench_start
+DUR=${DUR:-6}; CONNS=${CONNS:-"100 1000"}; PORT=${PORT:-19201}
 
 cat > "$D/deno_conn.ts" <<'JS'
 // args: port, and "early" to issue each read before writing the answer

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type DnsDaemon, findSbin, startDnsDaemon, withFreeDnsPort } from "./_dns_daemon.ts";
 
 /** One zone: its origin (e.g. `cluster.local`) and its records in zone-file syntax. */
 export interface BindZone {
@@ -34,7 +35,6 @@ export interface Bind extends AsyncDisposable {
 }
 
 const HOST = "127.0.0.1";
-const SEARCH_PATHS = ["/usr/sbin/named", "/usr/local/sbin/named", "/sbin/named"];
 const READY_TIMEOUT_MS = 10_000;
 // A zone served only to probe readiness (a positive answer: resolvers may answer
 // "no such name" for some names without asking).
@@ -48,19 +48,7 @@ const QUERY_REGEXP = /query: (\S+) IN (\S+) ([-+]\S*)/;
  * @returns Its path, or undefined when BIND is not installed.
  */
 export function findNamed(): string | undefined {
-  const override = Deno.env.get("NAMED");
-  const path = Deno.env.get("PATH") ?? "";
-  const candidates = override
-    ? [override]
-    : [...SEARCH_PATHS, ...path.split(":").filter(Boolean).map((d) => `${d}/named`)];
-  for (const c of candidates) {
-    try {
-      if (Deno.statSync(c).isFile) return c;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return findSbin("named", "NAMED");
 }
 
 /**
@@ -76,10 +64,8 @@ export async function startBind(zones: BindZone[]): Promise<Bind> {
   }
   const dir = await Deno.makeTempDir({ prefix: "unload-bind-" });
   const log: string[] = [];
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = freePort();
-    try {
+  try {
+    return await withFreeDnsPort("named", async (port): Promise<Bind> => {
       let proc = await spawn(binary, dir, port, zones, log);
       let stopped = false;
       const stop = async () => {
@@ -109,25 +95,10 @@ export async function startBind(zones: BindZone[]): Promise<Bind> {
         stop,
         [Symbol.asyncDispose]: stop,
       };
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  throw new Error("named did not start after 5 attempts", { cause: lastError });
-}
-
-/** A port free for UDP and TCP, below the ephemeral range (see _dnsmasq.ts). */
-function freePort(): number {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    try {
-      Deno.listenDatagram({ transport: "udp", hostname: HOST, port }).close();
-      Deno.listen({ hostname: HOST, port }).close();
-      return port;
-    } catch {
-      // taken
-    }
+    });
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
   }
 }
 
@@ -170,71 +141,24 @@ async function spawn(
   port: number,
   zones: BindZone[],
   log: string[],
-): Promise<{ stop(): Promise<void> }> {
+): Promise<DnsDaemon> {
   const all = [PROBE, ...zones];
   for (const [i, z] of all.entries()) await Deno.writeTextFile(`${dir}/zone${i}.db`, zoneText(z));
   await Deno.writeTextFile(`${dir}/named.conf`, namedConf(dir, port, all));
   // -g: foreground, log to stderr; -u root: keep the temp dir readable as root
   const args = ["-g", "-c", `${dir}/named.conf`, ...(Deno.uid() === 0 ? ["-u", "root"] : [])];
-  const child = new Deno.Command(binary, { args, stdin: "null", stdout: "null", stderr: "piped" })
-    .spawn();
-  const from = log.length;
-  const reading = (async () => {
-    let pending = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      log.push(...lines);
-    }
-    if (pending) log.push(pending);
-  })();
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    stopping ??= (async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // exited already
-      }
-      await child.status;
-      await reading;
-    })();
-  try {
-    // zones load in the background: "running" comes once all are loaded (or failed to)
-    await waitUntilAnswering(port, child.status, () => log.slice(from).some(isRunning));
-  } catch (error) {
-    await stop();
-    const tail = log.slice(-15).join("\n");
-    throw new Error(`named failed to start on port ${port}: ${tail}`, { cause: error });
-  }
-  return { stop };
+  // zones load in the background: "running" comes once all are loaded (or failed to)
+  return await startDnsDaemon(binary, {
+    name: "named",
+    args,
+    port,
+    probe: { name: `ready.${PROBE.origin}`, address: "127.0.0.1" },
+    log,
+    ready: (lines) => lines.some(isRunning),
+    timeout: READY_TIMEOUT_MS,
+  });
 }
 
 function isRunning(line: string): boolean {
   return line.endsWith(" running");
-}
-
-async function waitUntilAnswering(
-  port: number,
-  exited: Promise<Deno.CommandStatus>,
-  loaded: () => boolean,
-) {
-  let hasExited = false;
-  exited.then(() => hasExited = true);
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (hasExited) throw new Error("named exited");
-    try {
-      const answer = await Deno.resolveDns(`ready.${PROBE.origin}`, "A", {
-        nameServer: { ipAddr: HOST, port },
-        signal: AbortSignal.timeout(100),
-      });
-      if (answer.includes("127.0.0.1") && loaded()) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`named did not answer within ${READY_TIMEOUT_MS}ms`);
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { type DnsDaemon, findSbin, startDnsDaemon, withFreeDnsPort } from "./_dns_daemon.ts";
 
 /** One SRV record: `name` → `target:port` with `priority` and `weight`. */
 export interface SrvRecordSpec {
@@ -38,7 +39,6 @@ export interface Dnsmasq extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-const SEARCH_PATHS = ["/usr/sbin/dnsmasq", "/usr/local/sbin/dnsmasq", "/sbin/dnsmasq"];
 const HOST = "127.0.0.1";
 const START_ATTEMPTS = 5;
 const READY_TIMEOUT_MS = 5_000;
@@ -55,20 +55,7 @@ const PROBE = { name: "ready.unload-dnsmasq-harness", address: "127.0.0.1" };
  * @returns Its path, or undefined when it is not installed.
  */
 export function findDnsmasq(): string | undefined {
-  const override = Deno.env.get("DNSMASQ");
-  const path = Deno.env.get("PATH") ?? "";
-  const candidates = override ? [override] : [
-    ...SEARCH_PATHS,
-    ...path.split(":").filter(Boolean).map((d) => `${d}/dnsmasq`),
-  ];
-  for (const candidate of candidates) {
-    try {
-      if (Deno.statSync(candidate).isFile) return candidate;
-    } catch {
-      // Not here; try the next one.
-    }
-  }
-  return undefined;
+  return findSbin("dnsmasq", "DNSMASQ");
 }
 
 /**
@@ -81,27 +68,19 @@ export function findDnsmasq(): string | undefined {
  */
 export async function startDnsmasq(records: DnsmasqRecords): Promise<Dnsmasq> {
   const binary = requireDnsmasq();
-  let lastError: unknown;
-  for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
-    const port = freeUdpPort();
-    try {
-      let proc = await spawn(binary, port, records);
-      const nameServer = { ipAddr: HOST, port };
-      return {
-        port,
-        nameServer,
-        async restart(next) {
-          await proc.stop();
-          proc = await spawn(binary, port, next);
-        },
-        stop: () => proc.stop(),
-        [Symbol.asyncDispose]: () => proc.stop(),
-      };
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw new Error(`dnsmasq did not start after ${START_ATTEMPTS} attempts`, { cause: lastError });
+  return await withFreeDnsPort("dnsmasq", async (port): Promise<Dnsmasq> => {
+    let proc = await spawn(binary, port, records);
+    return {
+      port,
+      nameServer: { ipAddr: HOST, port },
+      async restart(next) {
+        await proc.stop();
+        proc = await spawn(binary, port, next);
+      },
+      stop: () => proc.stop(),
+      [Symbol.asyncDispose]: () => proc.stop(),
+    };
+  }, { attempts: START_ATTEMPTS });
 }
 
 function requireDnsmasq(): string {
@@ -114,29 +93,7 @@ function requireDnsmasq(): string {
   throw new Error(`dnsmasq was not found ($DNSMASQ, /usr/sbin, /usr/local/sbin, PATH); ${hint}`);
 }
 
-/**
- * A port free for both UDP and TCP (dnsmasq binds both), taken below the kernel's
- * ephemeral range (32768+), so that no outgoing connection of the tests can grab
- * it between a stop and a restart of dnsmasq on the same port.
- */
-function freeUdpPort(): number {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    try {
-      Deno.listenDatagram({ transport: "udp", hostname: HOST, port }).close();
-      Deno.listen({ hostname: HOST, port }).close();
-      return port;
-    } catch {
-      // taken: try another
-    }
-  }
-}
-
-interface Process {
-  stop(): Promise<void>;
-}
-
-async function spawn(binary: string, port: number, records: DnsmasqRecords): Promise<Process> {
+async function spawn(binary: string, port: number, records: DnsmasqRecords): Promise<DnsDaemon> {
   const args = [
     "-k",
     `--port=${port}`,
@@ -153,56 +110,11 @@ async function spawn(binary: string, port: number, records: DnsmasqRecords): Pro
       `--srv-host=${s.name},${s.target},${s.port},${s.priority},${s.weight}`
     ),
   ];
-  const child = new Deno.Command(binary, {
+  return await startDnsDaemon(binary, {
+    name: "dnsmasq",
     args,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    stopping ??= (async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-      await child.status;
-      await stderr;
-    })();
-  try {
-    await waitUntilAnswering(port, child.status);
-  } catch (error) {
-    await stop();
-    throw new Error(`dnsmasq failed to start on port ${port}: ${(await stderr).trim()}`, {
-      cause: error,
-    });
-  }
-  return { stop };
-}
-
-/** Polls with short queries until dnsmasq answers the probe record. */
-async function waitUntilAnswering(port: number, exited: Promise<Deno.CommandStatus>) {
-  let hasExited = false;
-  exited.then(() => hasExited = true);
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (hasExited) throw new Error("dnsmasq exited");
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), 50);
-    try {
-      const answer = await Deno.resolveDns(PROBE.name, "A", {
-        nameServer: { ipAddr: HOST, port },
-        signal: controller.signal,
-      });
-      if (answer.includes(PROBE.address)) return;
-    } catch {
-      // Not up yet.
-    } finally {
-      clearTimeout(timer);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`dnsmasq did not answer within ${READY_TIMEOUT_MS}ms`);
+    port,
+    probe: PROBE,
+    timeout: READY_TIMEOUT_MS,
+  });
 }

@@ -12,8 +12,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { rawServer, writeAllText } from "./_http.ts";
 
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** A running origin. */
@@ -101,11 +101,6 @@ class Input {
   }
 }
 
-async function writeAll(conn: Deno.Conn, data: Uint8Array | string): Promise<void> {
-  const b = typeof data === "string" ? enc.encode(data) : data;
-  for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
-}
-
 /**
  * Starts an origin named `name` on 127.0.0.1 (any free port).
  *
@@ -115,11 +110,8 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array | string): Promise<voi
  * ```
  */
 export function startOrigin(name: string): Origin {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const heads: string[] = [];
   const waiting: ((h: string) => void)[] = [];
-  const conns = new Set<Deno.Conn>();
-  const tasks = new Set<Promise<void>>();
   let complete = 0;
   let released: () => void = () => {};
   const gate = new Promise<void>((r) => released = r);
@@ -157,11 +149,14 @@ export function startOrigin(name: string): Origin {
       complete++;
       if (path === "/hash") {
         const body = `${chunked ? "chunked" : "length"} ${length} ${hash.digest("hex")}`;
-        await writeAll(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+        await writeAllText(
+          conn,
+          `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        );
       } else if (path.startsWith("/bytes/") || path.startsWith("/chunked/")) {
         const n = Number(path.split("/")[2]);
         const isChunked = path.startsWith("/chunked/");
-        await writeAll(
+        await writeAllText(
           conn,
           `HTTP/1.1 200 OK\r\n${
             isChunked ? "transfer-encoding: chunked" : `content-length: ${n}`
@@ -169,15 +164,15 @@ export function startOrigin(name: string): Origin {
         );
         for (let left = n; left > 0; left -= PATTERN_BLOCK.length) {
           const part = PATTERN_BLOCK.subarray(0, Math.min(left, PATTERN_BLOCK.length));
-          if (isChunked) await writeAll(conn, `${part.length.toString(16)}\r\n`);
-          await writeAll(conn, part);
-          if (isChunked) await writeAll(conn, "\r\n");
+          if (isChunked) await writeAllText(conn, `${part.length.toString(16)}\r\n`);
+          await writeAllText(conn, part);
+          if (isChunked) await writeAllText(conn, "\r\n");
         }
-        if (isChunked) await writeAll(conn, "0\r\n\r\n");
+        if (isChunked) await writeAllText(conn, "0\r\n\r\n");
       } else {
         if (path === "/hold") await gate;
         const body = `${name} ${path}\n`;
-        await writeAll(
+        await writeAllText(
           conn,
           `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nx-backend: ${name}\r\n\r\n${body}`,
         );
@@ -185,36 +180,14 @@ export function startOrigin(name: string): Origin {
     }
   }
 
-  const loop = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      const t = serve(conn).catch(() => {}).finally(() => {
-        conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        tasks.delete(t);
-      });
-      tasks.add(t);
-    }
-  })();
-
-  const close = async () => {
-    try {
-      listener.close();
-    } catch { /* closed */ }
+  const server = rawServer((conn) => serve(conn));
+  const close = () => {
     released();
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
-    }
-    await loop;
-    await Promise.all([...tasks]);
+    return server.close();
   };
   return {
     name,
-    port: (listener.addr as Deno.NetAddr).port,
+    port: server.port,
     heads,
     get complete() {
       return complete;

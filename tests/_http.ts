@@ -340,6 +340,17 @@ export async function startBalancer(
   });
 }
 
+/**
+ * {@linkcode startBalancer} with a {@linkcode captureLogger}: the balancer's log lines
+ * (`info …`, `warn …`, `error …`) are kept in `lines`.
+ */
+export async function startLoggedBalancer(
+  yaml: string,
+): Promise<TestBalancer & { lines: string[] }> {
+  const logger = captureLogger();
+  return Object.assign(await startBalancer(yaml, { logger }), { lines: logger.lines });
+}
+
 /** A logger that keeps each info, warn and error line, prefixed with its level, in `lines`. */
 export function captureLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];

@@ -11,6 +11,7 @@ import { startDemoBackend } from "../src/cli/demo/backends.ts";
 import { delay, RawClient, type RawResponse } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
 import { createLogger } from "../src/observe/log.ts";
+import type { ExchangeRecord } from "../src/proxy/context.ts";
 
 const FIELDS = [
   "time",
@@ -27,21 +28,13 @@ const FIELDS = [
   "backend",
 ];
 
-interface Line {
+/** A JSON access log line: the ExchangeRecord's fields, some renamed (snake_case, units). */
+type Line = Omit<ExchangeRecord, "time" | "bytesIn" | "bytesOut" | "duration"> & {
   time: string;
-  client: string;
-  proto: string;
-  method: string;
-  host: string;
-  path: string;
-  status: number;
   bytes_in: number;
   bytes_out: number;
   duration_ms: number;
-  route: string;
-  backend: string;
-  error?: string;
-}
+};
 
 function parseLines(text: string): Line[] {
   assert(text.endsWith("\n"), `each line ends with a newline: ${JSON.stringify(text)}`);

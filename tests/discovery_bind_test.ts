@@ -3,11 +3,11 @@ import { resolveSrv, SrvWatcher } from "../src/upstream/discovery/srv.ts";
 import type { Backend } from "../src/upstream/backend.ts";
 import { type BindZone, startBind } from "./_bind.ts";
 import {
-  captureLogger,
   keepAliveBackend,
   RawClient,
   type RawServer,
   startBalancer,
+  startLoggedBalancer,
 } from "./_http.ts";
 
 function ids(backends: readonly Backend[]): string[] {
@@ -223,15 +223,11 @@ Deno.test("BIND + balancer: an address that refuses is set aside for its sibling
     origin: "app.test",
     records: [`_http._tcp.web SRV 0 5 ${port} t.app.test.`, "t A 127.0.0.71", "t AAAA ::1"],
   }]);
-  const logger = captureLogger();
-  const lb = await startBalancer(
-    `
+  const lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 dns: { nameserver: 127.0.0.1:${dns.port}, refresh: 150ms }
 routes: [{ name: app, srv: _http._tcp.web.app.test }]
-`,
-    { logger },
-  );
+`);
   const client = await RawClient.connect(lb.port);
   let v6: RawServer | undefined;
   try {
@@ -245,13 +241,13 @@ routes: [{ name: app, srv: _http._tcp.web.app.test }]
     const lookups = srv.state.lookups;
     await waitFor("three more lookups", 10_000, () => srv.state.lookups >= lookups + 3);
     for (let i = 0; i < 20; i++) assertEquals((await client.get("/")).status, 200);
-    const aside = logger.lines.filter((l) => l.includes("set aside"));
-    assertEquals(aside.length, 1, logger.lines.join("\n"));
-    assert(!logger.lines.some((l) => /ejected|back in use|down:/.test(l)), logger.lines.join("\n"));
+    const aside = lb.lines.filter((l) => l.includes("set aside"));
+    assertEquals(aside.length, 1, lb.lines.join("\n"));
+    assert(!lb.lines.some((l) => /ejected|back in use|down:/.test(l)), lb.lines.join("\n"));
     // once [::1] listens, a probe connects and it is back with its share
     v6 = backendOn("v6", "::1", port);
     await waitFor("::1 back in use", 10_000, () => srv.state.aside.length === 0);
-    assert(logger.lines.some((l) => l.includes(`[::1]:${port} back in use`)));
+    assert(lb.lines.some((l) => l.includes(`[::1]:${port} back in use`)));
     const seen = new Set<string>();
     for (let i = 0; i < 4; i++) seen.add((await client.get("/")).headers.get("x-backend")!);
     assertEquals([...seen].sort(), ["v4", "v6"]);

@@ -8,71 +8,10 @@ import * as grpc from "npm:@grpc/grpc-js@1.14.3";
 import { Buffer } from "node:buffer";
 import { startBalancer } from "./_http.ts";
 import { makeCa } from "./_certs.ts";
+import { FAIL_DETAILS, SERVICE, startGrpcServer } from "./_grpc.ts";
 
-const same = (b: Buffer) => b;
-function method(path: string, requestStream: boolean, responseStream: boolean) {
-  return {
-    path,
-    requestStream,
-    responseStream,
-    requestSerialize: same,
-    requestDeserialize: same,
-    responseSerialize: same,
-    responseDeserialize: same,
-  };
-}
-const SERVICE = {
-  Unary: method("/t.Test/Unary", false, false),
-  Fail: method("/t.Test/Fail", false, false),
-  Many: method("/t.Test/Many", false, true),
-  Sum: method("/t.Test/Sum", true, false),
-  Echo: method("/t.Test/Echo", true, true),
-  Hang: method("/t.Test/Hang", false, false),
-};
 const Client = grpc.makeGenericClientConstructor(SERVICE, "Test");
 type AnyClient = InstanceType<typeof Client> & Record<string, CallableFunction>;
-
-/** A grpc-js backend named `name` (its answers say so), h2c. */
-async function grpcBackend(name: string) {
-  let cancelled!: () => void;
-  let started!: () => void;
-  const hangCancelled = new Promise<void>((r) => cancelled = r);
-  const hangStarted = new Promise<void>((r) => started = r);
-  const server = new grpc.Server();
-  server.addService(SERVICE, {
-    Unary: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) =>
-      cb(null, Buffer.from(`${name}: hello ${call.request}`)),
-    Fail: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) =>
-      cb({ code: grpc.status.NOT_FOUND, details: "no such thing" }),
-    Many: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-      for (let i = 0; i < 5000; i++) call.write(Buffer.from(`message ${i}`));
-      call.end();
-    },
-    Sum: (call: grpc.ServerReadableStream<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
-      let sum = 0;
-      call.on("data", (d: Buffer) => sum += Number(d.toString()));
-      call.on("end", () => cb(null, Buffer.from(String(sum))));
-    },
-    Echo: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      call.on("data", (d: Buffer) => call.write(d));
-      call.on("end", () => call.end());
-    },
-    Hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => {
-      call.on("cancelled", cancelled);
-      started();
-    },
-  });
-  const credentials = grpc.ServerCredentials.createInsecure();
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", credentials, (e, p) => e ? reject(e) : resolve(p))
-  );
-  return {
-    port,
-    hangStarted,
-    hangCancelled,
-    [Symbol.asyncDispose]: () => new Promise<void>((r) => server.tryShutdown(() => r())),
-  };
-}
 
 /**
  * TLS in front of an h2c backend: accepts TLS with ALPN h2 and pipes the bytes
@@ -112,8 +51,10 @@ function ignore(f: () => void): void {
   } catch { /* closed already */ }
 }
 
-function client(port: number, credentials = grpc.credentials.createInsecure()): AnyClient {
-  return new Client(`127.0.0.1:${port}`, credentials) as AnyClient;
+/** A client of the balancer's h2c port; `using` closes it. */
+function client(port: number): AnyClient & Disposable {
+  const c = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as AnyClient;
+  return Object.assign(c, { [Symbol.dispose]: () => c.close() });
 }
 
 function unary(c: AnyClient, name: string, text: string): Promise<string> {
@@ -125,6 +66,7 @@ function unary(c: AnyClient, name: string, text: string): Promise<string> {
   );
 }
 
+/** A balancer with h2c on and `routes` (YAML list items). */
 async function balancerFor(routes: string) {
   return await startBalancer(`
 listen: { http: 127.0.0.1:0, h2c: true }
@@ -133,92 +75,79 @@ routes:
 ${routes}`);
 }
 
-Deno.test("gRPC unary, server streaming, client streaming and bidi streaming pass through unload to an h2c backend", async () => {
-  await using backend = await grpcBackend("b1");
-  await using lb = await balancerFor(`  - name: grpc
+/** A balancer with h2c on and one route, `grpc`, to the h2c backend on `port`. */
+function balancerTo(port: number) {
+  return balancerFor(`  - name: grpc
     backend_protocol: h2c
-    backends: [{ address: 127.0.0.1:${backend.port} }]
+    backends: [{ address: 127.0.0.1:${port} }]
 `);
-  const c = client(lb.port);
-  try {
-    assertEquals(await unary(c, "Unary", "world"), "b1: hello world");
+}
 
-    const many: string[] = await new Promise((resolve, reject) => {
-      const got: string[] = [];
-      const call = c.Many!(Buffer.from("")) as grpc.ClientReadableStream<Buffer>;
-      call.on("data", (d: Buffer) => got.push(d.toString()));
-      call.on("end", () => resolve(got));
-      call.on("error", reject);
-    });
-    assertEquals(many.length, 5000);
-    assertEquals([many[0], many[4999]], ["message 0", "message 4999"]);
+Deno.test("gRPC unary, server streaming, client streaming and bidi streaming pass through unload to an h2c backend", async () => {
+  await using backend = await startGrpcServer({ name: "b1" });
+  await using lb = await balancerTo(backend.port);
+  using c = client(lb.port);
+  assertEquals(await unary(c, "Unary", "world"), "b1: hello world");
 
-    const sum: string = await new Promise((resolve, reject) => {
-      const call = c.Sum!((e: grpc.ServiceError | null, v: Buffer) =>
-        e ? reject(e) : resolve(v.toString())
-      ) as grpc.ClientWritableStream<Buffer>;
-      for (let i = 1; i <= 2000; i++) call.write(Buffer.from(String(i)));
-      call.end();
-    });
-    assertEquals(sum, String(2000 * 2001 / 2));
+  const many: string[] = await new Promise((resolve, reject) => {
+    const got: string[] = [];
+    const call = c.Many!(Buffer.from("")) as grpc.ClientReadableStream<Buffer>;
+    call.on("data", (d: Buffer) => got.push(d.toString()));
+    call.on("end", () => resolve(got));
+    call.on("error", reject);
+  });
+  assertEquals(many.length, 5000);
+  assertEquals([many[0], many[4999]], ["message 0", "message 4999"]);
 
-    // bidirectional: each message is answered before the next is sent (nothing buffers)
-    const echoed = await new Promise<number>((resolve, reject) => {
-      const call = c.Echo!() as grpc.ClientDuplexStream<Buffer, Buffer>;
-      let n = 0;
-      call.on("data", (d: Buffer) => {
-        if (d.toString() !== `ping ${n}`) reject(new Error(`got ${d} for ping ${n}`));
-        n++;
-        if (n === 1000) call.end();
-        else call.write(Buffer.from(`ping ${n}`));
-      });
-      call.on("end", () => resolve(n));
-      call.on("error", reject);
-      call.write(Buffer.from("ping 0"));
+  const sum: string = await new Promise((resolve, reject) => {
+    const call = c.Sum!((e: grpc.ServiceError | null, v: Buffer) =>
+      e ? reject(e) : resolve(v.toString())
+    ) as grpc.ClientWritableStream<Buffer>;
+    for (let i = 1; i <= 2000; i++) call.write(Buffer.from(String(i)));
+    call.end();
+  });
+  assertEquals(sum, String(2000 * 2001 / 2));
+
+  // bidirectional: each message is answered before the next is sent (nothing buffers)
+  const echoed = await new Promise<number>((resolve, reject) => {
+    const call = c.Echo!() as grpc.ClientDuplexStream<Buffer, Buffer>;
+    let n = 0;
+    call.on("data", (d: Buffer) => {
+      if (d.toString() !== `ping ${n}`) reject(new Error(`got ${d} for ping ${n}`));
+      n++;
+      if (n === 1000) call.end();
+      else call.write(Buffer.from(`ping ${n}`));
     });
-    assertEquals(echoed, 1000);
-  } finally {
-    c.close();
-  }
+    call.on("end", () => resolve(n));
+    call.on("error", reject);
+    call.write(Buffer.from("ping 0"));
+  });
+  assertEquals(echoed, 1000);
 });
 
 Deno.test("a gRPC error status from the backend reaches the client in trailers, not as an HTTP error", async () => {
-  await using backend = await grpcBackend("b1");
-  await using lb = await balancerFor(`  - name: grpc
-    backend_protocol: h2c
-    backends: [{ address: 127.0.0.1:${backend.port} }]
-`);
-  const c = client(lb.port);
-  try {
-    const e = await unary(c, "Fail", "x").then(() => undefined, (e) => e as grpc.ServiceError);
-    assert(e !== undefined, "the call failed");
-    assertEquals([e.code, e.details], [grpc.status.NOT_FOUND, "no such thing"]);
-    assertEquals(lb.metrics.route("grpc")!.codes(`127.0.0.1:${backend.port}`)[2], 1, "a 200");
-  } finally {
-    c.close();
-  }
+  await using backend = await startGrpcServer({ name: "b1" });
+  await using lb = await balancerTo(backend.port);
+  using c = client(lb.port);
+  const e = await unary(c, "Fail", "x").then(() => undefined, (e) => e as grpc.ServiceError);
+  assert(e !== undefined, "the call failed");
+  assertEquals([e.code, e.details], [grpc.status.NOT_FOUND, FAIL_DETAILS]);
+  assertEquals(lb.metrics.route("grpc")!.codes(`127.0.0.1:${backend.port}`)[2], 1, "a 200");
 });
 
 Deno.test("a gRPC client that cancels a call cancels the backend's stream", async () => {
-  await using backend = await grpcBackend("b1");
-  await using lb = await balancerFor(`  - name: grpc
-    backend_protocol: h2c
-    backends: [{ address: 127.0.0.1:${backend.port} }]
-`);
-  const c = client(lb.port);
-  try {
-    const done = new Promise<grpc.ServiceError>((resolve) => {
-      const call = c.Hang!(
-        Buffer.from("x"),
-        (e: grpc.ServiceError) => resolve(e),
-      ) as grpc.ClientUnaryCall;
-      backend.hangStarted.then(() => call.cancel());
-    });
-    assertEquals((await done).code, grpc.status.CANCELLED);
-    await backend.hangCancelled; // the handler saw its call cancelled
-  } finally {
-    c.close();
-  }
+  await using backend = await startGrpcServer({ name: "b1" });
+  await using lb = await balancerTo(backend.port);
+  using c = client(lb.port);
+  const done = new Promise<grpc.ServiceError>((resolve) => {
+    const call = c.Hang!(
+      Buffer.from("x"),
+      (e: grpc.ServiceError) => resolve(e),
+    ) as grpc.ClientUnaryCall;
+    backend.hangStarted.then(() => call.cancel());
+  });
+  assertEquals((await done).code, grpc.status.CANCELLED);
+  await backend.hangCancelled; // the handler saw its call cancelled
 });
 
 Deno.test("the balancer's own errors reach a gRPC client as gRPC statuses: no route is UNIMPLEMENTED, a refusing backend UNAVAILABLE", async () => {
@@ -227,26 +156,22 @@ Deno.test("the balancer's own errors reach a gRPC client as gRPC statuses: no ro
     backend_protocol: h2c
     backends: [{ address: 127.0.0.1:1 }]
 `);
-  const c = client(lb.port);
+  using c = client(lb.port);
   const failure = (name: string) =>
     unary(c, name, "x").then(() => undefined, (e) => e as grpc.ServiceError);
-  try {
-    const refused = await failure("Unary");
-    assert(refused !== undefined);
-    assertEquals(refused.code, grpc.status.UNAVAILABLE);
-    assert(refused.details.startsWith("502 Bad Gateway: "), refused.details);
-    const unrouted = await failure("Fail");
-    assert(unrouted !== undefined);
-    assertEquals(unrouted.code, grpc.status.UNIMPLEMENTED);
-    assert(unrouted.details.startsWith("404 Not Found: no route for "), unrouted.details);
-  } finally {
-    c.close();
-  }
+  const refused = await failure("Unary");
+  assert(refused !== undefined);
+  assertEquals(refused.code, grpc.status.UNAVAILABLE);
+  assert(refused.details.startsWith("502 Bad Gateway: "), refused.details);
+  const unrouted = await failure("Fail");
+  assert(unrouted !== undefined);
+  assertEquals(unrouted.code, grpc.status.UNIMPLEMENTED);
+  assert(unrouted.details.startsWith("404 Not Found: no route for "), unrouted.details);
 });
 
 Deno.test("gRPC streams of one client connection are scheduled across h2c backends by weight", async () => {
-  await using b1 = await grpcBackend("b1");
-  await using b2 = await grpcBackend("b2");
+  await using b1 = await startGrpcServer({ name: "b1" });
+  await using b2 = await startGrpcServer({ name: "b2" });
   await using lb = await balancerFor(`  - name: grpc
     backend_protocol: h2c
     scheduler: srv
@@ -254,20 +179,16 @@ Deno.test("gRPC streams of one client connection are scheduled across h2c backen
       - { address: 127.0.0.1:${b1.port}, weight: 2 }
       - { address: 127.0.0.1:${b2.port}, weight: 1 }
 `);
-  const c = client(lb.port);
-  try {
-    const who: string[] = [];
-    for (let i = 0; i < 6; i++) who.push((await unary(c, "Unary", "x")).split(":")[0]!);
-    assertEquals(who, ["b1", "b2", "b1", "b1", "b2", "b1"]);
-  } finally {
-    c.close();
-  }
+  using c = client(lb.port);
+  const who: string[] = [];
+  for (let i = 0; i < 6; i++) who.push((await unary(c, "Unary", "x")).split(":")[0]!);
+  assertEquals(who, ["b1", "b2", "b1", "b1", "b2", "b1"]);
 });
 
 Deno.test("gRPC over TLS both ways: ALPN h2 from the client, backend_protocol: h2 to a TLS backend", async () => {
   await using ca = await makeCa();
   const server = await ca.issue("server", { serial: 11 });
-  await using plain = await grpcBackend("tls");
+  await using plain = await startGrpcServer({ name: "tls" });
   await using backend = tlsFront(plain.port, server);
   await using lb = await startBalancer(`
 listen: { https: 127.0.0.1:0 }

@@ -1,8 +1,7 @@
-// The HTTP/2 client connection and pool against real servers: @grpc/grpc-js
+// The HTTP/2 client connection and pool against real servers: @grpc/grpc-js (./_grpc.ts)
 // (unary, error status, server streaming, bidirectional echo, cancellation) and
 // node:http2 (multiplexing, MAX_CONCURRENT_STREAMS, GOAWAY, large bodies, TLS).
 import { assert, assertEquals, assertRejects } from "@std/assert";
-import * as grpc from "npm:@grpc/grpc-js@1.14.3";
 import http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
@@ -19,70 +18,9 @@ import {
 import { ErrorCode, Flag, FrameType } from "../src/h2/frame.ts";
 import { HpackEncoder } from "../src/h2/hpack.ts";
 import { makeCa } from "./_certs.ts";
+import { FAIL_DETAILS, startGrpcServer } from "./_grpc.ts";
 
 // ---- gRPC helpers ----
-
-const same = (b: Buffer) => b;
-function method(path: string, requestStream: boolean, responseStream: boolean) {
-  return {
-    path,
-    requestStream,
-    responseStream,
-    requestSerialize: same,
-    requestDeserialize: same,
-    responseSerialize: same,
-    responseDeserialize: same,
-  };
-}
-const SERVICE = {
-  Unary: method("/t.Test/Unary", false, false),
-  Fail: method("/t.Test/Fail", false, false),
-  Many: method("/t.Test/Many", false, true),
-  Echo: method("/t.Test/Echo", true, true),
-  Hang: method("/t.Test/Hang", false, false),
-};
-
-/** A grpc-js server on 127.0.0.1 with the test service. */
-async function grpcServer() {
-  let started!: () => void;
-  let cancelled!: () => void;
-  const hangStarted = new Promise<void>((r) => started = r);
-  const hangCancelled = new Promise<void>((r) => cancelled = r);
-  const server = new grpc.Server();
-  // deno-lint-ignore no-explicit-any
-  const impl: Record<string, any> = {
-    Unary: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) =>
-      cb(null, Buffer.concat([Buffer.from("hello "), call.request])),
-    Fail: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) =>
-      cb({ code: grpc.status.NOT_FOUND, details: "nope" }),
-    Many: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-      for (let i = 0; i < 5000; i++) call.write(Buffer.from(`message ${i}`));
-      call.end();
-    },
-    Echo: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      call.on("data", (d: Buffer) => call.write(d));
-      call.on("end", () => call.end());
-    },
-    Hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => {
-      call.on("cancelled", cancelled);
-      started();
-    },
-  };
-  server.addService(SERVICE, impl);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
-  return {
-    port,
-    hangStarted,
-    hangCancelled,
-    [Symbol.asyncDispose]: () => new Promise<void>((r) => server.tryShutdown(() => r())),
-  };
-}
 
 function grpcHead(path: string, port: number): H2RequestHead {
   return {
@@ -200,7 +138,7 @@ async function readText(s: H2ClientStream): Promise<string> {
 // ---- gRPC ----
 
 Deno.test("h2 client makes a gRPC unary call: DATA with the answer, trailers with grpc-status 0", async () => {
-  await using server = await grpcServer();
+  await using server = await startGrpcServer();
   await using h2 = await connection(server.port);
   const s = h2.request(grpcHead("/t.Test/Unary", server.port));
   await s.write(grpcMessage("world"));
@@ -215,7 +153,7 @@ Deno.test("h2 client makes a gRPC unary call: DATA with the answer, trailers wit
 });
 
 Deno.test("h2 client sees a gRPC error status in trailers or a trailers-only response", async () => {
-  await using server = await grpcServer();
+  await using server = await startGrpcServer();
   await using h2 = await connection(server.port);
   const s = h2.request(grpcHead("/t.Test/Fail", server.port));
   await s.write(grpcMessage("x"));
@@ -226,11 +164,11 @@ Deno.test("h2 client sees a gRPC error status in trailers or a trailers-only res
   // grpc-js answers errors trailers-only (HEADERS with END_STREAM); either form is accepted
   const where = head.endStream ? head.fields : s.trailers;
   assertEquals(field(where, "grpc-status"), "5");
-  assertEquals(field(where, "grpc-message"), "nope");
+  assertEquals(field(where, "grpc-message"), encodeURIComponent(FAIL_DETAILS)); // percent-encoded
 });
 
 Deno.test("h2 client receives a 5000-message gRPC server stream whole", async () => {
-  await using server = await grpcServer();
+  await using server = await startGrpcServer();
   await using h2 = await connection(server.port);
   const s = h2.request(grpcHead("/t.Test/Many", server.port));
   await s.write(grpcMessage("go"));
@@ -243,7 +181,7 @@ Deno.test("h2 client receives a 5000-message gRPC server stream whole", async ()
 });
 
 Deno.test("h2 client echoes over a gRPC bidirectional stream one message at a time", async () => {
-  await using server = await grpcServer();
+  await using server = await startGrpcServer();
   await using h2 = await connection(server.port);
   const s = h2.request(grpcHead("/t.Test/Echo", server.port));
   const r = new GrpcReader(s);
@@ -258,7 +196,7 @@ Deno.test("h2 client echoes over a gRPC bidirectional stream one message at a ti
 });
 
 Deno.test("h2 client reset with CANCEL reaches the gRPC handler as cancelled", async () => {
-  await using server = await grpcServer();
+  await using server = await startGrpcServer();
   await using h2 = await connection(server.port);
   const s = h2.request(grpcHead("/t.Test/Hang", server.port));
   await s.write(grpcMessage("wait"));

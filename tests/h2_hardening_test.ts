@@ -1,35 +1,12 @@
 import { assert, assertEquals } from "@std/assert";
+import { runH2Scenario } from "./_h2_scenario.ts";
 import { ErrorCode } from "../src/h2/frame.ts";
 import { H2ServerConnection } from "../src/h2/server.ts";
 import { startH2Echo } from "./_h2_echo.ts";
 
-interface Outcome {
-  goaway: [number, number] | null;
-  rst: Record<string, number>;
-  status: Record<string, number>;
-  ping_acks: number;
-  data: Record<string, number>;
-  sent: number;
-  send_error: boolean;
-  closed: boolean;
-}
-
-const SCRIPT = new URL("./_h2_client.py", import.meta.url).pathname;
-
-async function scenario(port: number, name: string, n = 0): Promise<Outcome> {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: [SCRIPT, String(port), name, String(n)],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) throw new Error(`${name} failed: ${new TextDecoder().decode(out.stderr)}`);
-  return JSON.parse(text) as Outcome;
-}
-
 Deno.test("h2 rapid reset: streams reset in the same batch never reach onStream, and the connection gets ENHANCE_YOUR_CALM", async () => {
   await using echo = startH2Echo();
-  const out = await scenario(echo.port, "rapid_reset", 5000);
+  const out = await runH2Scenario(echo.port, "rapid_reset", { count: 5000 });
   assertEquals(out.goaway?.[0], ErrorCode.ENHANCE_YOUR_CALM);
   await echo.settled();
   assert(echo.streams <= 500, `${echo.streams} of 5000 reset streams reached onStream`);
@@ -51,7 +28,7 @@ Deno.test("h2 CONTINUATION flood: the server stops reading and closes within 1 M
     };
     await new H2ServerConnection(counting, { onStream: () => {} }).serve();
   })();
-  const out = await scenario(listener.addr.port, "continuation_flood");
+  const out = await runH2Scenario(listener.addr.port, "continuation_flood");
   await served;
   assert(read < 1 << 20, `server read ${read} bytes`);
   assert(out.sent > read, "the client was still sending");
@@ -68,7 +45,7 @@ for (
 ) {
   Deno.test(`h2 ${name.replaceAll("_", " ")} ends with GOAWAY ENHANCE_YOUR_CALM`, async () => {
     await using echo = startH2Echo();
-    const out = await scenario(echo.port, name, n);
+    const out = await runH2Scenario(echo.port, name, { count: n });
     assertEquals(out.goaway?.[0], ErrorCode.ENHANCE_YOUR_CALM);
     if (name === "ping_flood") assert(out.ping_acks <= 1001, `${out.ping_acks} PING ACKs`);
   });
@@ -90,14 +67,14 @@ for (
 ) {
   Deno.test(`h2 connection error: ${name.replaceAll("_", " ")} gets GOAWAY ${code}`, async () => {
     await using echo = startH2Echo();
-    const out = await scenario(echo.port, name);
+    const out = await runH2Scenario(echo.port, name);
     assertEquals(out.goaway?.[0], code);
   });
 }
 
 Deno.test("h2 DATA on a closed stream gets RST_STREAM STREAM_CLOSED and the connection goes on", async () => {
   await using echo = startH2Echo();
-  const out = await scenario(echo.port, "data_on_closed");
+  const out = await runH2Scenario(echo.port, "data_on_closed");
   assertEquals(out.rst["1"], ErrorCode.STREAM_CLOSED);
   assertEquals(out.ping_acks, 1);
   assertEquals(out.status["3"], 200);
@@ -106,7 +83,7 @@ Deno.test("h2 DATA on a closed stream gets RST_STREAM STREAM_CLOSED and the conn
 
 Deno.test("h2 HPACK bomb: a header list over the limit gets 431 and the next request on the connection works", async () => {
   await using echo = startH2Echo();
-  const out = await scenario(echo.port, "hpack_bomb");
+  const out = await runH2Scenario(echo.port, "hpack_bomb");
   assertEquals(out.status["1"], 431);
   assertEquals(out.status["3"], 200);
   assertEquals(out.goaway, null);
@@ -115,14 +92,14 @@ Deno.test("h2 HPACK bomb: a header list over the limit gets 431 and the next req
 
 Deno.test("h2 body longer than content-length resets the stream with PROTOCOL_ERROR", async () => {
   await using echo = startH2Echo();
-  const out = await scenario(echo.port, "content_length_over");
+  const out = await runH2Scenario(echo.port, "content_length_over");
   assertEquals(out.rst["1"], ErrorCode.PROTOCOL_ERROR);
   assertEquals(out.ping_acks, 1);
 });
 
 Deno.test("h2 malformed requests are reset with PROTOCOL_ERROR and never reach onStream", async () => {
   await using echo = startH2Echo();
-  const out = await scenario(echo.port, "malformed");
+  const out = await runH2Scenario(echo.port, "malformed");
   for (let i = 0; i < 12; i++) {
     assertEquals(out.rst[String(2 * i + 1)], ErrorCode.PROTOCOL_ERROR, `case ${i}`);
   }
@@ -133,14 +110,14 @@ Deno.test("h2 malformed requests are reset with PROTOCOL_ERROR and never reach o
 
 Deno.test("h2 a zero window held past bodyIdleTimeout resets the stream, the connection goes on", async () => {
   await using echo = startH2Echo({ h2: { bodyIdleTimeout: 200 } });
-  const out = await scenario(echo.port, "zero_window");
+  const out = await runH2Scenario(echo.port, "zero_window");
   assertEquals(out.rst["1"], ErrorCode.CANCEL);
   assertEquals(out.ping_acks, 1);
 });
 
 Deno.test("h2 a request body that never comes is reset after bodyIdleTimeout", async () => {
   await using echo = startH2Echo({ h2: { bodyIdleTimeout: 200 } });
-  const out = await scenario(echo.port, "silent_upload");
+  const out = await runH2Scenario(echo.port, "silent_upload");
   assertEquals(out.rst["1"], ErrorCode.CANCEL);
   assertEquals(out.ping_acks, 1);
 });
@@ -170,7 +147,7 @@ Deno.test("h2 a client that stops reading gets no more than its window queued", 
     }).serve();
     await handler;
   })();
-  await scenario(listener.addr.port, "no_read", 1000);
+  await runH2Scenario(listener.addr.port, "no_read", { count: 1000 });
   await served;
   assert(failed instanceof Error, "the write waiting on the window fails when the client leaves");
   assert(handed > 0 && handed <= 65535, `${handed} bytes handed to a client with a 65535 window`);
@@ -178,7 +155,7 @@ Deno.test("h2 a client that stops reading gets no more than its window queued", 
 
 Deno.test("h2 a connection without streams for idleTimeout gets GOAWAY NO_ERROR and is closed", async () => {
   await using echo = startH2Echo({ h2: { idleTimeout: 200 } });
-  const out = await scenario(echo.port, "idle");
+  const out = await runH2Scenario(echo.port, "idle");
   assertEquals(out.goaway, [ErrorCode.NO_ERROR, 0]);
   await echo.settled();
 });

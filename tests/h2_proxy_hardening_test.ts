@@ -8,37 +8,15 @@
 import { assert, assertEquals, assertLess } from "@std/assert";
 import { patternSha256, startOrigin } from "./_h1_origin.ts";
 import { startLbProcess } from "./_process.ts";
+import { type H2Outcome, h2ScenarioArgs, runH2Scenario } from "./_h2_scenario.ts";
 import { ErrorCode } from "../src/h2/frame.ts";
 
 const dec = new TextDecoder();
-const SCRIPT = new URL("./_h2_client.py", import.meta.url).pathname;
 const MiB = 1024 * 1024;
-
-interface Outcome {
-  goaway: [number, number] | null;
-  rst: Record<string, number>;
-  status: Record<string, number>;
-  body: Record<string, string>;
-  data: Record<string, number>;
-  ended: number[];
-  sent: number;
-  send_error: boolean;
-  closed: boolean;
-}
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   const o = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
   return { code: o.code, out: dec.decode(o.stdout) + dec.decode(o.stderr) };
-}
-
-async function scenario(port: number, name: string, n = 0, path = "/"): Promise<Outcome> {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: [SCRIPT, String(port), name, String(n), path],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`${name} failed: ${dec.decode(out.stderr)}`);
-  return JSON.parse(dec.decode(out.stdout)) as Outcome;
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -144,7 +122,7 @@ Deno.test("h2 proxy: rapid reset of 5000 streams: at most 10% reach the backend,
   await using b = startOrigin("b1");
   const lb = await h2cBalancer(b.port);
   try {
-    const out = await scenario(lb.port, "rapid_reset", 5000);
+    const out = await runH2Scenario(lb.port, "rapid_reset", { count: 5000 });
     assertEquals(out.goaway?.[0], ErrorCode.ENHANCE_YOUR_CALM);
     assertEquals(await h2cGet(lb.port, "/after"), "b1 /after\n");
     const reached = b.heads.length - 1;
@@ -159,7 +137,7 @@ Deno.test("h2 proxy: a CONTINUATION flood is cut off within 1 MiB read, and the 
   const lb = await h2cBalancer(b.port);
   try {
     const before = bytesRead(lb.pid);
-    const out = await scenario(lb.port, "continuation_flood");
+    const out = await runH2Scenario(lb.port, "continuation_flood");
     const read = bytesRead(lb.pid) - before;
     assertLess(read, MiB, `the balancer read ${read} bytes of the flood`);
     assert(out.sent > read, "the client was still sending");
@@ -178,7 +156,7 @@ Deno.test("h2 proxy: SIGTERM with a stream in flight: the client gets GOAWAY, th
   try {
     const head = b.nextHead();
     const child = new Deno.Command("/usr/bin/python3", {
-      args: [SCRIPT, String(lb.port), "get_through_goaway", "0", "/hold"],
+      args: h2ScenarioArgs(lb.port, "get_through_goaway", { path: "/hold" }),
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -200,7 +178,7 @@ Deno.test("h2 proxy: SIGTERM with a stream in flight: the client gets GOAWAY, th
     }
     await stderr.cancel();
     assert((await child.status).success, text);
-    const out = JSON.parse(text.slice(text.indexOf("GOAWAY\n") + 7)) as Outcome;
+    const out = JSON.parse(text.slice(text.indexOf("GOAWAY\n") + 7)) as H2Outcome;
     assertEquals(out.goaway, [ErrorCode.NO_ERROR, 1]);
     assertEquals(out.status["1"], 200);
     assertEquals(out.body["1"], "b1 /hold\n");

@@ -11,13 +11,12 @@ import { makeCa } from "./_certs.ts";
 import { freePort, RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
 import { startOrigin } from "./_h1_origin.ts";
 import { createLogger } from "../src/observe/log.ts";
+import { type H2Outcome, h2ScenarioArgs, runH2Scenario } from "./_h2_scenario.ts";
 import { ErrorCode } from "../src/h2/frame.ts";
 import { parseConfig } from "../src/config/config.ts";
 import http2 from "node:http2";
 
 const dec = new TextDecoder();
-const SCRIPT = new URL("./_h2_client.py", import.meta.url).pathname;
-
 const ca = await makeCa();
 const cert = await ca.issue("server", { serial: 0x2001, names: ["app.test", "127.0.0.1"] });
 
@@ -31,25 +30,12 @@ async function curl(args: string[]): Promise<{ code: number; out: string; err: s
   return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
 }
 
-interface Outcome {
-  goaway: [number, number] | null;
-  rst: Record<string, number>;
-  status: Record<string, number>;
-  body: Record<string, string>;
-  ended: number[];
-  ping_acks: number;
-  sent: number;
-  closed: boolean;
-}
-
-async function scenario(port: number, name: string, n = 0, path = "/"): Promise<Outcome> {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: [SCRIPT, String(port), name, String(n), path],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`${name} failed: ${dec.decode(out.stderr)}`);
-  return JSON.parse(dec.decode(out.stdout)) as Outcome;
+/** A balancer in this process with h2c on, one route to the backend on `port`. */
+function h2cBalancer(port: number) {
+  return startBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${port} }] }]
+`);
 }
 
 /** The value of `name` in a request head (lowercased names), or undefined. */
@@ -157,7 +143,7 @@ routes:
     // 9 to the weighted route, an /api request after each, one stream after the other
     const items: string[] = [];
     for (let i = 0; i < 9; i++) items.push(`app.test/w${i}`, `app.test/api/${i}`);
-    const out = await scenario(lb.port, "sequential", 0, items.join(","));
+    const out = await runH2Scenario(lb.port, "sequential", { path: items.join(",") });
     assertEquals(out.goaway, null);
     const bodies = items.map((_, i) => out.body[String(2 * i + 1)]);
     const weighted = bodies.filter((_, i) => i % 2 === 0).map((t) => t?.split(" ")[0]);
@@ -234,14 +220,11 @@ routes:
 
 Deno.test("h2 proxy: malformed h2 requests never reach the backend; a good one on the same connection does", async () => {
   await using b = startOrigin("b1");
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0, h2c: true }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
+  const lb = await h2cBalancer(b.port);
   try {
     // uppercase name, connection, te: gzip, no :path, :status, pseudo after regular,
     // padded value, "*", duplicate :method, transfer-encoding, empty :path, NUL
-    const out = await scenario(lb.port, "malformed");
+    const out = await runH2Scenario(lb.port, "malformed");
     for (let i = 0; i < 12; i++) {
       assertEquals(out.rst[String(2 * i + 1)], ErrorCode.PROTOCOL_ERROR, `case ${i}`);
     }
@@ -250,7 +233,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
     assertEquals(out.body["99"], "b1 /\n");
     assertEquals(b.heads.length, 1, "only the good request reached the backend");
     for (const name of ["content_length_over_batch", "content_length_under_batch"]) {
-      const o = await scenario(lb.port, name, 0, "/hash");
+      const o = await runH2Scenario(lb.port, name, { path: "/hash" });
       assertEquals(o.rst["1"], ErrorCode.PROTOCOL_ERROR, name);
       assertEquals(o.ping_acks, 1, `${name}: the connection goes on`);
     }
@@ -262,14 +245,11 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 
 Deno.test("h2 proxy: DATA breaking content-length after the request left resets the stream, and the backend never gets a whole request", async () => {
   await using b = startOrigin("b1");
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0, h2c: true }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
+  const lb = await h2cBalancer(b.port);
   try {
     const head = b.nextHead();
     const child = new Deno.Command("/usr/bin/python3", {
-      args: [SCRIPT, String(lb.port), "content_length_over_late", "0", "/hash"],
+      args: h2ScenarioArgs(lb.port, "content_length_over_late", { path: "/hash" }),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -279,7 +259,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
     await w.write(new TextEncoder().encode("go\n"));
     await w.close();
     const result = await child.output();
-    const o = JSON.parse(dec.decode(result.stdout)) as Outcome;
+    const o = JSON.parse(dec.decode(result.stdout)) as H2Outcome;
     assertEquals(o.rst["1"], ErrorCode.PROTOCOL_ERROR);
     assertEquals(o.ping_acks, 1);
     assertEquals(b.complete, 0, "the backend never got a complete request");
@@ -301,10 +281,7 @@ Deno.test("h2 proxy: a backend's 100 Continue reaches the h2 client as an interi
     while (body.length < 5) body += dec.decode((await read())!);
     await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ngot");
   });
-  const lb = await startBalancer(`
-listen: { http: 127.0.0.1:0, h2c: true }
-routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
-`);
+  const lb = await h2cBalancer(b.port);
   try {
     // curl holds the body until it sees 100 (or the timeout, far away)
     const r = await curl([

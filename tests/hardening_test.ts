@@ -6,12 +6,12 @@
 import { assert, assertEquals, assertGreater, assertLess, assertStringIncludes } from "@std/assert";
 import { startBackendProcess } from "./_backend_process.ts";
 import {
-  captureLogger,
   delay,
   keepAliveBackend,
   RawClient,
   rawServer,
   startBalancer,
+  startLoggedBalancer,
   writeAllText,
 } from "./_http.ts";
 import { startLbProcess } from "./_process.ts";
@@ -300,15 +300,11 @@ Deno.test("shutdown past timeouts.drain closes the connections still waiting, lo
     held = conn;
     await delay(1000);
   });
-  const logger = captureLogger();
-  await using lb = await startBalancer(
-    `
+  await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 timeouts: { drain: 200ms }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
-`,
-    { logger },
-  );
+`);
   using c = await RawClient.connect(lb.port);
   try {
     await c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -316,8 +312,8 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     assert(held !== undefined, "the request reached the backend");
     await lb.close();
     assert(
-      logger.lines.some((l) => l.startsWith("warn drain timeout reached")),
-      logger.lines.join("\n"),
+      lb.lines.some((l) => l.startsWith("warn drain timeout reached")),
+      lb.lines.join("\n"),
     );
     assert(await c.closed(2000), "the waiting client connection is closed");
   } finally {

@@ -3,31 +3,18 @@
  * updates (issue #6).
  */
 import { assert, assertEquals, assertLess, assertMatch } from "@std/assert";
-import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
-import {
-  captureLogger,
-  delay,
-  RawClient,
-  rawServer,
-  startBalancer,
-  writeAllText,
-} from "./_http.ts";
+import { delay, RawClient, rawServer, startLoggedBalancer, writeAllText } from "./_http.ts";
 import { type DnsmasqRecords, startDnsmasq } from "./_dnsmasq.ts";
 
 import { healthBackend, until } from "./_health.ts";
 
 const dec = new TextDecoder();
 
-async function startLb(yaml: string): Promise<Balancer & { port: number; lines: string[] }> {
-  const logger = captureLogger();
-  return Object.assign(await startBalancer(yaml, { logger }), { lines: logger.lines });
-}
-
 Deno.test("balancer: an unhealthy backend is taken out and brought back by the active check, logged", async () => {
   await using good = healthBackend("good");
   await using sick = healthBackend("sick", 503);
-  const lb = await startLb(`
+  const lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 2 }
 scheduler: round_robin
@@ -64,7 +51,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${good.port} }, { address:
 
 Deno.test("balancer: health.rise sets how many passed probes bring a backend back", async () => {
   await using b = healthBackend("b", 503);
-  const lb = await startLb(`
+  const lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 100ms, timeout: 500ms, failures: 1, rise: 4 }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
@@ -86,7 +73,7 @@ Deno.test("balancer: the active check takes out and brings back every route's re
   await using shared = healthBackend("shared", 503);
   await using other = healthBackend("other");
   // two routes give the same address different weights: two backend records, one probe
-  const lb = await startLb(`
+  const lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 2 }
 routes:
@@ -126,7 +113,7 @@ Deno.test("balancer: with active checks a passively ejected backend stays out pa
       );
     }
   });
-  const lb = await startLb(`
+  const lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 health: { path: /healthz, interval: 100ms, timeout: 500ms, failures: 2, backoff: 50ms }
 retry: { attempts: 0 }
@@ -171,7 +158,7 @@ listen: { http: 127.0.0.1:0 }
 ${health}
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${a.port} }, { address: 127.0.0.1:${sick.port} }] }]
 `;
-  const lb = await startLb(yaml("health: { backoff: 200ms }"));
+  const lb = await startLoggedBalancer(yaml("health: { backoff: 200ms }"));
   try {
     const b = () => lb.routes[0]!.scheduler.backends.find((x) => x.port === sick.port)!;
     await delay(150);
@@ -206,7 +193,7 @@ Deno.test("balancer: active checks follow SRV updates: a new target is probed (a
     hosts: ports.map((_, i) => ({ name: `h${i + 1}.test`, address: "127.0.0.1" })),
   });
   await using dns = await startDnsmasq(records([b1.port]));
-  const lb = await startLb(`
+  const lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 dns: { nameserver: 127.0.0.1:${dns.port}, refresh: 200ms }
 health: { path: /healthz, interval: 50ms, timeout: 500ms, failures: 1 }

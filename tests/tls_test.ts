@@ -6,17 +6,17 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { Balancer, StartError } from "../src/server/balancer.ts";
+import { StartError } from "../src/server/balancer.ts";
 import { ConfigError, parseConfig } from "../src/config/config.ts";
 import { startDnsServer } from "../src/cli/demo/dns_server.ts";
 import { installCert, type IssuedCert, makeCa, servedSerial, tlsBackend } from "./_certs.ts";
 import {
-  captureLogger,
   delay,
   keepAliveBackend,
   RawClient,
   rawServer,
   startBalancer,
+  startLoggedBalancer,
   writeAllText,
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
@@ -31,15 +31,6 @@ const ca = await makeCa();
 const first = await ca.issue("first", { serial: 0x1001 });
 const second = await ca.issue("second", { serial: 0x1002 });
 const third = await ca.issue("third", { serial: 0x1003 });
-
-/** A balancer in this process whose log lines are kept in `lines`. */
-async function start(
-  yaml: string,
-): Promise<{ lb: Balancer; lines: string[] } & AsyncDisposable> {
-  const logger = captureLogger();
-  const lb = await startBalancer(yaml, { logger });
-  return { lb, lines: logger.lines, [Symbol.asyncDispose]: () => lb.close() };
-}
 
 /** Copies `cert` to fresh file names in the CA's dir (what the balancer is pointed at). */
 async function liveFiles(name: string, cert: IssuedCert) {
@@ -61,12 +52,11 @@ Deno.test("tls terminates HTTPS: curl gets the backend's body and the backend se
     seen = dec.decode((await read())!);
     await writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecure");
   });
-  await using started = await start(`
+  await using lb = await startBalancer(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
-  const { lb } = started;
   const port = lb.addrs.https!.port;
   const out = await new Deno.Command("curl", {
     args: [
@@ -89,12 +79,11 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 
 Deno.test("tls keeps one client connection alive over TLS for 100 requests (one backend connection too)", async () => {
   await using b = keepAliveBackend("b");
-  await using started = await start(`
+  await using lb = await startBalancer(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
-  const { lb } = started;
   using c = await RawClient.tls(lb.addrs.https!.port, ca.caPem);
   assertEquals((await (c.conn as Deno.TlsConn).handshake()).alpnProtocol, "http/1.1");
   for (let i = 0; i < 100; i++) assertEquals((await c.get(`/n${i}`)).body, `b /n${i}\n`);
@@ -108,8 +97,7 @@ listen: { http: 127.0.0.1:0, https: 127.0.0.1:0 }
 tls: { cert: ${first.cert}, key: ${first.key}, redirect_http: ${redirect}, watch: false }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `;
-  await using started = await start(yaml(true));
-  const { lb } = started;
+  await using lb = await startBalancer(yaml(true));
   const { http, https } = lb.addrs;
   using c = await RawClient.connect(http!.port);
   const res = await c.request(`GET /a/b?q=1 HTTP/1.1\r\nHost: app.test:${http!.port}\r\n\r\n`);
@@ -163,12 +151,12 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 Deno.test("tls reloads the certificate when its files change, and keeps the old one when the new files are bad", async () => {
   await using b = keepAliveBackend("b");
   const files = await liveFiles("watched", first);
-  await using started = await start(`
+  await using lb = await startLoggedBalancer(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${files.cert}, key: ${files.key} }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
 `);
-  const { lb, lines } = started;
+  const { lines } = lb;
   const port = lb.addrs.https!.port;
   using open = await RawClient.tls(port, ca.caPem);
   assertEquals((await open.get("/1")).body, "b /1\n");
@@ -222,7 +210,7 @@ Deno.test("tls start errors name the file: missing, not PEM, not a certificate",
   for (const [cert, key, message] of cases) {
     await assertRejects(
       () =>
-        start(`
+        startBalancer(`
 listen: { https: 127.0.0.1:0 }
 tls: { cert: ${cert}, key: ${key} }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:9 }] }]
@@ -235,7 +223,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:9 }] }]
 
 Deno.test("tls to backends: routes with tls: true verify the backend's certificate and reuse the connection", async () => {
   await using b = tlsBackend(first);
-  await using started = await start(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 retry: { attempts: 0 }
 routes:
@@ -244,7 +232,6 @@ routes:
   - { name: wrongname, path: /wrong, tls: true, ca: ${ca.ca}, server_name: other.test, backends: [{ address: 127.0.0.1:${b.port} }] }
   - { name: noca, path: /noca, tls: true, backends: [{ address: 127.0.0.1:${b.port} }] }
 `);
-  const { lb } = started;
   using c = await RawClient.connect(lb.addrs.http!.port);
   const get = (path: string) => c.request(`GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
   for (let i = 0; i < 5; i++) assertEquals((await get(`/named/${i}`)).body, `tls /named/${i}\n`);
@@ -285,7 +272,7 @@ Deno.test("tls to SRV-discovered backends verifies the SRV target name by defaul
     },
     signal: ac.signal,
   });
-  await using started = await start(`
+  await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 dns: { nameserver: 127.0.0.1:${dns.port} }
 retry: { attempts: 0 }
@@ -293,7 +280,6 @@ routes:
   - { name: app, srv: _https._tcp.app.test, tls: true, ca: ${ca.ca} }
   - { name: ip, path: /ip, tls: true, ca: ${ca.ca}, backends: [{ address: 127.0.0.1:${b.port} }] }
 `);
-  const { lb } = started;
   using c = await RawClient.connect(lb.addrs.http!.port);
   const res = await c.request("GET /srv HTTP/1.1\r\nHost: app.test\r\n\r\n");
   assertEquals([res.status, res.body], [200, "tls /srv\n"]);
@@ -325,7 +311,7 @@ Deno.test("tls config: route tls keys are checked; a missing CA file fails the s
   );
   bad("    tls: true\n    sni: x\n", "routes[0].sni: unknown key");
   await assertRejects(
-    () => start(`${base}    tls: true\n    ca: ${ca.dir}/nope.pem\n`),
+    () => startBalancer(`${base}    tls: true\n    ca: ${ca.dir}/nope.pem\n`),
     StartError,
     `route app: ca ${ca.dir}/nope.pem: cannot read:`,
   );

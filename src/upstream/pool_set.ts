@@ -20,9 +20,9 @@ import { H2Pool } from "./h2_pool.ts";
  * ```
  */
 export class PoolSet {
-  readonly #pools = new Map<string, Pool>();
-  readonly #h2 = new Map<string, H2Pool>();
   readonly #config: () => Config;
+  readonly #pools = new PoolsByKey((backend) => newPool(backend, this.#config()));
+  readonly #h2 = new PoolsByKey((backend) => newH2Pool(backend, this.#config()));
 
   /** `config` gives the limits and timeouts in force when a pool is created. */
   constructor(config: () => Config) {
@@ -31,66 +31,83 @@ export class PoolSet {
 
   /** Pools by backend key. */
   get map(): ReadonlyMap<string, Pool> {
-    return this.#pools;
+    return this.#pools.map;
   }
 
   /** The pool of `backend`, created on first use. */
   get(backend: Backend): Pool {
-    const key = backendKey(backend);
-    let pool = this.#pools.get(key);
-    if (pool === undefined) {
-      const { limits, timeouts } = this.#config();
-      pool = new Pool(backend, {
-        maxIdle: limits.pool_idle,
-        maxConns: limits.pool_max,
-        idleTimeout: timeouts.pool_idle,
-        connectTimeout: timeouts.connect,
-      });
-      this.#pools.set(key, pool);
-    }
-    return pool;
+    return this.#pools.get(backend);
   }
 
   /** HTTP/2 pools by backend key. */
   get h2Map(): ReadonlyMap<string, H2Pool> {
-    return this.#h2;
+    return this.#h2.map;
   }
 
   /** The HTTP/2 pool of `backend` (one with `h2` set), created on first use. */
   h2(backend: Backend): H2Pool {
-    const key = backendKey(backend);
-    let pool = this.#h2.get(key);
-    if (pool === undefined) {
-      const { limits, timeouts } = this.#config();
-      pool = new H2Pool(backend, {
-        idleTimeout: timeouts.pool_idle,
-        connectTimeout: timeouts.connect,
-        client: { maxHeaderListSize: limits.max_head, bodyIdleTimeout: timeouts.body_idle },
-      });
-      this.#h2.set(key, pool);
-    }
-    return pool;
+    return this.#h2.get(backend);
   }
 
   /** Drains and drops the pools whose key is not in `used`. */
   prune(used: { has(key: string): boolean }): void {
-    for (const [key, pool] of this.#pools) {
-      if (!used.has(key)) {
-        pool.drain();
-        this.#pools.delete(key);
-      }
-    }
-    for (const [key, pool] of this.#h2) {
-      if (!used.has(key)) {
-        pool.drain();
-        this.#h2.delete(key);
-      }
-    }
+    this.#pools.prune(used);
+    this.#h2.prune(used);
   }
 
   /** Drains every pool (shutdown). */
   drainAll(): void {
-    for (const p of this.#pools.values()) p.drain();
-    for (const p of this.#h2.values()) p.drain();
+    this.#pools.drainAll();
+    this.#h2.drainAll();
   }
+}
+
+/** Pools of one kind by backend key, each created on first use. */
+class PoolsByKey<P extends { drain(): void }> {
+  readonly map = new Map<string, P>();
+  readonly #create: (backend: Backend) => P;
+
+  constructor(create: (backend: Backend) => P) {
+    this.#create = create;
+  }
+
+  get(backend: Backend): P {
+    const key = backendKey(backend);
+    let pool = this.map.get(key);
+    if (pool === undefined) {
+      pool = this.#create(backend);
+      this.map.set(key, pool);
+    }
+    return pool;
+  }
+
+  prune(used: { has(key: string): boolean }): void {
+    for (const [key, pool] of this.map) {
+      if (!used.has(key)) {
+        pool.drain();
+        this.map.delete(key);
+      }
+    }
+  }
+
+  drainAll(): void {
+    for (const p of this.map.values()) p.drain();
+  }
+}
+
+function newPool(backend: Backend, { limits, timeouts }: Config): Pool {
+  return new Pool(backend, {
+    maxIdle: limits.pool_idle,
+    maxConns: limits.pool_max,
+    idleTimeout: timeouts.pool_idle,
+    connectTimeout: timeouts.connect,
+  });
+}
+
+function newH2Pool(backend: Backend, { limits, timeouts }: Config): H2Pool {
+  return new H2Pool(backend, {
+    idleTimeout: timeouts.pool_idle,
+    connectTimeout: timeouts.connect,
+    client: { maxHeaderListSize: limits.max_head, bodyIdleTimeout: timeouts.body_idle },
+  });
 }
