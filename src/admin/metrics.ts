@@ -112,8 +112,8 @@ export interface MetricsSnapshot {
 export class Metrics {
   /** Requests observed. */
   requests = 0;
-  /** Requests observed, by the protocol they came in on (`http/1.1`, `h2`, ...). */
-  readonly protocols: Map<string, number> = new Map();
+  readonly #protocols = new Map<string, number>(); // other than HTTP/1.1
+  #http11 = 0; // the usual protocol, counted without a map look-up
   /**
    * Errors no code handled (unhandled promise rejections): the process-wide
    * handler keeps the balancer serving, logs each with its stack and counts it here.
@@ -124,8 +124,8 @@ export class Metrics {
   /** Records one finished request. */
   observe(record: ExchangeRecord): void {
     this.requests++;
-    const protocols = this.protocols;
-    protocols.set(record.proto, (protocols.get(record.proto) ?? 0) + 1);
+    if (record.proto === "http/1.1") this.#http11++;
+    else this.#protocols.set(record.proto, (this.#protocols.get(record.proto) ?? 0) + 1);
     const series = this.series(record.route);
     const cls = (record.status / 100) | 0;
     series.codes(record.backend)[cls >= 1 && cls <= 5 ? cls : 0]!++;
@@ -137,6 +137,13 @@ export class Metrics {
     series.sum += ms / 1000;
     series.bytesIn += record.bytesIn;
     series.bytesOut += record.bytesOut;
+  }
+
+  /** Requests observed, by the protocol they came in on (`http/1.1`, `h2`, ...): a copy. */
+  get protocols(): Map<string, number> {
+    const all = new Map(this.#protocols);
+    if (this.#http11 > 0) all.set("http/1.1", this.#http11);
+    return all;
   }
 
   /**
@@ -195,7 +202,8 @@ export class Metrics {
   add(snapshot: MetricsSnapshot): void {
     this.requests += snapshot.requests;
     for (const [proto, n] of snapshot.protocols) {
-      this.protocols.set(proto, (this.protocols.get(proto) ?? 0) + n);
+      if (proto === "http/1.1") this.#http11 += n;
+      else this.#protocols.set(proto, (this.#protocols.get(proto) ?? 0) + n);
     }
     this.internalErrors += snapshot.internalErrors;
     for (const r of snapshot.routes) {

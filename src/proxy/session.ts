@@ -56,6 +56,7 @@ class Session implements ClientSide, Timed {
   readonly #ctx: ProxyContext;
   /** The context of the listener it came in on. */
   readonly ctx: ProxyContext;
+  readonly #dispatch: { ctx: ProxyContext; checkedHost: string };
   readonly #ip: string;
   #closed = false;
   #waiting = false; // for the next request
@@ -66,6 +67,7 @@ class Session implements ClientSide, Timed {
   constructor(conn: Deno.Conn, ctx: ProxyContext, reader: BufReader | undefined) {
     this.#conn = conn;
     this.#ctx = this.ctx = ctx;
+    this.#dispatch = { ctx, checkedHost: "" };
     this.reader = reader ?? new BufReader(conn, SMALL_READ_BUFFER);
     this.writer = new BufWriter(conn);
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
@@ -169,7 +171,9 @@ class Session implements ClientSide, Timed {
             await this.#refuse(e, rec);
             break;
           }
-          const keep = await handleRequest(this, head, rec, { ctx, checkedHost: this.#host });
+          const dispatch = this.#dispatch; // one options object per connection, not per request
+          dispatch.checkedHost = this.#host;
+          const keep = await handleRequest(this, head, rec, dispatch);
           if (rec.host !== "") this.#host = rec.host;
           this.#report(rec);
           if (!keep || this.#closed) break;
