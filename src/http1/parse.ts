@@ -50,6 +50,22 @@ export class RequestHead extends Fields {
     if (n > 128) into.set(buf.subarray(start, end));
     else for (let i = 0; i < n; i++) into[i] = buf[start + i]!;
   }
+
+  /**
+   * Puts the Latin-1 text of a head into {@linkcode RequestHead.storage} (an
+   * HTTP/2 request rendered as HTTP/1.1), to be parsed there.
+   *
+   * @returns its length in bytes.
+   */
+  ownText(text: string): number {
+    const n = text.length;
+    if (this.storage.length < n || this.storage.length > OWN_MAX) {
+      this.storage = new Uint8Array(Math.max(n, OWN_MIN));
+    }
+    const into = this.storage;
+    for (let i = 0; i < n; i++) into[i] = text.charCodeAt(i);
+    return n;
+  }
 }
 
 /** A parsed response head; its fields stay offsets into {@linkcode Fields.buf}. */

@@ -43,13 +43,14 @@ export async function serveH2(
 ): Promise<Deno.Conn> {
   const ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   const counts = ctx.h2;
+  const dispatch = { ctx, checkedHost: "" }; // each stream's Host is checked anew
   const h2 = new H2ServerConnection(conn, {
     maxConcurrentStreams: ctx.limits.max_concurrent_streams,
     maxHeaderListSize: ctx.limits.max_head,
     idleTimeout: ctx.timeouts.idle,
     bodyIdleTimeout: ctx.timeouts.body_idle,
     watchdog: ctx.watchdog,
-    onStream: (stream) => void serveStream(stream, ctx, ip),
+    onStream: (stream) => void serveStream(stream, dispatch, ip),
   });
   const session = {
     ctx,
@@ -70,7 +71,12 @@ export async function serveH2(
   return conn;
 }
 
-async function serveStream(stream: H2Stream, ctx: ProxyContext, ip: string): Promise<void> {
+async function serveStream(
+  stream: H2Stream,
+  dispatch: { ctx: ProxyContext; checkedHost: string },
+  ip: string,
+): Promise<void> {
+  const ctx = dispatch.ctx;
   const client = new StreamClient(stream, ctx);
   const rec = newRecord(ip);
   rec.proto = "h2";
@@ -87,7 +93,11 @@ async function serveStream(stream: H2Stream, ctx: ProxyContext, ip: string): Pro
       await answerStream(client, rec, status, (e as Error).message);
       return;
     }
-    await handleRequest(client, head, rec, { ctx, checkedHost: "" });
+    try {
+      await handleRequest(client, head, rec, dispatch);
+    } finally {
+      freeHead(head);
+    }
   } catch {
     // the stream was reset or the connection lost: nothing left to say
   } finally {
@@ -133,11 +143,23 @@ function requestHead(stream: H2Stream, limits: HeadLimits): RequestHead {
   if (stream.hasBody && stream.contentLength < 0) text += "transfer-encoding: chunked\r\n";
   text += "\r\n";
   if (text.length > limits.maxHead) throw new HttpError(431, "Request header fields too large");
-  const bytes = octets(text);
-  const head = new RequestHead();
-  head.own(bytes, 0, bytes.length);
-  parseRequest(head, head.storage, 0, bytes.length, limits.maxLine);
+  const head = FREE_HEADS.pop() ?? new RequestHead();
+  const n = head.ownText(text);
+  try {
+    parseRequest(head, head.storage, 0, n, limits.maxLine);
+  } catch (e) {
+    freeHead(head);
+    throw e;
+  }
   return head;
+}
+
+// Parsed heads not in use: one is taken per stream and given back when it ends.
+const FREE_HEADS: RequestHead[] = [];
+const MAX_FREE_HEADS = 1024;
+
+function freeHead(head: RequestHead): void {
+  if (FREE_HEADS.length < MAX_FREE_HEADS) FREE_HEADS.push(head);
 }
 
 /** One stream seen as the client side of an exchange. */
