@@ -438,6 +438,7 @@ class Exchange implements Timed {
     }
   }
 
+  // What the forwarded head needs besides the client's head (one object per attempt, as before).
   #forwardInfo(): ForwardInfo {
     const req = this.#req;
     return {
@@ -463,16 +464,8 @@ class Exchange implements Timed {
   }
 
   #sendRequestHead(bc: BackendConn): void {
-    const req = this.#req;
     this.deadline = this.#ctx.watchdog.now + this.#ctx.timeouts.response;
-    writeRequestHead(bc.writer, req.head, {
-      clientIp: this.#rec.client,
-      proto: this.#ctx.proto,
-      host: req.host,
-      framing: req.framing,
-      upgrade: req.upgrade,
-      http2: this.#client.http2,
-    });
+    writeRequestHead(bc.writer, this.#req.head, this.#forwardInfo());
   }
 
   /**
