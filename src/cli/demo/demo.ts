@@ -62,7 +62,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     signal: ac.signal,
   });
   const yaml = `# the demo's embedded config
-listen: { http: ${options.listen} }
+listen: { http: ${options.listen}, h2c: true }
 dns: { nameserver: 127.0.0.1:${dns.port}, refresh: 2s }
 scheduler: srv
 # active checks: a stopped backend shows DOWN within ~2 s, with or without traffic
@@ -99,6 +99,7 @@ ${
 
 Try:
   for i in $(seq 9); do curl -s ${url}; done     # b1 b2 b1 b2 b1 b3 b3 b3 b3
+  curl --http2-prior-knowledge ${url}             # the same over HTTP/2 (h2c)
   curl -X POST ${adminUrl}demo/backends/b1/stop    # then .../start; watch the dashboard
   deno run main.ts simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9
 Ctrl-C stops.`);
