@@ -395,3 +395,33 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${origin.port} }] }]
   const after = await curl(["--http2-prior-knowledge", `http://127.0.0.1:${lb.port}/after`]);
   assertEquals(after.code, 0, after.err);
 });
+
+Deno.test("a chunked HTTP/1.1 answer's trailers reach an HTTP/2 client as trailers", async () => {
+  await using b = rawServer(async (conn, read) => {
+    let got = dec.decode((await read())!);
+    while (!got.includes("\r\n\r\n")) got += dec.decode((await read())!);
+    await writeAllText(
+      conn,
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n" +
+        "5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n",
+    );
+  });
+  await using lb = await h2cBalancer(b.port);
+  const session = http2.connect(`http://127.0.0.1:${lb.port}`);
+  try {
+    const { body, trailers } = await new Promise<{ body: string; trailers: string }>(
+      (resolve, reject) => {
+        const req = session.request({ ":path": "/t" });
+        let body = "";
+        let trailers = "";
+        req.on("data", (c: Uint8Array) => body += dec.decode(c));
+        req.on("trailers", (t) => trailers = String(t["x-sum"]));
+        req.on("end", () => resolve({ body, trailers }));
+        req.on("error", reject);
+      },
+    );
+    assertEquals([body, trailers], ["hello", "42"]);
+  } finally {
+    session.destroy();
+  }
+});

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { CONTENT_LENGTH, type Fields, TRANSFER_ENCODING } from "./fields.ts";
+import { CONTENT_LENGTH, type Fields, latin1, TRANSFER_ENCODING } from "./fields.ts";
 import { HttpError } from "./head.ts";
 import type { RequestHead, ResponseHead } from "./parse.ts";
 
@@ -157,10 +157,16 @@ export class ChunkedParser {
   /** Total data bytes announced so far. */
   total = 0;
   readonly #errorStatus: number;
+  readonly #trailers: string[] | undefined;
 
-  /** `errorStatus` is what a framing error is answered with (400 for requests, 502 for responses). */
-  constructor(errorStatus: number) {
+  /**
+   * `errorStatus` is what a framing error is answered with (400 for requests, 502
+   * for responses); the trailer fields are appended to `trailers` (name
+   * lowercased, value trimmed: `name, value, ...`) when it is given.
+   */
+  constructor(errorStatus: number, trailers?: string[]) {
     this.#errorStatus = errorStatus;
+    this.#trailers = trailers;
   }
 
   /** True while data bytes are next. */
@@ -243,6 +249,12 @@ export class ChunkedParser {
       if ((c < 0x20 && c !== 9) || c === 0x7f || (i < colon && (c === 0x20 || c === 9))) {
         this.#fail("Malformed trailer field");
       }
+    }
+    if (this.#trailers !== undefined) {
+      this.#trailers.push(
+        latin1(buf, pos, colon).toLowerCase(),
+        latin1(buf, colon + 1, end).trim(),
+      );
     }
   }
 

@@ -267,16 +267,19 @@ class Exchange implements Timed {
           pool.release(bc, false);
           return false;
         }
+        const framing = this.#resFraming!;
+        // an HTTP/2 client gets a chunked body's trailers as trailers
+        const trailers = client.http2 && framing.kind === "chunked" ? [] : undefined;
         const moved = relayBody(
           bc.reader,
           client.writer,
-          this.#resFraming!,
-          this.#dechunk ? DECHUNK : FROM_BACKEND,
+          framing,
+          trailers ? { ...DECHUNK, trailers } : this.#dechunk ? DECHUNK : FROM_BACKEND,
         );
         if (typeof moved !== "number") await moved;
         // HTTP/2: the end is asked for while the last DATA is pending, so it carries END_STREAM
         const flushed = client.writer.flush();
-        const ended = client.finish();
+        const ended = client.finish(trailers?.length ? trailers : undefined);
         await (ended === undefined ? flushed : Promise.all([flushed, ended]));
       } catch {
         this.#abort(new Error("response relay failed"));

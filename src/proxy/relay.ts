@@ -30,6 +30,8 @@ export interface RelayOptions {
   dechunk?: boolean;
   /** Largest body in bytes; 0 = unlimited. Larger → HttpError 413. @default {0} */
   maxBody?: number;
+  /** Where a chunked body's trailer fields go (`name, value, ...`), when they are wanted. */
+  trailers?: string[];
 }
 
 /**
@@ -115,7 +117,7 @@ async function relayChunked(
   dst: BufWriter,
   options: RelayOptions,
 ): Promise<number> {
-  const parser = new ChunkedParser(options.errorStatus);
+  const parser = new ChunkedParser(options.errorStatus, options.trailers);
   const max = options.maxBody ?? 0;
   const dechunk = options.dechunk ?? false;
   let moved = 0;
