@@ -70,6 +70,21 @@ export interface Request {
 }
 
 /**
+ * Flushes what is staged for the client and ends the response. The end is asked
+ * for while the last bytes are pending, so that for an HTTP/2 client they leave
+ * in one DATA frame carrying END_STREAM (with `trailers`, on HEADERS after it).
+ *
+ * @param client The client side.
+ * @param trailers Trailer fields for an HTTP/2 client (`name, value, ...`).
+ * @returns Settles once both are done; rejects when either fails.
+ */
+export function endResponse(client: ClientSide, trailers?: readonly string[]): Promise<unknown> {
+  const flushed = client.writer.flush();
+  const ended = client.finish(trailers);
+  return ended === undefined ? flushed : Promise.all([flushed, ended]);
+}
+
+/**
  * Writes a response made by the balancer itself.
  *
  * @returns true when the client connection can carry another request.
@@ -86,9 +101,7 @@ export async function answer(
   const before = client.writer.written;
   client.sendSimple(status, message, options);
   try {
-    const flushed = client.writer.flush();
-    const ended = client.finish();
-    await (ended === undefined ? flushed : Promise.all([flushed, ended]));
+    await endResponse(client);
   } catch {
     return false;
   }

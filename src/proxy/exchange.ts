@@ -23,7 +23,7 @@ import { keepsAlive } from "../http1/fields.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
 import { HttpError, readHead } from "../http1/head.ts";
 import { parseResponse, ResponseHead } from "../http1/parse.ts";
-import { answer, type ClientSide, type Request } from "./client.ts";
+import { answer, type ClientSide, endResponse, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
@@ -277,10 +277,7 @@ class Exchange implements Timed {
           trailers ? { ...DECHUNK, trailers } : this.#dechunk ? DECHUNK : FROM_BACKEND,
         );
         if (typeof moved !== "number") await moved;
-        // HTTP/2: the end is asked for while the last DATA is pending, so it carries END_STREAM
-        const flushed = client.writer.flush();
-        const ended = client.finish(trailers?.length ? trailers : undefined);
-        await (ended === undefined ? flushed : Promise.all([flushed, ended]));
+        await endResponse(client, trailers?.length ? trailers : undefined);
       } catch {
         this.#abort(new Error("response relay failed"));
         client.writer.discard();
@@ -422,9 +419,7 @@ class Exchange implements Timed {
         }
         const trailers = res.endStream ? undefined : stream.trailers;
         if (chunked) w.writeString(chunkedEnd(trailers));
-        const flushed = w.flush();
-        const ended = client.finish(trailers);
-        await (ended === undefined ? flushed : Promise.all([flushed, ended]));
+        await endResponse(client, trailers);
       } catch {
         this.#abort(new Error("response relay failed"));
         w.discard();

@@ -7,9 +7,9 @@
  *
  * @module
  */
-import type { ExchangeRecord, ProxyContext } from "./context.ts";
+import type { ProxyContext } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
-import type { ClientSide } from "./client.ts";
+import { answer, type ClientSide } from "./client.ts";
 import { type FieldsResponseInfo, h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
 import { handleRequest, newRecord } from "./session.ts";
 import { type HeadLimits, HttpError } from "../http1/head.ts";
@@ -90,7 +90,7 @@ async function serveStream(
       const status = e instanceof HttpError ? e.status : 400;
       rec.host = stream.authority;
       rec.path = stream.path;
-      await answerStream(client, rec, status, (e as Error).message);
+      await answer(client, rec, status, (e as Error).message, { close: false });
       return;
     }
     try {
@@ -107,20 +107,6 @@ async function serveStream(
     rec.duration = performance.now() - rec.duration;
     ctx.onExchange?.(rec);
   }
-}
-
-async function answerStream(
-  client: StreamClient,
-  rec: ExchangeRecord,
-  status: number,
-  message: string,
-): Promise<void> {
-  rec.status = status;
-  rec.error = message;
-  client.sendSimple(status, message, {});
-  const flushed = client.writer.flush();
-  const ended = client.finish();
-  await (ended === undefined ? flushed : Promise.all([flushed, ended]));
 }
 
 // Renders the stream's request as an HTTP/1.1 head and parses it like one read
