@@ -425,3 +425,39 @@ Deno.test("a chunked HTTP/1.1 answer's trailers reach an HTTP/2 client as traile
     session.destroy();
   }
 });
+
+Deno.test("an HTTP/2 client's te: trailers reaches an HTTP/2 backend, and never an HTTP/1.1 one", async () => {
+  const seen: Array<string | undefined> = [];
+  const h2Backend = http2.createServer();
+  h2Backend.on("stream", (s, headers) => {
+    seen.push(headers["te"] as string | undefined);
+    s.respond({ ":status": 200 });
+    s.end("ok");
+  });
+  await new Promise<void>((r) => h2Backend.listen(0, "127.0.0.1", r));
+  await using origin = startOrigin("b1");
+  const h2Port = (h2Backend.address() as { port: number }).port;
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes:
+  - { name: grpcish, path: /h2/, backend_protocol: h2c, backends: [{ address: 127.0.0.1:${h2Port} }] }
+  - { name: plain, backends: [{ address: 127.0.0.1:${origin.port} }] }
+`);
+  const session = http2.connect(`http://127.0.0.1:${lb.port}`);
+  const get = (path: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = session.request({ ":path": path, "te": "trailers" });
+      req.on("response", (h) => resolve(Number(h[":status"])));
+      req.on("error", reject);
+      req.resume();
+    });
+  try {
+    assertEquals([await get("/h2/x"), await get("/plain")], [200, 200]);
+    assertEquals(seen, ["trailers"]);
+    const head = origin.heads.at(-1)!;
+    assertEquals(field(head, "te"), undefined, head);
+  } finally {
+    session.destroy();
+    await new Promise<void>((r) => h2Backend.close(() => r()));
+  }
+});

@@ -123,7 +123,7 @@ function requestHead(stream: H2Stream, limits: HeadLimits): RequestHead {
     const value = f[i + 1]!;
     if (name === "cookie") cookie = cookie === undefined ? value : `${cookie}; ${value}`;
     else if (name === "host" && stream.authority !== "") continue; // :authority wins
-    else if (name !== "te") text += `${name}: ${value}\r\n`;
+    else text += `${name}: ${value}\r\n`; // te (only "trailers" in HTTP/2) goes on to HTTP/2 backends
   }
   if (cookie !== undefined) text += `cookie: ${cookie}\r\n`;
   if (stream.hasBody && stream.contentLength < 0) text += "transfer-encoding: chunked\r\n";
