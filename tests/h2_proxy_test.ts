@@ -429,7 +429,7 @@ Deno.test("a chunked HTTP/1.1 answer's trailers reach an HTTP/2 client as traile
 Deno.test("an HTTP/2 client's te: trailers reaches an HTTP/2 backend, and never an HTTP/1.1 one", async () => {
   const seen: Array<string | undefined> = [];
   const h2Backend = http2.createServer();
-  h2Backend.on("stream", (s, headers) => {
+  h2Backend.on("stream", (s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     seen.push(headers["te"] as string | undefined);
     s.respond({ ":status": 200 });
     s.end("ok");
