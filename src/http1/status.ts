@@ -36,6 +36,25 @@ export interface SimpleResponseOptions {
 }
 
 /**
+ * The short plain-text body of a response the balancer makes itself (any
+ * protocol): `STATUS REASON: detail` and a newline.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { simpleBody } from "./status.ts";
+ * assertEquals(simpleBody(404, "no route for a/"), "404 Not Found: no route for a/\n");
+ * ```
+ *
+ * @param status The status code.
+ * @param detail What happened.
+ * @returns The body text.
+ */
+export function simpleBody(status: number, detail: string): string {
+  return `${status} ${STATUS_TEXT[status] ?? "Error"}: ${detail}\n`;
+}
+
+/**
  * Builds a complete HTTP/1.1 response with a short plain-text body.
  *
  * @example
@@ -52,7 +71,7 @@ export function simpleResponse(
   options: SimpleResponseOptions = {},
 ): string {
   const reason = STATUS_TEXT[status] ?? "Error";
-  const body = `${status} ${reason}: ${detail}\n`;
+  const body = simpleBody(status, detail);
   let head = `HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
     `content-length: ${body.length}\r\n`;
   for (const h of options.headers ?? []) head += `${h}\r\n`;

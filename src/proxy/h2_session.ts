@@ -16,7 +16,7 @@ import { type HeadLimits, HttpError } from "../http1/head.ts";
 import { octets } from "../http1/fields.ts";
 import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
 import { BufReader, BufWriter, type ByteConn, SMALL_READ_BUFFER } from "../http1/io.ts";
-import { type SimpleResponseOptions, STATUS_TEXT } from "../http1/status.ts";
+import { simpleBody, type SimpleResponseOptions } from "../http1/status.ts";
 import { H2ServerConnection } from "../h2/server.ts";
 import type { H2Stream } from "../h2/stream.ts";
 import { ErrorCode } from "../h2/frame.ts";
@@ -221,7 +221,7 @@ class StreamClient implements ClientSide, ByteConn {
     if (this.#grpc) { // a gRPC client reads errors from grpc-status, not from a page
       this.#responded = true;
       const code = String(GRPC_CODES[status] ?? GRPC_UNKNOWN);
-      const text = grpcMessage(`${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}`);
+      const text = grpcMessage(simpleBody(status, message).trimEnd());
       this.#respond(200, [
         "content-type",
         "application/grpc",
@@ -232,7 +232,7 @@ class StreamClient implements ClientSide, ByteConn {
       ], true);
       return;
     }
-    const body = `${status} ${STATUS_TEXT[status] ?? "Error"}: ${message}\n`;
+    const body = simpleBody(status, message);
     const fields = ["content-type", "text/plain; charset=utf-8"];
     fields.push("content-length", String(body.length));
     for (const h of options.headers ?? []) {

@@ -109,7 +109,6 @@ export class Balancer {
   readonly #health: PassiveHealth;
   #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
   #closing: Promise<void> | undefined;
-  readonly #reusePort: "first" | "join" | undefined;
   #reloading: Promise<ReloadResult> | undefined;
   readonly #options: BalancerOptions;
   // backendKeys the active checks (here, or the main thread's) hold down
@@ -120,7 +119,6 @@ export class Balancer {
   private constructor(config: Config, options: BalancerOptions) {
     this.#config = config;
     this.#options = options;
-    this.#reusePort = options.reusePort;
     this.log = options.logger ?? createLogger({ access: config.log.access });
     this.#watchdog = new Watchdog({ signal: this.#ac.signal });
     this.#health = new PassiveHealth({
@@ -485,7 +483,7 @@ export class Balancer {
         const handle = (conn: Deno.Conn) => serveConnection(conn, ctx);
         const onExhausted = (e: unknown) =>
           this.exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
-        const listen = () => listenHttp(w.addr, this.#reusePort);
+        const listen = () => listenHttp(w.addr, this.#options.reusePort);
         const acceptor = w.proto === "https"
           ? await TlsAcceptor.start({
             addr: w.addr,
@@ -493,7 +491,7 @@ export class Balancer {
             handle,
             onExhausted,
             log: this.log,
-            join: this.#reusePort === "join",
+            join: this.#options.reusePort === "join",
           })
           : accept(bind("listen.http", w.addr, listen), handle, onExhausted);
         const l = { key: w.key, ctx, acceptor };
