@@ -124,7 +124,6 @@ class Rig implements AsyncDisposable {
       sendFields(status, fields, info) {
         writeFieldsResponseHead(this.writer, status, fields, info);
       },
-      signal: undefined,
     };
     const parsed = parseRequestHead(head);
     const req: Request = {

@@ -698,10 +698,7 @@ export abstract class H2Connection<S extends StreamBase> {
         const settled = this.#settled;
         if (settled.length > 0) {
           this.#settled = [];
-          for (const s of settled) {
-            s.settleWrite();
-            if (s.localClosed) s.settleEnd();
-          }
+          for (const s of settled) s.settleWrite();
         }
       }
     } catch (e) {

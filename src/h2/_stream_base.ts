@@ -46,9 +46,19 @@ export interface StreamInit {
 type Settle<T> = { resolve(value: T): void; reject(e: unknown): void };
 
 const NULL_RESULT: Promise<null> = Promise.resolve(null);
-const RESOLVED: Promise<void> = Promise.resolve();
+/**
+ * What write() and end() return when they are done at once (their bytes copied or
+ * nothing to wait for): a caller may skip awaiting it.
+ */
+export const SETTLED: Promise<void> = Promise.resolve();
+const RESOLVED = SETTLED;
 const EMPTY_CHUNKS: Uint8Array[] = [];
 const EMPTY = new Uint8Array(0);
+/**
+ * Bytes a stream may copy and hold for the writer (so write() resolves at once):
+ * a small response leaves its exchange without waiting for the flush.
+ */
+export const COPY_WRITE_MAX = 16384;
 
 /**
  * One stream's receive and send state; the connection drives it, the
@@ -89,6 +99,8 @@ export abstract class StreamBase implements Timed {
   endRequested: boolean;
   /** Trailers given to end(), as sent. */
   endTrailers: readonly string[] | undefined;
+  /** Told once, when the stream fails (cheaper than a listener on `signal`). */
+  failureListener: { cancel(reason: unknown): void } | undefined;
 
   readonly #host: StreamHost;
   readonly #side: "server" | "client";
@@ -98,10 +110,10 @@ export abstract class StreamBase implements Timed {
   #error: Error | undefined;
   #ac: AbortController | undefined;
   #out: Uint8Array | undefined;
+  #outOwned = false; // #out is our copy: its write() has resolved already
   #outStart = 0;
   #outEnd = 0;
   #writeDone: Settle<void> | undefined;
-  #endDone: Settle<void> | undefined;
 
   /** Starts the stream's state from `init`. */
   constructor(host: StreamHost, init: StreamInit) {
@@ -229,28 +241,27 @@ export abstract class StreamBase implements Timed {
     this.#error = error;
     this.readDeadline = this.sendDeadline = 0;
     this.#ac?.abort(error);
+    this.failureListener?.cancel(error);
     this.failed(error);
     const w = this.#waiter;
     this.#waiter = undefined;
     w?.reject(error);
-    // a write or end already handed to the connection is settled by it
+    // a write already handed to the connection is settled by it
     if (this.#out !== undefined && this.#outStart < this.#outEnd) this.#rejectWrite(error);
-    if (!this.localClosed) this.#rejectEnd(error);
   }
 
   /** Called by {@linkcode StreamBase.fail} once, before pending reads reject. */
   protected failed(_error: Error): void {}
 
-  /** Rejects whatever write or end is still pending (the connection is gone). */
+  /** Rejects whatever write is still pending (the connection is gone). */
   abandon(error: Error): void {
     this.fail(error);
     this.rejectPending(error);
   }
 
-  /** Rejects the pending write and end. */
+  /** Rejects the pending write. */
   protected rejectPending(error: Error): void {
     this.#rejectWrite(error);
-    this.#rejectEnd(error);
   }
 
   #rejectWrite(error: Error): void {
@@ -258,12 +269,6 @@ export abstract class StreamBase implements Timed {
     this.#writeDone = undefined;
     this.#out = undefined;
     wd?.reject(error);
-  }
-
-  #rejectEnd(error: Error): void {
-    const ed = this.#endDone;
-    this.#endDone = undefined;
-    ed?.reject(error);
   }
 
   /** Why `write` or `end` may not be called yet ("" when they may). */
@@ -275,9 +280,11 @@ export abstract class StreamBase implements Timed {
   protected abstract trailerList(trailers: readonly string[]): readonly string[];
 
   /**
-   * Sends `data[start..end)` as DATA frames within the send windows; resolves
-   * once every byte has been handed to the connection (the caller may then reuse
-   * `data`). One write at a time.
+   * Sends `data[start..end)` as DATA frames within the send windows. Up to
+   * {@linkcode COPY_WRITE_MAX} bytes that the stream's window allows are copied
+   * and the write resolves at once ({@linkcode SETTLED}); a larger one resolves
+   * once every byte has been handed to the connection. Either way the caller may
+   * then reuse `data`. One write at a time.
    */
   write(data: Uint8Array, start = 0, end: number = data.length): Promise<void> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
@@ -287,17 +294,48 @@ export abstract class StreamBase implements Timed {
       const what = this.#side === "server" ? "has ended" : "request has ended";
       return Promise.reject(new Error(`Stream ${this.id} ${what}`));
     }
-    if (this.#out !== undefined) return Promise.reject(new Error("A write is already pending"));
-    if (end <= start) return RESOLVED;
-    this.#out = data;
+    const n = end - start;
+    const out = this.#out;
+    if (out !== undefined) {
+      if (!this.#outOwned || this.#writeDone !== undefined) {
+        return Promise.reject(new Error("A write is already pending"));
+      }
+      // our copy of an earlier write is still going out: this one joins it, and
+      // past COPY_WRITE_MAX or the window its promise waits for the writer
+      const pending = this.#outEnd - this.#outStart;
+      const copy = new Uint8Array(pending + n);
+      copy.set(out.subarray(this.#outStart, this.#outEnd));
+      copy.set(data.subarray(start, end), pending);
+      this.#out = copy;
+      this.#outStart = 0;
+      this.#outEnd = pending + n;
+      this.#host.wantSend(this);
+      if (pending + n <= COPY_WRITE_MAX && pending + n <= this.sendWindow) return RESOLVED;
+      return new Promise<void>((resolve, reject) => this.#writeDone = { resolve, reject });
+    }
+    if (n <= 0) return RESOLVED;
     this.#outStart = start;
     this.#outEnd = end;
+    if (n <= COPY_WRITE_MAX && n <= this.sendWindow) { // copied: resolves now, framed later
+      this.#out = data.slice(start, end);
+      this.#outOwned = true;
+      this.#outStart = 0;
+      this.#outEnd = n;
+      this.#host.wantSend(this);
+      return RESOLVED;
+    }
+    this.#out = data;
+    this.#outOwned = false;
     const p = new Promise<void>((resolve, reject) => this.#writeDone = { resolve, reject });
     this.#host.wantSend(this);
     return p;
   }
 
-  /** Ends what we send: END_STREAM on an empty DATA frame, or on trailing HEADERS. */
+  /**
+   * Ends what we send: END_STREAM on the last DATA frame, an empty one, or on
+   * trailing HEADERS, with the writer's next round. Resolves at once
+   * ({@linkcode SETTLED}); a failure after that shows as the stream's error.
+   */
   end(trailers?: readonly string[]): Promise<void> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
     const why = this.notReady("end");
@@ -307,9 +345,8 @@ export abstract class StreamBase implements Timed {
     this.endTrailers = trailers !== undefined && trailers.length > 0
       ? this.trailerList(trailers)
       : undefined;
-    const p = new Promise<void>((resolve, reject) => this.#endDone = { resolve, reject });
     this.#host.wantSend(this);
-    return p;
+    return RESOLVED; // END_STREAM goes out with the writer's next round
   }
 
   /** Resets the stream with `code` (RST_STREAM). */
@@ -340,13 +377,6 @@ export abstract class StreamBase implements Timed {
       this.#writeDone = undefined;
       wd?.resolve();
     }
-  }
-
-  /** Settles end() once END_STREAM went out. */
-  settleEnd(): void {
-    const ed = this.#endDone;
-    this.#endDone = undefined;
-    ed?.resolve();
   }
 
   /** Body bytes received but unread are dropped (the stream closes). @returns their count. */

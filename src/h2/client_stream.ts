@@ -52,10 +52,15 @@ export interface H2ClientStream {
   read(): Promise<Uint8Array | null>;
   /**
    * Sends `data[start..end)` as request DATA within the send windows; resolves
-   * once every byte went to the socket (then `data` may be reused). One write at a time.
+   * at once when the bytes were copied (a small write the window allows), else
+   * once every byte was handed to the connection; then `data` may be reused.
+   * One write at a time.
    */
   write(data: Uint8Array, start?: number, end?: number): Promise<void>;
-  /** Ends the request: END_STREAM on an empty DATA frame, or on trailing HEADERS. */
+  /**
+   * Ends the request: END_STREAM on the last DATA frame, or on trailing
+   * HEADERS. Resolves at once; a later failure is the stream's error.
+   */
   end(trailers?: readonly string[]): Promise<void>;
   /** Resets the stream with `code` (RST_STREAM), e.g. CANCEL when the client went away. */
   reset(code: number): void;

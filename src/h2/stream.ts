@@ -27,6 +27,8 @@ export interface H2Stream {
   readonly hasBody: boolean;
   /** Aborted on RST_STREAM from the client, connection loss, or a timeout. */
   readonly signal: AbortSignal;
+  /** Told once, when the stream fails as `signal` aborts (no event, no listener list). */
+  failureListener: { cancel(reason: unknown): void } | undefined;
   /** Trailers, once {@linkcode H2Stream.read} has returned null (undefined if none). */
   readonly trailers: readonly string[] | undefined;
   /**
@@ -46,11 +48,15 @@ export interface H2Stream {
   respond(status: number, fields: readonly string[], options?: { endStream?: boolean }): void;
   /**
    * Sends `data[start..end)` as DATA frames within the send windows; resolves
-   * once every byte has been handed to the connection (the caller may then reuse
-   * `data`). One write at a time.
+   * at once when the bytes were copied (a small write the window allows), else
+   * once every byte has been handed to the connection; then `data` may be
+   * reused. One write at a time.
    */
   write(data: Uint8Array, start?: number, end?: number): Promise<void>;
-  /** Ends the response: END_STREAM on an empty DATA frame, or on trailing HEADERS. */
+  /**
+   * Ends the response: END_STREAM on the last DATA frame, or on trailing
+   * HEADERS. Resolves at once; a later failure is the stream's error.
+   */
   end(trailers?: readonly string[]): Promise<void>;
   /** Resets the stream with `code` (RST_STREAM). */
   reset(code: number): void;

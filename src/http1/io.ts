@@ -21,6 +21,7 @@ export const SMALL_READ_BUFFER = 1024;
 export const BODY_READ_BUFFER = 16 * 1024;
 const STAGE_SIZE = 8 * 1024;
 const EMPTY = new Uint8Array(0);
+const NO_BYTES = new Uint8Array(0); // the buffer of a reader made with size 0 (never written)
 const RESOLVED = Promise.resolve();
 const FALSE = Promise.resolve(false);
 // Write stages not in use. A writer takes one for a response and gives it back once
@@ -55,7 +56,7 @@ export class BufReader {
   /** Wraps `conn` with a buffer of `size` bytes. */
   constructor(conn: ByteConn, size: number = DEFAULT_READ_BUFFER) {
     this.conn = conn;
-    this.buf = new Uint8Array(size);
+    this.buf = size === 0 ? NO_BYTES : new Uint8Array(size); // 0: resized before the first read
   }
 
   /** Number of bytes read but not yet consumed. */

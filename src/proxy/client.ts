@@ -14,6 +14,12 @@ import type { FieldsResponseInfo, ResponseInfo } from "./forwarded.ts";
 import type { BufReader, BufWriter } from "../http1/io.ts";
 import type { SimpleResponseOptions } from "../http1/status.ts";
 
+/** What a client's cancel stops (the exchange in progress). */
+export interface Cancellable {
+  /** Stops everything the request started; `reason` is why. */
+  cancel(reason: unknown): void;
+}
+
 /** The client end of an exchange. */
 export interface ClientSide {
   /** Buffered reads from the client connection. */
@@ -41,8 +47,11 @@ export interface ClientSide {
    * bytes with `info`'s framing, or HTTP/2 HEADERS).
    */
   sendFields(status: number, fields: readonly string[], info: FieldsResponseInfo): void;
-  /** Aborted when the client cancels the request (an HTTP/2 RST_STREAM); HTTP/1.x has none. */
-  readonly signal: AbortSignal | undefined;
+  /**
+   * Sets who is told when the client cancels the request (an HTTP/2
+   * RST_STREAM), or clears it; absent for HTTP/1.x, whose clients cannot.
+   */
+  cancelWith?(target: Cancellable | undefined): void;
   /** Stages a whole response made by the balancer itself. */
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void;
   /**

@@ -23,7 +23,7 @@ import { keepsAlive } from "../http1/fields.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
 import { HttpError, readHead } from "../http1/head.ts";
 import { parseResponse, ResponseHead } from "../http1/parse.ts";
-import { answer, type ClientSide, endResponse, type Request } from "./client.ts";
+import { answer, type Cancellable, type ClientSide, endResponse, type Request } from "./client.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
@@ -95,13 +95,11 @@ export function forward(
     const close = req.framing.kind !== "none"; // its body was not read
     return ex.fail(503, `no healthy backend for route ${route.name}`, { close });
   }
-  const signal = client.signal;
-  if (signal === undefined) return ex.attempt(backend, REUSE);
+  if (client.cancelWith === undefined) return ex.attempt(backend, REUSE);
   // An HTTP/2 client can cancel one request (RST_STREAM): the exchange stops at once,
   // whatever it waits on, and the backend is not blamed.
-  const cancel = () => ex.cancel(signal.reason);
-  signal.addEventListener("abort", cancel, { once: true });
-  return ex.attempt(backend, REUSE).finally(() => signal.removeEventListener("abort", cancel));
+  client.cancelWith(ex);
+  return ex.attempt(backend, REUSE).finally(() => client.cancelWith!(undefined));
 }
 
 /**
@@ -111,7 +109,7 @@ export function forward(
  * a failed attempt hands its {@linkcode Failure} to `#afterFailure`, the retry
  * loop's body, which starts the next attempt or answers the client.
  */
-class Exchange implements Timed {
+class Exchange implements Timed, Cancellable {
   deadline = 0;
   readonly #client: ClientSide;
   readonly #req: Request;

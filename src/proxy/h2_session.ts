@@ -9,7 +9,7 @@
  */
 import type { ProxyContext } from "./context.ts";
 import type { Timed } from "./watchdog.ts";
-import { answer, type ClientSide } from "./client.ts";
+import { answer, type Cancellable, type ClientSide } from "./client.ts";
 import { type FieldsResponseInfo, h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
 import { handleRequest, newRecord } from "./session.ts";
 import { type HeadLimits, HttpError } from "../http1/head.ts";
@@ -19,6 +19,7 @@ import { BufReader, BufWriter, type ByteConn, SMALL_READ_BUFFER } from "../http1
 import { simpleBody, type SimpleResponseOptions } from "../http1/status.ts";
 import { H2ServerConnection } from "../h2/server.ts";
 import type { H2Stream } from "../h2/stream.ts";
+import { SETTLED } from "../h2/_stream_base.ts";
 import { ErrorCode } from "../h2/frame.ts";
 
 /**
@@ -43,7 +44,11 @@ export async function serveH2(
 ): Promise<Deno.Conn> {
   const ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   const counts = ctx.h2;
-  const dispatch = { ctx, checkedHost: "" }; // each stream's Host is checked anew
+  const dispatch = { // each stream's Host is checked anew
+    ctx,
+    checkedHost: "",
+    headLimits: { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line },
+  };
   const h2 = new H2ServerConnection(conn, {
     maxConcurrentStreams: ctx.limits.max_concurrent_streams,
     maxHeaderListSize: ctx.limits.max_head,
@@ -73,11 +78,11 @@ export async function serveH2(
 
 async function serveStream(
   stream: H2Stream,
-  dispatch: { ctx: ProxyContext; checkedHost: string },
+  dispatch: { ctx: ProxyContext; checkedHost: string; headLimits: HeadLimits },
   ip: string,
 ): Promise<void> {
   const ctx = dispatch.ctx;
-  const client = new StreamClient(stream, ctx);
+  const client = new StreamClient(stream, ctx, dispatch.headLimits);
   const rec = newRecord(ip);
   rec.proto = "h2";
   rec.method = stream.method;
@@ -162,7 +167,7 @@ class StreamClient implements ClientSide, ByteConn {
   #responded = false;
   #ended = false;
 
-  constructor(stream: H2Stream, ctx: ProxyContext) {
+  constructor(stream: H2Stream, ctx: ProxyContext, headLimits: HeadLimits) {
     this.#stream = stream;
     this.#ctx = ctx;
     this.#source = new StreamSource(stream);
@@ -170,7 +175,7 @@ class StreamClient implements ClientSide, ByteConn {
     // a body relay grows the buffer when there is a body; most streams have none
     this.reader = new BufReader(this.#source, stream.hasBody ? SMALL_READ_BUFFER : 0);
     this.writer = new BufWriter(this);
-    this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
+    this.headLimits = headLimits;
   }
 
   /** ByteConn for the writer: response body bytes become DATA frames. */
@@ -213,8 +218,8 @@ class StreamClient implements ClientSide, ByteConn {
     this.#respond(status, withVia(fields), info.bodyless);
   }
 
-  get signal(): AbortSignal {
-    return this.#stream.signal;
+  cancelWith(target: Cancellable | undefined): void {
+    this.#stream.failureListener = target;
   }
 
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
@@ -249,7 +254,7 @@ class StreamClient implements ClientSide, ByteConn {
   }
 
   // HEADERS, never throwing: a stream the client reset or lost takes no answer, and
-  // the exchange learns it from its next write (or from the stream's signal).
+  // the exchange learns it from its next write (or from its cancelWith target).
   #respond(status: number, fields: readonly string[], endStream: boolean): void {
     try {
       this.#stream.respond(status, fields, { endStream });
@@ -262,7 +267,8 @@ class StreamClient implements ClientSide, ByteConn {
   finish(trailers?: readonly string[]): Promise<void> | undefined {
     if (this.#ended) return undefined;
     this.#ended = true;
-    return this.#stream.end(trailers);
+    const p = this.#stream.end(trailers);
+    return p === SETTLED ? undefined : p; // usually: END_STREAM goes out with the writer
   }
 
   /** After the exchange: a stream left without an end (a failure) is reset. */

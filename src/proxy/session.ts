@@ -105,7 +105,6 @@ class Session implements ClientSide, Timed {
   }
 
   /** HTTP/1.x has no way to cancel one request: a client that goes away closes. */
-  readonly signal = undefined;
 
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
     this.writer.writeString(simpleResponse(status, message, options));
