@@ -327,6 +327,39 @@ def run():
         read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 1)
         send(ping())
         read_frames(until_ping_ack)
+    elif scenario == "window_settings":
+        # SETTINGS_INITIAL_WINDOW_SIZE changed while stream 1 is open (RFC 9113 §6.9.2):
+        # raised from 1000 it lets the stream go on; then lowered below what was sent,
+        # it leaves the window negative until WINDOW_UPDATE lifts it over zero again
+        start({4: 1000})
+        send(get(1, "/bytes/100000") + WindowUpdateFrame(0, window_increment=1 << 20).serialize())
+        read_frames(lambda t, fl, sid, p: out["data"].get("1", 0) >= 1000)
+        send(ping())
+        read_frames(until_ping_ack)
+        out.setdefault("marks", {})["at_1000"] = out["data"].get("1", 0)  # the stream window held the rest back
+        send(SettingsFrame(0, settings={4: 40000}).serialize())
+        read_frames(lambda t, fl, sid, p: out["data"].get("1", 0) >= 40000)
+        send(ping())
+        read_frames(until_ping_ack)
+        out["marks"]["at_40000"] = out["data"].get("1", 0)
+        # lowered by 30000: the stream's window is now -30000
+        send(SettingsFrame(0, settings={4: 10000}).serialize())
+        send(WindowUpdateFrame(1, window_increment=30000).serialize() + ping())
+        read_frames(until_ping_ack)
+        out["marks"]["after_lowering"] = out["data"].get("1", 0)  # back to 0: still nothing sent
+        send(WindowUpdateFrame(1, window_increment=100000).serialize())
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 1)
+    elif scenario == "padded":
+        # a padded HEADERS frame with the PRIORITY flag, then padded DATA: the padding
+        # is skipped, and counted against flow control (RFC 9113 §6.1, §6.2)
+        start()
+        block = enc.encode([(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                            (":path", "/echo")])
+        priority = struct.pack(">IB", 0, 15)  # no dependency, weight 16
+        send(frame(0x1, 0x4 | 0x8 | 0x20, 1, bytes([7]) + priority + block + b"\0" * 7))
+        send(frame(0x0, 0x8, 1, bytes([20]) + b"hello, " + b"\0" * 20))
+        send(frame(0x0, 0x8 | 0x1, 1, bytes([0]) + b"padded world"))
+        read_frames(lambda t, fl, sid, p: t in (0x0, 0x1) and fl & 1 and sid == 1 or t == 0x3)
     elif scenario == "sequential":
         start()
         for i, item in enumerate(path_arg.split(",")):

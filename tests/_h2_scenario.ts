@@ -33,6 +33,8 @@ export interface H2Outcome {
   send_error: boolean;
   /** Whether the server closed the connection. */
   closed: boolean;
+  /** Values a scenario noted on the way (e.g. bytes received at a step). */
+  marks?: Record<string, number>;
 }
 
 /** Options for {@linkcode h2ScenarioArgs} and {@linkcode runH2Scenario}. */
