@@ -111,6 +111,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${b.port} }] }]
     await c.send(settings);
     const res = await c.read();
     assertEquals(res.status, 505); // "PRI * HTTP/2.0" read as an HTTP/1.x request line
+    assertStringIncludes(res.body, "listen.h2c: true", "the answer says how to turn h2c on");
     assert(await c.closed(), "the connection is closed after the 505");
     const out = await curl(["--http2-prior-knowledge", `http://127.0.0.1:${lb.port}/`]);
     assert(out.code !== 0, `curl got an HTTP/2 answer: ${out.out}`);

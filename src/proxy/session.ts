@@ -200,7 +200,14 @@ class Session implements ClientSide, Timed {
   async #refuse(e: unknown, rec: ExchangeRecord | undefined): Promise<void> {
     if (!(e instanceof HttpError) || this.#closed) return;
     rec ??= newRecord(this.#ip);
-    await answer(this, rec, e.status, e.message, { close: true });
+    let message = e.message;
+    if (e.status === 505 && message.endsWith("HTTP/2.0") && !this.#ctx.h2c) {
+      // an h2c client with prior knowledge, on a listener that does not take it
+      message += this.#ctx.proto === "http"
+        ? " (cleartext HTTP/2 needs listen.h2c: true)"
+        : " (HTTP/2 over TLS is chosen by ALPN, not by the request line)";
+    }
+    await answer(this, rec, e.status, message, { close: true });
     this.#report(rec);
   }
 
