@@ -18,6 +18,8 @@ import { FakeConn } from "./_fake_conn.ts";
 
 /** What a fake backend connection does with each request head it receives. */
 type Script = (conn: FakeConn, request: string, backend: Backend) => void;
+/** A connect that never finishes: it times out after the rig's connectTimeout. */
+const HANGS = "hangs";
 
 const OK = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 const answer = (response: string): Script => (conn) => conn.feed(response);
@@ -38,15 +40,15 @@ class Rig implements AsyncDisposable {
   readonly #ac = new AbortController();
 
   constructor(
-    scripts: Record<string, Script[] | "refuse">,
-    options: { retries?: number; loadCheck?: (b: Backend) => void } = {},
+    scripts: Record<string, Array<Script | typeof HANGS> | "refuse">,
+    options: { retries?: number; loadCheck?: (b: Backend) => void; connectTimeout?: number } = {},
   ) {
     const names = Object.keys(scripts);
     this.backends = names.map((name, i) =>
       createBackend({ hostname: "127.0.0.1", port: 9001 + i, name })
     );
     this.route = { name: "app", scheduler: createScheduler("round_robin", this.backends) };
-    const connect = (b: Backend): Promise<FakeConn> => {
+    const connect = (b: Backend, signal: AbortSignal): Promise<FakeConn> => {
       const plan = scripts[b.name]!;
       if (plan === "refuse") {
         return Promise.reject(new Deno.errors.ConnectionRefused("Connection refused"));
@@ -54,6 +56,12 @@ class Rig implements AsyncDisposable {
       const list = this.opened.get(b) ?? [];
       this.opened.set(b, list);
       const script = plan[Math.min(list.length, plan.length - 1)]!;
+      if (script === HANGS) {
+        list.push(new FakeConn()); // counted as opened: the next connect takes the next plan
+        return new Promise((_, reject) =>
+          signal.addEventListener("abort", () => reject(signal.reason))
+        );
+      }
       const conn = new FakeConn({
         onWrite: (c) => { // a request head is complete: answer it
           const text = c.text();
@@ -75,7 +83,7 @@ class Rig implements AsyncDisposable {
             maxIdle: 8,
             maxConns: 8,
             idleTimeout: 60_000,
-            connectTimeout: 60_000,
+            connectTimeout: options.connectTimeout ?? 60_000,
             connect,
           });
           this.pools.set(b, pool);
@@ -226,6 +234,27 @@ Deno.test("exchange does not resend a request with a body to another backend", a
   assertStringIncludes(text, "HTTP/1.1 502 ");
   assert(!again, "the client connection is kept after a 502 with an unread body");
   assertEquals(rig.opened.get(rig.backend("b")), undefined);
+});
+
+Deno.test("exchange: a connect timeout counts against a backend that answered nothing meanwhile", async () => {
+  await using rig = new Rig({ a: [HANGS] }, { retries: 0, connectTimeout: 30 });
+  const a = rig.backend("a");
+  const { text } = await rig.send(GET);
+  assertStringIncludes(text, "HTTP/1.1 504 ");
+  assert(!a.healthy, "a backend whose connects time out and that serves nothing stays in");
+});
+
+Deno.test("exchange: a connect timeout does not eject a backend that served another request while it waited", async () => {
+  // connection 1 hangs in connect; connection 2, opened meanwhile, answers
+  const close = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+  await using rig = new Rig({ a: [HANGS, answer(close)] }, { retries: 0, connectTimeout: 30 });
+  const a = rig.backend("a");
+  const waiting = rig.send(GET);
+  const served = await rig.send(GET);
+  assertStringIncludes(served.text, "200 OK");
+  const { text } = await waiting;
+  assertStringIncludes(text, "HTTP/1.1 504 ", "the request whose connect timed out still fails");
+  assert(a.healthy, "the backend was ejected although it answered during the wait");
 });
 
 Deno.test("exchange answers 502 once the retries are used up", async () => {

@@ -48,6 +48,11 @@ interface Failure {
   readonly local: boolean;
   /** The connect itself failed: nothing was sent, a sibling address may take it. */
   readonly connect?: boolean;
+  /**
+   * A connect that timed out: when the wait began (epoch ms). It counts against
+   * the backend only if the backend answered nothing else since.
+   */
+  readonly waitedSince?: number;
 }
 
 const FROM_BACKEND: RelayOptions = { errorStatus: 502, side: "backend" };
@@ -215,11 +220,16 @@ class Exchange implements Timed, Cancellable {
       // connect: an idle pooled connection at once, else a new one
       const pool = ctx.pool(backend);
       let bc: BackendConn;
+      let waitedSince = 0;
       try {
         const got = pool.acquire(fresh, this);
-        bc = got instanceof Promise ? await got : got;
+        if (got instanceof Promise) {
+          waitedSince = Date.now();
+          bc = await got;
+        } else bc = got;
       } catch (e) {
-        return this.#afterFailure(backend, this.#connectFailure(backend, e), options);
+        const f = this.#connectFailure(backend, e, waitedSince);
+        return this.#afterFailure(backend, f, options);
       }
       this.#bc = bc;
       const reused = bc.uses > 0;
@@ -315,7 +325,7 @@ class Exchange implements Timed, Cancellable {
         return this.attempt(sibling, REUSE);
       }
     }
-    if (!f.local) this.#ctx.health.failure(backend, f.message);
+    if (!f.local) this.#ctx.health.failure(backend, f.message, f.waitedSince);
     if (f.retryable && (this.#tried?.length ?? 0) - this.#siblings < this.#ctx.retries) {
       const tried = this.#tried ??= [];
       tried.push(backend);
@@ -346,6 +356,7 @@ class Exchange implements Timed, Cancellable {
       const hasBody = req.framing.kind !== "none";
       const target = req.head.target;
       let stream: H2ClientStream;
+      const waitedSince = Date.now();
       try {
         stream = await ctx.h2pool(backend).open({
           method: req.head.method,
@@ -356,7 +367,9 @@ class Exchange implements Timed, Cancellable {
           endStream: !hasBody,
         }, this.signal);
       } catch (e) {
-        const f = e instanceof RefusedError ? refused(backend) : this.#connectFailure(backend, e);
+        const f = e instanceof RefusedError
+          ? refused(backend)
+          : this.#connectFailure(backend, e, waitedSince);
         return this.#afterFailure(backend, f, options);
       }
       this.#h2 = stream;
@@ -447,7 +460,8 @@ class Exchange implements Timed, Cancellable {
     };
   }
 
-  #connectFailure(backend: Backend, e: unknown): Failure {
+  // `waitedSince`: when the wait for the connection began (epoch ms).
+  #connectFailure(backend: Backend, e: unknown, waitedSince: number): Failure {
     const message = (e as Error).message;
     const cause = (e as Error).cause;
     if (exhaustionHint(cause) !== undefined) {
@@ -455,8 +469,10 @@ class Exchange implements Timed, Cancellable {
       return { status: 503, message, retryable: false, stale: false, local: true };
     }
     const connect = e instanceof ConnectError;
-    const status = connect && e.timedOut ? 504 : 502;
-    return { status, message, retryable: true, stale: false, local: false, connect };
+    const timedOut = connect && e.timedOut;
+    const status = timedOut ? 504 : 502;
+    const f = { status, message, retryable: true, stale: false, local: false, connect };
+    return timedOut ? { ...f, waitedSince } : f;
   }
 
   #sendRequestHead(bc: BackendConn): void {

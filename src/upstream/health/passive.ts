@@ -4,6 +4,11 @@
  * With active checks on (`health_check.ts`), an ejected backend has no back-off:
  * it stays out until the active check brings it back.
  *
+ * A timeout (a connect that did not finish) counts only when the backend
+ * answered nothing else while it was waited for: a backend that served other
+ * requests meanwhile is up, and the wait was this process's (an event loop
+ * saturated by a thousand clients can sit on a finished connect for seconds).
+ *
  * @module
  */
 import type { Backend } from "../backend.ts";
@@ -33,12 +38,18 @@ export interface PassiveHealthOptions {
  * const b = createBackend({ hostname: "127.0.0.1", port: 9 });
  * h.failure(b, "refused"); h.failure(b, "refused");
  * assert(!b.healthy);
+ * const c = createBackend({ hostname: "127.0.0.1", port: 10 });
+ * const waitedSince = Date.now();
+ * h.success(c); // another request to c succeeded while one waited on a connect
+ * h.failure(c, "connect timed out", waitedSince); h.failure(c, "connect timed out", waitedSince);
+ * assert(c.healthy);
  * h.close();
  * ```
  */
 export class PassiveHealth {
   #options: PassiveHealthOptions;
   readonly #fails = new Map<Backend, number>();
+  readonly #lastSuccess = new Map<Backend, number>(); // epoch ms
   readonly #timers = new Map<Backend, ReturnType<typeof setTimeout>>();
 
   /** Creates the tracker. */
@@ -46,8 +57,14 @@ export class PassiveHealth {
     this.#options = options;
   }
 
-  /** Records a failed exchange (connect refused, reset, timeout, malformed response). */
-  failure(backend: Backend, reason: string): void {
+  /**
+   * Records a failed exchange (connect refused, reset, timeout, malformed response).
+   *
+   * @param waitedSince For a timeout: when the wait began (epoch ms). It does not
+   * count when the backend answered another request successfully since then.
+   */
+  failure(backend: Backend, reason: string, waitedSince?: number): void {
+    if (waitedSince !== undefined && (this.#lastSuccess.get(backend) ?? -1) >= waitedSince) return;
     const n = (this.#fails.get(backend) ?? 0) + 1;
     this.#fails.set(backend, n);
     if (n < this.#options.failures || !markDown(backend)) return;
@@ -72,6 +89,7 @@ export class PassiveHealth {
 
   /** Records a successful exchange. */
   success(backend: Backend): void {
+    this.#lastSuccess.set(backend, Date.now());
     if (this.#fails.get(backend)) this.#fails.set(backend, 0);
   }
 
