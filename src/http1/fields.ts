@@ -127,22 +127,57 @@ export function octets(text: string): Uint8Array {
   return out;
 }
 
+// Short strings decoded lately, in slots chosen by a hash of their bytes: the same
+// names and values (server, content type, host, user agent) come on request after
+// request, and are handed out again instead of being built anew (no garbage).
+const INTERN_MAX = 64;
+const INTERN_SLOTS = 1024; // a power of two
+const INTERNED: string[] = new Array<string>(INTERN_SLOTS).fill("");
+const INTERNED_LOWER: string[] = new Array<string>(INTERN_SLOTS).fill("");
+
+// The string of buf[start..end) (≤ INTERN_MAX bytes), lower-cased ASCII when `lower`,
+// from the table when it is there.
+function interned(buf: Uint8Array, start: number, end: number, lower: boolean): string {
+  const table = lower ? INTERNED_LOWER : INTERNED;
+  const n = end - start;
+  let h = n;
+  for (let i = start; i < end; i++) {
+    let c = buf[i]!;
+    if (lower && c >= 0x41 && c <= 0x5a) c |= 0x20;
+    h = Math.imul(h ^ c, 0x01000193); // FNV-1a
+  }
+  const slot = (h >>> 16) & (INTERN_SLOTS - 1);
+  const s = table[slot]!;
+  if (s.length === n) {
+    let i = 0;
+    for (; i < n; i++) {
+      let c = buf[start + i]!;
+      if (lower && c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (s.charCodeAt(i) !== c) break;
+    }
+    if (i === n) return s;
+  }
+  let made = String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+  if (lower) made = made.toLowerCase();
+  table[slot] = made;
+  return made;
+}
+
 /**
- * Decodes `buf[start..end)` as Latin-1 (one code unit per byte).
+ * Decodes `buf[start..end)` as Latin-1 (one code unit per byte). Short strings
+ * seen lately are handed out again rather than built anew.
  *
  * @example
  * ```ts
  * import { assert } from "@std/assert";
  * import { latin1 } from "./fields.ts";
  * assert(latin1(new Uint8Array([0x41, 0xe9]), 0, 2) === "A\xe9");
+ * const server = new TextEncoder().encode("Server: nginx");
+ * assert(latin1(server, 8, 13) === "nginx" && latin1(server, 8, 13) === "nginx");
  * ```
  */
 export function latin1(buf: Uint8Array, start: number, end: number): string {
-  if (end - start < 24) {
-    let s = "";
-    for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]!);
-    return s;
-  }
+  if (end - start <= INTERN_MAX) return end === start ? "" : interned(buf, start, end, false);
   for (let i = start; i < end; i++) {
     if (buf[i]! >= 0x80) {
       let s = "";
@@ -283,7 +318,11 @@ export class Fields {
   /** Name of field `i`, lower-cased. */
   name(i: number): string {
     const id = this.#ids[i]!;
-    return id === OTHER ? this.rawName(i).toLowerCase() : KNOWN[id]!;
+    if (id !== OTHER) return KNOWN[id]!;
+    const start = this.lineStart(i);
+    const end = this.#at[i * STRIDE + 1]!;
+    if (end - start <= INTERN_MAX) return interned(this.buf, start, end, true);
+    return this.rawName(i).toLowerCase();
   }
 
   /** Every field name, lower-cased (made on each call: not for the hot path). */
