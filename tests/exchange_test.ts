@@ -244,17 +244,38 @@ Deno.test("exchange: a connect timeout counts against a backend that answered no
   assert(!a.healthy, "a backend whose connects time out and that serves nothing stays in");
 });
 
-Deno.test("exchange: a connect timeout does not eject a backend that served another request while it waited", async () => {
-  // connection 1 hangs in connect; connection 2, opened meanwhile, answers
+Deno.test("exchange: a connect that times out while the backend serves others is tried once more, and ejects nothing", async () => {
+  // connection 1 hangs in connect; connection 2, opened meanwhile, answers; the
+  // timed-out request then gets connection 3
   const close = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
-  await using rig = new Rig({ a: [HANGS, answer(close)] }, { retries: 0, connectTimeout: 30 });
+  await using rig = new Rig({ a: [HANGS, answer(close), answer(OK)] }, {
+    retries: 0,
+    connectTimeout: 30,
+  });
   const a = rig.backend("a");
   const waiting = rig.send(GET);
   const served = await rig.send(GET);
   assertStringIncludes(served.text, "200 OK");
-  const { text } = await waiting;
-  assertStringIncludes(text, "HTTP/1.1 504 ", "the request whose connect timed out still fails");
+  const { text, rec } = await waiting;
+  assertStringIncludes(text, "HTTP/1.1 200 OK", "the timed-out request was not tried again");
+  assertEquals(rec.backend, a.id);
+  assertEquals(rig.opened.get(a)!.length, 3);
   assert(a.healthy, "the backend was ejected although it answered during the wait");
+});
+
+Deno.test("exchange: a connect timeout is tried again only once", async () => {
+  const close = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+  await using rig = new Rig({ a: [HANGS, answer(close), HANGS] }, {
+    retries: 0,
+    connectTimeout: 30,
+  });
+  const a = rig.backend("a");
+  const waiting = rig.send(GET);
+  await rig.send(GET);
+  const { text } = await waiting;
+  assertStringIncludes(text, "HTTP/1.1 504 ", "the second timeout is answered");
+  assertEquals(rig.opened.get(a)!.length, 3, "one retry, not more");
+  assert(!a.healthy, "nothing answered during the second wait: that timeout counts");
 });
 
 Deno.test("exchange answers 502 once the retries are used up", async () => {

@@ -128,6 +128,7 @@ class Exchange implements Timed, Cancellable {
   #h2Body: BufWriter | undefined; // the request body going into #h2
   #tried: Backend[] | undefined; // the backends that failed, once one has
   #siblings = 0; // of those, the ones left for another address of their SRV target
+  #waitRetried = false; // a connect timed out on a backend that was answering: tried again
   #inBody = false;
   #progress = -1;
   #timedOut = false;
@@ -316,6 +317,15 @@ class Exchange implements Timed, Cancellable {
       return e instanceof HttpError ? this.fail(e.status, e.message, CLOSE) : FALSE;
     }
     if (f.stale && !last.fresh) return this.attempt(backend, FRESH);
+    const waited = f.waitedSince;
+    if (
+      waited !== undefined && !this.#waitRetried && this.#ctx.health.answeredSince(backend, waited)
+    ) {
+      // The backend answered others while this connect waited: the wait was this
+      // process's (a saturated event loop), nothing was sent. Once more, on any connection.
+      this.#waitRetried = true;
+      return this.attempt(backend, REUSE);
+    }
     if (f.connect && this.#route.fallback !== undefined) {
       // another address of the same SRV target: not a retry, and no blame (dns.family auto)
       const sibling = this.#route.fallback(backend, this.#tried ?? [], f.message);

@@ -64,7 +64,7 @@ export class PassiveHealth {
    * count when the backend answered another request successfully since then.
    */
   failure(backend: Backend, reason: string, waitedSince?: number): void {
-    if (waitedSince !== undefined && (this.#lastSuccess.get(backend) ?? -1) >= waitedSince) return;
+    if (waitedSince !== undefined && this.answeredSince(backend, waitedSince)) return;
     const n = (this.#fails.get(backend) ?? 0) + 1;
     this.#fails.set(backend, n);
     if (n < this.#options.failures || !markDown(backend)) return;
@@ -85,6 +85,11 @@ export class PassiveHealth {
     }, this.#options.backoff);
     Deno.unrefTimer(t);
     this.#timers.set(backend, t);
+  }
+
+  /** True when `backend` answered a request successfully at or after `time` (epoch ms). */
+  answeredSince(backend: Backend, time: number): boolean {
+    return (this.#lastSuccess.get(backend) ?? -1) >= time;
   }
 
   /** Records a successful exchange. */
