@@ -29,6 +29,8 @@ export async function runCli(
 export interface LbProcess extends AsyncDisposable {
   pid: number;
   port: number;
+  /** The port `$ADMIN` stood for in the config (free when it started). */
+  adminPort: number;
   dir: string;
   child: Deno.ChildProcess;
   /** Resident set size in bytes, from /proc. */
@@ -49,17 +51,38 @@ export interface LbProcessOptions {
 }
 
 /**
- * Writes `yaml` (with `$PORT` replaced by a free port) to a temp dir and starts
- * `main.ts run --config` on it; resolves once the port accepts connections.
+ * Writes `yaml` (with `$PORT` and `$ADMIN` replaced by free ports, `$DIR` by its
+ * temp dir) and starts `main.ts run --config` on it; resolves once it logged that
+ * it serves (or, with a log level above info, once the port accepts and it is
+ * still running a moment later).
+ *
+ * A port found free can be taken before the balancer binds it (by another
+ * test's outgoing connection, say), and the balancer then exits: that start is
+ * tried again with new ports, up to three times.
  */
 export async function startLbProcess(
   yaml: string,
   extraPerms: string[] = [],
   options: LbProcessOptions = {},
 ): Promise<LbProcess> {
+  for (let attempt = 1;; attempt++) {
+    const started = await startOnce(yaml, extraPerms, options);
+    if ("lb" in started) return started.lb;
+    if (attempt < 3 && started.stderr.includes("address already in use")) continue;
+    throw new Error(`balancer did not start: ${started.stderr}`);
+  }
+}
+
+async function startOnce(
+  yaml: string,
+  extraPerms: string[],
+  options: LbProcessOptions,
+): Promise<{ lb: LbProcess } | { stderr: string }> {
   const dir = await Deno.makeTempDir({ prefix: "unload-test-" });
   const port = freePort();
-  const text = yaml.replaceAll("$PORT", String(port)).replaceAll("$DIR", dir);
+  const adminPort = freePort();
+  const text = yaml.replaceAll("$PORT", String(port)).replaceAll("$ADMIN", String(adminPort))
+    .replaceAll("$DIR", dir);
   let file = `${dir}/unload.yaml`;
   if (options.install) file = await options.install(dir, text);
   else await Deno.writeTextFile(file, text);
@@ -72,19 +95,26 @@ export async function startLbProcess(
   const stdout = collect(child.stdout);
   const live = { text: "" };
   const stderr = collect(child.stderr, live);
+  let exited = false;
+  child.status.then(() => exited = true);
+  const failed = async () => {
+    if (!exited) child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+    return { stderr: await stderr };
+  };
   for (let i = 0;; i++) {
+    if (exited || i > 150) return await failed();
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       break;
     } catch {
-      if (i > 150) {
-        child.kill("SIGKILL");
-        await child.status;
-        throw new Error(`balancer did not start: ${await stderr}`);
-      }
       await delay(100);
     }
   }
+  // the port is bound first; the admin listener and the rest come just after
+  for (let i = 0; i < 20 && !exited && !live.text.includes(" serving "); i++) await delay(50);
+  if (exited) return await failed();
   let stopped: Promise<{ code: number; stderr: string; stdout: string }> | undefined;
   const stop = async (signal: Deno.Signal) => {
     try {
@@ -94,9 +124,10 @@ export async function startLbProcess(
     await Deno.remove(dir, { recursive: true });
     return { code, stderr: await stderr, stdout: await stdout };
   };
-  return {
+  const lb: LbProcess = {
     pid: child.pid,
     port,
+    adminPort,
     dir,
     child,
     stderrSoFar: () => live.text,
@@ -111,6 +142,7 @@ export async function startLbProcess(
       await (stopped ??= stop("SIGKILL"));
     },
   };
+  return { lb };
 }
 
 async function collect(

@@ -3,24 +3,17 @@
  * limit (`prlimit --pid`), with real sockets on 127.0.0.1.
  */
 import { assert, assertEquals, assertLess, assertMatch, assertStringIncludes } from "@std/assert";
-import {
-  delay,
-  forEachHead,
-  freePort,
-  namedResponse,
-  RawClient,
-  rawServer,
-  writeAllText,
-} from "./_http.ts";
+import { delay, forEachHead, namedResponse, RawClient, rawServer, writeAllText } from "./_http.ts";
 import { findChromium, launchChromium } from "./_chromium.ts";
-import { startLbProcess } from "./_process.ts";
+import { type LbProcess, startLbProcess } from "./_process.ts";
 
-/** Sets the soft open files limit of `pid` (the hard one stays, so it can be raised again). */
-async function setOpenFiles(pid: number, limit: number): Promise<void> {
+/** Sets the soft open files limit of `lb` (the hard one stays, so it can be raised again). */
+async function setOpenFiles(lb: LbProcess, limit: number): Promise<void> {
   const out = await new Deno.Command("prlimit", {
-    args: ["--pid", String(pid), `--nofile=${limit}:`],
+    args: ["--pid", String(lb.pid), `--nofile=${limit}:`],
   }).output();
-  assert(out.success, `prlimit: ${new TextDecoder().decode(out.stderr)}`);
+  const why = new TextDecoder().decode(out.stderr);
+  assert(out.success, `prlimit: ${why}; the balancer's stderr so far:\n${lb.stderrSoFar()}`);
 }
 
 /** The lowest free descriptor number: a limit of it leaves no room for one more. */
@@ -52,14 +45,13 @@ async function setup(health = "{ failures: 1 }") {
       return false;
     })
   );
-  const admin = freePort();
   const lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
-admin: { listen: 127.0.0.1:${admin} }
+admin: { listen: 127.0.0.1:$ADMIN }
 health: ${health}
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
-  return { backend, admin, lb };
+  return { backend, admin: lb.adminPort, lb };
 }
 
 Deno.test("out of descriptors: 503 with a warning naming the limit, no backend ejected, no accept spin, and service resumes", async () => {
@@ -70,7 +62,7 @@ Deno.test("out of descriptors: 503 with a warning naming the limit, no backend e
   try {
     assertEquals((await held.get("/before")).status, 200);
     await delay(100); // the backend connection is closed and gone
-    await setOpenFiles(lb.pid, lowestFreeFd(lb.pid)); // not one descriptor more
+    await setOpenFiles(lb, lowestFreeFd(lb.pid)); // not one descriptor more
 
     // an accepted client gets a 503 saying why; the backend is not blamed (failures: 1 would eject it)
     for (const path of ["/1", "/2"]) {
@@ -86,7 +78,7 @@ Deno.test("out of descriptors: 503 with a warning naming the limit, no backend e
     const ticks = cpuTicks(lb.pid) - t0; // 100 ticks per second of one core
     assertLess(ticks, 50, `the balancer burned ${ticks} ticks in 1 s while it could not accept`);
 
-    await setOpenFiles(lb.pid, 4096);
+    await setOpenFiles(lb, 4096);
     assertEquals(
       (await answer).status,
       200,
@@ -123,11 +115,11 @@ Deno.test("out of descriptors: the admin server listens again once they are back
   let scraper: Deno.Conn | undefined;
   let stopped: Awaited<ReturnType<typeof lb.stop>> | undefined;
   try {
-    await setOpenFiles(lb.pid, lowestFreeFd(lb.pid));
+    await setOpenFiles(lb, lowestFreeFd(lb.pid));
     // cannot be accepted; the listener closing on it may even reset the connect itself
     scraper = await Deno.connect({ hostname: "127.0.0.1", port: admin }).catch(() => undefined);
     await delay(300);
-    await setOpenFiles(lb.pid, 4096);
+    await setOpenFiles(lb, 4096);
     let metrics = "";
     for (let i = 0; i < 50 && metrics === ""; i++) {
       metrics = await fetch(`http://127.0.0.1:${admin}/metrics`).then((r) => r.text(), () => "");
@@ -151,9 +143,9 @@ Deno.test("out of descriptors: an active health check that cannot connect counts
   let stopped: Awaited<ReturnType<typeof lb.stop>> | undefined;
   try {
     await delay(300); // a few rounds pass
-    await setOpenFiles(lb.pid, lowestFreeFd(lb.pid));
+    await setOpenFiles(lb, lowestFreeFd(lb.pid));
     await delay(800); // rounds whose probes cannot connect (failures: 1 would take it down)
-    await setOpenFiles(lb.pid, 4096);
+    await setOpenFiles(lb, 4096);
     await delay(300);
   } finally {
     stopped = await lb.stop();
@@ -182,7 +174,7 @@ Deno.test({
       await delay(1100); // a second poll, on the same connection
       assertEquals((await held.get("/before")).status, 200);
       await delay(100);
-      await setOpenFiles(lb.pid, lowestFreeFd(lb.pid));
+      await setOpenFiles(lb, lowestFreeFd(lb.pid));
       for (let i = 0; i < 3; i++) assertEquals((await held.get(`/${i}`)).status, 503);
       const alerts = () => page.evaluate<string>(`document.getElementById("alerts").textContent`);
       for (let i = 0; i < 50 && !(await alerts()).includes("Out of file"); i++) await delay(100);
@@ -194,7 +186,7 @@ Deno.test({
         `document.querySelector("tr[data-backend]").dataset.healthy`,
       );
       assertEquals(up, "true");
-      await setOpenFiles(lb.pid, 4096);
+      await setOpenFiles(lb, 4096);
     } finally {
       held.close();
       await browser.close();

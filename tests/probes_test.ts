@@ -61,12 +61,11 @@ async function poll(
 
 /** Starts a balancer process with its admin on a free port. */
 async function start(body: string): Promise<LbProcess & { admin: number }> {
-  const adminPort = freePort();
   const lb = await startLbProcess(
-    `listen: { http: 127.0.0.1:$PORT }\nadmin: { listen: 127.0.0.1:${adminPort} }\n${body}`,
+    `listen: { http: 127.0.0.1:$PORT }\nadmin: { listen: 127.0.0.1:$ADMIN }\n${body}`,
   );
-  await adminUp(adminPort);
-  return Object.assign(lb, { admin: adminPort });
+  await adminUp(lb.adminPort);
+  return Object.assign(lb, { admin: lb.adminPort });
 }
 
 Deno.test("probes: /readyz and /healthz answer 200 ok with a live static backend; only GET and HEAD", async () => {

@@ -43,10 +43,9 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 
 Deno.test("workers: 2 — /metrics and /status count the requests of both workers", async () => {
   const backend = keepAliveBackend("b");
-  const admin = freePort();
   const lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
-admin: { listen: 127.0.0.1:${admin} }
+admin: { listen: 127.0.0.1:$ADMIN }
 workers: 2
 log: { access: stdout }
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
@@ -59,10 +58,10 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
       assertEquals((await c.get(`/${i}`)).status, 200);
       c.close();
     }
-    const status = await (await fetch(`http://127.0.0.1:${admin}/status`)).json();
+    const status = await (await fetch(`http://127.0.0.1:${lb.adminPort}/status`)).json();
     assertEquals([status.workers, status.requests], [2, 40]);
     assertEquals(status.routes[0].backends[0].requests, 40);
-    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${lb.adminPort}/metrics`)).text();
     const served =
       /^unload_requests_total\{route="app",backend="127\.0\.0\.1:\d+",code="2xx"\} (\d+)$/m
         .exec(metrics)?.[1];
@@ -88,10 +87,9 @@ Deno.test("workers: 2 — /status counts the requests in flight in both workers"
       await writeAllText(conn, namedResponse("b", head));
     })
   );
-  const admin = freePort();
   const lb = await startLbProcess(`
 listen: { http: 127.0.0.1:$PORT }
-admin: { listen: 127.0.0.1:${admin} }
+admin: { listen: 127.0.0.1:$ADMIN }
 workers: 2
 routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
 `);
@@ -108,7 +106,7 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     }
     for (let i = 0; i < 100 && arrived < 20; i++) await delay(50);
     assertEquals(arrived, 20);
-    const status = await (await fetch(`http://127.0.0.1:${admin}/status`)).json();
+    const status = await (await fetch(`http://127.0.0.1:${lb.adminPort}/status`)).json();
     assertEquals(status.routes[0].backends[0].inflight, 20);
     release();
     await Promise.all(answers);
