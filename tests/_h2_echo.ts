@@ -152,3 +152,17 @@ export function startH2Echo(
   })();
   return state;
 }
+
+/**
+ * Accepts one connection on `listener` and serves it with `handle` for each
+ * stream; resolves once the connection has ended and the last handler finished.
+ */
+export async function serveOneConnection(
+  listener: Deno.Listener,
+  handle: (stream: H2Stream) => Promise<void>,
+): Promise<void> {
+  const conn = await listener.accept();
+  let handler: Promise<void> = Promise.resolve();
+  await new H2ServerConnection(conn, { onStream: (s) => handler = handle(s) }).serve();
+  await handler;
+}

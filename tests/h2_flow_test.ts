@@ -6,8 +6,7 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import { runH2Scenario } from "./_h2_scenario.ts";
-import { startH2Echo } from "./_h2_echo.ts";
-import { H2ServerConnection } from "../src/h2/server.ts";
+import { serveOneConnection, startH2Echo } from "./_h2_echo.ts";
 import { COPY_WRITE_MAX, SETTLED } from "../src/h2/_stream_base.ts";
 
 Deno.test("h2 SETTINGS_INITIAL_WINDOW_SIZE raised and lowered on an open stream moves its window (RFC 9113 §6.9.2)", async () => {
@@ -42,26 +41,17 @@ Deno.test("h2 a small write is copied and resolves at once; a larger one waits f
     large: false,
     smallAfterReuse: "",
   };
-  const served = (async () => {
-    const conn = await listener.accept();
-    let handler: Promise<void> = Promise.resolve();
-    await new H2ServerConnection(conn, {
-      onStream: (s) => {
-        handler = (async () => {
-          s.respond(200, []);
-          const buf = new TextEncoder().encode("small");
-          results.small = s.write(buf) === SETTLED;
-          buf.set(new TextEncoder().encode("XXXXX")); // reused at once: the copy went out
-          const big = new Uint8Array(COPY_WRITE_MAX + 1).fill(97);
-          const p = s.write(big);
-          results.large = p !== SETTLED;
-          await p;
-          await s.end();
-        })();
-      },
-    }).serve();
-    await handler;
-  })();
+  const served = serveOneConnection(listener, async (s) => {
+    s.respond(200, []);
+    const buf = new TextEncoder().encode("small");
+    results.small = s.write(buf) === SETTLED;
+    buf.set(new TextEncoder().encode("XXXXX")); // reused at once: the copy went out
+    const big = new Uint8Array(COPY_WRITE_MAX + 1).fill(97);
+    const p = s.write(big);
+    results.large = p !== SETTLED;
+    await p;
+    await s.end();
+  });
   const res = await new Deno.Command("curl", {
     args: ["-s", "--http2-prior-knowledge", `http://127.0.0.1:${listener.addr.port}/`],
     stdout: "piped",

@@ -2,7 +2,7 @@ import { assert, assertEquals } from "@std/assert";
 import { runH2Scenario } from "./_h2_scenario.ts";
 import { ErrorCode } from "../src/h2/frame.ts";
 import { H2ServerConnection } from "../src/h2/server.ts";
-import { startH2Echo } from "./_h2_echo.ts";
+import { serveOneConnection, startH2Echo } from "./_h2_echo.ts";
 
 Deno.test("h2 rapid reset: streams reset in the same batch never reach onStream, and the connection gets ENHANCE_YOUR_CALM", async () => {
   await using echo = startH2Echo();
@@ -126,27 +126,18 @@ Deno.test("h2 a client that stops reading gets no more than its window queued", 
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let handed = 0;
   let failed: unknown;
-  const served = (async () => {
-    const conn = await listener.accept();
-    let handler: Promise<void> = Promise.resolve();
-    await new H2ServerConnection(conn, {
-      onStream: (s) => {
-        handler = (async () => {
-          s.respond(200, []);
-          const chunk = new Uint8Array(16384);
-          try {
-            for (let i = 0; i < 640; i++) {
-              await s.write(chunk);
-              handed += chunk.length;
-            }
-          } catch (e) {
-            failed = e;
-          }
-        })();
-      },
-    }).serve();
-    await handler;
-  })();
+  const served = serveOneConnection(listener, async (s) => {
+    s.respond(200, []);
+    const chunk = new Uint8Array(16384);
+    try {
+      for (let i = 0; i < 640; i++) {
+        await s.write(chunk);
+        handed += chunk.length;
+      }
+    } catch (e) {
+      failed = e;
+    }
+  });
   await runH2Scenario(listener.addr.port, "no_read", { count: 1000 });
   await served;
   assert(failed instanceof Error, "the write waiting on the window fails when the client leaves");
