@@ -36,6 +36,8 @@ export class RequestHead extends Fields {
   versionAt = 0;
   /** Bytes owned by this head, filled by {@linkcode RequestHead.own}. */
   storage: Uint8Array = EMPTY;
+  /** Bytes written by {@linkcode RequestHead.text} since {@linkcode RequestHead.beginText}. */
+  textLength = 0;
 
   /**
    * Copies `buf[start..end)` into {@linkcode RequestHead.storage}, to be parsed
@@ -52,19 +54,27 @@ export class RequestHead extends Fields {
   }
 
   /**
-   * Puts the Latin-1 text of a head into {@linkcode RequestHead.storage} (an
-   * HTTP/2 request rendered as HTTP/1.1), to be parsed there.
-   *
-   * @returns its length in bytes.
+   * Starts writing the Latin-1 text of a head into {@linkcode RequestHead.storage}
+   * (an HTTP/2 request rendered as HTTP/1.1), piece by piece with
+   * {@linkcode RequestHead.text}, to be parsed there.
    */
-  ownText(text: string): number {
-    const n = text.length;
-    if (this.storage.length < n || this.storage.length > OWN_MAX) {
-      this.storage = new Uint8Array(Math.max(n, OWN_MIN));
+  beginText(): void {
+    this.textLength = 0;
+    if (this.storage.length > OWN_MAX) this.storage = new Uint8Array(OWN_MIN);
+  }
+
+  /** Appends `s` (Latin-1) to the text begun by {@linkcode RequestHead.beginText}. */
+  text(s: string): void {
+    const at = this.textLength;
+    const need = at + s.length;
+    if (need > this.storage.length) {
+      const next = new Uint8Array(Math.max(need, this.storage.length * 2, OWN_MIN));
+      next.set(this.storage.subarray(0, at));
+      this.storage = next;
     }
     const into = this.storage;
-    for (let i = 0; i < n; i++) into[i] = text.charCodeAt(i);
-    return n;
+    for (let i = 0, j = at; i < s.length; i++) into[j++] = s.charCodeAt(i);
+    this.textLength = need;
   }
 }
 

@@ -119,30 +119,42 @@ async function serveStream(
 // Cookie crumbs are joined (RFC 9113 §8.2.3); a body without content-length is
 // announced as chunked, and StreamSource frames it so.
 function requestHead(stream: H2Stream, limits: HeadLimits): RequestHead {
-  let text = `${stream.method} ${stream.path} HTTP/1.1\r\n`;
-  if (stream.authority !== "") text += `host: ${stream.authority}\r\n`;
+  const head = FREE_HEADS.pop() ?? new RequestHead();
+  head.beginText();
+  head.text(stream.method);
+  head.text(" ");
+  head.text(stream.path);
+  head.text(" HTTP/1.1\r\n");
+  const authority = stream.authority;
+  if (authority !== "") field(head, "host", authority);
   let cookie: string | undefined;
   const f = stream.fields;
   for (let i = 0; i < f.length; i += 2) {
     const name = f[i]!;
     const value = f[i + 1]!;
     if (name === "cookie") cookie = cookie === undefined ? value : `${cookie}; ${value}`;
-    else if (name === "host" && stream.authority !== "") continue; // :authority wins
-    else text += `${name}: ${value}\r\n`; // te (only "trailers" in HTTP/2) goes on to HTTP/2 backends
+    else if (name === "host" && authority !== "") continue; // :authority wins
+    else field(head, name, value); // te (only "trailers" in HTTP/2) goes on to HTTP/2 backends
   }
-  if (cookie !== undefined) text += `cookie: ${cookie}\r\n`;
-  if (stream.hasBody && stream.contentLength < 0) text += "transfer-encoding: chunked\r\n";
-  text += "\r\n";
-  if (text.length > limits.maxHead) throw new HttpError(431, "Request header fields too large");
-  const head = FREE_HEADS.pop() ?? new RequestHead();
-  const n = head.ownText(text);
+  if (cookie !== undefined) field(head, "cookie", cookie);
+  if (stream.hasBody && stream.contentLength < 0) head.text("transfer-encoding: chunked\r\n");
+  head.text("\r\n");
+  const n = head.textLength;
   try {
+    if (n > limits.maxHead) throw new HttpError(431, "Request header fields too large");
     parseRequest(head, head.storage, 0, n, limits.maxLine);
   } catch (e) {
     freeHead(head);
     throw e;
   }
   return head;
+}
+
+function field(head: RequestHead, name: string, value: string): void {
+  head.text(name);
+  head.text(": ");
+  head.text(value);
+  head.text("\r\n");
 }
 
 // Parsed heads not in use: one is taken per stream and given back when it ends.
@@ -155,14 +167,13 @@ function freeHead(head: RequestHead): void {
 
 /** One stream seen as the client side of an exchange. */
 class StreamClient implements ClientSide, ByteConn {
-  readonly reader: BufReader;
   readonly writer: BufWriter;
   readonly headLimits: HeadLimits;
   readonly http2 = true;
   readonly #stream: H2Stream;
   readonly #ctx: ProxyContext;
-  readonly #source: StreamSource;
   readonly #grpc: boolean;
+  #reader: BufReader | undefined;
   #timed: Timed | undefined;
   #responded = false;
   #ended = false;
@@ -170,12 +181,15 @@ class StreamClient implements ClientSide, ByteConn {
   constructor(stream: H2Stream, ctx: ProxyContext, headLimits: HeadLimits) {
     this.#stream = stream;
     this.#ctx = ctx;
-    this.#source = new StreamSource(stream);
     this.#grpc = isGrpc(stream.fields);
-    // a body relay grows the buffer when there is a body; most streams have none
-    this.reader = new BufReader(this.#source, stream.hasBody ? SMALL_READ_BUFFER : 0);
     this.writer = new BufWriter(this);
     this.headLimits = headLimits;
+  }
+
+  /** The request body, made when first asked for (most streams have none). */
+  get reader(): BufReader {
+    const s = this.#stream;
+    return this.#reader ??= new BufReader(new StreamSource(s), s.hasBody ? SMALL_READ_BUFFER : 0);
   }
 
   /** ByteConn for the writer: response body bytes become DATA frames. */
