@@ -51,7 +51,6 @@ const NULL_RESULT: Promise<null> = Promise.resolve(null);
  * nothing to wait for): a caller may skip awaiting it.
  */
 export const SETTLED: Promise<void> = Promise.resolve();
-const RESOLVED = SETTLED;
 const EMPTY_CHUNKS: Uint8Array[] = [];
 const EMPTY = new Uint8Array(0);
 /**
@@ -294,41 +293,35 @@ export abstract class StreamBase implements Timed {
       const what = this.#side === "server" ? "has ended" : "request has ended";
       return Promise.reject(new Error(`Stream ${this.id} ${what}`));
     }
-    const n = end - start;
     const out = this.#out;
-    if (out !== undefined) {
-      if (!this.#outOwned || this.#writeDone !== undefined) {
-        return Promise.reject(new Error("A write is already pending"));
-      }
-      // our copy of an earlier write is still going out: this one joins it, and
-      // past COPY_WRITE_MAX or the window its promise waits for the writer
-      const pending = this.#outEnd - this.#outStart;
-      const copy = new Uint8Array(pending + n);
-      copy.set(out.subarray(this.#outStart, this.#outEnd));
-      copy.set(data.subarray(start, end), pending);
-      this.#out = copy;
-      this.#outStart = 0;
-      this.#outEnd = pending + n;
+    if (out !== undefined && (!this.#outOwned || this.#writeDone !== undefined)) {
+      return Promise.reject(new Error("A write is already pending"));
+    }
+    const n = end - start;
+    if (out === undefined && n <= 0) return SETTLED;
+    if (out === undefined && (n > COPY_WRITE_MAX || n > this.sendWindow)) {
+      // too large to copy: the writer frames it from `data`, and the write settles after
+      this.#out = data;
+      this.#outOwned = false;
+      this.#outStart = start;
+      this.#outEnd = end;
       this.#host.wantSend(this);
-      if (pending + n <= COPY_WRITE_MAX && pending + n <= this.sendWindow) return RESOLVED;
       return new Promise<void>((resolve, reject) => this.#writeDone = { resolve, reject });
     }
-    if (n <= 0) return RESOLVED;
-    this.#outStart = start;
-    this.#outEnd = end;
-    if (n <= COPY_WRITE_MAX && n <= this.sendWindow) { // copied: resolves now, framed later
-      this.#out = data.slice(start, end);
-      this.#outOwned = true;
-      this.#outStart = 0;
-      this.#outEnd = n;
-      this.#host.wantSend(this);
-      return RESOLVED;
-    }
-    this.#out = data;
-    this.#outOwned = false;
-    const p = new Promise<void>((resolve, reject) => this.#writeDone = { resolve, reject });
+    // copied, after what is left of an earlier copy still going out: the write resolves
+    // at once while the copy is small and within the window, else once the writer took it
+    const pending = out === undefined ? 0 : this.#outEnd - this.#outStart;
+    const total = pending + n;
+    const copy = new Uint8Array(total);
+    if (out !== undefined) copy.set(out.subarray(this.#outStart, this.#outEnd));
+    copy.set(data.subarray(start, end), pending);
+    this.#out = copy;
+    this.#outOwned = true;
+    this.#outStart = 0;
+    this.#outEnd = total;
     this.#host.wantSend(this);
-    return p;
+    if (total <= COPY_WRITE_MAX && total <= this.sendWindow) return SETTLED;
+    return new Promise<void>((resolve, reject) => this.#writeDone = { resolve, reject });
   }
 
   /**
@@ -340,13 +333,13 @@ export abstract class StreamBase implements Timed {
     if (this.#error !== undefined) return Promise.reject(this.#error);
     const why = this.notReady("end");
     if (why !== "") return Promise.reject(new Error(why));
-    if (this.localClosed || this.endRequested) return RESOLVED;
+    if (this.localClosed || this.endRequested) return SETTLED;
     this.endRequested = true;
     this.endTrailers = trailers !== undefined && trailers.length > 0
       ? this.trailerList(trailers)
       : undefined;
     this.#host.wantSend(this);
-    return RESOLVED; // END_STREAM goes out with the writer's next round
+    return SETTLED; // END_STREAM goes out with the writer's next round
   }
 
   /** Resets the stream with `code` (RST_STREAM). */
