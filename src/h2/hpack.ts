@@ -14,6 +14,7 @@ import {
   huffmanEncode,
   huffmanEncodedLength,
 } from "./_huffman.ts";
+import { latin1 } from "../http1/fields.ts";
 
 /**
  * A header block that cannot be decoded: an HTTP/2 COMPRESSION_ERROR (connection error).
@@ -158,25 +159,6 @@ const NOT_INDEXED = new Set([
   "if-none-match",
   "location",
 ]);
-
-/** Octets `buf[start..end)` as a latin1 string, built in chunks rather than per char. */
-function latin1(buf: Uint8Array, start: number, end: number): string {
-  const n = end - start;
-  if (n < 16) {
-    let s = "";
-    for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]!);
-    return s;
-  }
-  if (n <= 8192) {
-    return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
-  }
-  let s = "";
-  for (let i = start; i < end; i += 8192) {
-    const chunk = buf.subarray(i, Math.min(end, i + 8192));
-    s += String.fromCharCode.apply(null, chunk as unknown as number[]);
-  }
-  return s;
-}
 
 /**
  * A dynamic table (RFC 7541 §2.3.2) as a ring of names and values numbered by
