@@ -48,8 +48,8 @@ export interface PassiveHealthOptions {
  */
 export class PassiveHealth {
   #options: PassiveHealthOptions;
-  readonly #fails = new Map<Backend, number>();
-  readonly #lastSuccess = new Map<Backend, number>(); // epoch ms
+  // per backend: consecutive failures, and when it last answered (epoch ms, -1: never)
+  readonly #tally = new Map<Backend, { fails: number; lastSuccess: number }>();
   readonly #timers = new Map<Backend, ReturnType<typeof setTimeout>>();
 
   /** Creates the tracker. */
@@ -64,9 +64,9 @@ export class PassiveHealth {
    * count when the backend answered another request successfully since then.
    */
   failure(backend: Backend, reason: string, waitedSince?: number): void {
-    if (waitedSince !== undefined && this.answeredSince(backend, waitedSince)) return;
-    const n = (this.#fails.get(backend) ?? 0) + 1;
-    this.#fails.set(backend, n);
+    const tally = this.#of(backend);
+    if (waitedSince !== undefined && tally.lastSuccess >= waitedSince) return;
+    const n = ++tally.fails;
     if (n < this.#options.failures || !markDown(backend)) return;
     this.#options.onChange?.(backend, false, `${n} consecutive failures, last: ${reason}`);
     if (!this.#options.activeChecks) this.backOff(backend);
@@ -80,7 +80,7 @@ export class PassiveHealth {
     if (this.#timers.has(backend)) return;
     const t = setTimeout(() => {
       this.#timers.delete(backend);
-      this.#fails.set(backend, this.#options.failures - 1); // one more failure ejects again
+      this.#of(backend).fails = this.#options.failures - 1; // one more failure ejects again
       if (markUp(backend)) this.#options.onChange?.(backend, true, "back-off over");
     }, this.#options.backoff);
     Deno.unrefTimer(t);
@@ -89,13 +89,23 @@ export class PassiveHealth {
 
   /** True when `backend` answered a request successfully at or after `time` (epoch ms). */
   answeredSince(backend: Backend, time: number): boolean {
-    return (this.#lastSuccess.get(backend) ?? -1) >= time;
+    return (this.#tally.get(backend)?.lastSuccess ?? -1) >= time;
   }
 
   /** Records a successful exchange. */
   success(backend: Backend): void {
-    this.#lastSuccess.set(backend, Date.now());
-    if (this.#fails.get(backend)) this.#fails.set(backend, 0);
+    const tally = this.#of(backend);
+    tally.lastSuccess = Date.now();
+    tally.fails = 0;
+  }
+
+  #of(backend: Backend): { fails: number; lastSuccess: number } {
+    let tally = this.#tally.get(backend);
+    if (tally === undefined) {
+      tally = { fails: 0, lastSuccess: -1 };
+      this.#tally.set(backend, tally);
+    }
+    return tally;
   }
 
   /**
