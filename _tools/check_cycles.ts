@@ -1,8 +1,7 @@
 // deno-lint-ignore-file no-console
 /**
  * Fails when the modules under src/ import each other in a cycle, type imports
- * included. The graph is Deno's own (`deno info --json`), walked from main.ts and
- * from every src/ module that main.ts does not reach (worker entry points).
+ * included. The graph is Deno's own (`deno info --json`, see `_module_graph.ts`).
  *
  * ```sh
  * deno run --allow-read --allow-run _tools/check_cycles.ts
@@ -11,50 +10,7 @@
  * @module
  */
 
-interface Dependency {
-  specifier: string;
-  code?: { specifier: string };
-  type?: { specifier: string };
-}
-interface ModuleInfo {
-  specifier: string;
-  dependencies?: Dependency[];
-}
-
-const root = new URL("../", import.meta.url);
-const SRC = new URL("src/", root).href;
-
-/** Every local module's local imports, as Deno resolves them. */
-async function graphFrom(entry: string, into: Map<string, Set<string>>): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", entry],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`deno info ${entry} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: ModuleInfo[] };
-  for (const m of info.modules) {
-    if (!m.specifier.startsWith(SRC)) continue;
-    const edges = into.get(m.specifier) ?? new Set<string>();
-    for (const d of m.dependencies ?? []) {
-      for (const to of [d.code?.specifier, d.type?.specifier]) {
-        if (to !== undefined && to.startsWith(SRC)) edges.add(to);
-      }
-    }
-    into.set(m.specifier, edges);
-  }
-}
-
-async function* walk(dir: URL): AsyncGenerator<string> {
-  for await (const e of Deno.readDir(dir)) {
-    const url = new URL(e.name + (e.isDirectory ? "/" : ""), dir);
-    if (e.isDirectory) yield* walk(url);
-    else if (e.name.endsWith(".ts")) yield url.href;
-  }
-}
+import { moduleGraph, rel } from "./_module_graph.ts";
 
 /** Strongly connected components with more than one module (or a self-import). */
 function cycles(graph: Map<string, Set<string>>): string[][] {
@@ -91,12 +47,7 @@ function cycles(graph: Map<string, Set<string>>): string[][] {
 }
 
 if (import.meta.main) {
-  const graph = new Map<string, Set<string>>();
-  await graphFrom("main.ts", graph);
-  for await (const file of walk(new URL("src/", root))) {
-    if (!graph.has(file)) await graphFrom(file, graph);
-  }
-  const rel = (s: string) => s.slice(root.href.length);
+  const graph = await moduleGraph();
   const found = cycles(graph);
   for (const scc of found) {
     console.error(`import cycle: ${scc.map(rel).sort().join(" <-> ")}`);

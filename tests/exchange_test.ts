@@ -13,7 +13,7 @@ import { forward } from "../src/proxy/exchange.ts";
 import { writeFieldsResponseHead, writeResponseHead } from "../src/proxy/forwarded.ts";
 import { simpleResponse } from "../src/http1/status.ts";
 import { Router } from "../src/proxy/router.ts";
-import { Watchdog } from "../src/proxy/watchdog.ts";
+import { Watchdog } from "../src/timer/watchdog.ts";
 import { FakeConn } from "./_fake_conn.ts";
 
 /** What a fake backend connection does with each request head it receives. */

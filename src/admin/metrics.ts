@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ExchangeRecord } from "../proxy/context.ts";
+import type { ExchangeRecord } from "../observe/exchange_record.ts";
 
 /** Upper bounds of the latency histogram buckets, in seconds (`+Inf` is implied). */
 export const LATENCY_BUCKETS: readonly number[] = Object.freeze([

@@ -4,10 +4,9 @@
  *
  * @module
  */
-import type { HostPort } from "../config/address.ts";
+import { addrKey, type HostPort } from "../config/address.ts";
 import { sleep } from "../_async.ts";
-import { exhaustionHint } from "../observe/exhaustion.ts";
-import { addrKey, EXHAUSTED_PAUSE } from "../server/listener.ts";
+import { EXHAUSTED_PAUSE, exhaustionHint } from "../observe/exhaustion.ts";
 import { combined, type WorkerStats } from "./combined.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { type AdminSource, renderMetrics } from "./prometheus.ts";

@@ -76,3 +76,20 @@ export function parseHostPort(s: string): HostPort {
   if (port > 65535) throw bad("port out of range");
   return { hostname, port };
 }
+
+/**
+ * `host:port` of an address, as the log and metrics name it.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { addrKey } from "./address.ts";
+ * assertEquals(addrKey({ hostname: "127.0.0.1", port: 8080 }), "127.0.0.1:8080");
+ * ```
+ *
+ * @param a The address.
+ * @returns `hostname:port` (an IPv6 literal without brackets, as the listeners report it).
+ */
+export function addrKey(a: HostPort): string {
+  return `${a.hostname}:${a.port}`;
+}

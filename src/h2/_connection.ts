@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Timed, Watchdog } from "../proxy/watchdog.ts";
+import { type Timed, Watchdog } from "../timer/watchdog.ts";
 import { type BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
 import {
   DEFAULT_WINDOW,

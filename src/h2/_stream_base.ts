@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Timed } from "../proxy/watchdog.ts";
+import type { Timed } from "../timer/watchdog.ts";
 
 /** What a stream needs from its connection. */
 export interface StreamHost {

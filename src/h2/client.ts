@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Watchdog } from "../proxy/watchdog.ts";
+import type { Watchdog } from "../timer/watchdog.ts";
 import { BufReader } from "../http1/io.ts";
 import {
   CLIENT_PREFACE,

@@ -18,6 +18,9 @@ const HINTS: Readonly<Record<string, string>> = {
   ENOMEM: "the kernel is out of memory for sockets",
 };
 
+/** How long an accept loop pauses after running out of descriptors (nginx: 500 ms). */
+export const EXHAUSTED_PAUSE = 100;
+
 /** The error codes that mean this process ran out of a resource. */
 export const EXHAUSTION_CODES: readonly string[] = Object.freeze(Object.keys(HINTS));
 

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { ExchangeRecord } from "../proxy/context.ts";
+import type { ExchangeRecord } from "./exchange_record.ts";
 
 /** Where log lines go. */
 export interface Logger {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ExchangeRecord } from "./context.ts";
-import type { Timed } from "./watchdog.ts";
+import type { Timed } from "../timer/watchdog.ts";
 import type { Framing } from "../http1/body.ts";
 import type { HeadLimits } from "../http1/head.ts";
 import type { RequestHead, ResponseHead } from "../http1/parse.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ProxyContext } from "./context.ts";
-import type { Timed } from "./watchdog.ts";
+import type { Timed } from "../timer/watchdog.ts";
 import { serveConn } from "./session.ts";
 import { serveH2 } from "./h2_session.ts";
 import { BufReader, SMALL_READ_BUFFER } from "../http1/io.ts";

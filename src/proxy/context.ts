@@ -5,14 +5,17 @@
  * @module
  */
 import type { Backend } from "../upstream/backend.ts";
+import type { ExchangeRecord } from "../observe/exchange_record.ts";
 import type { Limits, Timeouts } from "../config/config.ts";
 import type { HashKey } from "../config/hash_key.ts";
-import type { Watchdog } from "./watchdog.ts";
+import type { Watchdog } from "../timer/watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
 import type { Pool } from "../upstream/pool.ts";
 import type { H2Pool } from "../upstream/h2_pool.ts";
 import type { Router } from "./router.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
+
+export type { ExchangeRecord };
 
 /** A route as the data path sees it. */
 export interface Route {
@@ -28,36 +31,6 @@ export interface Route {
    * no traffic until it connects again), or undefined when there is none.
    */
   fallback?(failed: Backend, tried: readonly Backend[], reason: string): Backend | undefined;
-}
-
-/** One finished request, for the access log and metrics. */
-export interface ExchangeRecord {
-  /** Epoch ms the request head was complete. */
-  time: number;
-  /** Client IP address. */
-  client: string;
-  /** Protocol the request came in on: `http/1.1`, `http/1.0` or `h2`. */
-  proto: string;
-  /** Request method. */
-  method: string;
-  /** Host the request was for (Host header or absolute-form authority). */
-  host: string;
-  /** Request path used for routing ("/" for an asterisk-form target). */
-  path: string;
-  /** Response status sent, or 0 when none was. */
-  status: number;
-  /** Request body bytes received. */
-  bytesIn: number;
-  /** Response bytes sent (head and body). */
-  bytesOut: number;
-  /** Milliseconds from request head to end of response. */
-  duration: number;
-  /** Name of the matched route, or "" when none matched. */
-  route: string;
-  /** Backend id, or "" when none was used. */
-  backend: string;
-  /** Short reason for a balancer-made error response. */
-  error?: string;
 }
 
 /** Counts of HTTP/2 client connections and streams, for /metrics and /status. */

@@ -7,7 +7,7 @@
  */
 import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
-import type { Timed } from "./watchdog.ts";
+import type { Timed } from "../timer/watchdog.ts";
 import {
   type ForwardInfo,
   h2RequestFields,

@@ -8,7 +8,7 @@
  * @module
  */
 import type { ProxyContext } from "./context.ts";
-import type { Timed } from "./watchdog.ts";
+import type { Timed } from "../timer/watchdog.ts";
 import { answer, type Cancellable, type ClientSide } from "./client.ts";
 import { type FieldsResponseInfo, h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
 import { handleRequest, newRecord } from "./session.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ExchangeRecord, ProxyContext } from "./context.ts";
-import type { Timed } from "./watchdog.ts";
+import type { Timed } from "../timer/watchdog.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { forward } from "./exchange.ts";
 import { requestFraming } from "../http1/body.ts";

@@ -6,13 +6,13 @@
  *
  * @module
  */
-import type { HostPort } from "../config/address.ts";
+import { addrKey, type HostPort } from "../config/address.ts";
 import type { WorkerStats } from "../admin/combined.ts";
 import { type AdminServer, startAdmin } from "../admin/server.ts";
 import { Metrics } from "../admin/metrics.ts";
 import { type Config, loadConfig } from "../config/config.ts";
 import type { ClientSession, H2Counts, ProxyContext } from "../proxy/context.ts";
-import { Watchdog } from "../proxy/watchdog.ts";
+import { Watchdog } from "../timer/watchdog.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { shareBackends, type SharedSet, type SharedSets } from "../upstream/discovery/shared.ts";
 import { backendKey } from "../upstream/backend.ts";
@@ -20,7 +20,7 @@ import { markDown, markUp } from "../upstream/backend_state.ts";
 import { ExhaustionReporter } from "../observe/exhaustion.ts";
 import { PassiveHealth } from "../upstream/health/passive.ts";
 import { HealthChecker } from "../upstream/health/active.ts";
-import { accept, type Acceptor, addrKey, bind, listenHttp, StartError } from "./listener.ts";
+import { accept, type Acceptor, bind, listenHttp, StartError } from "./listener.ts";
 import { createLogger, type Logger } from "../observe/log.ts";
 import type { Pool } from "../upstream/pool.ts";
 import { PoolSet } from "../upstream/pool_set.ts";

@@ -6,10 +6,7 @@
  */
 import type { HostPort } from "../config/address.ts";
 import { sleep } from "../_async.ts";
-import { exhaustionHint } from "../observe/exhaustion.ts";
-
-/** How long an accept loop pauses after running out of descriptors (nginx: 500 ms). */
-export const EXHAUSTED_PAUSE = 100;
+import { EXHAUSTED_PAUSE, exhaustionHint } from "../observe/exhaustion.ts";
 
 /** A running accept loop. */
 export interface Acceptor {
@@ -118,11 +115,6 @@ export function listenHttp(addr: HostPort, reusePort: "first" | "join" | undefin
  */
 export function ensureFree(addr: HostPort): void {
   if (addr.port !== 0) Deno.listen(addr).close();
-}
-
-/** `host:port` of an address. */
-export function addrKey(a: HostPort): string {
-  return `${a.hostname}:${a.port}`;
 }
 
 /**

@@ -5,9 +5,17 @@
  * @module
  */
 import { type Backend, backendKey } from "./backend.ts";
-import type { Config } from "../config/config.ts";
+import type { Limits, Timeouts } from "../config/defaults.ts";
 import { Pool } from "./pool.ts";
 import { H2Pool } from "./h2_pool.ts";
+
+/** The part of the running config that pools are built from. */
+export interface PoolSettings {
+  /** Pool sizes and head limits. */
+  readonly limits: Limits;
+  /** Connect and idle timeouts. */
+  readonly timeouts: Timeouts;
+}
 
 /**
  * Pools created on first use and dropped when no route uses their backend.
@@ -20,12 +28,12 @@ import { H2Pool } from "./h2_pool.ts";
  * ```
  */
 export class PoolSet {
-  readonly #config: () => Config;
+  readonly #config: () => PoolSettings;
   readonly #pools = new PoolsByKey((backend) => newPool(backend, this.#config()));
   readonly #h2 = new PoolsByKey((backend) => newH2Pool(backend, this.#config()));
 
   /** `config` gives the limits and timeouts in force when a pool is created. */
-  constructor(config: () => Config) {
+  constructor(config: () => PoolSettings) {
     this.#config = config;
   }
 
@@ -95,7 +103,7 @@ class PoolsByKey<P extends { drain(): void }> {
   }
 }
 
-function newPool(backend: Backend, { limits, timeouts }: Config): Pool {
+function newPool(backend: Backend, { limits, timeouts }: PoolSettings): Pool {
   return new Pool(backend, {
     maxIdle: limits.pool_idle,
     maxConns: limits.pool_max,
@@ -104,7 +112,7 @@ function newPool(backend: Backend, { limits, timeouts }: Config): Pool {
   });
 }
 
-function newH2Pool(backend: Backend, { limits, timeouts }: Config): H2Pool {
+function newH2Pool(backend: Backend, { limits, timeouts }: PoolSettings): H2Pool {
   return new H2Pool(backend, {
     idleTimeout: timeouts.pool_idle,
     connectTimeout: timeouts.connect,

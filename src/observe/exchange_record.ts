@@ -1,0 +1,37 @@
+/**
+ * What one finished request leaves behind: the record the proxy fills in and the
+ * access log and metrics read. It lives here, with its readers, so that observing
+ * needs nothing from the layers it observes.
+ *
+ * @module
+ */
+
+/** One finished request, for the access log and metrics. */
+export interface ExchangeRecord {
+  /** Epoch ms the request head was complete. */
+  time: number;
+  /** Client IP address. */
+  client: string;
+  /** Protocol the request came in on: `http/1.1`, `http/1.0` or `h2`. */
+  proto: string;
+  /** Request method. */
+  method: string;
+  /** Host the request was for (Host header or absolute-form authority). */
+  host: string;
+  /** Request path used for routing ("/" for an asterisk-form target). */
+  path: string;
+  /** Response status sent, or 0 when none was. */
+  status: number;
+  /** Request body bytes received. */
+  bytesIn: number;
+  /** Response bytes sent (head and body). */
+  bytesOut: number;
+  /** Milliseconds from request head to end of response. */
+  duration: number;
+  /** Name of the matched route, or "" when none matched. */
+  route: string;
+  /** Backend id, or "" when none was used. */
+  backend: string;
+  /** Short reason for a balancer-made error response. */
+  error?: string;
+}
