@@ -216,11 +216,6 @@ export const ROWS: Row[] = [
     status: 505,
   },
   {
-    name: "unknown version HTTP/1.2 → 505",
-    request: `GET / HTTP/1.2\r\n${H}\r\n`,
-    status: 505,
-  },
-  {
     name: "version HTTP/2.0 → 505",
     request: `GET / HTTP/2.0\r\n${H}\r\n`,
     status: 505,
@@ -243,6 +238,16 @@ export const ROWS: Row[] = [
   {
     name: "space inside the request target",
     request: `GET /a b HTTP/1.1\r\n${H}\r\n`,
+    status: 400,
+  },
+  {
+    name: "request target with a #fragment (RFC 9112 §3.2: never part of a target)",
+    request: `GET /a#b HTTP/1.1\r\n${H}\r\n`,
+    status: 400,
+  },
+  {
+    name: "absolute-form target with an empty #fragment",
+    request: `GET http://app.test/# HTTP/1.1\r\n${H}\r\n`,
     status: 400,
   },
   {

@@ -123,7 +123,8 @@ export function parseRequestFields(list: string[], out: RequestPseudo): string {
         out.scheme = value;
         break;
       case ":path":
-        if (out.path !== "" || value === "") return "bad :path";
+        // a #fragment is never part of a request target (RFC 9112 §3.2): rejected, as in HTTP/1.1
+        if (out.path !== "" || value === "" || value.includes("#")) return "bad :path";
         out.path = value;
         break;
       case ":authority":

@@ -13,6 +13,7 @@ const CR = 13;
 const SP = 0x20;
 const HTAB = 9;
 const COLON = 0x3a;
+const HASH = 0x23; // "#": a fragment is never part of a request target (RFC 9112 §3.2)
 // RFC 9110 §5.6.2 tchar, for every byte value
 const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
@@ -104,8 +105,11 @@ export class ResponseHead extends Fields {
  * const head = parseRequest(new RequestHead(), bytes, 0, bytes.length);
  * assert(head.target === "/x" && head.count === 1);
  * ```
- * @throws {HttpError} 400 on malformed syntax, 414 on a request line over
- * `maxLine`, 505 on an unsupported version.
+ * A higher minor version (`HTTP/1.2`) is read as HTTP/1.1 (RFC 9110 §6.2); a
+ * method is a case-sensitive token kept as sent (`get` is an extension method).
+ *
+ * @throws {HttpError} 400 on malformed syntax or a `#fragment` in the target,
+ * 414 on a request line over `maxLine`, 505 on an unsupported major version.
  */
 export function parseRequest(
   into: RequestHead,
@@ -127,9 +131,10 @@ export function parseRequest(
     );
   }
   i++;
-  while (i < eol && buf[i]! > SP && buf[i]! < 0x7f) i++;
+  while (i < eol && buf[i]! > SP && buf[i]! < 0x7f && buf[i] !== HASH) i++;
   const sp2 = i;
   if (sp2 === sp1 + 1 || buf[sp2] !== SP) {
+    if (buf[sp2] === HASH) throw new HttpError(400, "Fragment in request target");
     const bad = sp2 < eol && buf[sp2] !== SP;
     throw new HttpError(400, bad ? "Invalid byte in request target" : "Malformed request line");
   }
@@ -229,12 +234,14 @@ function method(buf: Uint8Array, start: number, end: number): string {
   return latin1(buf, start, end);
 }
 
-// "HTTP/1.1" or "HTTP/1.0" in buf[start..end).
+// "HTTP/1.0" → 0, "HTTP/1.1" → 1, and a higher minor version "HTTP/1.2".."HTTP/1.9" → 1:
+// RFC 9110 §6.2, a message of a higher minor version is processed as the highest one implemented.
 function version(buf: Uint8Array, start: number, end: number, isResponse: boolean): 0 | 1 {
   if (end - start === 8 && isHttp1(buf, start)) {
-    const minor = buf[start + 7];
+    const minor = buf[start + 7]!;
     if (minor === 0x31) return 1;
     if (minor === 0x30) return 0;
+    if (minor > 0x31 && minor <= 0x39) return 1;
   }
   const v = latin1(buf, start, Math.min(end, start + 16));
   const status = isResponse ? 502 : /^HTTP\/\d\.\d$/.test(v) ? 505 : 400;
