@@ -90,6 +90,7 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
   const routes = lb.routes.map((r) => ({
     name: r.name,
     config: r.config,
+    ...(r.checks ? { checks: r.checks } : {}),
     scheduler: {
       mode: r.scheduler.mode,
       backends: r.scheduler.backends.map((b) => {
@@ -108,5 +109,6 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     pools,
     h2,
     exhaustion: { counts },
+    lastProbe: (b) => lb.lastProbe?.(b), // the main thread probes for every worker
   };
 }

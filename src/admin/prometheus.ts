@@ -9,6 +9,8 @@ import type { Backend } from "../upstream/backend.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import type { Config, RouteConfig } from "../config/config.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
+import type { BackendChecks } from "../upstream/health/checks.ts";
+import type { LastProbe } from "../upstream/health/active.ts";
 import { EXHAUSTION_CODES } from "../observe/exhaustion.ts";
 import { LATENCY_BUCKETS, type Metrics, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
@@ -18,9 +20,11 @@ export interface RouteView {
   /** Route name from the config. */
   readonly name: string;
   /** Its host and path from the config. */
-  readonly config: Pick<RouteConfig, "host" | "path" | "optional">;
+  readonly config: Pick<RouteConfig, "host" | "path" | "optional" | "backend_protocol">;
   /** Its scheduler's mode and backends. */
   readonly scheduler: Pick<Scheduler, "mode" | "backends">;
+  /** How its backends are checked (absent: not known, shown as no active checks). */
+  readonly checks?: BackendChecks;
 }
 
 /** What the exporters read from a running balancer (or from it and its workers, summed). */
@@ -47,6 +51,8 @@ export type AdminSource = {
   readonly h2: { readonly connections: number; readonly streams: number };
   /** Resource exhaustion counts by error code. */
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
+  /** The last active probe of a backend record by its route's checks, if any. */
+  lastProbe?(backend: Backend): LastProbe | undefined;
 };
 
 const LE = LATENCY_BUCKETS.map(String).concat("+Inf");

@@ -9,6 +9,7 @@ import { type SchedulerMode } from "../scheduler/scheduler.ts";
 import { expectedShares } from "../scheduler/create.ts";
 import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
 import { type AdminSource, poolTotals, prepareSeries } from "./prometheus.ts";
+import { describeProbe } from "../upstream/health/checks.ts";
 
 /** One backend of one route. */
 export interface BackendStatus {
@@ -28,6 +29,12 @@ export interface BackendStatus {
   inflight: number;
   /** Its connection pool: connections in use and idle, opened and reused over time. */
   pool: { active: number; idle: number; opened: number; reused: number };
+  /**
+   * The last active probe of it by this route's check: passed or not, what it
+   * answered or why it failed, when (epoch ms); null before the first or without
+   * active checks.
+   */
+  probe: { ok: boolean; reason: string; time: number } | null;
   /** Requests this route sent it, finished. */
   requests: number;
   /** Those requests by status class (non-zero classes only). */
@@ -54,6 +61,26 @@ export interface SrvStatus {
   aside: string[];
 }
 
+/** The active check of a route's backends. */
+export interface ProbeStatus {
+  /** The protocol probes speak: the route's `backend_protocol` (`http1`, `h2c`, `h2`). */
+  protocol: string;
+  /** What is sent: `GET /healthz`, or `grpc.health.v1.Health/Check` (with its service). */
+  check: string;
+  /** The path probed, or null for the gRPC check. */
+  path: string | null;
+  /** The gRPC service asked about (`""`: the server as a whole), or null for a path. */
+  grpc_service: string | null;
+  /** Ms between rounds. */
+  interval: number;
+  /** Ms a probe may take. */
+  timeout: number;
+  /** Consecutive failed probes that take a backend down. */
+  failures: number;
+  /** Consecutive passed probes that bring it back. */
+  rise: number;
+}
+
 /** One route. */
 export interface RouteStatus {
   /** Route name from the config. */
@@ -66,6 +93,8 @@ export interface RouteStatus {
   scheduler: SchedulerMode;
   /** Discovery state, or null for static backends. */
   srv: SrvStatus | null;
+  /** Its backends' active check, or null when active checks are off for it. */
+  probe: ProbeStatus | null;
   /** Requests finished on this route. */
   requests: number;
   /** Those requests by status class (non-zero classes only). */
@@ -168,6 +197,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
             aside: [...s.aside],
           }
           : null,
+        probe: probeStatus(r),
         requests: series?.count ?? 0,
         status: statusObject(codes),
         latency: { le: LATENCY_BUCKETS, counts, sum: series?.sum ?? 0, count: series?.count ?? 0 },
@@ -187,11 +217,28 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
               opened: pool?.opened ?? 0,
               reused: pool?.reused ?? 0,
             },
+            probe: lb.lastProbe?.(b) ?? null,
             requests: backendRequests(series, b.id),
             status: statusObject(series?.backends.get(b.id)),
           };
         }),
       };
     }),
+  };
+}
+
+function probeStatus(r: AdminSource["routes"][number]): ProbeStatus | null {
+  const checks = r.checks;
+  const probe = checks?.probe;
+  if (checks === undefined || probe === undefined) return null;
+  return {
+    protocol: r.config.backend_protocol,
+    check: describeProbe(probe),
+    path: probe.kind === "path" ? probe.path : null,
+    grpc_service: probe.kind === "grpc" ? probe.service : null,
+    interval: checks.interval,
+    timeout: checks.timeout,
+    failures: checks.failures,
+    rise: checks.rise,
   };
 }

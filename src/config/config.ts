@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { isSeq, type Node } from "./_yaml.ts";
+import { isMap, isSeq, type Node } from "./_yaml.ts";
 import type { HostPort } from "./address.ts";
 import { join, Source } from "./_source.ts";
 import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/family.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
-import { isProbePath } from "../upstream/health/active.ts";
+import { readHealth, routeHealth } from "./health.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
 import { DEFAULTS, type Health, type Limits, type Timeouts } from "./defaults.ts";
 
@@ -46,6 +46,11 @@ export interface RouteConfig {
    * @default {"http1"}
    */
   backend_protocol: BackendProtocol;
+  /**
+   * The route's health settings: the top-level `health` with `routes[].health` laid
+   * over it. Active checks are on when `path` or `grpc` is present (never `active`).
+   */
+  health: Health;
 }
 
 /** A validated configuration with defaults applied. */
@@ -139,6 +144,7 @@ const ROUTE_KEYS = [
   "server_name",
   "optional",
   "backend_protocol",
+  "health",
 ] as const;
 /** What a route speaks to its backends. */
 export const BACKEND_PROTOCOLS = ["http1", "h2c", "h2"] as const;
@@ -233,28 +239,7 @@ export function parseConfig(text: string, file: string): Config {
         ? src.int(n, p, 1, 1_000_000)
         : src.size(n, p),
   );
-  const health = src.map(top.get("health"), "health", [
-    "failures",
-    "rise",
-    "backoff",
-    "path",
-    "interval",
-    "timeout",
-  ]);
-  for (const k of ["failures", "rise"] as const) {
-    config.health[k] = src.int(health.get(k), `health.${k}`, 1, 1000) ?? config.health[k];
-  }
-  for (const k of ["backoff", "interval", "timeout"] as const) {
-    config.health[k] = src.duration(health.get(k), `health.${k}`) ?? config.health[k];
-    if (k !== "backoff" && config.health[k] === 0) {
-      src.fail(health.get(k), `health.${k}`, "must be more than 0ms");
-    }
-  }
-  const path = src.string(health.get("path"), "health.path");
-  if (path !== undefined) config.health.path = path;
-  if (path !== undefined && !isProbePath(path)) {
-    src.fail(health.get("path"), "health.path", `must be a path like /healthz: received "${path}"`);
-  }
+  config.health = readHealth(src, top.get("health"), "health", config.health);
   const retry = src.map(top.get("retry"), "retry", ["attempts"]);
   config.retry.attempts = src.int(retry.get("attempts"), "retry.attempts", 0, 5) ??
     config.retry.attempts;
@@ -344,6 +329,7 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
         `${path}.backend_protocol`,
         BACKEND_PROTOCOLS,
       ) ?? "http1",
+      health: config.health,
     };
     if (!route.path.startsWith("/")) src.fail(m.get("path"), `${path}.path`, 'must start with "/"');
     readHashKey(src, m, path, route);
@@ -356,10 +342,33 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
       src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
     }
     readUpstreamTls(src, m, path, route);
+    readRouteHealth(src, m, path, route, config.health);
     const optional = src.bool(m.get("optional"), `${path}.optional`);
     if (optional !== undefined) route.optional = optional;
     config.routes.push(route);
   });
+}
+
+// `routes[].health` over the top-level section; a gRPC check needs an HTTP/2 route.
+function readRouteHealth(
+  src: Source,
+  m: Map<string, Node>,
+  path: string,
+  route: RouteConfig,
+  top: Health,
+): void {
+  const node = m.get("health");
+  const at = `${path}.health`;
+  const merged = node === undefined ? top : readHealth(src, node, at, top);
+  route.health = routeHealth(merged);
+  if (route.health.grpc && route.backend_protocol === "http1") {
+    const grpcNode = isMap(node) ? node.get("grpc", true) as Node | undefined : undefined;
+    src.fail(
+      grpcNode ?? m.get("backend_protocol") ?? node ?? m.get("name"),
+      grpcNode ? `${at}.grpc` : path,
+      "a gRPC health check needs backend_protocol: h2c or h2 (gRPC is HTTP/2)",
+    );
+  }
 }
 
 function readHashKey(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {

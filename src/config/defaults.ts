@@ -50,8 +50,20 @@ export interface Health {
   rise: number;
   /** How long a passively ejected backend stays out (ms). @default {10000} */
   backoff: number;
-  /** Path the active checks probe; active checks are off when absent. */
+  /**
+   * Path the active checks probe (`GET path` in the route's backend protocol);
+   * active checks are off when neither this nor `grpc` is set.
+   */
   path?: string;
+  /**
+   * Probe with the gRPC health checking protocol (`grpc.health.v1.Health/Check`,
+   * HTTP/2 routes only) instead of `GET path`. @default {false}
+   */
+  grpc?: boolean;
+  /** The service the gRPC check asks about. @default {"" (the server as a whole)} */
+  grpc_service?: string;
+  /** `false` turns active checks off even with `path` or `grpc` set. @default {true} */
+  active?: boolean;
   /** Time between two rounds of active probes (ms). @default {5000} */
   interval: number;
   /** How long one probe may take (ms). @default {2000} */

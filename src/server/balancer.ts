@@ -15,11 +15,12 @@ import type { ClientSession, H2Counts, ProxyContext } from "../proxy/context.ts"
 import { Watchdog } from "../timer/watchdog.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { shareBackends, type SharedSet, type SharedSets } from "../upstream/discovery/shared.ts";
-import { backendKey } from "../upstream/backend.ts";
+import { type Backend, healthKey } from "../upstream/backend.ts";
 import { markDown, markUp } from "../upstream/backend_state.ts";
 import { ExhaustionReporter } from "../observe/exhaustion.ts";
 import { PassiveHealth } from "../upstream/health/passive.ts";
-import { HealthChecker } from "../upstream/health/active.ts";
+import { HealthChecker, type LastProbe } from "../upstream/health/active.ts";
+import type { BackendChecks } from "../upstream/health/checks.ts";
 import { accept, type Acceptor, bind, listenHttp, StartError } from "./listener.ts";
 import { createLogger, type Logger } from "../observe/log.ts";
 import type { Pool } from "../upstream/pool.ts";
@@ -107,11 +108,12 @@ export class Balancer {
   readonly #sessions = new Set<ClientSession>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
-  #checks: { key: string; ac: AbortController; checker: HealthChecker } | undefined;
+  // active checkers by the checks they run (BackendChecks.key): one per distinct setting
+  readonly #checks = new Map<string, { ac: AbortController; checker: HealthChecker }>();
   #closing: Promise<void> | undefined;
   #reloading: Promise<ReloadResult> | undefined;
   readonly #options: BalancerOptions;
-  // backendKeys the active checks (here, or the main thread's) hold down
+  // healthKeys of the records the active checks (here, or the main thread's) hold down
   #probedDown = new Set<string>();
   #watch: { key: string; watch: FileWatch } | undefined;
   readonly #ready = Promise.withResolvers<boolean>();
@@ -124,7 +126,7 @@ export class Balancer {
     this.#health = new PassiveHealth({
       failures: config.health.failures,
       backoff: config.health.backoff,
-      activeChecks: config.health.path !== undefined && options.shared === undefined,
+      activeChecks: options.shared === undefined, // workers: the main thread probes
       onChange: (b, healthy, why) =>
         healthy
           ? this.log.info(`backend ${b.id} back in rotation: ${why}`)
@@ -209,7 +211,7 @@ export class Balancer {
     return out;
   }
 
-  /** The backends (by `backendKey`) the active checks hold down. */
+  /** The backend records (by `healthKey`) the active checks hold down. */
   probedDown(): string[] {
     return [...this.#probedDown];
   }
@@ -225,15 +227,25 @@ export class Balancer {
   }
 
   /**
-   * A worker: applies the main thread's active checks. The backends in `down` are out
-   * of rotation; those it held down before and no longer does are back.
+   * The last active probe of `backend` by its route's checks (this process's checks:
+   * in a worker, none).
+   */
+  lastProbe(backend: Backend): LastProbe | undefined {
+    const key = backend.checks?.key;
+    return key === undefined ? undefined : this.#checks.get(key)?.checker.lastProbe(backend);
+  }
+
+  /**
+   * A worker: applies the main thread's active checks. The records in `down` (by
+   * `healthKey`) are out of rotation; those it held down before and no longer does
+   * are back.
    */
   applyProbed(down: readonly string[]): void {
     const previous = this.#probedDown;
     this.#probedDown = new Set(down);
     for (const group of this.#routes?.backends().values() ?? []) {
       for (const b of group) {
-        const key = backendKey(b);
+        const key = healthKey(b);
         if (this.#probedDown.has(key)) markDown(b);
         else if (previous.has(key)) {
           markUp(b);
@@ -315,8 +327,8 @@ export class Balancer {
     }
     this.#ac.abort();
     await watchClosed;
-    this.#checks?.ac.abort();
-    await this.#checks?.checker.closed;
+    for (const c of this.#checks.values()) c.ac.abort();
+    await Promise.all([...this.#checks.values()].map((c) => c.checker.closed));
     this.#pools.drainAll();
     await this.#routes?.stop();
     await this.#admin?.close();
@@ -324,51 +336,58 @@ export class Balancer {
     this.log.close();
   }
 
-  // Active health checks as `config.health` asks: the checker is replaced only when
-  // its settings changed (its counts then start over). It asks for the running routes'
-  // backends before every round, so discovery updates and reloads are followed.
+  // Active health checks as the routes' checks ask: one checker per distinct setting
+  // (BackendChecks.key), probing the records that carry it. A checker whose setting is
+  // still in use keeps running (and its counts); records of a route whose checks
+  // changed are new records, which start up and are probed in the next round. Each
+  // checker asks for the running routes' records before every round, so discovery
+  // updates and reloads are followed.
   #activeChecks(config: Config): void {
-    const { path, interval, timeout, failures, rise, backoff } = config.health;
-    if (this.#options.shared !== undefined) { // the main thread checks, and says (applyProbed)
-      this.#health.configure({ failures, backoff, activeChecks: false });
-      return;
-    }
-    const key = path === undefined ? "" : `${path} ${interval} ${timeout} ${failures} ${rise}`;
-    this.#health.configure({ failures, backoff, activeChecks: path !== undefined });
-    if ((this.#checks?.key ?? "") === key) return;
-    this.#checks?.ac.abort();
-    this.#checks = undefined;
-    if (this.#probedDown.size > 0) { // a new checker starts from every backend up
-      this.#probedDown.clear();
-      this.#options.share?.probed([]);
-    }
-    if (path === undefined) {
-      // turned off: what the checks left down gets the passive back-off instead
-      for (const group of this.#routes.backends().values()) {
-        for (const b of group) if (!b.healthy) this.#health.backOff(b);
+    const { failures, backoff } = config.health;
+    const here = this.#options.shared === undefined; // a worker: the main thread probes
+    this.#health.configure({ failures, backoff, activeChecks: here });
+    if (!here) return;
+    const wanted = new Map<string, BackendChecks>();
+    for (const r of this.#routes.routes) if (r.checks.probe) wanted.set(r.checks.key, r.checks);
+    let dropped = false;
+    for (const [key, c] of this.#checks) {
+      if (wanted.has(key)) continue;
+      c.ac.abort();
+      this.#checks.delete(key);
+      for (const k of this.#probedDown) {
+        if (!k.endsWith(` | ${key}`)) continue;
+        this.#probedDown.delete(k);
+        dropped = true;
       }
-      return;
     }
+    if (dropped) this.#options.share?.probed([...this.#probedDown]);
+    for (const [key, checks] of wanted) {
+      if (!this.#checks.has(key)) this.#checks.set(key, this.#checker(checks));
+    }
+  }
+
+  #checker(checks: BackendChecks): { ac: AbortController; checker: HealthChecker } {
     const ac = new AbortController();
+    const mine = (b: Backend) => b.checks?.key === checks.key;
     const checker = new HealthChecker({
-      path,
-      interval,
-      timeout,
-      fall: failures,
-      rise,
-      backends: () => [...this.#routes.backends().values()].flat(),
+      probe: checks.probe!,
+      interval: checks.interval,
+      timeout: checks.timeout,
+      fall: checks.failures,
+      rise: checks.rise,
+      backends: () => [...this.#routes.backends().values()].flat().filter(mine),
       signal: ac.signal,
       onExhausted: (where, e) => this.exhaustion.report(where, e),
       onChange: (b, healthy, why) => {
-        if (healthy) this.#probedDown.delete(backendKey(b));
-        else this.#probedDown.add(backendKey(b));
+        if (healthy) this.#probedDown.delete(healthKey(b));
+        else this.#probedDown.add(healthKey(b));
         this.#options.share?.probed([...this.#probedDown]);
         if (!healthy) return this.log.warn(`backend ${b.id} down: ${why}`);
         this.#health.success(b); // proven up again: passive failures start from zero
         this.log.info(`backend ${b.id} up`);
       },
     });
-    this.#checks = { key, ac, checker };
+    return { ac, checker };
   }
 
   // `reload.watch`: polls the config file; a change re-reads it and applies it when its

@@ -20,6 +20,7 @@ import { Router } from "../proxy/router.ts";
 import { type Scheduler } from "../scheduler/scheduler.ts";
 import { createScheduler } from "../scheduler/create.ts";
 import { loadUpstreamTls, type UpstreamTls } from "../upstream/tls.ts";
+import { type BackendChecks, compileChecks } from "../upstream/health/checks.ts";
 
 /** A route with what feeds it. */
 export interface RouteState extends Route {
@@ -29,12 +30,15 @@ export interface RouteState extends Route {
   readonly scheduler: Scheduler;
   /** Present for routes discovered through SRV. */
   readonly srv?: SrvSource;
+  /** How its backends are checked (every record of the route carries these). */
+  readonly checks: BackendChecks;
 }
 
-/** How a route's backends are reached: over TLS (its settings), in HTTP/2. */
+/** How a route's backends are reached (over TLS, in HTTP/2) and checked. */
 interface Reach {
   tls: UpstreamTls | undefined;
   h2: boolean;
+  checks: BackendChecks;
 }
 
 /** Options for {@linkcode RouteSet.start}. */
@@ -83,13 +87,18 @@ export class RouteSet {
       for (const rc of config.routes) {
         const found = rc.backends ? staticBackends(rc.backends) : [];
         const tls = rc.tls ? await loadUpstreamTls({ name: rc.name, ...rc.tls }) : undefined;
-        const reach: Reach = { tls, h2: rc.backend_protocol !== "http1" };
+        const reach: Reach = {
+          tls,
+          h2: rc.backend_protocol !== "http1",
+          checks: compileChecks(rc.health),
+        };
         const scheduler = createScheduler(rc.scheduler, set.#reuse(found, reach));
         const state: RouteState = {
           name: rc.name,
           config: rc,
           scheduler,
           hashKey: rc.hash_key,
+          checks: reach.checks,
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
         };
         if (rc.srv !== undefined) {
@@ -124,12 +133,14 @@ export class RouteSet {
   #reuse(found: Backend[], reach: Reach): Backend[] {
     const known = this.#options.known;
     const mine = this.backends();
-    const { tls, h2 } = reach;
+    const { tls, h2, checks } = reach;
     return found.map((plain) => {
-      let b: Backend = tls ? { ...plain, tls } : plain;
+      let b: Backend = tls ? { ...plain, tls, checks } : { ...plain, checks };
       if (h2) b = { ...b, h2: true };
       const key = backendKey(b);
-      const same = (o: Backend) => o.priority === b.priority && o.weight === b.weight;
+      // a record is shared only by routes that check it alike (one probe, one state)
+      const same = (o: Backend) =>
+        o.priority === b.priority && o.weight === b.weight && o.checks?.key === checks.key;
       return mine.get(key)?.find(same) ?? known?.get(key)?.find(same) ?? b;
     });
   }

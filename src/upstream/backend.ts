@@ -4,6 +4,7 @@
  * @module
  */
 import type { UpstreamTls } from "./tls.ts";
+import type { BackendChecks } from "./health/checks.ts";
 
 /** One upstream server that a route can send requests to. */
 export interface Backend {
@@ -37,6 +38,12 @@ export interface Backend {
    * connection at a time.
    */
   readonly h2?: true;
+  /**
+   * How its route checks it (`health` with `routes[].health` over it). Routes whose
+   * checks differ never share a record: each is probed and taken out on its own.
+   * @default {the balancer's top-level settings, no active probe}
+   */
+  readonly checks?: BackendChecks;
 }
 
 /** Options for {@linkcode createBackend}. */
@@ -103,6 +110,21 @@ export function backendKey(b: Backend): string {
 
 // backendKey of TLS and HTTP/2 backend records (whose fields never change).
 const KEYS = new WeakMap<Backend, string>();
+
+/**
+ * The identity of a backend record's health: {@linkcode backendKey} plus its route's
+ * checks. Records with one health key are probed once and go down and up together.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { createBackend, healthKey } from "./backend.ts";
+ * assert(healthKey(createBackend({ hostname: "127.0.0.1", port: 9001 })) === "127.0.0.1:9001");
+ * ```
+ */
+export function healthKey(b: Backend): string {
+  return b.checks === undefined ? backendKey(b) : `${backendKey(b)} | ${b.checks.key}`;
+}
 
 /**
  * Backend records grouped by {@linkcode backendKey}: one group per address and TLS

@@ -1,13 +1,16 @@
 /**
- * Active health checks: every `interval`, one `GET <path>` per backend over a fresh
- * connection (TLS for a route with `tls: true`), bounded by `timeout`. A 2xx or 3xx answer passes; anything else (refused,
- * reset, timed out, another status, garbage) fails. `fall` consecutive failures take a
- * backend out of rotation, `rise` consecutive passes bring it back — also after a
- * passive ejection (see `health.ts`), which restarts the count of passes.
+ * Active health checks: every `interval`, one probe per backend over a fresh
+ * connection (TLS for a route with `tls: true`), bounded by `timeout`, in the
+ * backend's protocol: `GET <path>` in HTTP/1.1, or in HTTP/2 for a backend spoken to
+ * in HTTP/2 (`h2_probe.ts`), or the gRPC health check. A 2xx or 3xx answer (gRPC:
+ * `SERVING`) passes; anything else (refused, reset, timed out, another status,
+ * garbage) fails. `fall` consecutive failures take a backend out of rotation, `rise`
+ * consecutive passes bring it back — also after a passive ejection (see
+ * `passive.ts`), which restarts the count of passes.
  *
  * @module
  */
-import { type Backend, byKey } from "../backend.ts";
+import { type Backend, backendKey, byKey } from "../backend.ts";
 import { markDown, markUp } from "../backend_state.ts";
 import { connectBackend, ConnectError } from "../connect.ts";
 import { sleep } from "../../_async.ts";
@@ -15,11 +18,18 @@ import { BufReader, writeAll } from "../../http1/io.ts";
 import { type HeadLimits, HttpError, readHead } from "../../http1/head.ts";
 import { parseResponse, ResponseHead } from "../../http1/parse.ts";
 import { exhaustionHint } from "../../observe/exhaustion.ts";
+import type { ProbeSpec } from "./checks.ts";
+import { probeH2 } from "./h2_probe.ts";
+import { errorText, fail, hostHeader, type ProbeResult } from "./_probe_result.ts";
+
+export type { ProbeResult } from "./_probe_result.ts";
 
 /** Options for {@linkcode HealthChecker}. */
 export interface HealthCheckerOptions {
-  /** Path probed, e.g. `/healthz` (origin form: starts with `/`). */
-  path: string;
+  /** Path probed, e.g. `/healthz` (origin form: starts with `/`); or give `probe`. */
+  path?: string;
+  /** What to probe (a path, or the gRPC health check); `path` is short for `{ kind: "path", path }`. */
+  probe?: ProbeSpec;
   /** Time between the end of one round of probes and the start of the next, in ms. @default {5000} */
   interval: number;
   /** A probe (connect, request, response head) gives up after this many ms. @default {2000} */
@@ -41,16 +51,14 @@ export interface HealthCheckerOptions {
   onExhausted?: (where: string, e: unknown) => void;
 }
 
-/** The outcome of one probe. */
-export interface ProbeResult {
-  /** True for a 2xx or 3xx status. */
+/** The last probe of a backend: passed or not, why, and when (epoch ms). */
+export interface LastProbe {
+  /** True when it passed. */
   ok: boolean;
-  /** The status received, 0 when none was. */
-  status: number;
-  /** Why it failed, or the status's summary when it passed. */
+  /** What it answered, or why it failed. */
   reason: string;
-  /** Set when the probe failed for lack of local descriptors or ports: the error. */
-  local?: unknown;
+  /** When it ended, epoch ms. */
+  time: number;
 }
 
 interface State {
@@ -90,8 +98,10 @@ export class HealthChecker {
   rounds = 0;
   readonly #options: HealthCheckerOptions;
   readonly #states = new Map<Backend, State>();
+  readonly #last = new Map<string, LastProbe>(); // by backendKey: one probe per key
   readonly #fall: number;
   readonly #rise: number;
+  readonly #probe: ProbeSpec;
   #round: Promise<void> | undefined;
 
   /**
@@ -100,9 +110,13 @@ export class HealthChecker {
    * @throws {RangeError} when `path` is not an origin-form path, or a number is out of range.
    */
   constructor(options: HealthCheckerOptions) {
-    if (!isProbePath(options.path)) {
-      throw new RangeError(`Health check path must start with "/": received "${options.path}"`);
+    const probe = options.probe ??
+      (options.path !== undefined ? { kind: "path", path: options.path } : undefined);
+    if (probe === undefined) throw new TypeError("Health check needs a path or a probe");
+    if (probe.kind === "path" && !isProbePath(probe.path)) {
+      throw new RangeError(`Health check path must start with "/": received "${probe.path}"`);
     }
+    this.#probe = probe;
     if (!(options.interval > 0) || !(options.timeout > 0)) {
       throw new RangeError(
         `Health check interval and timeout must be positive: received ${options.interval}, ${options.timeout}`,
@@ -112,6 +126,11 @@ export class HealthChecker {
     this.#fall = Math.max(1, options.fall ?? DEFAULT_FALL);
     this.#rise = Math.max(1, options.rise ?? DEFAULT_RISE);
     this.closed = this.#run();
+  }
+
+  /** The outcome of the last probe of `backend` (or of a copy of its record), if it was probed. */
+  lastProbe(backend: Backend): LastProbe | undefined {
+    return this.#last.get(backendKey(backend));
   }
 
   /** Runs one round of probes now, unless one is in progress (then waits for it). */
@@ -133,18 +152,27 @@ export class HealthChecker {
   }
 
   async #runRound(): Promise<void> {
-    const { path, timeout, signal } = this.#options;
+    const { timeout, signal } = this.#options;
+    const spec = this.#probe;
     // One probe per address and TLS setting, even when several routes (or Backend
     // records with different weights) share it; its result counts for each of them.
     const groups = byKey(this.#options.backends());
     const live = new Set<Backend>();
     for (const group of groups.values()) for (const b of group) live.add(b);
     for (const b of this.#states.keys()) if (!live.has(b)) this.#states.delete(b);
+    for (const key of this.#last.keys()) if (!groups.has(key)) this.#last.delete(key);
     await Promise.all([...groups.values()].map(async (group) => {
-      const result = await probe(group[0]!, { path, timeout, signal });
+      const result = await probeBackend(group[0]!, { probe: spec, timeout, signal });
       if (result.local !== undefined) {
         this.#options.onExhausted?.(`health check of ${group[0]!.id}`, result.local);
-      } else if (!signal.aborted) { for (const b of group) this.#record(b, result); }
+      } else if (!signal.aborted) {
+        this.#last.set(backendKey(group[0]!), {
+          ok: result.ok,
+          reason: result.reason,
+          time: Date.now(),
+        });
+        for (const b of group) this.#record(b, result);
+      }
     }));
     this.rounds++;
   }
@@ -192,6 +220,26 @@ export function isProbePath(path: string): boolean {
   return PATH_REGEXP.test(path);
 }
 const ENCODER = new TextEncoder();
+
+/**
+ * Probes `backend` with `probe` in the backend's protocol: HTTP/1.1 ({@linkcode probe}),
+ * or HTTP/2 for a backend spoken to in HTTP/2 (the gRPC check always is).
+ *
+ * @example
+ * ```ts ignore
+ * const r = await probeBackend(backend, { probe: { kind: "grpc", service: "" }, timeout: 2_000 });
+ * ```
+ * @returns the outcome; never throws.
+ */
+export function probeBackend(
+  backend: Backend,
+  options: { probe: ProbeSpec; timeout: number; signal?: AbortSignal | undefined },
+): Promise<ProbeResult> {
+  const { probe: spec, timeout, signal } = options;
+  const o = { timeout, ...(signal !== undefined ? { signal } : {}) };
+  if (backend.h2 || spec.kind === "grpc") return probeH2(backend, { probe: spec, ...o });
+  return probe(backend, { path: spec.path, ...o });
+}
 const DECODER = new TextDecoder();
 
 /**
@@ -262,20 +310,4 @@ function firstLine(reader: BufReader): string {
   const eol = bytes.indexOf(10);
   const line = DECODER.decode(bytes.subarray(0, eol === -1 ? bytes.length : eol));
   return JSON.stringify(line.replace(/\r$/, "").slice(0, 64));
-}
-
-function fail(reason: string): ProbeResult {
-  return { ok: false, status: 0, reason };
-}
-
-// The name the backend is known by (SRV target or configured address), with its port.
-function hostHeader(b: Backend): string {
-  const name = b.name;
-  const colons = name.split(":").length - 1;
-  if (name.startsWith("[") || colons === 1) return name; // "[::1]:9001", "127.0.0.1:9001"
-  return colons > 1 ? `[${name}]:${b.port}` : `${name}:${b.port}`; // bare IPv6, or a host name
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -1,8 +1,10 @@
 /**
  * Passive health: consecutive failures eject a backend for a back-off period,
  * after which it gets traffic again (and is ejected again at once if it still fails).
- * With active checks on (`health_check.ts`), an ejected backend has no back-off:
- * it stays out until the active check brings it back.
+ * With active checks on for it (`active.ts`), an ejected backend has no back-off:
+ * it stays out until the active check brings it back. A backend record that carries
+ * its route's checks (`backend.checks`) is counted with its route's `failures` and
+ * `backoff`, and has active checks exactly when its route has a probe.
  *
  * A timeout (a connect that did not finish) counts only when the backend
  * answered nothing else while it was waited for: a backend that served other
@@ -16,11 +18,15 @@ import { markDown, markUp } from "../backend_state.ts";
 
 /** Passive health settings. */
 export interface PassiveHealthOptions {
-  /** Consecutive failures that eject a backend. @default {3} */
+  /** Consecutive failures that eject a backend (one without `checks`). @default {3} */
   failures: number;
-  /** How long an ejected backend gets no traffic, in ms. @default {10000} */
+  /** How long an ejected backend (one without `checks`) gets no traffic, in ms. @default {10000} */
   backoff: number;
-  /** Active checks decide when an ejected backend comes back (no back-off timer). @default {false} */
+  /**
+   * Active checks run in this process and decide when an ejected backend comes back
+   * (no back-off timer): for a backend with `checks`, when they have a probe; for one
+   * without, always. @default {false}
+   */
   activeChecks?: boolean;
   /** Told when a backend changes state. */
   onChange?: (backend: Backend, healthy: boolean, reason: string) => void;
@@ -67,9 +73,19 @@ export class PassiveHealth {
     const tally = this.#of(backend);
     if (waitedSince !== undefined && tally.lastSuccess >= waitedSince) return;
     const n = ++tally.fails;
-    if (n < this.#options.failures || !markDown(backend)) return;
+    if (n < this.#failures(backend) || !markDown(backend)) return;
     this.#options.onChange?.(backend, false, `${n} consecutive failures, last: ${reason}`);
-    if (!this.#options.activeChecks) this.backOff(backend);
+    if (!this.probed(backend)) this.backOff(backend);
+  }
+
+  /** True when active checks (run in this process) bring `backend` back, not a back-off. */
+  probed(backend: Backend): boolean {
+    if (!this.#options.activeChecks) return false;
+    return backend.checks === undefined || backend.checks.probe !== undefined;
+  }
+
+  #failures(backend: Backend): number {
+    return backend.checks?.failures ?? this.#options.failures;
   }
 
   /**
@@ -80,9 +96,9 @@ export class PassiveHealth {
     if (this.#timers.has(backend)) return;
     const t = setTimeout(() => {
       this.#timers.delete(backend);
-      this.#of(backend).fails = this.#options.failures - 1; // one more failure ejects again
+      this.#of(backend).fails = this.#failures(backend) - 1; // one more failure ejects again
       if (markUp(backend)) this.#options.onChange?.(backend, true, "back-off over");
-    }, this.#options.backoff);
+    }, backend.checks?.backoff ?? this.#options.backoff);
     Deno.unrefTimer(t);
     this.#timers.set(backend, t);
   }
@@ -110,11 +126,15 @@ export class PassiveHealth {
 
   /**
    * Applies new settings (a reload). Turning active checks on cancels the pending
-   * back-offs: the active check brings those backends back.
+   * back-offs of backends they now probe: the active check brings those back.
    */
   configure(options: Omit<PassiveHealthOptions, "onChange">): void {
     this.#options = { ...this.#options, ...options };
-    if (options.activeChecks) this.close();
+    for (const [b, t] of this.#timers) {
+      if (!this.probed(b)) continue;
+      clearTimeout(t);
+      this.#timers.delete(b);
+    }
   }
 
   /** Cancels pending back-off timers. */
