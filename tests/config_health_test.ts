@@ -19,13 +19,15 @@ routes:
 `;
 
 Deno.test("config: a route without health takes the top-level section; one with health overrides only its keys", () => {
-  const c = parse(TOP + `  - name: web
+  const c = parse(
+    TOP + `  - name: web
     backends: [{ address: 127.0.0.1:9001 }]
   - name: slow
     path: /slow
     health: { interval: 10s, rise: 5 }
     backends: [{ address: 127.0.0.1:9002 }]
-`);
+`,
+  );
   const web = c.routes[0]!.health;
   const slow = c.routes[1]!.health;
   assertEquals(web, { ...DEFAULTS.health, path: "/healthz", interval: 2_000, failures: 4 });
@@ -33,11 +35,13 @@ Deno.test("config: a route without health takes the top-level section; one with 
 });
 
 Deno.test("config: grpc: true on an HTTP/2 route replaces the top-level path; grpc_service is kept", () => {
-  const c = parse(TOP + `  - name: grpc
+  const c = parse(
+    TOP + `  - name: grpc
     backend_protocol: h2c
     health: { grpc: true, grpc_service: app.Greeter, timeout: 1s }
     backends: [{ address: 127.0.0.1:9001 }]
-`);
+`,
+  );
   assertEquals(c.routes[0]!.health, {
     ...DEFAULTS.health,
     interval: 2_000,
@@ -115,8 +119,11 @@ routes:
       "t.yaml:5: routes[0]: a gRPC health check needs backend_protocol: h2c or h2 (gRPC is HTTP/2)",
     ],
   );
-  assertEquals(errors(`listen: { http: 127.0.0.1:8080 }
+  assertEquals(
+    errors(`listen: { http: 127.0.0.1:8080 }
 health: { active: true }
 routes: [{ name: a, backends: [{ address: 127.0.0.1:9001 }] }]
-`), ["t.yaml:2: health.active: needs path or grpc: true (what to probe)"]);
+`),
+    ["t.yaml:2: health.active: needs path or grpc: true (what to probe)"],
+  );
 });
