@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { PrefixTree } from "./_prefix_tree.ts";
 
 /** What a route matches on. */
 export interface RouteMatch {
@@ -12,19 +13,25 @@ export interface RouteMatch {
   path?: string | undefined;
 }
 
-interface Entry<T> {
-  value: T;
-  exact: string | undefined;
-  suffix: string | undefined; // ".example.com" for "*.example.com"
-  path: string;
-  /** Host specificity: exact > longer wildcard > shorter wildcard > any host. */
-  hostRank: number;
+/** The routes of one host key (an exact host, a wildcard, or any host). */
+interface HostRoutes<T> {
+  paths: PrefixTree<T>;
+  /** For an exact host: the trees a request for it tries, in order (built on first use). */
+  chain: PrefixTree<T>[] | undefined;
+  /** The router's generation `chain` was built in (an `add` since then makes it stale). */
+  built: number;
 }
 
 /**
  * Picks the route for a request: the most specific host (exact, then the longest
  * wildcard, then any), then the longest path prefix (a plain string prefix, as
- * nginx's `location /api`).
+ * nginx's `location /api`). When the most specific host has no route for the path,
+ * the next one is tried. Of equal routes the first added wins.
+ *
+ * The cost of a match does not depend on the number of routes: an exact host is
+ * one hash lookup, wildcards one lookup per label of the host (`a.b.example.com`
+ * tries `*.b.example.com`, then `*.example.com`, then `*.com`), and the path one
+ * walk down a radix tree of that host's prefixes.
  *
  * @example
  * ```ts
@@ -33,32 +40,45 @@ interface Entry<T> {
  * const r = new Router<string>();
  * r.add({ path: "/" }, "web");
  * r.add({ host: "app.test", path: "/api" }, "api");
+ * r.add({ host: "*.test", path: "/" }, "tenants");
  * assert(r.match("app.test:8080", "/api/users") === "api");
- * assert(r.match("other.test", "/api") === "web");
+ * assert(r.match("app.test", "/other") === "tenants");
+ * assert(r.match("other.example", "/api") === "web");
  * ```
  */
 export class Router<T> {
-  readonly #entries: Entry<T>[] = [];
-  #lastHost = "";
-  #lastNormal = "";
+  /** Exact hosts (lower-cased). */
+  readonly #exact = new Map<string, HostRoutes<T>>();
+  /** Wildcards by their suffix: `.example.com` for `*.example.com`. */
+  readonly #wild = new Map<string, PrefixTree<T>>();
+  #any: PrefixTree<T> | undefined;
+  #generation = 0;
+  #lastHost: string | undefined; // undefined until a match, and again after an add
+  #lastChain: PrefixTree<T>[] = [];
 
-  /** Adds a route. */
+  /** Adds a route. Costs O(length of its host and path). */
   add(match: RouteMatch, value: T): void {
     const host = match.host?.toLowerCase();
-    const wildcard = host?.startsWith("*.") ?? false;
-    const entry: Entry<T> = {
-      value,
-      exact: wildcard ? undefined : host,
-      suffix: wildcard ? host!.slice(1) : undefined,
-      path: match.path ?? "/",
-      hostRank: 0,
-    };
-    entry.hostRank = entry.exact !== undefined
-      ? Number.MAX_SAFE_INTEGER
-      : (entry.suffix?.length ?? 0);
-    this.#entries.push(entry);
-    // most specific first: host, then path length (a path never outranks a host)
-    this.#entries.sort((a, b) => b.hostRank - a.hostRank || b.path.length - a.path.length);
+    const path = match.path ?? "/";
+    if (host === undefined) {
+      (this.#any ??= new PrefixTree()).add(path, value);
+    } else if (host.startsWith("*.")) {
+      const suffix = host.slice(1);
+      let paths = this.#wild.get(suffix);
+      if (paths === undefined) this.#wild.set(suffix, paths = new PrefixTree());
+      paths.add(path, value);
+    } else {
+      let routes = this.#exact.get(host);
+      if (routes === undefined) {
+        routes = { paths: new PrefixTree(), chain: undefined, built: -1 };
+        this.#exact.set(host, routes);
+      }
+      routes.paths.add(path, value);
+    }
+    // what was worked out for hosts before may now miss this route
+    this.#generation++;
+    this.#lastHost = undefined;
+    this.#lastChain = [];
   }
 
   /**
@@ -66,20 +86,43 @@ export class Router<T> {
    * `path` (the request target), or undefined.
    */
   match(host: string, path: string): T | undefined {
-    // keep-alive clients repeat their Host: the last one is normalised once
+    // keep-alive clients repeat their Host: the last one's trees are kept
+    let chain = this.#lastChain;
     if (host !== this.#lastHost) {
+      chain = this.#chainFor(normalizeHost(host));
       this.#lastHost = host;
-      this.#lastNormal = normalizeHost(host);
+      this.#lastChain = chain;
     }
-    const h = this.#lastNormal;
-    for (const e of this.#entries) {
-      if (e.exact !== undefined && e.exact !== h) continue;
-      if (e.suffix !== undefined && !(h.endsWith(e.suffix) && h.length > e.suffix.length)) {
-        continue;
-      }
-      if (path.startsWith(e.path)) return e.value;
+    for (let i = 0; i < chain.length; i++) {
+      const value = chain[i]!.longest(path);
+      if (value !== undefined) return value;
     }
     return undefined;
+  }
+
+  // The trees a request for `host` (normalised) tries, most specific first.
+  #chainFor(host: string): PrefixTree<T>[] {
+    const exact = this.#exact.get(host);
+    if (exact === undefined) return this.#chain(host, undefined);
+    if (exact.built !== this.#generation) {
+      exact.chain = this.#chain(host, exact.paths);
+      exact.built = this.#generation;
+    }
+    return exact.chain!;
+  }
+
+  #chain(host: string, exact: PrefixTree<T> | undefined): PrefixTree<T>[] {
+    const chain: PrefixTree<T>[] = [];
+    if (exact !== undefined) chain.push(exact);
+    if (this.#wild.size > 0) {
+      // "*.example.com" is held as ".example.com" and needs at least one character before it
+      for (let dot = host.indexOf(".", 1); dot !== -1; dot = host.indexOf(".", dot + 1)) {
+        const paths = this.#wild.get(host.slice(dot));
+        if (paths !== undefined) chain.push(paths);
+      }
+    }
+    if (this.#any !== undefined) chain.push(this.#any);
+    return chain;
   }
 }
 

@@ -75,6 +75,9 @@ export class RouteSet {
   readonly router: Router<RouteState> = new Router<RouteState>();
   readonly #ac = new AbortController();
   readonly #options: RouteSetOptions;
+  // `backends()` as it stands, kept while routes are added (so that building n routes
+  // costs O(n), not O(n²)); dropped when discovery changes a route's backends.
+  #mine: Map<string, Backend[]> | undefined;
 
   private constructor(options: RouteSetOptions) {
     this.#options = options;
@@ -105,6 +108,7 @@ export class RouteSet {
           (state as { srv?: SrvSource }).srv = set.#watch(config, rc.srv, state, reach);
         }
         set.routes.push(state);
+        set.#index(scheduler.backends);
         set.router.add({ host: rc.host, path: rc.path }, state);
       }
       await Promise.all(set.routes.map((r) => r.srv?.ready));
@@ -130,9 +134,21 @@ export class RouteSet {
     await Promise.all(this.routes.map((r) => r.srv?.closed));
   }
 
+  // Records `backends` (a new route's) in the kept `backends()`, when there is one.
+  #index(backends: readonly Backend[]): void {
+    const mine = this.#mine;
+    if (mine === undefined) return;
+    for (const b of byKey(backends).values()) {
+      const key = backendKey(b[0]!);
+      const group = mine.get(key);
+      if (group === undefined) mine.set(key, b);
+      else for (const one of b) if (!group.includes(one)) group.push(one);
+    }
+  }
+
   #reuse(found: Backend[], reach: Reach): Backend[] {
     const known = this.#options.known;
-    const mine = this.backends();
+    const mine = this.#mine ??= this.backends();
     const { tls, h2, checks } = reach;
     return found.map((plain) => {
       let b: Backend = tls ? { ...plain, tls, checks } : { ...plain, checks };
@@ -176,6 +192,7 @@ export class RouteSet {
     const onUpdate = (found: Backend[]) => {
       const next = this.#reuse(found, reach);
       route.scheduler.update(next);
+      this.#mine = undefined;
       this.#options.onChange?.();
       return next;
     };
