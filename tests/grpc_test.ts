@@ -162,7 +162,8 @@ Deno.test("the balancer's own errors reach a gRPC client as gRPC statuses: no ro
   const refused = await failure("Unary");
   assert(refused !== undefined);
   assertEquals(refused.code, grpc.status.UNAVAILABLE);
-  assert(refused.details.startsWith("502 Bad Gateway: "), refused.details);
+  // a generic text: the backend's address and the OS error are for the log only
+  assertEquals(refused.details, "502 Bad Gateway: no valid response from the backend");
   const unrouted = await failure("Fail");
   assert(unrouted !== undefined);
   assertEquals(unrouted.code, grpc.status.UNIMPLEMENTED);

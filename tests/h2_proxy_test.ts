@@ -206,13 +206,13 @@ routes:
     assertStringIncludes(notFound.head, "content-type: text/plain; charset=utf-8");
     const refused = await get("down.test");
     assertEquals(refused.tail, "2 502");
-    assertMatch(refused.body, /^502 Bad Gateway: Connect to 127\.0\.0\.1:\d+ failed/);
+    assertEquals(refused.body, "502 Bad Gateway: no valid response from the backend\n");
     const none = await get("down.test");
     assertEquals(none.tail, "2 503");
-    assertEquals(none.body, "503 Service Unavailable: no healthy backend for route down\n");
+    assertEquals(none.body, "503 Service Unavailable: no backend is available\n");
     const late = await get("slow.test", "/hold");
     assertEquals(late.tail, "2 504");
-    assertStringIncludes(late.body, "sent no response within timeouts.response");
+    assertEquals(late.body, "504 Gateway Timeout: the backend did not answer in time\n");
     assertEquals(slow.heads.length, 1);
   } finally {
     await lb.close();

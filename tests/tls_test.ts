@@ -11,6 +11,7 @@ import { ConfigError, parseConfig } from "../src/config/config.ts";
 import { startDnsServer } from "../src/cli/demo/dns_server.ts";
 import { installCert, type IssuedCert, makeCa, servedSerial, tlsBackend } from "./_certs.ts";
 import {
+  captureLogger,
   delay,
   keepAliveBackend,
   RawClient,
@@ -223,7 +224,13 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:9 }] }]
 
 Deno.test("tls to backends: routes with tls: true verify the backend's certificate and reuse the connection", async () => {
   await using b = tlsBackend(first);
-  await using lb = await startBalancer(`
+  const errors: string[] = [];
+  const logger = {
+    ...captureLogger(),
+    access: (r: { error?: string }) => errors.push(r.error ?? ""),
+  };
+  await using lb = await startBalancer(
+    `
 listen: { http: 127.0.0.1:0 }
 retry: { attempts: 0 }
 routes:
@@ -231,7 +238,9 @@ routes:
   - { name: ip, path: /ip, tls: true, ca: ${ca.ca}, backends: [{ address: 127.0.0.1:${b.port} }] }
   - { name: wrongname, path: /wrong, tls: true, ca: ${ca.ca}, server_name: other.test, backends: [{ address: 127.0.0.1:${b.port} }] }
   - { name: noca, path: /noca, tls: true, backends: [{ address: 127.0.0.1:${b.port} }] }
-`);
+`,
+    { logger },
+  );
   using c = await RawClient.connect(lb.addrs.http!.port);
   const get = (path: string) => c.request(`GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
   for (let i = 0; i < 5; i++) assertEquals((await get(`/named/${i}`)).body, `tls /named/${i}\n`);
@@ -240,7 +249,8 @@ routes:
   for (const path of ["/wrong", "/noca"]) {
     const res = await get(path);
     assertEquals(res.status, 502, path);
-    assertStringIncludes(res.body, "TLS handshake");
+    assertEquals(res.body, "502 Bad Gateway: no valid response from the backend\n", path);
+    assertStringIncludes(errors.at(-1) ?? "", "TLS handshake", "the access log says why");
   }
   assertEquals(lb.pools.size, 4, "routes with different TLS settings get separate pools");
 });

@@ -36,22 +36,41 @@ export interface SimpleResponseOptions {
 }
 
 /**
+ * What a client is told for a failure on the balancer's side, instead of the
+ * detail: which backend address failed and the OS error are for the log and the
+ * metrics, never for the client (as HAProxy and nginx do).
+ */
+const GENERIC: Readonly<Record<number, string>> = {
+  500: "internal error",
+  502: "no valid response from the backend",
+  503: "no backend is available",
+  504: "the backend did not answer in time",
+};
+
+/**
  * The short plain-text body of a response the balancer makes itself (any
- * protocol): `STATUS REASON: detail` and a newline.
+ * protocol): `STATUS REASON: detail` and a newline. The detail is shown for
+ * errors in the request (4xx, 501, 505); a 500, 502, 503 or 504 gets a generic
+ * text instead, since its detail (a backend's address, an OS error) is the
+ * balancer's inside: it goes to the access log and the event log.
  *
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
  * import { simpleBody } from "./status.ts";
  * assertEquals(simpleBody(404, "no route for a/"), "404 Not Found: no route for a/\n");
+ * assertEquals(
+ *   simpleBody(502, "Connect to 10.0.0.7:8080 failed: Connection refused (os error 111)"),
+ *   "502 Bad Gateway: no valid response from the backend\n",
+ * );
  * ```
  *
  * @param status The status code.
- * @param detail What happened.
+ * @param detail What happened (shown only when it is about the request).
  * @returns The body text.
  */
 export function simpleBody(status: number, detail: string): string {
-  return `${status} ${STATUS_TEXT[status] ?? "Error"}: ${detail}\n`;
+  return `${status} ${STATUS_TEXT[status] ?? "Error"}: ${GENERIC[status] ?? detail}\n`;
 }
 
 /**
