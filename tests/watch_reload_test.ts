@@ -70,6 +70,17 @@ async function reloads(admin: number): Promise<{ ok: number; failed: number }> {
   return { ok: s.reloads.ok, failed: s.reloads.failed };
 }
 
+/** `unload_config_last_reload_successful` from /metrics. */
+async function lastReloadSuccessful(admin: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+  return Number(/^unload_config_last_reload_successful (\d+)$/m.exec(text)?.[1]);
+}
+
+/** `/status`'s `reloads.last`: what the dashboard's "reload rejected" banner shows. */
+async function lastReload(admin: number): Promise<{ ok: boolean; error?: string }> {
+  return (await (await fetch(`http://127.0.0.1:${admin}/status`)).json()).reloads.last;
+}
+
 Deno.test("watch: a config swapped like a Kubernetes ConfigMap, or edited in place, applies without a signal; a broken one is rejected until fixed", async () => {
   const a = keepAliveBackend("A");
   const b = keepAliveBackend("B");
@@ -122,6 +133,19 @@ ${extra}`;
     await vol!.publish({ "unload.yaml": yaml(port, b.port) });
     await until("B answering after the fix", async () => (await answer(port)) === "B /x");
     assertEquals(await reloads(admin), { ok: 3, failed: 1 });
+
+    // broken again, then reverted to exactly the settings in force: nothing to apply,
+    // but the failure is over, so the metric, /status and the dashboard banner say so
+    await vol!.publish({ "unload.yaml": yaml(port, b.port, "    bogus: 2\n") });
+    await until("the second rejection", async () => (await reloads(admin)).failed === 2);
+    assertEquals(await lastReloadSuccessful(admin), 0);
+    assertEquals((await lastReload(admin)).ok, false, "the banner's source says failed");
+    await vol!.publish({ "unload.yaml": yaml(port, b.port) });
+    await until("the revert noticed", async () => (await lastReloadSuccessful(admin)) === 1);
+    assertEquals((await lastReload(admin)).ok, true, "the banner is gone");
+    assertEquals(await reloads(admin), { ok: 4, failed: 2 });
+    assertStringIncludes(lb.stderrSoFar(), "back to the settings in force");
+    assertEquals(await answer(port), "B /x");
 
     stopped = await lb.stop();
     assertEquals(stopped.code, 0);

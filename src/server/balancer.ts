@@ -421,6 +421,16 @@ export class Balancer {
       return;
     }
     if (JSON.stringify(next) === JSON.stringify(this.#config)) {
+      if (this.reloads.last?.ok === false) {
+        // an edit that was rejected has been undone: the file and the running config
+        // agree again, so the failure no longer stands (metric, /status, dashboard)
+        this.reloads.ok++;
+        this.reloads.last = { ok: true, time: Date.now() };
+        this.log.info(
+          `config file ${next.file} is back to the settings in force: the failed reload is cleared`,
+        );
+        return;
+      }
       this.log.info(`config file ${next.file} changed, its settings did not: nothing to do`);
       return;
     }
