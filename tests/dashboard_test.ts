@@ -174,7 +174,7 @@ function health(s: DemoStatus): Record<string, boolean> {
   return Object.fromEntries(s.routes[0]!.backends.map((b) => [b.name, b.healthy]));
 }
 
-Deno.test("demo without traffic: a backend stopped from the dashboard shows DOWN (active checks), and UP once started again", async () => {
+Deno.test("demo without traffic: a backend stopped through /demo/backends/b1/stop shows DOWN (active checks), and UP once started again", async () => {
   const demo = await startDemo({ traffic: false });
   try {
     const all = { "b1.test": true, "b2.test": true, "b3.test": true };
@@ -199,6 +199,52 @@ Deno.test("demo without traffic: a backend stopped from the dashboard shows DOWN
       10_000,
       async () => health(await demoStatus(demo.dashboard))["b1.test"]!,
     );
+  } finally {
+    const { code, stderr } = await demo.stop();
+    assertEquals(code, 0, stderr);
+  }
+});
+
+interface DemoBackendRow {
+  name: string;
+  running: boolean;
+  requests: number;
+}
+
+async function demoBackends(dashboard: string): Promise<Record<string, DemoBackendRow>> {
+  const list: DemoBackendRow[] = await (await fetch(`${dashboard}demo/backends`)).json();
+  return Object.fromEntries(list.map((b) => [b.name, b]));
+}
+
+Deno.test("demo: POST /reload applies the embedded config again (200, no failed reload), and a stopped backend keeps its request count", async () => {
+  const demo = await startDemo({ traffic: false });
+  try {
+    const reload = await fetch(`${demo.dashboard}reload`, { method: "POST" });
+    const body = await reload.json();
+    assertEquals(reload.status, 200, JSON.stringify(body));
+    assertEquals(body.ok, true);
+    assert(String(body.note).includes("no config file"), body.note);
+    const status = await (await fetch(`${demo.dashboard}status`)).json();
+    assertEquals([status.reloads.ok, status.reloads.failed], [1, 0]);
+    assertEquals(status.reloads.last.ok, true, "no banner on the dashboard");
+    const metrics = await (await fetch(`${demo.dashboard}metrics`)).text();
+    assert(metrics.includes("\nunload_config_last_reload_successful 1\n"));
+
+    // requests through the balancer (and its health checks) reach b1; then it stops
+    await waitFor("b1 to have answered", 10_000, async () => {
+      return (await demoBackends(demo.dashboard)).b1!.requests > 0;
+    });
+    const stop = await fetch(`${demo.dashboard}demo/backends/b1/stop`, { method: "POST" });
+    assertEquals(await stop.json(), { name: "b1", running: false });
+    const stopped = (await demoBackends(demo.dashboard)).b1!;
+    assertEquals(stopped.running, false);
+    assert(stopped.requests > 0, "a stopped backend keeps the count it had");
+    await delay(1500); // health checks go on against the stopped port: the count stays
+    assertEquals((await demoBackends(demo.dashboard)).b1!.requests, stopped.requests);
+    const start = await fetch(`${demo.dashboard}demo/backends/b1/start`, { method: "POST" });
+    assertEquals(await start.json(), { name: "b1", running: true });
+    const again = (await demoBackends(demo.dashboard)).b1!;
+    assert(again.requests >= stopped.requests, "a restart counts on from there, not from 0");
   } finally {
     const { code, stderr } = await demo.stop();
     assertEquals(code, 0, stderr);

@@ -3,8 +3,11 @@
  * be staged and watched on the dashboard:
  *
  * - `GET /demo/backends`: each backend's name, port, whether it runs, requests answered
+ *   (over its whole life: a stop and a start do not reset it)
  * - `POST /demo/backends/NAME/stop`: stops it (the balancer sees refused connections)
  * - `POST /demo/backends/NAME/start`: starts it again on the same port
+ * - `POST /reload`: the demo has no config file, so its embedded config is applied again
+ *   (when `reload` is given)
  *
  * @module
  */
@@ -21,6 +24,14 @@ export interface DemoSlot {
   port: number;
   /** The running server, or undefined while stopped. */
   backend: DemoBackend | undefined;
+  /** Requests answered by the servers of this slot that have stopped. @default {0} */
+  served?: number;
+}
+
+/** Options for {@linkcode demoControl}. */
+export interface DemoControlOptions {
+  /** Applies the demo's embedded config again: what `POST /reload` does in the demo. */
+  reload?: () => Promise<{ ok: boolean; error?: string }>;
 }
 
 /**
@@ -28,6 +39,7 @@ export interface DemoSlot {
  * and start).
  *
  * @param slots The demo backends.
+ * @param options What `POST /reload` does.
  * @returns A handler for {@linkcode startAdmin}'s `handle` option.
  *
  * @example
@@ -36,15 +48,21 @@ export interface DemoSlot {
  * // curl -X POST http://127.0.0.1:9090/demo/backends/b1/stop
  * ```
  */
-export function demoControl(slots: DemoSlot[]): AdminHandler {
+export function demoControl(slots: DemoSlot[], options: DemoControlOptions = {}): AdminHandler {
   let busy = Promise.resolve();
-  return (req, url) => {
+  const reload = options.reload;
+  return async (req, url) => {
+    if (url.pathname === "/reload" && req.method === "POST" && reload !== undefined) {
+      const result = await reload();
+      const note = "the demo has no config file: its embedded config was applied again";
+      return Response.json({ ...result, note }, { status: result.ok ? 200 : 500 });
+    }
     if (url.pathname === "/demo/backends" && req.method === "GET") {
       return Response.json(slots.map((s) => ({
         name: s.name,
         port: s.port,
         running: s.backend !== undefined,
-        requests: s.backend?.count ?? 0,
+        requests: (s.served ?? 0) + (s.backend?.count ?? 0),
       })));
     }
     const m = ACTION_REGEXP.exec(url.pathname);
@@ -58,6 +76,7 @@ export function demoControl(slots: DemoSlot[]): AdminHandler {
         const b = slot.backend;
         slot.backend = undefined;
         await b.close();
+        slot.served = (slot.served ?? 0) + b.count; // the next server counts from 0
       } else if (slot.backend === undefined) {
         try {
           slot.backend = await startDemoBackend(slot.name, slot.port);

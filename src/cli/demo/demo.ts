@@ -2,7 +2,8 @@
  * `unload demo`: an embedded SRV DNS server, three demo backends, the balancer and its
  * admin listener (dashboard) in one process, so discovery and weighting can be seen
  * with no setup. `--traffic` adds a small built-in load so the dashboard moves. Active
- * health checks are on, so a backend stopped from the dashboard turns DOWN without traffic.
+ * health checks are on, so a backend stopped through the demo's admin endpoint
+ * (`POST /demo/backends/NAME/stop`) turns DOWN without traffic.
  *
  * @module
  */
@@ -74,8 +75,10 @@ routes:
   let lb: Balancer | undefined;
   let admin: AdminServer | undefined;
   try {
-    lb = await Balancer.start(parseConfig(yaml, "<demo>"));
-    admin = startAdmin(lb, adminAddr, { handle: demoControl(slots) });
+    const running = lb = await Balancer.start(parseConfig(yaml, "<demo>"));
+    // no file to re-read: POST /reload applies the embedded config again
+    const reload = () => running.reload(parseConfig(yaml, "<demo>"));
+    admin = startAdmin(lb, adminAddr, { handle: demoControl(slots, { reload }) });
   } catch (e) {
     console.error(`unload demo: cannot start: ${(e as Error).message}`);
   }
