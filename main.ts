@@ -1,5 +1,5 @@
 /**
- * unload: an HTTP/1.1 load balancer for Deno with DNS SRV discovery.
+ * unload: an HTTP/1.1 and HTTP/2 (gRPC) load balancer for Deno with DNS SRV discovery.
  *
  * ```sh
  * deno run --allow-net --allow-read main.ts run --config unload.yaml

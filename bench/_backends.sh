@@ -30,14 +30,18 @@ start_unload() {
     --config "$1" > "$D/unload.log" 2>&1 &
 }
 
-# tls_setup BACKEND_PORT UNLOAD_PORT HAPROXY_PORT ALPN: the self-signed certificate of
-# docs/tls.md (EC P-256, app.test and 127.0.0.1) in $D/cert.pem and $D/key.pem, both in
-# $D/haproxy.pem; $D/unload.yaml: HTTPS on UNLOAD_PORT to the backend; $D/haproxy.cfg:
-# HTTPS with ALPN (e.g. "h2,http/1.1") on HAPROXY_PORT to the backend.
+# tls_setup BACKEND_PORT UNLOAD_PORT HAPROXY_PORT ALPN: the certificates of docs/tls.md (a CA
+# in $D/ca.pem and the EC P-256 leaf for app.test and 127.0.0.1 it signs) in $D/cert.pem and
+# $D/key.pem, both in $D/haproxy.pem; $D/unload.yaml: HTTPS on UNLOAD_PORT to the backend;
+# $D/haproxy.cfg: HTTPS with ALPN (e.g. "h2,http/1.1") on HAPROXY_PORT to the backend.
 tls_setup() {
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout "$D/key.pem" -out "$D/cert.pem" -subj "/CN=app.test" \
-    -addext "subjectAltName=DNS:app.test,IP:127.0.0.1" 2>/dev/null
+    -keyout "$D/ca.key" -out "$D/ca.pem" -subj "/CN=unload bench CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$D/key.pem" -out "$D/cert.csr" -subj "/CN=app.test" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:app.test,IP:127.0.0.1\n' > "$D/cert.ext"
+  openssl x509 -req -in "$D/cert.csr" -CA "$D/ca.pem" -CAkey "$D/ca.key" -CAcreateserial \
+    -days 2 -extfile "$D/cert.ext" -out "$D/cert.pem" 2>/dev/null
   cat "$D/cert.pem" "$D/key.pem" > "$D/haproxy.pem"
   cat > "$D/unload.yaml" <<C
 listen: { https: 127.0.0.1:$2 }

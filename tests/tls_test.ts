@@ -330,3 +330,83 @@ Deno.test("tls config: route tls keys are checked; a missing CA file fails the s
 Deno.test("tls test CA cleanup", async () => {
   await ca.remove();
 });
+
+/** Runs the certificate recipe of docs/tls.md (its sh block with the CA) in `dir`. */
+async function docsRecipe(dir: string): Promise<void> {
+  const doc = await Deno.readTextFile(new URL("../docs/tls.md", import.meta.url));
+  const block = [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!)
+    .find((b) => b.includes("-CAcreateserial"));
+  assert(block !== undefined, "docs/tls.md has the CA + leaf recipe");
+  const out = await new Deno.Command("bash", {
+    args: ["-euc", block],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(out.success, new TextDecoder().decode(out.stderr));
+}
+
+Deno.test("docs/tls.md's certificate recipe works end to end: the HTTPS listener serves it, and a TLS backend serving it is verified against routes[].ca", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unload-recipe-" });
+  try {
+    await docsRecipe(dir);
+    const certs = `${dir}/certs`;
+    await using backend = tlsBackend({
+      cert: `${certs}/cert.pem`,
+      key: `${certs}/key.pem`,
+      serial: "",
+    });
+    await using lb = await startBalancer(`
+listen: { https: 127.0.0.1:0 }
+tls: { cert: ${certs}/cert.pem, key: ${certs}/key.pem }
+retry: { attempts: 0 }
+routes:
+  - { name: app, tls: true, ca: ${certs}/ca.pem, server_name: app.test, backends: [{ address: 127.0.0.1:${backend.port} }] }
+`);
+    using c = await RawClient.tls(lb.addrs.https!.port, await Deno.readTextFile(`${certs}/ca.pem`));
+    const res = await c.get("/recipe");
+    assertEquals([res.status, res.body], [200, "tls /recipe\n"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a backend serving a self-signed CA:TRUE certificate is refused (CaUsedAsEndEntity): 502 to the client, the reason in the log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unload-selfsigned-" });
+  try {
+    const out = await new Deno.Command("openssl", {
+      args: ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        .concat(["-days", "2", "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=app.test"])
+        .concat(["-addext", "subjectAltName=DNS:app.test,IP:127.0.0.1"]),
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    await using backend = tlsBackend({
+      cert: `${dir}/cert.pem`,
+      key: `${dir}/key.pem`,
+      serial: "",
+    });
+    const errors: string[] = [];
+    const logger = {
+      ...captureLogger(),
+      access: (r: { error?: string }) => errors.push(r.error ?? ""),
+    };
+    await using lb = await startBalancer(
+      `
+listen: { http: 127.0.0.1:0 }
+retry: { attempts: 0 }
+routes:
+  - { name: app, tls: true, ca: ${dir}/cert.pem, server_name: app.test, backends: [{ address: 127.0.0.1:${backend.port} }] }
+`,
+      { logger },
+    );
+    using c = await RawClient.connect(lb.addrs.http!.port);
+    const res = await c.get("/x");
+    assertEquals(res.status, 502);
+    assertStringIncludes(errors[0] ?? "", "CaUsedAsEndEntity");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

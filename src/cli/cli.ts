@@ -25,7 +25,7 @@ import { formatSimulation, parseSrvSpec, simulate } from "./simulate.ts";
 export const VERSION: string = denoJson.version;
 
 const USAGE: Record<string, string> = {
-  main: `unload ${VERSION}: an HTTP/1.1 load balancer with DNS SRV discovery
+  main: `unload ${VERSION}: an HTTP/1.1 and HTTP/2 (gRPC) load balancer with DNS SRV discovery
 
 Usage:
   unload run --config unload.yaml       serve (the default command)
