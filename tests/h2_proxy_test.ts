@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { makeCa } from "./_certs.ts";
 import { freePort, RawClient, rawServer, startBalancer, writeAllText } from "./_http.ts";
 import { startOrigin } from "./_h1_origin.ts";
