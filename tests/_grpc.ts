@@ -6,6 +6,9 @@
  * server), `Fail` fails with NOT_FOUND and {@linkcode FAIL_DETAILS}, `Many`
  * streams `message 0` … `message 4999`, `Sum` adds the numbers sent, `Echo` sends
  * each message back, `Hang` never answers (see {@linkcode GrpcServer.hangStarted}).
+ * It also serves the standard `grpc.health.v1.Health/Check` (two bytes of protobuf:
+ * `08 01` SERVING, `08 02` NOT_SERVING), switchable per service with
+ * {@linkcode GrpcServer.setHealth}; an unknown service gets NOT_FOUND.
  *
  * @module
  */
@@ -36,6 +39,17 @@ export const SERVICE = {
   Hang: method("/t.Test/Hang", UNARY),
 };
 
+/** The health service: `Check` takes and answers raw protobuf bytes. */
+export const HEALTH_SERVICE = {
+  Check: method("/grpc.health.v1.Health/Check", UNARY),
+};
+
+/**
+ * What `Health/Check` answers for a service: a serving status (`UNKNOWN` is sent as an
+ * empty message, as protobuf leaves out a default value), or `HANG` (no answer ever).
+ */
+export type HealthAnswer = "SERVING" | "NOT_SERVING" | "UNKNOWN" | "HANG";
+
 /** The `details` of the NOT_FOUND status `Fail` answers. */
 export const FAIL_DETAILS = "no such thing";
 
@@ -47,6 +61,12 @@ export interface GrpcServer extends AsyncDisposable {
   hangStarted: Promise<void>;
   /** Resolves once the handler of a `Hang` call saw it cancelled. */
   hangCancelled: Promise<void>;
+  /** Sets what `Health/Check` answers for `service` ("" = the server as a whole). */
+  setHealth(answer: HealthAnswer, service?: string): void;
+  /** `Health/Check` calls received, by service asked about. */
+  readonly checks: Map<string, number>;
+  /** `t.Test/Unary` calls answered. */
+  readonly unary: number;
 }
 
 /** Options for {@linkcode startGrpcServer}. */
@@ -63,9 +83,14 @@ export async function startGrpcServer(options: GrpcServerOptions = {}): Promise<
   const hangCancelled = new Promise<void>((r) => cancelled = r);
   const hangStarted = new Promise<void>((r) => started = r);
   const server = new grpc.Server();
+  const health = new Map<string, HealthAnswer>([["", "SERVING"]]);
+  const checks = new Map<string, number>();
+  let unary = 0;
   server.addService(SERVICE, {
-    Unary: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) =>
-      cb(null, Buffer.concat([Buffer.from(`${prefix}hello `), call.request])),
+    Unary: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) => {
+      unary++;
+      cb(null, Buffer.concat([Buffer.from(`${prefix}hello `), call.request]));
+    },
     Fail: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) =>
       cb({ code: grpc.status.NOT_FOUND, details: FAIL_DETAILS }),
     Many: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
@@ -86,6 +111,23 @@ export async function startGrpcServer(options: GrpcServerOptions = {}): Promise<
       started();
     },
   });
+  server.addService(HEALTH_SERVICE, {
+    Check: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) => {
+      // HealthCheckRequest: field 1 (tag 0x0a), a short string
+      const req = call.request;
+      const service = req.length > 2 && req[0] === 0x0a
+        ? req.subarray(2, 2 + req[1]!).toString()
+        : "";
+      checks.set(service, (checks.get(service) ?? 0) + 1);
+      const answer = health.get(service);
+      if (answer === undefined) {
+        return cb({ code: grpc.status.NOT_FOUND, details: "unknown service" });
+      }
+      if (answer === "HANG") return;
+      const value = { UNKNOWN: [], SERVING: [0x08, 0x01], NOT_SERVING: [0x08, 0x02] }[answer];
+      cb(null, Buffer.from(value));
+    },
+  });
   const credentials = grpc.ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", credentials, (e, p) => e ? reject(e) : resolve(p))
@@ -94,6 +136,15 @@ export async function startGrpcServer(options: GrpcServerOptions = {}): Promise<
     port,
     hangStarted,
     hangCancelled,
-    [Symbol.asyncDispose]: () => new Promise<void>((r) => server.tryShutdown(() => r())),
+    setHealth: (answer, service = "") => health.set(service, answer),
+    checks,
+    get unary() {
+      return unary;
+    },
+    // a hanging health check would hold tryShutdown forever
+    [Symbol.asyncDispose]: () =>
+      [...health.values()].includes("HANG")
+        ? Promise.resolve(server.forceShutdown())
+        : new Promise<void>((r) => server.tryShutdown(() => r())),
   };
 }
