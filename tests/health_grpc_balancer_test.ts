@@ -275,6 +275,7 @@ Deno.test("two routes naming one address with different checks: each is probed o
   await other.setHealth("SERVING", "svc.a");
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0, h2c: true }
+admin: { listen: 127.0.0.1:0 }
 health: { grpc: true, interval: 50ms, timeout: 2s, failures: 1 }
 routes:
   - name: a
@@ -301,6 +302,22 @@ routes:
   using cb = client(lb.port, "b.test");
   assertEquals(new Set(await answeredBy(ca, 10)), new Set(["other"]));
   assertEquals(new Set(await answeredBy(cb, 5)), new Set(["shared"]));
+  const admin = lb.addrs.admin!.port;
+  const id = `127.0.0.1:${shared.port}`;
+  const st = await status(admin);
+  const probeOf = (route: number) =>
+    st.routes[route].backends.find((b: { id: string }) => b.id === id);
+  assertEquals([probeOf(0).healthy, probeOf(0).probe.reason], [
+    false,
+    'gRPC health check of "svc.a" answered NOT_SERVING',
+  ]);
+  assertEquals([probeOf(1).healthy, probeOf(1).probe.reason], [
+    true,
+    'gRPC health check of "svc.b" answered SERVING',
+  ]);
+  assertEquals(st.routes[0].probe.check, 'grpc.health.v1.Health/Check "svc.a"');
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+  assert(metrics.includes(`unload_backend_up{backend="${id}",name="${id}"} 0\n`), metrics);
 });
 
 Deno.test("soak: thousands of gRPC calls through unload with active gRPC checks every 20 ms, none failing for want of a healthy backend", async () => {

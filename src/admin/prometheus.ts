@@ -183,10 +183,18 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
 
 function backendFamilies(out: TextFormat, lb: AdminSource): void {
   const unique = new Map<string, Backend>();
-  for (const r of lb.routes) for (const b of r.scheduler.backends) unique.set(b.id, b);
+  // routes that check one address differently hold records of their own: it is up
+  // while every route that uses it sends it traffic
+  const down = new Set<string>();
+  for (const r of lb.routes) {
+    for (const b of r.scheduler.backends) {
+      unique.set(b.id, b);
+      if (!b.healthy) down.add(b.id);
+    }
+  }
   out.family("unload_backend_up", "gauge", "1 while the backend gets traffic, 0 while ejected.");
   for (const b of unique.values()) {
-    out.sample("unload_backend_up", { backend: b.id, name: b.name }, b.healthy ? 1 : 0);
+    out.sample("unload_backend_up", { backend: b.id, name: b.name }, down.has(b.id) ? 0 : 1);
   }
   out.family("unload_backend_inflight_requests", "gauge", "Requests being proxied now.");
   for (const b of unique.values()) {
