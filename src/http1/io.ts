@@ -17,8 +17,6 @@ export interface ByteConn {
 export const DEFAULT_READ_BUFFER = 16 * 1024;
 /** Read buffer of a client connection between requests: idle connections stay cheap. */
 export const SMALL_READ_BUFFER = 1024;
-/** Read buffer size a body relay grows a smaller buffer to. */
-export const BODY_READ_BUFFER = 16 * 1024;
 const STAGE_SIZE = 8 * 1024;
 const EMPTY = new Uint8Array(0);
 const NO_BYTES = new Uint8Array(0); // the buffer of a reader made with size 0 (never written)
@@ -75,6 +73,23 @@ export class BufReader {
     this.end -= this.start;
     this.start = 0;
     this.buf = next;
+  }
+
+  /**
+   * Reads into `next` from now on, moving the unread bytes to its front; `next`
+   * must hold them, and no prefetched read may be pending (a body relay lends and
+   * takes back its buffers this way: see `body_buffers.ts`).
+   *
+   * @returns the buffer given up.
+   */
+  swap(next: Uint8Array): Uint8Array {
+    const old = this.buf;
+    const n = this.end - this.start;
+    if (n > 0) next.set(old.subarray(this.start, this.end));
+    this.start = 0;
+    this.end = n;
+    this.buf = next;
+    return old;
   }
 
   /** Marks `n` buffered bytes as consumed. */

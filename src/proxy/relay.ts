@@ -1,11 +1,15 @@
 /**
  * Moving bodies from a {@linkcode BufReader} to a {@linkcode BufWriter} chunk by
  * chunk, in the read buffer itself: backpressure comes from awaiting each write,
- * and a body is never held whole in memory.
+ * and a body is never held whole in memory. While a body moves, the reader reads
+ * with a buffer lent by the shared pool (`body_buffers.ts`), one size larger after
+ * each read that fills it, and given back when the body ends: one buffer per
+ * direction, held only while a body moves.
  *
  * @module
  */
-import { BODY_READ_BUFFER, type BufReader, type BufWriter } from "../http1/io.ts";
+import type { BufReader, BufWriter } from "../http1/io.ts";
+import { BODY_BUFFER_SIZES, BODY_BUFFERS } from "../http1/body_buffers.ts";
 import { ChunkedParser, CHUNKS_DONE, type Framing } from "../http1/body.ts";
 import { HttpError } from "../http1/head.ts";
 
@@ -76,33 +80,95 @@ export function relayBody(
       return n;
     });
   }
-  if (src.buf.length < BODY_READ_BUFFER) {
-    src.resize(BODY_READ_BUFFER); // more than what is buffered is coming: read it in larger pieces
-  }
-  switch (framing.kind) {
-    case "length":
-      return relayLength(src, dst, framing.length, options.side);
-    case "chunked":
-      return relayChunked(src, dst, options);
-    case "close":
-      return relayUntilClose(src, dst);
+  return relayLent(src, dst, framing, options);
+}
+
+// More than what is buffered is coming: read it with lent buffers, given back at the end.
+async function relayLent(
+  src: BufReader,
+  dst: BufWriter,
+  framing: Framing,
+  options: RelayOptions,
+): Promise<number> {
+  const lease = new Lease(src);
+  try {
+    switch (framing.kind) {
+      case "length":
+        return await relayLength(src, dst, framing.length, lease, options.side);
+      case "chunked":
+        return await relayChunked(src, dst, lease, options);
+      default:
+        return await untilClose(src, dst, lease);
+    }
+  } finally {
+    lease.end();
   }
 }
 
-async function more(src: BufReader, dst: BufWriter, side: string): Promise<void> {
+const SIZES = BODY_BUFFER_SIZES;
+
+/**
+ * The buffers one relay reads a body with: the reader's own (its home) at first,
+ * then lent ones. The reader moves to the smallest lent size when its own buffer
+ * is smaller, and one size up after each read that fills its buffer, when the
+ * budget allows; at the end the unread bytes go back into its own buffer.
+ */
+class Lease {
+  readonly #src: BufReader;
+  readonly #home: Uint8Array;
+
+  constructor(src: BufReader) {
+    this.#src = src;
+    this.#home = src.buf;
+    // a head read that filled the buffer says more is waiting
+    if (src.buf.length < SIZES[0]! || src.end === src.buf.length) this.grow();
+  }
+
+  /** After a read: one size up when it filled the buffer. */
+  read(): void {
+    const src = this.#src;
+    if (src.end === src.buf.length) this.grow();
+  }
+
+  grow(): void {
+    const src = this.#src;
+    const size = src.buf.length;
+    let step = 0;
+    while (step < SIZES.length && SIZES[step]! <= size) step++;
+    if (step === SIZES.length) return;
+    const next = BODY_BUFFERS.take(step);
+    if (next === undefined) return; // over the budget: keep reading with this one
+    const old = src.swap(next);
+    if (old !== this.#home) BODY_BUFFERS.give(old);
+  }
+
+  /** The body has ended (or failed, its reads settled): the lent buffer goes back. */
+  end(): void {
+    const src = this.#src;
+    const lent = src.buf;
+    if (lent === this.#home) return;
+    const home = src.buffered <= this.#home.length ? this.#home : new Uint8Array(src.buffered);
+    src.swap(home); // bytes after the body (a pipelined request) stay unread
+    BODY_BUFFERS.give(lent);
+  }
+}
+
+async function more(src: BufReader, dst: BufWriter, lease: Lease, side: string): Promise<void> {
   await dst.flush();
   if (!(await src.fill())) throw new ClosedEarlyError(side);
+  lease.read();
 }
 
 async function relayLength(
   src: BufReader,
   dst: BufWriter,
   length: number,
+  lease: Lease,
   side: string,
 ): Promise<number> {
   let left = length;
   while (left > 0) {
-    if (src.buffered === 0) await more(src, dst, side);
+    if (src.buffered === 0) await more(src, dst, lease, side);
     const n = Math.min(left, src.buffered);
     const w = dst.write(src.buf.subarray(src.start, src.start + n));
     if (w !== undefined) await w;
@@ -115,6 +181,7 @@ async function relayLength(
 async function relayChunked(
   src: BufReader,
   dst: BufWriter,
+  lease: Lease,
   options: RelayOptions,
 ): Promise<number> {
   const parser = new ChunkedParser(options.errorStatus, options.trailers);
@@ -123,7 +190,7 @@ async function relayChunked(
   let moved = 0;
   for (;;) {
     if (parser.inData) {
-      if (src.buffered === 0) await more(src, dst, options.side);
+      if (src.buffered === 0) await more(src, dst, lease, options.side);
       const n = Math.min(parser.remaining, src.buffered);
       await dst.write(src.buf.subarray(src.start, src.start + n));
       src.consume(n);
@@ -139,17 +206,25 @@ async function relayChunked(
     if (!dechunk && pos > src.start) await dst.write(src.buf.subarray(src.start, pos));
     src.consume(pos - src.start);
     if (parser.state === CHUNKS_DONE) return moved;
-    if (!parser.inData) await more(src, dst, options.side);
+    if (!parser.inData) await more(src, dst, lease, options.side);
   }
 }
 
 /**
- * Relays everything until `src` closes (a close-delimited response, or one
- * direction of an upgraded connection).
+ * Relays everything until `src` closes (one direction of an upgraded connection),
+ * reading with `src`'s own buffer: a tunnel may stay open and quiet for hours.
  *
  * @returns the number of bytes moved.
  */
-export async function relayUntilClose(src: BufReader, dst: BufWriter): Promise<number> {
+export function relayUntilClose(src: BufReader, dst: BufWriter): Promise<number> {
+  return untilClose(src, dst, undefined);
+}
+
+async function untilClose(
+  src: BufReader,
+  dst: BufWriter,
+  lease: Lease | undefined,
+): Promise<number> {
   let moved = 0;
   for (;;) {
     if (src.buffered > 0) {
@@ -160,5 +235,6 @@ export async function relayUntilClose(src: BufReader, dst: BufWriter): Promise<n
     }
     await dst.flush();
     if (!(await src.fill())) return moved;
+    lease?.read();
   }
 }
