@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import denoJson from "../deno.json" with { type: "json" };
 import { runCli } from "./_process.ts";
+import { freePort } from "./_http.ts";
 
 async function withConfig(text: string, fn: (file: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "unload-cli-" });
@@ -136,5 +137,51 @@ Deno.test("cli validate checks the certificate and CA files a config names", asy
       assertStringIncludes(r.stderr, `${file}: tls.cert /nonexistent/cert.pem: cannot read`);
       assertStringIncludes(r.stderr, `${file}: route app: ca /nonexistent/ca.pem: cannot read`);
     },
+  );
+});
+
+Deno.test("deno task start on a fresh DENO_DIR prints no warning (no build-script notice for the tests' npm packages)", async () => {
+  // `deno task` caches every npm package of deno.lock before running a task, the tests'
+  // @grpc/grpc-js (and its protobufjs, which declares a postinstall script) included.
+  const denoDir = await Deno.makeTempDir({ prefix: "unload-deno-dir-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "start",
+      "--listen",
+      `127.0.0.1:${freePort()}`,
+      "--admin",
+      `127.0.0.1:${freePort()}`,
+    ],
+    cwd: new URL("../", import.meta.url),
+    env: { DENO_DIR: denoDir, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  try {
+    const deadline = Date.now() + 120_000; // the first run downloads the npm packages
+    while (!stdout.includes("Ctrl-C stops")) {
+      const { value, done } = await reader.read();
+      if (done || Date.now() > deadline) break;
+      stdout += value;
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+  }
+  const err = await stderr;
+  await Deno.remove(denoDir, { recursive: true });
+  assertStringIncludes(stdout, "Ctrl-C stops", err);
+  assert(!/warning|build script|lifecycle/i.test(err), err);
+  assertStringIncludes(
+    err,
+    "Download",
+    "a fresh DENO_DIR, so the packages were installed just now",
   );
 });
