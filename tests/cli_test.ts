@@ -38,7 +38,25 @@ Deno.test("cli validate accepts a good config with exit 0", async () => {
     async (file) => {
       const r = await runCli(["validate", "--config", file]);
       assertEquals(r.code, 0, r.stderr);
-      assertStringIncludes(r.stdout, "ok");
+      assertEquals(r.stdout, `${file}: ok (1 route)\n`);
+      assertEquals(r.stderr, "", "no warning");
+    },
+  );
+});
+
+Deno.test("cli validate warns that an access log file needs --allow-write for run, and names the flag", async () => {
+  await withConfig(
+    `listen: { http: 127.0.0.1:${freePort()} }\nlog: { access: /var/log/unload/access.log }\nroutes:\n  - { name: a, srv: _http._tcp.a.test }\n  - { name: b, srv: _http._tcp.b.test }\n`,
+    async (file) => {
+      const r = await runCli(["validate", "--config", file], { perms: ["--allow-read"] });
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, `${file}: ok (2 routes)\n`);
+      assertStringIncludes(r.stderr, "warning: log.access /var/log/unload/access.log is a file");
+      assertStringIncludes(r.stderr, "--allow-write=/var/log/unload/access.log");
+      // and run, with the flags README gives it, says the same flag
+      const run = await runCli(["run", "--config", file]);
+      assertEquals(run.code, 2);
+      assertStringIncludes(run.stderr, "--allow-write");
     },
   );
 });
@@ -77,6 +95,10 @@ Deno.test("cli validate names the file and line of every error and exits 2", asy
         `expected a line "${prefix} ...${text}..." in:\n${r.stderr}`,
       );
     }
+    // in the order of their lines in the file
+    const numbers = lines.map((l) => Number(l.slice(file.length + 1).split(":")[0]));
+    assertEquals(numbers, [...numbers].sort((a, b) => a - b), r.stderr);
+    assertEquals(lines.length, expect.length, r.stderr);
   });
 });
 

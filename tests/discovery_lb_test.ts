@@ -1,6 +1,13 @@
 import { assert, assertEquals } from "@std/assert";
 import { type DnsmasqRecords, startDnsmasq } from "./_dnsmasq.ts";
-import { delay, keepAliveBackend, RawClient, type RawServer, startBalancer } from "./_http.ts";
+import {
+  delay,
+  keepAliveBackend,
+  RawClient,
+  type RawServer,
+  startBalancer,
+  startLoggedBalancer,
+} from "./_http.ts";
 
 const NAME = "_http._tcp.app.test";
 const REFRESH = 500;
@@ -133,5 +140,37 @@ Deno.test("a target added to DNS gets traffic after the next refresh", async () 
     assertEquals(counts, { b1: 30, b2: 20, b3: 40, b4: 10 });
   } finally {
     await t.close();
+  }
+});
+
+Deno.test('an SRV name that never resolved logs that it has no backends yet, not a kept "last good set"; one that did says how many it keeps', async () => {
+  await using b1 = keepAliveBackend("b1");
+  const dns = await startDnsmasq(seedRecords([b1.port], [["b1", 0, 10]]));
+  try {
+    await using lb = await startLoggedBalancer(`
+listen: { http: 127.0.0.1:0 }
+dns: { nameserver: 127.0.0.1:${dns.port}, refresh: ${REFRESH}ms }
+routes:
+  - { name: app, srv: ${NAME} }
+  - { name: never, path: /never, srv: _http._tcp.missing.test, optional: true }
+`);
+    const warned = (what: string) =>
+      lb.lines.some((l) => l.startsWith("warn ") && l.includes(what));
+    for (let i = 0; i < 100 && !warned("route never:"); i++) await delay(50);
+    const never = lb.lines.filter((l) => l.includes("route never:"));
+    assert(
+      never.some((l) => l.includes("no backends until _http._tcp.missing.test resolves")),
+      never.join("\n"),
+    );
+    assert(!never.some((l) => l.includes("last good set")), never.join("\n"));
+    await dns.stop(); // app did resolve: its one backend is kept
+    for (let i = 0; i < 100 && !warned("route app:"); i++) await delay(50);
+    const app = lb.lines.filter((l) => l.startsWith("warn ") && l.includes("route app:"));
+    assert(
+      app.some((l) => l.includes("keeping the last good set (1 backend, stale)")),
+      app.join("\n"),
+    );
+  } finally {
+    await dns.stop();
   }
 });

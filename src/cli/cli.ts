@@ -10,6 +10,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { Balancer } from "../server/balancer.ts";
 import { createLogger } from "../observe/log.ts";
 import { openFilesWarning } from "../observe/exhaustion.ts";
+import { count } from "../observe/count.ts";
 import { loadTls } from "../server/tls_files.ts";
 import { loadUpstreamTls } from "../upstream/tls.ts";
 import { startWorkers, type WorkerGroup } from "../server/workers.ts";
@@ -164,7 +165,15 @@ async function validate(file: string | undefined): Promise<number> {
     for (const p of problems) console.error(`${file}: ${p}`);
     return 2;
   }
-  console.log(`${file}: ok (${config.routes.length} routes)`);
+  const access = config.log.access;
+  if (access !== "off" && access !== "stdout" && access !== "stderr") {
+    // valid, but a file `run` cannot open with only the flags it needs otherwise
+    console.error(
+      `${file}: warning: log.access ${access} is a file: \`run\` needs --allow-write=${access} ` +
+        `besides --allow-net --allow-read (for a compiled binary, at compile time)`,
+    );
+  }
+  console.log(`${file}: ok (${count(config.routes.length, "route")})`);
   return 0;
 }
 
@@ -229,9 +238,11 @@ async function run(file: string | undefined): Promise<number> {
     log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
   });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
-  const threads = shared ? ` with ${config.workers} workers` : "";
+  const threads = shared ? ` with ${count(config.workers, "worker")}` : "";
   lb.log.info(
-    `unload ${VERSION} serving ${lb.routes.length} routes on ${where.join(", ")}${threads}`,
+    `unload ${VERSION} serving ${count(lb.routes.length, "route")} on ${
+      where.join(", ")
+    }${threads}`,
   );
   const lowFiles = openFilesWarning();
   if (lowFiles !== undefined) lb.log.warn(lowFiles);

@@ -104,16 +104,29 @@ export interface Config {
   reload: { watch: boolean; interval: number };
 }
 
-/** Thrown for an invalid configuration; `errors` are `file:line: path: message` lines. */
+/**
+ * Thrown for an invalid configuration; `errors` are `file:line: path: message` lines,
+ * in the order of their lines in the file (problems on one line in the order found).
+ */
 export class ConfigError extends Error {
   /** Every problem found, one per line. */
   readonly errors: string[];
   /** Wraps the problems found. */
   constructor(errors: string[]) {
-    super(errors.join("\n"));
+    const sorted = errors.map((e, i) => ({ e, i, line: lineOf(e) }))
+      .sort((a, b) => a.line - b.line || a.i - b.i).map((x) => x.e);
+    super(sorted.join("\n"));
     this.name = "ConfigError";
-    this.errors = errors;
+    this.errors = sorted;
   }
+}
+
+const LINE_REGEXP = /:(\d+): /;
+
+// The line number of a `file:line: ...` error (0 when it has none: such errors go first).
+function lineOf(error: string): number {
+  const m = LINE_REGEXP.exec(error);
+  return m === null ? 0 : Number(m[1]);
 }
 
 const TOP_KEYS = [

@@ -16,6 +16,7 @@ import {
 } from "../upstream/discovery/shared.ts";
 import { staticBackends } from "../upstream/discovery/static.ts";
 import type { Logger } from "../observe/log.ts";
+import { count } from "../observe/count.ts";
 import { Router } from "../proxy/router.ts";
 import { type Scheduler } from "../scheduler/scheduler.ts";
 import { createScheduler } from "../scheduler/create.ts";
@@ -231,10 +232,12 @@ export class RouteSet {
           `route ${route.name}: ${id} set aside, its target's other addresses take its share until a probe connects: ${reason}`,
         ),
       onError: (e) => {
-        const kept = route.scheduler.backends.length;
-        log.warn(
-          `route ${route.name}: ${e.message}; keeping the last good set (${kept} backends, stale)`,
-        );
+        if (watcher.state.lastSuccess === undefined) { // nothing was ever found: nothing is kept
+          log.warn(`route ${route.name}: ${e.message}; no backends until ${name} resolves`);
+          return;
+        }
+        const kept = count(route.scheduler.backends.length, "backend");
+        log.warn(`route ${route.name}: ${e.message}; keeping the last good set (${kept}, stale)`);
       },
     });
     return watcher;
