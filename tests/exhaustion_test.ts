@@ -3,7 +3,15 @@
  * limit (`prlimit --pid`), with real sockets on 127.0.0.1.
  */
 import { assert, assertEquals, assertLess, assertMatch, assertStringIncludes } from "@std/assert";
-import { delay, forEachHead, namedResponse, RawClient, rawServer, writeAllText } from "./_http.ts";
+import {
+  delay,
+  forEachHead,
+  freePort,
+  namedResponse,
+  RawClient,
+  rawServer,
+  writeAllText,
+} from "./_http.ts";
 import { findChromium, launchChromium } from "./_chromium.ts";
 import { type LbProcess, startLbProcess } from "./_process.ts";
 
@@ -200,4 +208,64 @@ Deno.test({
       await backend.close();
     }
   },
+});
+
+/**
+ * Runs `main.ts run` with README's flags under `prlimit --nofile=LIMIT:LIMIT` until it
+ * logs that it serves, then stops it; resolves to what it wrote to stderr.
+ */
+async function startUnderLimit(limit: number): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "unload-nofile-" });
+  const file = `${dir}/unload.yaml`;
+  await Deno.writeTextFile(
+    file,
+    `listen: { http: 127.0.0.1:${freePort()} }\nroutes: [{ name: app, backends: [{ address: 127.0.0.1:9 }] }]\n`,
+  );
+  const child = new Deno.Command("prlimit", {
+    args: [
+      `--nofile=${limit}:${limit}`,
+      "--",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-read",
+    ]
+      .concat([new URL("../main.ts", import.meta.url).pathname, "run", "--config", file]),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let stderr = "";
+  try {
+    while (!stderr.includes(" serving ")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += value;
+    }
+    await delay(200); // the warning follows the serving line
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* exited already */ }
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += value;
+    }
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+  return stderr;
+}
+
+Deno.test("a start under a low open files limit warns with the documented flags (--allow-net --allow-read); a high limit does not", async () => {
+  const low = await startUnderLimit(1024);
+  assertMatch(low, / warn .*the open files limit is low: only \d+ more could be opened at start/);
+  assertStringIncludes(low, "raise it (ulimit -n, systemd LimitNOFILE=)");
+  const hard = /^Max open files\s+\S+\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/limits"))
+    ?.[1];
+  const high = await startUnderLimit(Math.min(Number(hard ?? 65536), 65536));
+  assertStringIncludes(high, " serving ");
+  assert(!high.includes("open files limit"), high);
 });

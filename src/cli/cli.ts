@@ -9,7 +9,12 @@ import { parseArgs } from "node:util";
 import denoJson from "../../deno.json" with { type: "json" };
 import { Balancer } from "../server/balancer.ts";
 import { createLogger } from "../observe/log.ts";
-import { openFilesWarning } from "../observe/exhaustion.ts";
+import {
+  freeDescriptors,
+  freeDescriptorsWarning,
+  openFilesLimit,
+  openFilesWarning,
+} from "../observe/exhaustion.ts";
 import { count } from "../observe/count.ts";
 import { loadTls } from "../server/tls_files.ts";
 import { loadUpstreamTls } from "../upstream/tls.ts";
@@ -181,6 +186,12 @@ async function run(file: string | undefined): Promise<number> {
   const config = await readConfig(file);
   if (typeof config === "number") return config;
   const shared = config.workers > 1; // parseConfig refused port 0 for these
+  // The open files limit, from /proc where Deno lets us read it (--allow-all), else by
+  // opening the config file until the limit or MIN_OPEN_FILES (before anything listens)
+  const limit = openFilesLimit();
+  const lowFiles = limit !== undefined
+    ? openFilesWarning(limit)
+    : freeDescriptorsWarning(freeDescriptors(config.file));
   let lb: Balancer | undefined;
   let workers: WorkerGroup | undefined;
   // Signal handlers first: once the port accepts, SIGTERM and SIGHUP are handled (and
@@ -244,7 +255,6 @@ async function run(file: string | undefined): Promise<number> {
       where.join(", ")
     }${threads}`,
   );
-  const lowFiles = openFilesWarning();
   if (lowFiles !== undefined) lb.log.warn(lowFiles);
   await stop;
   Deno.removeSignalListener("SIGHUP", reload);

@@ -122,6 +122,9 @@ export class ExhaustionReporter {
 /**
  * The open files limit of this process, where the OS tells it (Linux's
  * `/proc/self/limits`; Deno raises the soft limit to the hard one at start).
+ * Deno lets a program read `/proc` only with `--allow-all`: with the flags unload
+ * documents (`--allow-net --allow-read`) this is undefined, and
+ * {@linkcode freeDescriptors} tells instead.
  *
  * @example
  * ```ts
@@ -146,6 +149,63 @@ export function openFilesLimit(): number | undefined {
 
 /** Below this open files limit the balancer warns at start. */
 export const MIN_OPEN_FILES = 4096;
+
+/**
+ * How many more files this process can open, up to `want`: `path` is opened
+ * until that many are open or the limit is hit, then every one is closed again.
+ * Needs only read permission on `path` (where `/proc/self/limits` needs
+ * `--allow-all`); `want` opens take ~70 ms at 4096, so it is for the start.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { freeDescriptors } from "./exhaustion.ts";
+ * const n = freeDescriptors(new URL(import.meta.url).pathname, 64);
+ * assert(n === undefined || (n > 0 && n <= 64));
+ * ```
+ *
+ * @param path A file this process may read.
+ * @param want How many to try. @default {MIN_OPEN_FILES}
+ * @returns How many could be opened (`want` when there is room for all), or
+ * undefined when opening failed for another reason than the limit.
+ */
+export function freeDescriptors(path: string, want = MIN_OPEN_FILES): number | undefined {
+  const files: Deno.FsFile[] = [];
+  try {
+    while (files.length < want) files.push(Deno.openSync(path));
+    return want;
+  } catch (e) {
+    const code = errorCode(e);
+    return code === "EMFILE" || code === "ENFILE" ? files.length : undefined;
+  } finally {
+    for (const f of files) f.close();
+  }
+}
+
+/**
+ * A warning for a start where fewer than {@linkcode MIN_OPEN_FILES} more files
+ * could be opened (see {@linkcode freeDescriptors}), or nothing.
+ *
+ * @example
+ * ```ts
+ * import { assert } from "@std/assert";
+ * import { freeDescriptorsWarning } from "./exhaustion.ts";
+ * assert(freeDescriptorsWarning(1000)?.includes("fewer than 500 clients"));
+ * assert(freeDescriptorsWarning(4096) === undefined);
+ * assert(freeDescriptorsWarning(undefined) === undefined);
+ * ```
+ *
+ * @param free How many more files could be opened at start.
+ * @returns The warning when `free` is below {@linkcode MIN_OPEN_FILES}.
+ */
+export function freeDescriptorsWarning(free: number | undefined): string | undefined {
+  if (free === undefined || free >= MIN_OPEN_FILES) return undefined;
+  return `the open files limit is low: only ${free} more could be opened at start, and a ` +
+    `client connection and its backend connection take one each, so fewer than ` +
+    `${
+      Math.floor(free / 2)
+    } clients can be served at once; raise it (ulimit -n, systemd LimitNOFILE=)`;
+}
 
 /**
  * A warning for a start with a low open files limit, or nothing.
