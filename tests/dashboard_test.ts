@@ -113,6 +113,11 @@ Deno.test({
         return r.length === 3 && r.every((b) => b.healthy === "true");
       });
       assertEquals((await rows(page)).map((b) => b.name), ["b1.test", "b2.test", "b3.test"]);
+      assertEquals(
+        await page.evaluate<string>(`document.querySelector("span[data-probe]").textContent`),
+        "check GET /healthz over http1 every 1.0 s",
+        "the route's active check is shown",
+      );
 
       // the srv scheduler gives 3:2:4 in every 9 picks; over the page's window the
       // shares sit right at 33.3 / 22.2 / 44.4 %

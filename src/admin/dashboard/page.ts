@@ -159,6 +159,15 @@ function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
     h("span", null, "path ", h("b", null, r.path || "/")),
     h("span", null, "scheduler ", h("b", null, r.scheduler)),
   );
+  if (r.probe) {
+    meta.append(h(
+      "span",
+      { "data-probe": r.probe.check, "data-protocol": r.probe.protocol },
+      "check ",
+      h("b", null, r.probe.check),
+      " over " + r.probe.protocol + " every " + dur(r.probe.interval / 1000),
+    ));
+  }
   if (r.srv) {
     const age = r.srv.lastSuccess == null ? null : (st.now - r.srv.lastSuccess) / 1000;
     const badge = r.srv.stale
@@ -189,7 +198,8 @@ function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
     if (!b.healthy) {
       alerts.push([
         "bad",
-        "Backend " + b.name + " (" + b.id + ") on route " + r.name + " is DOWN (ejected)",
+        "Backend " + b.name + " (" + b.id + ") on route " + r.name + " is DOWN (ejected)" +
+        (b.probe && !b.probe.ok ? ": " + b.probe.reason : ""),
       ]);
     }
     const fill = h("div", {
@@ -207,6 +217,7 @@ function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
         "data-backend": b.name,
         "data-id": b.id,
         "data-healthy": String(b.healthy),
+        "data-probe": b.probe ? b.probe.reason : "",
         "data-share": share == null ? "" : share.toFixed(4),
         "data-expected": b.share.toFixed(4),
         "data-rate": rate == null ? "" : rate.toFixed(2),
@@ -216,7 +227,7 @@ function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
       h("td", null, b.weight),
       h(
         "td",
-        { class: "l" },
+        { class: "l", title: b.probe ? "last check: " + b.probe.reason : "" },
         b.healthy
           ? h("span", { class: "badge ok" }, "up")
           : h("span", { class: "badge bad" }, "DOWN"),
