@@ -44,6 +44,7 @@ Deno.test("parseConfig fills every default for a minimal config", () => {
     backend_protocol: "http1",
     backends: [{ address: "127.0.0.1:9001" }],
     health: DEFAULTS.health,
+    timeouts: { response: 60_000, body_idle: 60_000, max_stream_duration: 0, max_grpc_timeout: 0 },
   }]);
 });
 
@@ -103,6 +104,7 @@ routes:
     scheduler: "least_conn",
     backend_protocol: "http1",
     health: c.health,
+    timeouts: { response: 60_000, body_idle: 60_000, max_stream_duration: 0, max_grpc_timeout: 0 },
   });
   assertEquals(c.routes[1]!.scheduler, "rfc2782", "a route inherits the top-level scheduler");
   assertEquals(c.routes[1]!.backends, [
@@ -123,6 +125,8 @@ Deno.test("parseConfig reads durations in ms, s, m, h and combinations", () => {
     connect: 2_000,
     response: 3_600_000,
     body_idle: 1_500,
+    max_stream_duration: 0,
+    max_grpc_timeout: 0,
     pool_idle: 0,
     drain: 300_000,
   });
@@ -216,7 +220,7 @@ Deno.test("parseConfig reports a bad duration at its line", () => {
   for (const d of ["10", "10 s", "ten", "-1s", "1d", '""']) {
     assertMatch(
       error(MINIMAL + `dns:\n  refresh: 1s\ntimeouts:\n  connect: ${d}\n`),
-      /^t\.yaml:9: timeouts\.connect: Duration must look like 500ms, 10s, 5m or 1h: received /,
+      /^t\.yaml:9: timeouts\.connect: Duration must look like 500ms, 10s, 5m, 1h or 0: received /,
       d,
     );
   }
@@ -512,4 +516,41 @@ console.log(JSON.stringify({ imported: same(after), parsed: same(Object.getOwnPr
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("parseConfig reads routes[].timeouts over the top-level ones, 0 turning one off", () => {
+  const c = parseConfig(
+    `listen: { http: 127.0.0.1:8080 }
+timeouts: { response: 20s, body_idle: 30s, max_grpc_timeout: 1m }
+routes:
+  - name: stream
+    path: /t.Stream/
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:9001 }]
+    timeouts: { response: 0, body_idle: 0s, max_stream_duration: 1h, max_grpc_timeout: 0 }
+  - name: app
+    backends: [{ address: 127.0.0.1:9002 }]
+    timeouts: { response: 5s }
+`,
+    "t.yaml",
+  );
+  assertEquals(c.timeouts.max_stream_duration, 0, "off unless set");
+  assertEquals(c.routes.map((r) => r.timeouts), [
+    { response: 0, body_idle: 0, max_stream_duration: 3_600_000, max_grpc_timeout: 0 },
+    { response: 5_000, body_idle: 30_000, max_stream_duration: 0, max_grpc_timeout: 60_000 },
+  ]);
+});
+
+Deno.test("parseConfig refuses unknown or connection-wide keys in routes[].timeouts at their line", () => {
+  assertEquals(
+    errors(MINIMAL + "    timeouts:\n      response: 1s\n      idle: 5s\n      body_idle: soon\n"),
+    [
+      "t.yaml:8: routes[0].timeouts.idle: unknown key (expected one of: response, body_idle, max_stream_duration, max_grpc_timeout)",
+      't.yaml:9: routes[0].timeouts.body_idle: Duration must look like 500ms, 10s, 5m, 1h or 0: received "soon"',
+    ],
+  );
+  assertMatch(
+    error(MINIMAL + "    timeouts: 5s\n"),
+    /^t\.yaml:6: routes\[0\]\.timeouts: must be a mapping$/,
+  );
 });

@@ -47,7 +47,11 @@ class Rig implements AsyncDisposable {
     this.backends = names.map((name, i) =>
       createBackend({ hostname: "127.0.0.1", port: 9001 + i, name })
     );
-    this.route = { name: "app", scheduler: createScheduler("round_robin", this.backends) };
+    this.route = {
+      name: "app",
+      scheduler: createScheduler("round_robin", this.backends),
+      timeouts: DEFAULTS.timeouts,
+    };
     const connect = (b: Backend, signal: AbortSignal): Promise<FakeConn> => {
       const plan = scripts[b.name]!;
       if (plan === "refuse") {

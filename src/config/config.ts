@@ -12,9 +12,16 @@ import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/fami
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
-import { DEFAULTS, type Health, type Limits, type Timeouts } from "./defaults.ts";
+import {
+  DEFAULTS,
+  type Health,
+  type Limits,
+  ROUTE_TIMEOUT_KEYS,
+  type RouteTimeouts,
+  type Timeouts,
+} from "./defaults.ts";
 
-export { DEFAULTS, type HashKey, type Health, type Limits, type Timeouts };
+export { DEFAULTS, type HashKey, type Health, type Limits, type RouteTimeouts, type Timeouts };
 
 /** One route. */
 export interface RouteConfig {
@@ -51,6 +58,11 @@ export interface RouteConfig {
    * over it. Active checks are on when `path` or `grpc` is present (never `active`).
    */
   health: Health;
+  /**
+   * The timeouts of this route's exchanges: the top-level `timeouts` with the
+   * route's own `timeouts` (any of {@linkcode ROUTE_TIMEOUT_KEYS}) over them.
+   */
+  timeouts: RouteTimeouts;
 }
 
 /** A validated configuration with defaults applied. */
@@ -158,6 +170,7 @@ const ROUTE_KEYS = [
   "optional",
   "backend_protocol",
   "health",
+  "timeouts",
 ] as const;
 /** What a route speaks to its backends. */
 export const BACKEND_PROTOCOLS = ["http1", "h2c", "h2"] as const;
@@ -343,6 +356,7 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
         BACKEND_PROTOCOLS,
       ) ?? "http1",
       health: config.health,
+      timeouts: readRouteTimeouts(src, m.get("timeouts"), `${path}.timeouts`, config.timeouts),
     };
     if (!route.path.startsWith("/")) src.fail(m.get("path"), `${path}.path`, 'must start with "/"');
     readHashKey(src, m, path, route);
@@ -382,6 +396,28 @@ function readRouteHealth(
       "a gRPC health check needs backend_protocol: h2c or h2 (gRPC is HTTP/2)",
     );
   }
+}
+
+// The route's `timeouts` over the top-level ones. Only the timeouts of an exchange
+// can differ by route: head, idle and drain belong to client connections (read
+// before any route is known), connect and pool_idle to pools shared by routes.
+function readRouteTimeouts(
+  src: Source,
+  node: Node | undefined,
+  path: string,
+  top: Timeouts,
+): RouteTimeouts {
+  const out: RouteTimeouts = {
+    response: top.response,
+    body_idle: top.body_idle,
+    max_stream_duration: top.max_stream_duration,
+    max_grpc_timeout: top.max_grpc_timeout,
+  };
+  for (const [key, value] of src.map(node, path, ROUTE_TIMEOUT_KEYS)) {
+    const v = src.duration(value, join(path, key));
+    if (v !== undefined) out[key as keyof RouteTimeouts] = v;
+  }
+  return out;
 }
 
 function readHashKey(src: Source, m: Map<string, Node>, path: string, route: RouteConfig) {

@@ -13,15 +13,49 @@ export interface Timeouts {
   idle: number;
   /** Connecting to a backend. @default {5000} */
   connect: number;
-  /** From request sent to response head received (→ 504). @default {60000} */
+  /**
+   * From request sent to response head received (→ 504; gRPC: UNAVAILABLE); 0 = none.
+   * @default {60000}
+   */
   response: number;
-  /** No byte moving in either direction of a body for this long aborts it. @default {60000} */
+  /**
+   * No byte moving in either direction of a body for this long aborts it; PINGs
+   * from an HTTP/2 client count as movement for its streams; 0 = none.
+   * @default {60000}
+   */
   body_idle: number;
+  /**
+   * A request/response exchange ends after this long whatever it does (→ 504 before
+   * the response head; gRPC: DEADLINE_EXCEEDED); 0 = none (Envoy's `max_stream_duration`).
+   * @default {0}
+   */
+  max_stream_duration: number;
+  /**
+   * Cap on a gRPC request's `grpc-timeout`, which bounds its exchange (→ gRPC
+   * DEADLINE_EXCEEDED); 0 = the header is respected without a cap (Envoy's
+   * `max_grpc_timeout`).
+   * @default {0}
+   */
+  max_grpc_timeout: number;
   /** Idle pooled backend connections are closed after this. @default {15000} */
   pool_idle: number;
   /** On shutdown, in-flight requests get this long to finish. @default {10000} */
   drain: number;
 }
+
+/** The timeouts a route may set for itself (`routes[].timeouts`), in milliseconds. */
+export type RouteTimeouts = Pick<
+  Timeouts,
+  "response" | "body_idle" | "max_stream_duration" | "max_grpc_timeout"
+>;
+
+/** The keys of {@linkcode RouteTimeouts}. */
+export const ROUTE_TIMEOUT_KEYS = [
+  "response",
+  "body_idle",
+  "max_stream_duration",
+  "max_grpc_timeout",
+] as const satisfies ReadonlyArray<keyof RouteTimeouts>;
 
 /** Size and count limits. */
 export interface Limits {
@@ -78,6 +112,8 @@ export const DEFAULTS = {
     connect: 5_000,
     response: 60_000,
     body_idle: 60_000,
+    max_stream_duration: 0,
+    max_grpc_timeout: 0,
     pool_idle: 15_000,
     drain: 10_000,
   } satisfies Timeouts,

@@ -6,7 +6,7 @@
  */
 import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord } from "../observe/exchange_record.ts";
-import type { Limits, Timeouts } from "../config/config.ts";
+import type { Limits, RouteTimeouts, Timeouts } from "../config/config.ts";
 import type { HashKey } from "../config/hash_key.ts";
 import type { Watchdog } from "../timer/watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
@@ -23,6 +23,11 @@ export interface Route {
   readonly name: string;
   /** Picks this route's backends. */
   readonly scheduler: Scheduler;
+  /**
+   * The timeouts of this route's exchanges (ms, 0 = none), resolved at config load:
+   * the top-level ones with the route's own over them.
+   */
+  readonly timeouts: RouteTimeouts;
   /** What the scheduler is given as each request's key (`scheduler: hash` routes only). */
   readonly hashKey?: HashKey | undefined;
   /**

@@ -101,6 +101,7 @@ export class RouteSet {
           name: rc.name,
           config: rc,
           scheduler,
+          timeouts: rc.timeouts,
           hashKey: rc.hash_key,
           checks: reach.checks,
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
