@@ -5,7 +5,9 @@
  * Methods: `Unary` answers `hello REQUEST` (`NAME: hello REQUEST` for a named
  * server), `Fail` fails with NOT_FOUND and {@linkcode FAIL_DETAILS}, `Many`
  * streams `message 0` … `message 4999`, `Sum` adds the numbers sent, `Echo` sends
- * each message back, `Hang` never answers (see {@linkcode GrpcServer.hangStarted}).
+ * each message back, `Hang` never answers (see {@linkcode GrpcServer.hangStarted}),
+ * `Late` answers `late` after the number of ms its request gives, `Trickle` streams
+ * `first` and then nothing until cancelled.
  * It also serves the standard `grpc.health.v1.Health/Check` (two bytes of protobuf:
  * `08 01` SERVING, `08 02` NOT_SERVING), switchable per service with
  * {@linkcode GrpcServer.setHealth}; an unknown service gets NOT_FOUND.
@@ -37,6 +39,8 @@ export const SERVICE = {
   Sum: method("/t.Test/Sum", { request: true, response: false }),
   Echo: method("/t.Test/Echo", { request: true, response: true }),
   Hang: method("/t.Test/Hang", UNARY),
+  Late: method("/t.Test/Late", UNARY),
+  Trickle: method("/t.Test/Trickle", { request: false, response: true }),
 };
 
 /** The health service: `Check` takes and answers raw protobuf bytes. */
@@ -67,6 +71,10 @@ export interface GrpcServer extends AsyncDisposable {
   readonly checks: Map<string, number>;
   /** `t.Test/Unary` calls answered. */
   readonly unary: number;
+  /** Resolves once a `Trickle` call sent its first message. */
+  trickleStarted: Promise<void>;
+  /** Drops every connection at once, calls in flight included (a backend that dies). */
+  kill(): void;
 }
 
 /** Options for {@linkcode startGrpcServer}. */
@@ -82,6 +90,8 @@ export async function startGrpcServer(options: GrpcServerOptions = {}): Promise<
   let started!: () => void;
   const hangCancelled = new Promise<void>((r) => cancelled = r);
   const hangStarted = new Promise<void>((r) => started = r);
+  let trickling!: () => void;
+  const trickleStarted = new Promise<void>((r) => trickling = r);
   const server = new grpc.Server();
   const health = new Map<string, HealthAnswer>([["", "SERVING"]]);
   const checks = new Map<string, number>();
@@ -110,6 +120,12 @@ export async function startGrpcServer(options: GrpcServerOptions = {}): Promise<
       call.on("cancelled", cancelled);
       started();
     },
+    Late: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) => {
+      setTimeout(() => cb(null, Buffer.from("late")), Number(call.request.toString()));
+    },
+    Trickle: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      call.write(Buffer.from("first"), () => trickling());
+    },
   });
   server.addService(HEALTH_SERVICE, {
     Check: (call: { request: Buffer }, cb: grpc.sendUnaryData<Buffer>) => {
@@ -136,6 +152,8 @@ export async function startGrpcServer(options: GrpcServerOptions = {}): Promise<
     port,
     hangStarted,
     hangCancelled,
+    trickleStarted,
+    kill: () => server.forceShutdown(),
     setHealth: (answer, service = "") => health.set(service, answer),
     checks,
     get unary() {

@@ -102,6 +102,8 @@ export abstract class H2Connection<S extends StreamBase> {
   protected peerMaxFrame = MIN_MAX_FRAME_SIZE;
   protected sawSettings = false;
   protected settingsAcked = false;
+  /** PINGs received (keepalive: the peer is there, its idle streams too). */
+  pings = 0;
   // lifecycle
   protected closing = false; // no more frames processed; flushing, then closing
   protected socketClosed = false;
@@ -287,6 +289,7 @@ export abstract class H2Connection<S extends StreamBase> {
         if (h.streamId !== 0) return this.fatal(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
         if (h.length !== 8) return this.fatal(ErrorCode.FRAME_SIZE_ERROR, "PING size");
         if ((h.flags & Flag.ACK) !== 0) return; // we send no PING of our own
+        this.pings++;
         writePing(this.ctl, b, { start, ack: true });
         return this.glitch();
       case FrameType.GOAWAY:
@@ -716,9 +719,10 @@ export abstract class H2Connection<S extends StreamBase> {
   // Streams waiting on a zero window get a deadline (reset after bodyIdleTimeout).
   #armStalls(): void {
     if (this.bodyIdle <= 0) return;
-    const at = this.watchdog.now + this.bodyIdle;
+    const now = this.watchdog.now;
     for (const s of this.sendable) {
-      if (s.outPending > 0 && s.sendDeadline === 0) s.sendDeadline = at;
+      const t = s.idleTimeout; // 0 when the stream's owner times it
+      if (t > 0 && s.outPending > 0 && s.sendDeadline === 0) s.sendDeadline = now + t;
     }
   }
 

@@ -100,6 +100,12 @@ export abstract class StreamBase implements Timed {
   endTrailers: readonly string[] | undefined;
   /** Told once, when the stream fails (cheaper than a listener on `signal`). */
   failureListener: { cancel(reason: unknown): void } | undefined;
+  /**
+   * ms a wait on the peer (a read, a zero send window) may last before the stream
+   * is reset; 0 = none. The connection's body idle timeout unless whoever owns
+   * the stream times it (the proxy's exchange does).
+   */
+  idleTimeout: number;
 
   readonly #host: StreamHost;
   readonly #side: "server" | "client";
@@ -125,6 +131,7 @@ export abstract class StreamBase implements Timed {
     this.localClosed = init.localClosed;
     this.endRequested = init.localClosed;
     this.contentLength = init.contentLength;
+    this.idleTimeout = host.bodyIdleTimeout;
   }
 
   /** Earliest pending timeout (Watchdog contract). */
@@ -185,7 +192,7 @@ export abstract class StreamBase implements Timed {
     }
     if (this.remoteClosed) return NULL_RESULT;
     if (this.#waiter !== undefined) return Promise.reject(new Error("A read is already pending"));
-    const t = this.#host.bodyIdleTimeout;
+    const t = this.idleTimeout;
     if (t > 0) this.readDeadline = this.#host.now + t;
     return new Promise((resolve, reject) => this.#waiter = { resolve, reject });
   }

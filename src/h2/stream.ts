@@ -29,6 +29,12 @@ export interface H2Stream {
   readonly signal: AbortSignal;
   /** Told once, when the stream fails as `signal` aborts (no event, no listener list). */
   failureListener: { cancel(reason: unknown): void } | undefined;
+  /**
+   * ms a wait on the client (a body that stopped, a zero window) may last before
+   * the stream is reset; 0 = none (whoever owns the stream times it). Starts as
+   * the connection's `bodyIdleTimeout`.
+   */
+  idleTimeout: number;
   /** Trailers, once {@linkcode H2Stream.read} has returned null (undefined if none). */
   readonly trailers: readonly string[] | undefined;
   /**

@@ -53,13 +53,31 @@ export interface ClientSide {
    */
   cancelWith?(target: Cancellable | undefined): void;
   /** Stages a whole response made by the balancer itself. */
-  sendSimple(status: number, message: string, options: SimpleResponseOptions): void;
+  sendSimple(status: number, message: string, options: AnswerOptions): void;
+  /**
+   * True for a gRPC call (an HTTP/2 request with `content-type: application/grpc*`):
+   * the balancer's own answers and failures reach it as gRPC statuses.
+   */
+  readonly grpc?: boolean;
+  /** A gRPC call's `grpc-timeout` value, when it has one. */
+  readonly grpcTimeout?: string | undefined;
+  /**
+   * PINGs received so far on an HTTP/2 client's connection: a client's keepalive
+   * counts as activity for its idle streams.
+   */
+  readonly pings?: number;
   /**
    * Ends the response once its body was flushed (HTTP/2: END_STREAM, on
    * `trailers` when given); undefined when there is nothing to do (HTTP/1.1
    * framing already ended it, chunked trailers included).
    */
   finish(trailers?: readonly string[]): Promise<void> | undefined;
+}
+
+/** How the balancer answers by itself: a plain-text page, or a gRPC status. */
+export interface AnswerOptions extends SimpleResponseOptions {
+  /** The gRPC status a gRPC client gets. @default {what gRPC's HTTP mapping gives `status`} */
+  grpcStatus?: number;
 }
 
 /** What the edge learned from the request head. */
@@ -103,7 +121,7 @@ export async function answer(
   rec: ExchangeRecord,
   status: number,
   message: string,
-  options: { close: boolean; headOnly?: boolean; headers?: string[] },
+  options: AnswerOptions & { close: boolean },
 ): Promise<boolean> {
   rec.status = status;
   rec.error = message;

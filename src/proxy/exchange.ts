@@ -23,7 +23,15 @@ import { keepsAlive } from "../http1/fields.ts";
 import { exhaustionHint } from "../observe/exhaustion.ts";
 import { HttpError, readHead } from "../http1/head.ts";
 import { parseResponse, ResponseHead } from "../http1/parse.ts";
-import { answer, type Cancellable, type ClientSide, endResponse, type Request } from "./client.ts";
+import {
+  answer,
+  type AnswerOptions,
+  type Cancellable,
+  type ClientSide,
+  endResponse,
+  type Request,
+} from "./client.ts";
+import { grpcMessage, GrpcMessageBoundary, GrpcStatus, parseGrpcTimeout } from "./grpc.ts";
 import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
@@ -68,6 +76,13 @@ const FRESH = { fresh: true }; // skip idle pooled connections (a retry after a 
 const REUSE = { fresh: false };
 const CLOSE = { close: true };
 const HTTP1_BODY = { dechunk: false }; // relayed in the client's own framing
+// why an exchange timed out (Exchange #expired)
+const RESPONSE_TIMEOUT = 1; // no response head within timeouts.response
+const IDLE_TIMEOUT = 2; // nothing moved for timeouts.body_idle
+const ENDED = 3; // past its bound: timeouts.max_stream_duration or the gRPC deadline
+// how long a gRPC call past its bound may take to end with DEADLINE_EXCEEDED in
+// trailers (its client may be slow to take the last bytes) before it is reset
+const END_GRACE_MS = 1000;
 // how an interim (1xx) head is handed to ClientSide.sendHead: no body, nothing ends
 const INTERIM: ResponseInfo = {
   framing: { kind: "none", length: 0 },
@@ -94,6 +109,7 @@ export function forward(
   const hashKey = route.hashKey;
   const key = hashKey && requestKey(hashKey, { head: req.head, clientIp: rec.client });
   const ex = new Exchange(client, req, route, ctx, rec, key);
+  if (route.timeouts.max_stream_duration > 0 || client.grpc === true) ex.bound();
   client.watch(ex);
   const backend = route.scheduler.next(undefined, key);
   if (backend === undefined) {
@@ -131,7 +147,9 @@ class Exchange implements Timed, Cancellable {
   #waitRetried = false; // a connect timed out on a backend that was answering: tried again
   #inBody = false;
   #progress = -1;
-  #timedOut = false;
+  #expired = 0; // why it timed out: RESPONSE_TIMEOUT, IDLE_TIMEOUT, ENDED; 0 = it did not
+  #endBy = 0; // epoch ms the exchange is over by (max_stream_duration, grpc-timeout); 0 = none
+  #endWhy = ""; // what set #endBy
   #reqDone = true;
   #reqFailed = false;
   #reqError: unknown;
@@ -183,19 +201,70 @@ class Exchange implements Timed, Cancellable {
     this.#abort(reason);
   }
 
-  /** Timeout: the response head is late, or a body stopped moving. */
-  expire(now: number): void {
-    if (this.#inBody) {
-      const p = this.#client.writer.written +
-        (this.#bc?.writer.written ?? this.#h2Body?.written ?? 0);
-      if (p !== this.#progress) {
-        this.#progress = p;
-        this.deadline = now + this.#ctx.timeouts.body_idle;
-        return;
+  /**
+   * Sets the exchange's bound, from the route's `max_stream_duration` and a gRPC
+   * call's `grpc-timeout` (capped by the route's `max_grpc_timeout`), whichever
+   * ends first. Called before any deadline is armed.
+   */
+  bound(): void {
+    const t = this.#route.timeouts;
+    const now = this.#ctx.watchdog.now;
+    if (t.max_stream_duration > 0) {
+      this.#endBy = now + t.max_stream_duration;
+      this.#endWhy = "timeouts.max_stream_duration";
+    }
+    const header = this.#client.grpcTimeout;
+    let ms = header === undefined ? -1 : parseGrpcTimeout(header);
+    if (ms >= 0) {
+      const cap = t.max_grpc_timeout;
+      const capped = cap > 0 && ms > cap;
+      if (capped) ms = cap;
+      if (this.#endBy === 0 || now + ms < this.#endBy) {
+        this.#endBy = now + ms;
+        this.#endWhy = capped ? "timeouts.max_grpc_timeout (below grpc-timeout)" : "grpc-timeout";
       }
     }
-    this.#timedOut = true;
-    this.#abort(new Error("timeout"));
+    this.deadline = this.#endBy;
+  }
+
+  // The deadline `ms` from now (0 = none), or the exchange's bound when sooner.
+  #arm(ms: number): void {
+    const at = ms > 0 ? this.#ctx.watchdog.now + ms : 0;
+    const end = this.#endBy;
+    this.deadline = end !== 0 && (at === 0 || end < at) ? end : at;
+  }
+
+  /**
+   * Timeout: the response head is late, a body stopped moving (a PING from an
+   * HTTP/2 client counts as moving), or the exchange's bound has passed.
+   */
+  expire(now: number): void {
+    if (this.#expired !== 0) { // over already, or a gRPC call's grace to end with a status ran out
+      this.#abort(new Error("timeout"));
+      return;
+    }
+    const end = this.#endBy;
+    let why: number;
+    if (end !== 0 && now >= end) why = ENDED;
+    else if (this.#inBody) {
+      const client = this.#client;
+      const p = client.writer.written + (this.#bc?.writer.written ?? this.#h2Body?.written ?? 0) +
+        (client.pings ?? 0);
+      if (p !== this.#progress) {
+        this.#progress = p;
+        this.#arm(this.#route.timeouts.body_idle);
+        return;
+      }
+      why = IDLE_TIMEOUT;
+    } else why = RESPONSE_TIMEOUT;
+    this.#expired = why;
+    if (this.#inBody && this.#h2 !== undefined && this.#client.grpc) {
+      // the relay ends the call with a status in trailers once the backend stream is gone
+      this.#h2.reset(ErrorCode.CANCEL);
+      this.deadline = now + END_GRACE_MS;
+      return;
+    }
+    this.#abort(new Error(why === ENDED ? `${this.#endWhy} elapsed` : "timeout"));
   }
 
   /**
@@ -316,6 +385,11 @@ class Exchange implements Timed, Cancellable {
       const e = this.#reqError;
       return e instanceof HttpError ? this.fail(e.status, e.message, CLOSE) : FALSE;
     }
+    if (this.#expired === ENDED) { // the client's deadline or the route's bound: nobody's fault
+      const close = !this.#reqDone || this.#req.framing.kind !== "none";
+      const message = `${this.#endWhy} elapsed before ${backend.id} answered`;
+      return this.fail(504, message, { close, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED });
+    }
     if (f.stale && !last.fresh) return this.attempt(backend, FRESH);
     const waited = f.waitedSince;
     if (
@@ -362,7 +436,7 @@ class Exchange implements Timed, Cancellable {
     this.#rec.backend = backend.id;
     beginRequest(backend);
     try {
-      this.deadline = ctx.watchdog.now + ctx.timeouts.response;
+      this.#arm(this.#route.timeouts.response);
       const hasBody = req.framing.kind !== "none";
       const target = req.head.target;
       let stream: H2ClientStream;
@@ -393,7 +467,7 @@ class Exchange implements Timed, Cancellable {
       } catch (e) {
         this.#h2 = undefined;
         stream.reset(ErrorCode.CANCEL);
-        if (this.#timedOut) {
+        if (this.#expired === RESPONSE_TIMEOUT) {
           const message = `${backend.id} sent no response within timeouts.response`;
           return this.#afterFailure(
             backend,
@@ -412,7 +486,7 @@ class Exchange implements Timed, Cancellable {
       }
       // the response: its head, its body as it comes, its trailers
       this.#inBody = true;
-      this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
+      this.#arm(this.#route.timeouts.body_idle);
       this.#rec.status = res.status;
       const bodyless = res.endStream || req.head.method === "HEAD" || res.status === 204 ||
         res.status === 304;
@@ -428,10 +502,24 @@ class Exchange implements Timed, Cancellable {
       });
       const w = client.writer;
       const before = w.written;
+      // a gRPC response is followed message by message: one that loses its backend
+      // between two messages still ends with a status
+      const messages = client.grpc ? new GrpcMessageBoundary() : undefined;
       try {
         if (!res.endStream) {
-          for (let data = await stream.read(); data !== null; data = await stream.read()) {
+          for (;;) {
+            let data: Uint8Array | null;
+            try {
+              data = await stream.read();
+            } catch (e) {
+              if (messages === undefined || !messages.atBoundary || this.#ac?.signal.aborted) {
+                throw e;
+              }
+              return await this.#endCall(backend, e);
+            }
+            if (data === null) break;
             if (bodyless || data.length === 0) continue;
+            messages?.push(data);
             if (chunked) w.writeString(`${data.length.toString(16)}\r\n`);
             w.writeBytes(data, 0, data.length);
             if (chunked) w.writeString("\r\n");
@@ -455,6 +543,35 @@ class Exchange implements Timed, Cancellable {
     } finally {
       endRequest(backend);
     }
+  }
+
+  /**
+   * Ends a gRPC call whose response started and whose backend stream is gone
+   * (the backend failed, nothing moved for `body_idle`, or the call's bound
+   * passed), between two messages: with trailers carrying DEADLINE_EXCEEDED past
+   * the bound, else UNAVAILABLE, which gRPC clients may retry. The stream to the
+   * backend is reset.
+   *
+   * @returns false: the call is over.
+   */
+  async #endCall(backend: Backend, e: unknown): Promise<false> {
+    const expired = this.#expired;
+    const status = expired === ENDED ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.UNAVAILABLE;
+    const message = expired === ENDED
+      ? `${this.#endWhy} elapsed`
+      : expired === IDLE_TIMEOUT
+      ? `nothing moved for timeouts.body_idle`
+      : `${backend.id} failed mid-response: ${(e as Error).message}`;
+    this.#h2?.reset(ErrorCode.CANCEL);
+    this.#rec.error = message;
+    const text = `${expired === 0 ? "502 Bad Gateway" : "504 Gateway Timeout"}: ${message}`;
+    await endResponse(this.#client, [
+      "grpc-status",
+      String(status),
+      "grpc-message",
+      grpcMessage(text),
+    ]);
+    return false;
   }
 
   // What the forwarded head needs besides the client's head (one object per attempt, as before).
@@ -486,7 +603,7 @@ class Exchange implements Timed, Cancellable {
   }
 
   #sendRequestHead(bc: BackendConn): void {
-    this.deadline = this.#ctx.watchdog.now + this.#ctx.timeouts.response;
+    this.#arm(this.#route.timeouts.response);
     writeRequestHead(bc.writer, this.#req.head, this.#forwardInfo());
   }
 
@@ -547,7 +664,7 @@ class Exchange implements Timed, Cancellable {
 
   // What a backend that sent no usable response head amounts to.
   #noResponse(e: unknown, backend: Backend, conn: { reused: boolean }): Failure {
-    if (this.#timedOut) {
+    if (this.#expired === RESPONSE_TIMEOUT) {
       const message = `${backend.id} sent no response within timeouts.response`;
       return { status: 504, message, retryable: false, stale: false, local: false };
     }
@@ -598,7 +715,7 @@ class Exchange implements Timed, Cancellable {
     this.#close = close;
     this.#backendKeeps = framing.kind !== "close" && keepsAlive(head);
     this.#inBody = true;
-    this.deadline = ctx.watchdog.now + ctx.timeouts.body_idle;
+    this.#arm(this.#route.timeouts.body_idle);
     this.#client.sendHead(head, {
       framing,
       chunked: framing.kind === "chunked" && !dechunk,
@@ -625,11 +742,17 @@ class Exchange implements Timed, Cancellable {
   }
 
   /** Answers the client with a short error of the balancer's own. */
-  fail(status: number, message: string, options: { close: boolean }): Promise<boolean> {
-    return answer(this.#client, this.#rec, status, message, {
+  fail(
+    status: number,
+    message: string,
+    options: AnswerOptions & { close: boolean },
+  ): Promise<boolean> {
+    const answerOptions: AnswerOptions & { close: boolean } = {
       close: options.close || !this.#req.keepAlive,
       headOnly: this.#req.head.method === "HEAD",
-    });
+    };
+    if (options.grpcStatus !== undefined) answerOptions.grpcStatus = options.grpcStatus;
+    return answer(this.#client, this.#rec, status, message, answerOptions);
   }
 }
 

@@ -9,14 +9,15 @@
  */
 import type { ProxyContext } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
-import { answer, type Cancellable, type ClientSide } from "./client.ts";
+import { answer, type AnswerOptions, type Cancellable, type ClientSide } from "./client.ts";
+import { grpcMessage, grpcStatusOf, isGrpc } from "./grpc.ts";
 import { type FieldsResponseInfo, h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
 import { handleRequest, newRecord } from "./session.ts";
 import { type HeadLimits, HttpError } from "../http1/head.ts";
 import { octets } from "../http1/fields.ts";
 import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
 import { BufReader, BufWriter, type ByteConn, SMALL_READ_BUFFER } from "../http1/io.ts";
-import { simpleBody, type SimpleResponseOptions } from "../http1/status.ts";
+import { simpleBody } from "../http1/status.ts";
 import { H2ServerConnection } from "../h2/server.ts";
 import type { H2Stream } from "../h2/stream.ts";
 import { SETTLED } from "../h2/_stream_base.ts";
@@ -44,10 +45,11 @@ export async function serveH2(
 ): Promise<Deno.Conn> {
   const ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   const counts = ctx.h2;
-  const dispatch = { // each stream's Host is checked anew
+  const dispatch: Dispatch = { // each stream's Host is checked anew
     ctx,
     checkedHost: "",
     headLimits: { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line },
+    conn: NO_PINGS,
   };
   const h2 = new H2ServerConnection(conn, {
     maxConcurrentStreams: ctx.limits.max_concurrent_streams,
@@ -57,6 +59,7 @@ export async function serveH2(
     watchdog: ctx.watchdog,
     onStream: (stream) => void serveStream(stream, dispatch, ip),
   });
+  dispatch.conn = h2;
   const session = {
     ctx,
     closeIfIdle: () => h2.drain(), // GOAWAY: open streams finish, then it closes
@@ -76,13 +79,20 @@ export async function serveH2(
   return conn;
 }
 
-async function serveStream(
-  stream: H2Stream,
-  dispatch: { ctx: ProxyContext; checkedHost: string; headLimits: HeadLimits },
-  ip: string,
-): Promise<void> {
+/** What every stream of one connection shares. */
+interface Dispatch {
+  ctx: ProxyContext;
+  checkedHost: string;
+  headLimits: HeadLimits;
+  /** The connection, for its PING count. */
+  conn: { readonly pings: number };
+}
+
+const NO_PINGS = { pings: 0 };
+
+async function serveStream(stream: H2Stream, dispatch: Dispatch, ip: string): Promise<void> {
   const ctx = dispatch.ctx;
-  const client = new StreamClient(stream, ctx, dispatch.headLimits);
+  const client = new StreamClient(stream, dispatch);
   const rec = newRecord(ip);
   rec.proto = "h2";
   rec.method = stream.method;
@@ -170,20 +180,35 @@ class StreamClient implements ClientSide, ByteConn {
   readonly writer: BufWriter;
   readonly headLimits: HeadLimits;
   readonly http2 = true;
+  readonly grpc: boolean;
   readonly #stream: H2Stream;
   readonly #ctx: ProxyContext;
-  readonly #grpc: boolean;
+  readonly #conn: { readonly pings: number };
   #reader: BufReader | undefined;
   #timed: Timed | undefined;
   #responded = false;
   #ended = false;
 
-  constructor(stream: H2Stream, ctx: ProxyContext, headLimits: HeadLimits) {
+  constructor(stream: H2Stream, dispatch: Dispatch) {
     this.#stream = stream;
-    this.#ctx = ctx;
-    this.#grpc = isGrpc(stream.fields);
+    this.#ctx = dispatch.ctx;
+    this.#conn = dispatch.conn;
+    this.grpc = isGrpc(stream.fields);
     this.writer = new BufWriter(this);
-    this.headLimits = headLimits;
+    this.headLimits = dispatch.headLimits;
+  }
+
+  /** The call's `grpc-timeout` value (gRPC calls only). */
+  get grpcTimeout(): string | undefined {
+    if (!this.grpc) return undefined;
+    const f = this.#stream.fields;
+    for (let i = 0; i + 1 < f.length; i += 2) if (f[i] === "grpc-timeout") return f[i + 1];
+    return undefined;
+  }
+
+  /** PINGs received on this stream's connection. */
+  get pings(): number {
+    return this.#conn.pings;
   }
 
   /** The request body, made when first asked for (most streams have none). */
@@ -209,10 +234,15 @@ class StreamClient implements ClientSide, ByteConn {
     this.#stream.reset(this.#responded ? ErrorCode.INTERNAL_ERROR : ErrorCode.CANCEL);
   }
 
+  /**
+   * The exchange `t` times the stream from now on (its waits on the client too:
+   * the stream's own idle timer is off), until called with undefined.
+   */
   watch(t: Timed | undefined): void {
     if (this.#timed !== undefined) this.#ctx.watchdog.delete(this.#timed);
     this.#timed = t;
     if (t !== undefined) this.#ctx.watchdog.add(t);
+    this.#stream.idleTimeout = t === undefined ? this.#ctx.timeouts.body_idle : 0;
   }
 
   sendHead(head: ResponseHead, info: ResponseInfo): void {
@@ -236,10 +266,10 @@ class StreamClient implements ClientSide, ByteConn {
     this.#stream.failureListener = target;
   }
 
-  sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
-    if (this.#grpc) { // a gRPC client reads errors from grpc-status, not from a page
+  sendSimple(status: number, message: string, options: AnswerOptions): void {
+    if (this.grpc) { // a gRPC client reads errors from grpc-status, not from a page
       this.#responded = true;
-      const code = String(GRPC_CODES[status] ?? GRPC_UNKNOWN);
+      const code = String(options.grpcStatus ?? grpcStatusOf(status));
       const text = grpcMessage(simpleBody(status, message).trimEnd());
       this.#respond(200, [
         "content-type",
@@ -289,38 +319,6 @@ class StreamClient implements ClientSide, ByteConn {
   settle(): void {
     if (!this.#ended) this.close();
   }
-}
-
-// gRPC status codes for the HTTP statuses the balancer answers with itself (gRPC's
-// own HTTP-to-gRPC mapping: doc/http-grpc-status-mapping.md).
-const GRPC_CODES: Readonly<Record<number, number>> = {
-  400: 13, // INTERNAL
-  401: 16, // UNAUTHENTICATED
-  403: 7, // PERMISSION_DENIED
-  404: 12, // UNIMPLEMENTED
-  429: 14, // UNAVAILABLE
-  502: 14,
-  503: 14,
-  504: 14,
-};
-const GRPC_UNKNOWN = 2;
-
-// grpc-message is percent-encoded: bytes outside printable ASCII, and "%" itself.
-function grpcMessage(text: string): string {
-  let out = "";
-  for (const byte of new TextEncoder().encode(text)) {
-    out += byte < 0x20 || byte > 0x7e || byte === 0x25
-      ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
-      : String.fromCharCode(byte);
-  }
-  return out;
-}
-
-function isGrpc(fields: readonly string[]): boolean {
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === "content-type") return fields[i + 1]!.startsWith("application/grpc");
-  }
-  return false;
 }
 
 // An HTTP/2 backend's response fields with this hop added to `via`.

@@ -24,6 +24,7 @@ import type { BackendChecks } from "../upstream/health/checks.ts";
 import { accept, type Acceptor, bind, listenHttp, StartError } from "./listener.ts";
 import { createLogger, type Logger } from "../observe/log.ts";
 import type { Pool } from "../upstream/pool.ts";
+import type { H2Pool } from "../upstream/h2_pool.ts";
 import { PoolSet } from "../upstream/pool_set.ts";
 import { serveConnection } from "../proxy/connection.ts";
 import { RouteSet, type RouteSetOptions, type RouteState } from "./route_table.ts";
@@ -185,9 +186,12 @@ export class Balancer {
     return out;
   }
 
-  /** Pools by backend id (by `backendKey`: id and TLS settings, for TLS backends). */
-  get pools(): ReadonlyMap<string, Pool> {
-    return this.#pools.map;
+  /**
+   * Pools by backend id (by `backendKey`: id and TLS settings, for TLS backends);
+   * HTTP/2 ones (`backend_protocol: h2c | h2`) as `h2 KEY`.
+   */
+  get pools(): ReadonlyMap<string, Pool | H2Pool> {
+    return this.#pools.all;
   }
 
   /** SRV watcher states by route name. */

@@ -45,7 +45,10 @@ const H2_ALPN = ["h2"];
  * const pool = new H2Pool(createBackend({ hostname: "127.0.0.1", port }));
  * const s = await pool.open({ method: "GET", scheme: "http", authority: "a", path: "/", fields: [], endStream: true });
  * assertEquals((await s.response()).status, 200);
- * assertEquals(pool.connections, 1);
+ * await s.read(); // the body, to its end
+ * const again = await pool.open({ method: "GET", scheme: "http", authority: "a", path: "/", fields: [], endStream: true });
+ * assertEquals((await again.response()).status, 200);
+ * assertEquals([pool.connections, pool.opened, pool.reused], [1, 1, 1]);
  * pool.close();
  * await new Promise((r) => server.close(r));
  * ```
@@ -64,8 +67,11 @@ export class H2Pool {
   #waiters: Array<() => void> = [];
   #draining = false;
   #sweeper: ReturnType<typeof setTimeout> | undefined;
+  readonly #used = new WeakSet<H2ClientConnection>(); // connections that carried a stream
   /** Connections opened over the pool's life. */
   opened = 0;
+  /** Streams sent on a connection that had carried one before (as HTTP/1.1 pools count reuse). */
+  reused = 0;
 
   /** Creates an empty pool for `backend`. */
   constructor(backend: Backend, options: H2PoolOptions = {}) {
@@ -79,6 +85,20 @@ export class H2Pool {
   /** Open connections, those finishing their last streams after GOAWAY included. */
   get connections(): number {
     return this.#conns.length + this.#retiring.size;
+  }
+
+  /** Connections carrying streams now (those finishing theirs after GOAWAY included). */
+  get active(): number {
+    let n = this.#retiring.size;
+    for (const c of this.#conns) if (c.activeStreams > 0) n++;
+    return n;
+  }
+
+  /** Open connections carrying no stream now. */
+  get idle(): number {
+    let n = 0;
+    for (const c of this.#conns) if (c.activeStreams === 0) n++;
+    return n;
   }
 
   /** Streams open over every connection. */
@@ -111,6 +131,8 @@ export class H2Pool {
           try {
             const s = c.request(head, signal);
             this.#idleSince.set(c, 0);
+            if (this.#used.has(c)) this.reused++;
+            else this.#used.add(c);
             return s;
           } catch (e) {
             if (!(e instanceof RefusedError)) throw e;

@@ -47,6 +47,16 @@ export class PoolSet {
     return this.#pools.get(backend);
   }
 
+  /**
+   * Every pool, HTTP/1.1 ones by backend key and HTTP/2 ones by `h2 ` and the key
+   * (for /status and /metrics: both count connections opened and reused).
+   */
+  get all(): Map<string, Pool | H2Pool> {
+    const out = new Map<string, Pool | H2Pool>(this.#pools.map);
+    for (const [key, pool] of this.#h2.map) out.set(`h2 ${key}`, pool);
+    return out;
+  }
+
   /** HTTP/2 pools by backend key. */
   get h2Map(): ReadonlyMap<string, H2Pool> {
     return this.#h2.map;
@@ -116,6 +126,8 @@ function newH2Pool(backend: Backend, { limits, timeouts }: PoolSettings): H2Pool
   return new H2Pool(backend, {
     idleTimeout: timeouts.pool_idle,
     connectTimeout: timeouts.connect,
-    client: { maxHeaderListSize: limits.max_head, bodyIdleTimeout: timeouts.body_idle },
+    // no idle timer of its own on a stream: the exchange that opened it times it, by
+    // its route's timeouts (response, body_idle, max_stream_duration, grpc-timeout)
+    client: { maxHeaderListSize: limits.max_head, bodyIdleTimeout: 0 },
   });
 }
