@@ -88,7 +88,7 @@ Deno.test("grpc-js: a backend lost mid-stream ends the call with UNAVAILABLE in 
   const e = await call.ended;
   assert(e !== undefined, "the call failed");
   assertEquals(e.code, grpc.status.UNAVAILABLE, e.details);
-  assertStringIncludes(e.details, "failed mid-response");
+  assertEquals(e.details, "502 Bad Gateway: the backend failed mid-response");
   assertEquals(call.got, ["first"]);
 });
 
@@ -115,7 +115,10 @@ Deno.test("grpc-js: timeouts.max_grpc_timeout caps a call's deadline: DEADLINE_E
   const e = await unary(c, "Hang", "x", { deadline });
   assert(isError(e), `the call failed: ${e}`);
   assertEquals(e.code, grpc.status.DEADLINE_EXCEEDED, e.details);
-  assertStringIncludes(e.details, "504 Gateway Timeout: timeouts.max_grpc_timeout");
+  assertEquals(
+    e.details,
+    "deadline exceeded: timeouts.max_grpc_timeout (below grpc-timeout) elapsed",
+  );
   await backend.hangCancelled;
 
   // once the response has started, the status comes in trailers after the messages
@@ -150,7 +153,7 @@ Deno.test("a grpc-timeout header bounds the call at the balancer: trailers-only 
     });
     assertEquals(Number(fields[":status"]), 200);
     assertEquals(fields["grpc-status"], "4", JSON.stringify(fields));
-    assertStringIncludes(String(fields["grpc-message"]), "grpc-timeout elapsed");
+    assertEquals(fields["grpc-message"], "deadline exceeded: grpc-timeout elapsed");
     await backend.hangCancelled; // the backend's stream was reset
   } finally {
     session.destroy();
@@ -167,7 +170,7 @@ Deno.test("grpc-js: timeouts.max_stream_duration ends a long stream with DEADLIN
   const e = await call.ended;
   assert(e !== undefined, "the stream failed");
   assertEquals(e.code, grpc.status.DEADLINE_EXCEEDED, e.details);
-  assertStringIncludes(e.details, "timeouts.max_stream_duration elapsed");
+  assertEquals(e.details, "deadline exceeded: timeouts.max_stream_duration elapsed");
   assertEquals(call.got, ["first"]);
 });
 
@@ -192,7 +195,7 @@ routes:
   const e = await unary(plain, "Late", "1500");
   assert(isError(e), `the call failed: ${e}`);
   assertEquals(e.code, grpc.status.UNAVAILABLE, e.details);
-  assertStringIncludes(e.details, "sent no response within timeouts.response");
+  assertEquals(e.details, "504 Gateway Timeout: the backend did not answer in time");
 });
 
 /** A bidi `Echo` call that sends `a`, waits `idleMs` after its echo, then sends `b`. */
@@ -228,7 +231,7 @@ Deno.test("grpc-js: keepalive PINGs keep an idle stream past timeouts.body_idle;
   const { error, got } = await echoWithPause(quiet, 3500);
   assert(error !== undefined, "the idle call was ended");
   assertEquals(error.code, grpc.status.UNAVAILABLE, error.details);
-  assertStringIncludes(error.details, "nothing moved for timeouts.body_idle");
+  assertEquals(error.details, "stream idle: nothing moved for timeouts.body_idle");
   assertEquals(got, ["a"]);
 });
 

@@ -78,6 +78,11 @@ export interface ClientSide {
 export interface AnswerOptions extends SimpleResponseOptions {
   /** The gRPC status a gRPC client gets. @default {what gRPC's HTTP mapping gives `status`} */
   grpcStatus?: number;
+  /**
+   * The `grpc-message` a gRPC client gets (about its request, never the
+   * balancer's inside). @default {the text an HTTP client would get}
+   */
+  grpcMessage?: string;
 }
 
 /** What the edge learned from the request head. */

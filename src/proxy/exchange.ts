@@ -388,7 +388,11 @@ class Exchange implements Timed, Cancellable {
     if (this.#expired === ENDED) { // the client's deadline or the route's bound: nobody's fault
       const close = !this.#reqDone || this.#req.framing.kind !== "none";
       const message = `${this.#endWhy} elapsed before ${backend.id} answered`;
-      return this.fail(504, message, { close, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED });
+      return this.fail(504, message, {
+        close,
+        grpcStatus: GrpcStatus.DEADLINE_EXCEEDED,
+        grpcMessage: this.#deadlineText(),
+      });
     }
     if (f.stale && !last.fresh) return this.attempt(backend, FRESH);
     const waited = f.waitedSince;
@@ -557,14 +561,16 @@ class Exchange implements Timed, Cancellable {
   async #endCall(backend: Backend, e: unknown): Promise<false> {
     const expired = this.#expired;
     const status = expired === ENDED ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.UNAVAILABLE;
-    const message = expired === ENDED
-      ? `${this.#endWhy} elapsed`
+    // the client is told what ran out, never the backend's address or error (the log is)
+    const text = expired === ENDED
+      ? this.#deadlineText()
       : expired === IDLE_TIMEOUT
-      ? `nothing moved for timeouts.body_idle`
-      : `${backend.id} failed mid-response: ${(e as Error).message}`;
+      ? "stream idle: nothing moved for timeouts.body_idle"
+      : "502 Bad Gateway: the backend failed mid-response";
     this.#h2?.reset(ErrorCode.CANCEL);
-    this.#rec.error = message;
-    const text = `${expired === 0 ? "502 Bad Gateway" : "504 Gateway Timeout"}: ${message}`;
+    this.#rec.error = expired === 0
+      ? `${backend.id} failed mid-response: ${(e as Error).message}`
+      : `${text} (${backend.id})`;
     await endResponse(this.#client, [
       "grpc-status",
       String(status),
@@ -572,6 +578,11 @@ class Exchange implements Timed, Cancellable {
       grpcMessage(text),
     ]);
     return false;
+  }
+
+  // What a gRPC client is told when the exchange's bound passed.
+  #deadlineText(): string {
+    return `deadline exceeded: ${this.#endWhy} elapsed`;
   }
 
   // What the forwarded head needs besides the client's head (one object per attempt, as before).
@@ -752,6 +763,7 @@ class Exchange implements Timed, Cancellable {
       headOnly: this.#req.head.method === "HEAD",
     };
     if (options.grpcStatus !== undefined) answerOptions.grpcStatus = options.grpcStatus;
+    if (options.grpcMessage !== undefined) answerOptions.grpcMessage = options.grpcMessage;
     return answer(this.#client, this.#rec, status, message, answerOptions);
   }
 }

@@ -270,7 +270,7 @@ class StreamClient implements ClientSide, ByteConn {
     if (this.grpc) { // a gRPC client reads errors from grpc-status, not from a page
       this.#responded = true;
       const code = String(options.grpcStatus ?? grpcStatusOf(status));
-      const text = grpcMessage(simpleBody(status, message).trimEnd());
+      const text = grpcMessage(options.grpcMessage ?? simpleBody(status, message).trimEnd());
       this.#respond(200, [
         "content-type",
         "application/grpc",
