@@ -1,0 +1,85 @@
+// deno-lint-ignore-file no-console
+// A server process for bench/idle_breakdown.ts, run with --v8-flags=--expose-gc so that what
+// it reports is live memory only. Two kinds:
+//   balancer YAML      the balancer in this process (as main.ts runs it), on 127.0.0.1:0
+//   sockets SIZE       a plain Deno.listen that holds every accepted socket with one pending
+//                      read into its own SIZE-byte buffer (the runtime's floor per socket)
+// It prints "port N", then answers one JSON line per command read from stdin:
+//   stats              after full GCs: RSS, V8 heap statistics, Deno.memoryUsage
+//   snap PATH          after full GCs: a V8 heap snapshot written to PATH
+import v8 from "node:v8";
+import { Balancer } from "../src/server/balancer.ts";
+import { parseConfig } from "../src/config/config.ts";
+import { createLogger } from "../src/observe/log.ts";
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc");
+
+async function fullGc(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    gc!();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function rss(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
+}
+
+async function stats(): Promise<Record<string, number>> {
+  await fullGc();
+  const h = v8.getHeapStatistics();
+  const m = Deno.memoryUsage();
+  const out: Record<string, number> = {
+    rss: rss(),
+    heapUsed: h.used_heap_size,
+    heapTotal: h.total_heap_size,
+    external: m.external,
+  };
+  for (const s of v8.getHeapSpaceStatistics()) {
+    out[`used:${s.space_name}`] = s.space_used_size;
+    out[`committed:${s.space_name}`] = s.space_physical_size;
+  }
+  return out;
+}
+
+const [kind, arg] = Deno.args;
+let close: () => Promise<void>;
+if (kind === "balancer") {
+  const lb = await Balancer.start(parseConfig(arg!, "bench.yaml"), {
+    logger: createLogger({ access: "off", quiet: true }),
+  });
+  console.log(`port ${lb.addrs.http?.port}`);
+  close = () => lb.close();
+} else if (kind === "sockets") {
+  const size = Number(arg);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held = new Set<Deno.Conn>();
+  (async () => {
+    for await (const c of listener) {
+      held.add(c);
+      c.read(new Uint8Array(size)).then(() => c.close(), () => {}).finally(() => held.delete(c));
+    }
+  })();
+  console.log(`port ${(listener.addr as Deno.NetAddr).port}`);
+  close = () => Promise.resolve(listener.close());
+} else throw new Error(`unknown kind ${kind}: balancer YAML | sockets SIZE`);
+
+const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
+let pending = "";
+for await (const chunk of lines) {
+  pending += chunk;
+  let nl;
+  while ((nl = pending.indexOf("\n")) >= 0) {
+    const [cmd, path] = pending.slice(0, nl).split(" ");
+    pending = pending.slice(nl + 1);
+    if (cmd === "stats") console.log(JSON.stringify(await stats()));
+    else if (cmd === "snap") {
+      await fullGc();
+      v8.writeHeapSnapshot(path!);
+      console.log(JSON.stringify({ snap: path }));
+    }
+  }
+}
+await close();
