@@ -39,7 +39,7 @@ async function stats(): Promise<Record<string, number>> {
   };
   for (const s of v8.getHeapSpaceStatistics()) {
     out[`used:${s.space_name}`] = s.space_used_size;
-    out[`committed:${s.space_name}`] = s.space_physical_size;
+    out[`committed:${s.space_name}`] = s.space_size;
   }
   return out;
 }
