@@ -9,7 +9,14 @@
 // snapshot grows RSS).
 // Run: deno run -A bench/idle_breakdown.ts [N=2000] [TOP=25]   (ulimit -n > 2N + 100)
 import { keepAliveBackend } from "../tests/_http.ts";
-import { closeAll, IDLE_MODES, type IdleMode, mib, openMany, sleep } from "./_idle_clients.ts";
+import {
+  closeAll,
+  IDLE_MODES,
+  type IdleMode,
+  mib,
+  openMany,
+  sleep,
+} from "../tests/_idle_clients.ts";
 
 const N = Number(Deno.args[0] ?? 2000);
 const TOP = Number(Deno.args[1] ?? 25);

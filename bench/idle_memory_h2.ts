@@ -23,7 +23,7 @@ import {
   openMany,
   rssOf,
   sleep,
-} from "./_idle_clients.ts";
+} from "../tests/_idle_clients.ts";
 
 const N = Number(Deno.args[0] ?? 5000);
 const ROUNDS = Number(Deno.args[1] ?? 8);

@@ -50,6 +50,7 @@ export const HEADER_BLOCK_SLACK = 16384;
 export const MAX_QUEUED_CONTROL = 1 << 20;
 /** ms a closing connection waits for GOAWAY to go out (and the peer to close). */
 const CLOSE_GRACE_MS = 1000;
+const NO_BYTES = new Uint8Array(0);
 /** Bytes of DATA framed per writer round before flushing. */
 const WRITE_BUDGET = 64 * 1024;
 
@@ -120,7 +121,7 @@ export abstract class H2Connection<S extends StreamBase> {
   // header block in progress (HEADERS without END_HEADERS, then CONTINUATION)
   #blockStream = 0;
   #blockFlags = 0;
-  #block = new Uint8Array(0);
+  #block = NO_BYTES;
   #blockLength = 0;
   readonly #blockInfo = { endStream: false, tooLarge: false }; // reused per block
   #wake: (() => void) | undefined;
@@ -248,7 +249,7 @@ export abstract class H2Connection<S extends StreamBase> {
       }
       const size = FRAME_HEADER_SIZE + h.length;
       if (r.buffered < size) {
-        if (r.buf.length < size) r.resize(size);
+        if (r.buf.length < size) r.borrow(size); // from the shared pool, given back when idle
         break;
       }
       const p = r.start + FRAME_HEADER_SIZE;
@@ -386,7 +387,7 @@ export abstract class H2Connection<S extends StreamBase> {
     const id = this.#blockStream;
     this.#blockStream = 0;
     this.#onBlock(id, this.#blockFlags, this.#block, 0, this.#blockLength);
-    if (this.#block.length > 65536) this.#block = new Uint8Array(0);
+    if (this.#block.length > 65536) this.#block = NO_BYTES;
   }
 
   // Header block bytes are counted as they arrive, before any decoding: a block
@@ -500,6 +501,23 @@ export abstract class H2Connection<S extends StreamBase> {
       return this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR, "window overflow");
     }
     if (s.outPending > 0 || (s.endRequested && !s.localClosed)) this.sendable.add(s);
+  }
+
+  /**
+   * Before a read: the reader holds a buffer lent from the shared pool while much
+   * is arriving (the last read filled its room, or a stream is receiving a body),
+   * and reads into its own small one otherwise, so that an idle connection's
+   * pending read pins no large buffer.
+   */
+  protected fitReader(r: BufReader): void {
+    if (r.buffered !== 0) return; // a partial frame: readFrames made room for it
+    if (r.filled || this.#receivingBody()) r.borrow(FRAME_HEADER_SIZE + this.maxFrame);
+    else r.giveBack();
+  }
+
+  #receivingBody(): boolean {
+    for (const s of this.streams.values()) if (!s.remoteClosed) return true;
+    return false;
   }
 
   // ---- streams ----

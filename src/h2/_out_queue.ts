@@ -6,27 +6,32 @@
  * @module
  */
 
-/** Bytes queued for the writer; one per connection, reused. */
+const EMPTY = new Uint8Array(0);
+const SIZE = 4096;
+// Queues' buffers not in use: a queue takes one when a frame is queued and gives it
+// back when the writer took its bytes, so an idle connection holds none.
+const FREE: Uint8Array[] = [];
+const MAX_FREE = 256;
+
+/** Bytes queued for the writer; one per connection. */
 export class OutQueue {
   /** The queued bytes are `buf[0..length)`. */
-  buf: Uint8Array;
+  buf: Uint8Array = EMPTY;
   /** Number of queued bytes. */
   length = 0;
-
-  /** Starts with `size` bytes of room. */
-  constructor(size = 1024) {
-    this.buf = new Uint8Array(size);
-  }
 
   /** Appends `src[start..end)`. */
   writeBytes(src: Uint8Array, start: number, end: number): void {
     const need = this.length + end - start;
     if (need > this.buf.length) {
-      let size = this.buf.length * 2;
-      while (size < need) size *= 2;
-      const next = new Uint8Array(size);
-      next.set(this.buf.subarray(0, this.length));
-      this.buf = next;
+      if (this.buf === EMPTY && need <= SIZE) this.buf = FREE.pop() ?? new Uint8Array(SIZE);
+      else {
+        let size = Math.max(this.buf.length * 2, SIZE);
+        while (size < need) size *= 2;
+        const next = new Uint8Array(size);
+        next.set(this.buf.subarray(0, this.length));
+        this.buf = next;
+      }
     }
     if (end - start <= 16) {
       for (let i = start, j = this.length; i < end; i++) this.buf[j++] = src[i]!;
@@ -34,9 +39,11 @@ export class OutQueue {
     this.length = need;
   }
 
-  /** Forgets every queued byte (keeping a grown buffer only up to 64 KiB). */
+  /** Forgets every queued byte; the buffer goes back to the shared free list. */
   clear(): void {
     this.length = 0;
-    if (this.buf.length > 65536) this.buf = new Uint8Array(1024);
+    const buf = this.buf;
+    this.buf = EMPTY;
+    if (buf.length === SIZE && FREE.length < MAX_FREE) FREE.push(buf);
   }
 }

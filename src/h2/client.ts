@@ -8,12 +8,11 @@
  * @module
  */
 import type { Watchdog } from "../timer/watchdog.ts";
-import { BufReader } from "../http1/io.ts";
+import { BufReader, SMALL_READ_BUFFER } from "../http1/io.ts";
 import {
   CLIENT_PREFACE,
   DEFAULT_WINDOW,
   ErrorCode,
-  FRAME_HEADER_SIZE,
   MAX_WINDOW,
   MIN_MAX_FRAME_SIZE,
   readUint31,
@@ -269,7 +268,7 @@ export class H2ClientConnection extends H2Connection<ClientStream> {
   // ---- reading ----
 
   async #readLoop(): Promise<void> {
-    const r = new BufReader(this.conn, this.maxFrame + FRAME_HEADER_SIZE);
+    const r = new BufReader(this.conn, SMALL_READ_BUFFER);
     for (;;) {
       this.readFrames(r);
       if (this.ctl.length > MAX_QUEUED_CONTROL) {
@@ -279,7 +278,9 @@ export class H2ClientConnection extends H2Connection<ClientStream> {
       if (this.closing) {
         r.consume(r.buffered); // read and drop until the socket closes
       }
-      if (this.socketClosed || !(await r.fill())) return;
+      if (this.socketClosed) return;
+      this.fitReader(r);
+      if (!(await r.fill())) return;
     }
   }
 

@@ -132,6 +132,17 @@ const MAX_INTEGER = 0x7fffffff;
 /** Continuation bytes allowed after an integer's prefix. */
 const MAX_INTEGER_BYTES = 6;
 
+/** Nothing: the buffer of an encoder between blocks, and a decoder's source between blocks. */
+const NO_BYTES = new Uint8Array(0);
+/** No entries yet: a dynamic table's rings until its first entry. */
+const NO_STRINGS: string[] = [];
+// Scratch space shared by every encoder and decoder (each block is encoded or decoded
+// in one synchronous call): an idle connection holds no buffer for HPACK.
+let encodeBuffer = new Uint8Array(1024);
+let huffmanScratch = new Uint8Array(256);
+/** Scratch buffers that grew past this are not kept. */
+const MAX_KEPT_SCRATCH = 65536;
+
 /** name → first static index with that name. */
 const STATIC_NAME_INDEX = new Map<string, number>();
 /** name → value → static index of that exact pair. */
@@ -163,11 +174,13 @@ const NOT_INDEXED = new Set([
 /**
  * A dynamic table (RFC 7541 §2.3.2) as a ring of names and values numbered by
  * insertion: entry `abs` sits at `abs & mask`, the oldest live one is `first`.
+ * The rings hold no slot before the first entry and grow by doubling, so a table
+ * is no bigger than what it holds (at most twice the entries).
  */
 class DynamicTable {
-  names: string[] = new Array<string>(16).fill("");
-  values: string[] = new Array<string>(16).fill("");
-  mask = 15;
+  names: string[] = NO_STRINGS;
+  values: string[] = NO_STRINGS;
+  mask = -1;
   /** Insertion number of the oldest entry. */
   first = 0;
   /** Insertion number the next entry gets. */
@@ -204,7 +217,7 @@ class DynamicTable {
   }
 
   #grow(): void {
-    const cap = (this.mask + 1) * 2;
+    const cap = Math.max(4, (this.mask + 1) * 2);
     const names = new Array<string>(cap).fill("");
     const values = new Array<string>(cap).fill("");
     for (let abs = this.first; abs < this.next; abs++) {
@@ -252,12 +265,10 @@ export class HpackDecoder {
   #maxList: number;
   /** Read position in the block being decoded. */
   #pos = 0;
-  /** The string just read by #span: `#src[#from..#to)` (the block or #scratch). */
-  #src: Uint8Array = new Uint8Array(0);
+  /** The string just read by #span: `#src[#from..#to)` (the block or the shared scratch). */
+  #src: Uint8Array = NO_BYTES;
   #from = 0;
   #to = 0;
-  /** Where Huffman strings are decoded to, grown as needed. */
-  #scratch = new Uint8Array(256);
 
   /**
    * @param options Table and list size limits.
@@ -378,6 +389,7 @@ export class HpackDecoder {
       }
       if (!over) out.push(name, value);
     }
+    this.#src = NO_BYTES; // holds no reference to the block (a read buffer) between blocks
     if (over) {
       throw new HeaderListTooLargeError(
         `Header list is too large: over ${maxList} bytes (${listSize})`,
@@ -421,14 +433,16 @@ export class HpackDecoder {
       return;
     }
     const max = huffmanDecodedMax(length);
-    if (this.#scratch.length < max) {
-      let cap = this.#scratch.length;
+    let scratch = huffmanScratch;
+    if (scratch.length < max) {
+      let cap = scratch.length;
       while (cap < max) cap *= 2;
-      this.#scratch = new Uint8Array(cap);
+      scratch = new Uint8Array(cap);
+      if (cap <= MAX_KEPT_SCRATCH) huffmanScratch = scratch;
     }
-    const n = huffmanDecode(block, start, start + length, this.#scratch);
+    const n = huffmanDecode(block, start, start + length, scratch);
     if (n < 0) throw new HpackError("Huffman string is malformed: EOS inside or bad padding");
-    this.#src = this.#scratch;
+    this.#src = scratch;
     this.#from = 0;
     this.#to = n;
   }
@@ -478,11 +492,12 @@ export class HpackEncoder {
   #pending = false;
   /** The smallest table size since the last block (§4.2). */
   #pendingMin = Infinity;
-  /** name → value → insertion number, for the live dynamic entries. */
-  #exact = new Map<string, Map<string, number>>();
-  /** name → insertion number of the newest live entry with that name. */
-  #byName = new Map<string, number>();
-  #buf = new Uint8Array(1024);
+  /** name → value → insertion number, for the live dynamic entries (made with the first). */
+  #exact: Map<string, Map<string, number>> | undefined;
+  /** name → insertion number of the newest live entry with that name (made with the first). */
+  #byName: Map<string, number> | undefined;
+  /** The shared encode buffer while a block is encoded. */
+  #buf = NO_BYTES;
   #pos = 0;
 
   /**
@@ -534,7 +549,8 @@ export class HpackEncoder {
    * header block. Strings are latin1 (chars 0..255).
    *
    * @param fields Names and values, alternating.
-   * @returns A view into an internal buffer, valid until the next encode call.
+   * @returns A view into a buffer shared by all encoders, valid until the next encode call
+   * of any encoder (copy it to keep it).
    * @throws {TypeError} A char above 255, or an odd number of strings. The
    * encoder stays usable: its next block starts by emptying the peer's table.
    *
@@ -553,6 +569,7 @@ export class HpackEncoder {
       throw new TypeError(`Fields must be name, value pairs: received ${fields.length} strings`);
     }
     this.#pos = 0;
+    this.#buf = encodeBuffer;
     if (this.#pending) {
       this.#reserve(12);
       if (this.#pendingMin < this.#table.max) this.#int(0x20, 5, this.#pendingMin);
@@ -569,9 +586,13 @@ export class HpackEncoder {
       while (this.#table.size > 0) this.#evict();
       this.#pending = true;
       this.#pendingMin = 0;
+      this.#buf = NO_BYTES;
       throw e;
     }
-    return this.#buf.subarray(0, this.#pos);
+    const buf = this.#buf;
+    this.#buf = NO_BYTES;
+    if (buf.length <= MAX_KEPT_SCRATCH) encodeBuffer = buf;
+    return buf.subarray(0, this.#pos);
   }
 
   #field(name: string, value: string): void {
@@ -589,7 +610,7 @@ export class HpackEncoder {
       this.#int(0x80, 7, exact);
       return;
     }
-    const abs = this.#exact.get(name)?.get(value);
+    const abs = this.#exact?.get(name)?.get(value);
     if (abs !== undefined) {
       this.#int(0x80, 7, STATIC_COUNT + this.#table.next - abs);
       return;
@@ -603,10 +624,11 @@ export class HpackEncoder {
     while (table.size + size > table.max) this.#evict();
     const abs2 = table.next;
     table.push(name, value, size);
-    let values = this.#exact.get(name);
-    if (!values) this.#exact.set(name, values = new Map());
+    const byValue = this.#exact ??= new Map();
+    let values = byValue.get(name);
+    if (!values) byValue.set(name, values = new Map());
     values.set(value, abs2);
-    this.#byName.set(name, abs2);
+    (this.#byName ??= new Map()).set(name, abs2);
   }
 
   /** Evicts the oldest dynamic entry and drops it from the lookup maps. */
@@ -616,19 +638,19 @@ export class HpackEncoder {
     const name = this.#table.names[slot]!;
     const value = this.#table.values[slot]!;
     this.#table.evict();
-    const values = this.#exact.get(name);
+    const values = this.#exact?.get(name);
     if (values?.get(value) === abs) {
       values.delete(value);
-      if (values.size === 0) this.#exact.delete(name);
+      if (values.size === 0) this.#exact!.delete(name);
     }
-    if (this.#byName.get(name) === abs) this.#byName.delete(name);
+    if (this.#byName?.get(name) === abs) this.#byName!.delete(name);
   }
 
   /** Writes a literal field with representation `flags` and a `bits`-bit name index prefix. */
   #literal(flags: number, bits: number, name: string, value: string): void {
     let index = STATIC_NAME_INDEX.get(name);
     if (index === undefined) {
-      const abs = this.#byName.get(name);
+      const abs = this.#byName?.get(name);
       if (abs !== undefined) index = STATIC_COUNT + this.#table.next - abs;
     }
     if (index === undefined) {

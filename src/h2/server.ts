@@ -7,12 +7,11 @@
  * @module
  */
 import type { Watchdog } from "../timer/watchdog.ts";
-import { BufReader } from "../http1/io.ts";
+import { BufReader, SMALL_READ_BUFFER } from "../http1/io.ts";
 import {
   CLIENT_PREFACE,
   DEFAULT_WINDOW,
   ErrorCode,
-  FRAME_HEADER_SIZE,
   MIN_MAX_FRAME_SIZE,
   SettingId,
   writeGoaway,
@@ -88,7 +87,8 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   readonly #onStream: (stream: H2Stream) => void;
   readonly #maxConcurrent: number;
   readonly #idleTimeout: number;
-  readonly #resetIds = new Set<number>();
+  #resetIds: Set<number> | undefined; // made with the first reset
+
   #toDispatch: ServerStream[] = [];
   readonly #pseudo: RequestPseudo = {
     method: "",
@@ -138,9 +138,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
    * serves streams. Never rejects.
    */
   async serve(reader?: BufReader): Promise<void> {
-    const size = this.maxFrame + FRAME_HEADER_SIZE;
-    const r = reader ?? new BufReader(this.conn, size);
-    if (r.buf.length < size) r.resize(size);
+    const r = reader ?? new BufReader(this.conn, SMALL_READ_BUFFER);
     this.watchdog.add(this.timer);
     this.#armIdle();
     // our SETTINGS and the connection window go out at once (RFC 9113 §3.4)
@@ -199,7 +197,9 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
         r.consume(r.buffered);
         if (lingered > LINGER_BYTES) return;
       }
-      if (this.socketClosed || !(await r.fill())) return;
+      if (this.socketClosed) return;
+      this.fitReader(r);
+      if (!(await r.fill())) return;
     }
   }
 
@@ -227,7 +227,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   }
 
   protected override onDataClosed(id: number): void {
-    if (this.#resetIds.has(id)) return;
+    if (this.#resetIds?.has(id)) return;
     this.glitch();
     writeRstStream(this.ctl, id, ErrorCode.STREAM_CLOSED);
   }
@@ -249,7 +249,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
       return this.streamError(existing, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
     }
     if (id <= this.#lastStreamId) {
-      if (this.#resetIds.has(id)) return; // decoded for HPACK's sake, then dropped
+      if (this.#resetIds?.has(id)) return; // decoded for HPACK's sake, then dropped
       return this.fatal(ErrorCode.PROTOCOL_ERROR, "reused or decreasing stream id");
     }
     this.#lastStreamId = id;
@@ -335,7 +335,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   // ---- streams ----
 
   #rememberReset(id: number): void {
-    const ids = this.#resetIds;
+    const ids = this.#resetIds ??= new Set();
     if (ids.size >= MAX_RESET_IDS) ids.delete(ids.values().next().value!);
     ids.add(id);
   }

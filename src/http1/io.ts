@@ -17,6 +17,11 @@ export interface ByteConn {
 export const DEFAULT_READ_BUFFER = 16 * 1024;
 /** Read buffer of a client connection between requests: idle connections stay cheap. */
 export const SMALL_READ_BUFFER = 1024;
+/**
+ * Size of the read buffers a {@linkcode BufReader} borrows from the shared pool: a
+ * 16 KiB HTTP/2 frame and its 9-byte header fit.
+ */
+export const LENT_READ_BUFFER = 16 * 1024 + 9;
 const STAGE_SIZE = 8 * 1024;
 const EMPTY = new Uint8Array(0);
 const NO_BYTES = new Uint8Array(0); // the buffer of a reader made with size 0 (never written)
@@ -27,6 +32,10 @@ const FALSE = Promise.resolve(false);
 const FREE_STAGES: Uint8Array[] = [];
 const MAX_FREE_STAGES = 1024;
 const takeStage = (): Uint8Array => FREE_STAGES.pop() ?? new Uint8Array(STAGE_SIZE);
+// Read buffers lent to readers while they have much to read, as HAProxy's on-demand
+// buffers: an idle HTTP/2 connection reads into its own small buffer and holds none.
+const FREE_READ_BUFFERS: Uint8Array[] = [];
+const MAX_FREE_READ_BUFFERS = 256;
 
 /**
  * A read buffer over a connection: heads are parsed in place, bodies are relayed
@@ -49,7 +58,12 @@ export class BufReader {
   end = 0;
   /** Set once the peer has closed its sending side. */
   eof = false;
+  /** True when the last read filled all the room it had: more is probably waiting. */
+  filled = false;
+  #room = 0;
   #pending: Promise<boolean> | undefined;
+  /** The reader's own buffer while a lent one is in use. */
+  #own: Uint8Array | undefined;
 
   /** Wraps `conn` with a buffer of `size` bytes. */
   constructor(conn: ByteConn, size: number = DEFAULT_READ_BUFFER) {
@@ -68,6 +82,10 @@ export class BufReader {
    */
   resize(size: number): void {
     if (this.#pending !== undefined || size < this.buffered) return;
+    if (this.#own !== undefined) {
+      release(this.buf);
+      this.#own = undefined;
+    }
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(this.start, this.end));
     this.end -= this.start;
@@ -90,6 +108,57 @@ export class BufReader {
     this.end = n;
     this.buf = next;
     return old;
+  }
+
+  /** True while the buffer is one lent by {@linkcode BufReader.borrow}. */
+  get lent(): boolean {
+    return this.#own !== undefined;
+  }
+
+  /**
+   * Reads into a buffer of at least `size` bytes lent from a shared pool (unread
+   * bytes move with them) until {@linkcode BufReader.giveBack}; no effect while a
+   * prefetched read is pending or when the buffer is that large already.
+   *
+   * @example
+   * ```ts
+   * import { assertEquals } from "@std/assert";
+   * import { BufReader, LENT_READ_BUFFER } from "./io.ts";
+   * const conn = { read: () => Promise.resolve(null), write: () => Promise.resolve(0) };
+   * const r = new BufReader(conn, 1024);
+   * r.borrow(16393);
+   * assertEquals([r.lent, r.buf.length], [true, LENT_READ_BUFFER]);
+   * assertEquals(r.giveBack(), true); // nothing buffered: the pool has it again
+   * assertEquals([r.lent, r.buf.length], [false, 1024]);
+   * ```
+   */
+  borrow(size: number): void {
+    if (this.#pending !== undefined || this.buf.length >= size) return;
+    const next = size <= LENT_READ_BUFFER
+      ? FREE_READ_BUFFERS.pop() ?? new Uint8Array(LENT_READ_BUFFER)
+      : new Uint8Array(size);
+    if (this.end > this.start) next.set(this.buf.subarray(this.start, this.end));
+    this.end -= this.start;
+    this.start = 0;
+    if (this.#own === undefined) this.#own = this.buf;
+    else release(this.buf);
+    this.buf = next;
+  }
+
+  /**
+   * Gives a lent buffer back to the pool when nothing is buffered (and no read is
+   * pending): reads go to the reader's own buffer again.
+   *
+   * @returns true when a buffer was given back.
+   */
+  giveBack(): boolean {
+    const own = this.#own;
+    if (own === undefined || this.#pending !== undefined || this.end !== this.start) return false;
+    release(this.buf);
+    this.buf = own;
+    this.#own = undefined;
+    this.start = this.end = 0;
+    return true;
   }
 
   /** Marks `n` buffered bytes as consumed. */
@@ -136,6 +205,7 @@ export class BufReader {
       this.start = 0;
     }
     const into = this.end === 0 ? this.buf : this.buf.subarray(this.end); // no view when empty
+    this.#room = into.length;
     return this.conn.read(into).then(this.#onRead, this.#onReadError);
   }
 
@@ -145,6 +215,7 @@ export class BufReader {
       return false;
     }
     this.end += n;
+    this.filled = n === this.#room;
     return true;
   };
 
@@ -152,6 +223,12 @@ export class BufReader {
     this.eof = true; // reset or closed under us: nothing more will come
     throw e;
   };
+}
+
+function release(buf: Uint8Array): void {
+  if (buf.length === LENT_READ_BUFFER && FREE_READ_BUFFERS.length < MAX_FREE_READ_BUFFERS) {
+    FREE_READ_BUFFERS.push(buf);
+  }
 }
 
 /**

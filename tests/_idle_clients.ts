@@ -1,8 +1,13 @@
-// Clients that open many connections to a balancer and leave them idle, for the idle
-// memory benchmarks (bench/idle_memory_h2.ts, bench/idle_breakdown.ts). 127.0.0.1 only.
-//   h1:      GET / (keep-alive), response read, then idle
-//   h2c:     the HTTP/2 preface and SETTINGS, the server's SETTINGS read and acknowledged, idle
-//   h2c-req: as h2c, then one GET on stream 1 and its whole response read, then idle
+/**
+ * Clients that open many connections to a balancer and leave them idle, for the idle
+ * memory benchmarks (bench/idle_memory_h2.ts, bench/idle_breakdown.ts) and
+ * tests/h2_idle_memory_test.ts. 127.0.0.1 only.
+ *   h1:      GET / (keep-alive), response read, then idle
+ *   h2c:     the HTTP/2 preface and SETTINGS, the server's SETTINGS read and acknowledged, idle
+ *   h2c-req: as h2c, then one GET on stream 1 and its whole response read, then idle
+ *
+ * @module
+ */
 import { HpackEncoder } from "../src/h2/hpack.ts";
 import { CLIENT_PREFACE, Flag, FRAME_HEADER_SIZE, FrameType } from "../src/h2/frame.ts";
 
@@ -54,7 +59,7 @@ async function writeAll(c: Deno.Conn, p: Uint8Array): Promise<void> {
 // Reads frames until `done` says the one wanted arrived.
 async function readFrames(
   c: Deno.Conn,
-  done: (type: number, flags: number, id: number) => boolean,
+  done: (type: number, flags: number, id: number, length: number) => boolean,
 ): Promise<void> {
   let buf = new Uint8Array(0);
   const chunk = new Uint8Array(16384);
@@ -74,7 +79,7 @@ async function readFrames(
       const id = new DataView(buf.buffer, buf.byteOffset + p + 5, 4).getUint32(0) & 0x7fffffff;
       p += FRAME_HEADER_SIZE + len;
       if (type === FrameType.GOAWAY) throw new Error("GOAWAY from the server");
-      if (done(type, flags, id)) return;
+      if (done(type, flags, id, len)) return;
     }
     buf = buf.slice(p);
   }
@@ -96,14 +101,24 @@ async function h2c(port: number, request: boolean): Promise<Deno.Conn> {
   await writeAll(c, hello);
   await readFrames(c, (type, flags) => type === FrameType.SETTINGS && (flags & Flag.ACK) === 0);
   await writeAll(c, SETTINGS_ACK);
-  if (request) {
-    const block = new HpackEncoder().encode(REQUEST_FIELDS);
-    await writeAll(c, frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, block));
-    await readFrames(c, (type, flags, id) =>
-      id === 1 && (flags & Flag.END_STREAM) !== 0 &&
-      (type === FrameType.DATA || type === FrameType.HEADERS));
-  }
+  if (request) await h2Get(c, 1);
   return c;
+}
+
+/**
+ * Sends a browser-like GET / on stream `id` of an h2c connection that is past its
+ * preface, and reads until the response ends. @returns the DATA bytes received.
+ */
+export async function h2Get(c: Deno.Conn, id: number): Promise<number> {
+  const block = new HpackEncoder().encode(REQUEST_FIELDS);
+  await writeAll(c, frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, block));
+  let data = 0;
+  await readFrames(c, (type, flags, sid, length) => {
+    if (sid === id && type === FrameType.DATA) data += length;
+    return sid === id && (flags & Flag.END_STREAM) !== 0 &&
+      (type === FrameType.DATA || type === FrameType.HEADERS);
+  });
+  return data;
 }
 
 /** Opens one idle connection in `mode` to 127.0.0.1:`port`. */
