@@ -646,7 +646,6 @@ export abstract class H2Connection<S extends StreamBase> {
    * one flush per round, until the connection closes; then half-closes.
    */
   protected async writeLoop(): Promise<void> {
-    const w = this.#writer;
     try {
       while (!this.socketClosed) {
         if (!this.#hasWork()) {
@@ -658,72 +657,79 @@ export abstract class H2Connection<S extends StreamBase> {
           await new Promise<void>((resolve) => this.#wake = resolve);
           continue;
         }
-        this.#stageControl();
-        let budget = WRITE_BUDGET;
-        let progressed = true;
-        while (progressed && budget > 0 && !this.socketClosed) {
-          progressed = false;
-          for (const s of this.sendable) {
-            if (s.closed || this.closing) {
-              this.sendable.delete(s);
-              continue;
-            }
-            this.#stageControl(); // HEADERS queued for this stream go first
-            if (s.outPending > 0) {
-              const n = Math.min(s.outPending, s.sendWindow, this.#sendWindow, this.peerMaxFrame);
-              if (n <= 0) continue;
-              s.sendWindow -= n;
-              this.#sendWindow -= n;
-              s.sendDeadline = 0;
-              budget -= n;
-              const chunk = s.takeOut(n);
-              const last = s.outPending === 0;
-              const endStream = last && s.endRequested && s.endTrailers === undefined;
-              writeFrameHeader(w, {
-                length: n,
-                type: FrameType.DATA,
-                flags: endStream ? Flag.END_STREAM : 0,
-                streamId: s.id,
-              });
-              const p = w.write(chunk);
-              if (p !== undefined) await p;
-              progressed = true;
-              if (last) this.#settled.push(s);
-              if (endStream) this.#finishLocal(s);
-              if (s.closed) continue;
-            }
-            if (s.outPending === 0) {
-              if (s.endRequested && !s.localClosed) {
-                if (s.endTrailers !== undefined) {
-                  s.localClosed = true;
-                  this.sendHeaders(s.id, s.endTrailers, true);
-                  this.#stageControl();
-                } else {
-                  writeFrameHeader(w, {
-                    length: 0,
-                    type: FrameType.DATA,
-                    flags: Flag.END_STREAM,
-                    streamId: s.id,
-                  });
-                }
-                this.#finishLocal(s);
-                progressed = true;
-              }
-              this.sendable.delete(s);
-            }
-            if (budget <= 0) break;
-          }
-        }
-        this.#stageControl();
-        await w.flush();
-        const settled = this.#settled;
-        if (settled.length > 0) {
-          this.#settled = [];
-          for (const s of settled) s.settleWrite();
-        }
+        // a round of its own: its streams and chunks are not kept by the waiting loop
+        await this.#writeRound();
       }
     } catch (e) {
       this.writeFailed(e);
+    }
+  }
+
+  // Control frames, then DATA within the windows and the budget; one flush.
+  async #writeRound(): Promise<void> {
+    const w = this.#writer;
+    this.#stageControl();
+    let budget = WRITE_BUDGET;
+    let progressed = true;
+    while (progressed && budget > 0 && !this.socketClosed) {
+      progressed = false;
+      for (const s of this.sendable) {
+        if (s.closed || this.closing) {
+          this.sendable.delete(s);
+          continue;
+        }
+        this.#stageControl(); // HEADERS queued for this stream go first
+        if (s.outPending > 0) {
+          const n = Math.min(s.outPending, s.sendWindow, this.#sendWindow, this.peerMaxFrame);
+          if (n <= 0) continue;
+          s.sendWindow -= n;
+          this.#sendWindow -= n;
+          s.sendDeadline = 0;
+          budget -= n;
+          const chunk = s.takeOut(n);
+          const last = s.outPending === 0;
+          const endStream = last && s.endRequested && s.endTrailers === undefined;
+          writeFrameHeader(w, {
+            length: n,
+            type: FrameType.DATA,
+            flags: endStream ? Flag.END_STREAM : 0,
+            streamId: s.id,
+          });
+          const p = w.write(chunk);
+          if (p !== undefined) await p;
+          progressed = true;
+          if (last) this.#settled.push(s);
+          if (endStream) this.#finishLocal(s);
+          if (s.closed) continue;
+        }
+        if (s.outPending === 0) {
+          if (s.endRequested && !s.localClosed) {
+            if (s.endTrailers !== undefined) {
+              s.localClosed = true;
+              this.sendHeaders(s.id, s.endTrailers, true);
+              this.#stageControl();
+            } else {
+              writeFrameHeader(w, {
+                length: 0,
+                type: FrameType.DATA,
+                flags: Flag.END_STREAM,
+                streamId: s.id,
+              });
+            }
+            this.#finishLocal(s);
+            progressed = true;
+          }
+          this.sendable.delete(s);
+        }
+        if (budget <= 0) break;
+      }
+    }
+    this.#stageControl();
+    await w.flush();
+    const settled = this.#settled;
+    if (settled.length > 0) {
+      this.#settled = [];
+      for (const s of settled) s.settleWrite();
     }
   }
 

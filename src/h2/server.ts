@@ -280,6 +280,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
       recvWindow: this.initialWindow,
       sendWindow: this.peerInitialWindow,
     });
+    pseudo.path = pseudo.authority = ""; // the stream has them; an idle connection keeps none
     this.streams.set(id, s);
     this.#streamsOpened++;
     this.timer.deadline = 0;
