@@ -22,6 +22,7 @@ Deno.test("cli --version prints the version from deno.json", async () => {
 Deno.test("cli --help lists every command, and each command has its own help with an example", async () => {
   const r = await runCli(["--help"]);
   assertEquals(r.code, 0);
+  assertStringIncludes(r.stdout.split("\n")[0]!, "an HTTP/1.1 and HTTP/2 (gRPC) load balancer");
   for (const c of ["run", "validate", "simulate", "demo"]) {
     assertStringIncludes(r.stdout, `unload ${c}`);
   }

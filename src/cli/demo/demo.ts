@@ -104,7 +104,7 @@ Try:
   for i in $(seq 9); do curl -s ${url}; done     # b1 b2 b1 b2 b1 b3 b3 b3 b3
   curl --http2-prior-knowledge ${url}             # the same over HTTP/2 (h2c)
   curl -X POST ${adminUrl}demo/backends/b1/stop    # then .../start; watch the dashboard
-  deno run main.ts simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9
+  npx -y deno@2.9.6 run main.ts simulate --srv "b1:0:30,b2:0:20,b3:10:40" -n 9
 Ctrl-C stops.`);
     await waitForSignal(["SIGINT", "SIGTERM"]);
     stopTraffic.abort();
