@@ -350,8 +350,14 @@ async def run_client(args):
     async def bidi(ch):
         call = maybe_cancel(ch.stream_stream(path("/t.Test/Echo"))(timeout=timeout))
         for i in range(args.messages):
+            if i and args.pause_ms > 0:  # an idle stream between two round trips
+                await asyncio.sleep(args.pause_ms / 1000)
             sent = b"ping %d" % i
-            await call.write(sent)
+            try:
+                await call.write(sent)
+            except asyncio.InvalidStateError:  # the call ended meanwhile: its status says why
+                raise grpc.aio.AioRpcError(await call.code(), None, None,
+                                           details=await call.details())
             got = await call.read()
             if got != sent:
                 raise RuntimeError("round trip %d: sent %r, got %r" % (i, sent, got))
@@ -434,6 +440,7 @@ def main():
     c.add_argument("--deadline", type=float, default=0, help="seconds per call; 0 = none")
     c.add_argument("--cancel-after-ms", type=float, default=0)
     c.add_argument("--keepalive-ms", type=int, default=0)
+    c.add_argument("--pause-ms", type=float, default=0, help="bidi: idle ms between round trips")
     c.add_argument("--tls", metavar="CA", help="TLS, trusting this CA file")
     c.add_argument("--authority", help="TLS server name to verify")
     c.add_argument("--option", action="append", help="grpc channel arg KEY=VALUE")

@@ -219,6 +219,8 @@ export interface GrpcioClientOptions {
   cancelAfterMs?: number;
   /** Keepalive PING interval in ms (with calls or without). @default {off} */
   keepaliveMs?: number;
+  /** bidi: the stream stays idle this many ms between two round trips. @default {0} */
+  pauseMs?: number;
   /** TLS: trust this CA file and verify this name. @default {plaintext h2c} */
   tls?: { ca: string; authority?: string };
   /** More gRPC channel arguments. */
@@ -265,6 +267,7 @@ export function grpcioClientArgs(o: GrpcioClientOptions): string[] {
   flag("deadline", o.deadlineS);
   flag("cancel-after-ms", o.cancelAfterMs);
   flag("keepalive-ms", o.keepaliveMs);
+  flag("pause-ms", o.pauseMs);
   flag("tls", o.tls?.ca);
   flag("authority", o.tls?.authority);
   for (const [k, v] of Object.entries(o.options ?? {})) args.push("--option", `${k}=${v}`);
