@@ -61,11 +61,16 @@ function layerOf(path: string): number {
   return best;
 }
 
-if (import.meta.main) {
-  const graph = await moduleGraph();
+/**
+ * Every import in `graph` (module path under src/ → the paths it imports) that points
+ * up the layers, and every module in no layer, as one message each, sorted.
+ *
+ * @param graph Paths relative to src/ (`h2/server.ts`), each with the paths it imports.
+ * @returns The problems, empty when the imports all point down.
+ */
+export function wrongWayImports(graph: ReadonlyMap<string, ReadonlySet<string>>): string[] {
   const problems: string[] = [];
-  for (const [from, tos] of graph) {
-    const fromPath = rel(from).slice("src/".length);
+  for (const [fromPath, tos] of graph) {
     const a = layerOf(fromPath);
     if (a < 0) {
       problems.push(
@@ -73,8 +78,7 @@ if (import.meta.main) {
       );
       continue;
     }
-    for (const to of tos) {
-      const toPath = rel(to).slice("src/".length);
+    for (const toPath of tos) {
       const b = layerOf(toPath);
       if (b >= 0 && b < a) {
         problems.push(
@@ -84,7 +88,17 @@ if (import.meta.main) {
       }
     }
   }
-  for (const p of problems.sort()) console.error(`wrong-way import: ${p}`);
+  return problems.sort();
+}
+
+if (import.meta.main) {
+  const graph = await moduleGraph();
+  const under = (url: string) => rel(url).slice("src/".length);
+  const paths = new Map(
+    [...graph].map(([from, tos]) => [under(from), new Set([...tos].map(under))] as const),
+  );
+  const problems = wrongWayImports(paths);
+  for (const p of problems) console.error(`wrong-way import: ${p}`);
   if (problems.length > 0) Deno.exit(1);
   console.log(`imports point down the ${LAYERS.length} layers in all ${graph.size} modules`);
 }
