@@ -1,48 +1,15 @@
 /**
  * The router at scale: thousands of routes, and random route tables checked against
- * a linear reference matcher (the router as it was before it used hash maps and
- * prefix trees: every route tried in order of host specificity, then path length).
- * The shared case table is tests/router_test.ts.
+ * a linear reference matcher (tests/_linear_router.ts: the router as it was before
+ * hash maps and prefix trees). The shared case table is tests/router_test.ts.
  *
  * @module
  */
 import { assertEquals } from "@std/assert";
-import { normalizeHost, type RouteMatch, Router } from "../src/proxy/router.ts";
+import { Router } from "../src/proxy/router.ts";
 import { PrefixTree } from "../src/proxy/_prefix_tree.ts";
+import { LinearRouter } from "./_linear_router.ts";
 import { random } from "./_scheduler.ts";
-
-/** The reference: a list sorted by host rank then path length (stable: file order), scanned. */
-class LinearRouter<T> {
-  readonly #entries: {
-    value: T;
-    exact: string | undefined;
-    suffix: string | undefined;
-    path: string;
-    rank: number;
-  }[] = [];
-
-  add(match: RouteMatch, value: T): void {
-    const host = match.host?.toLowerCase();
-    const wildcard = host?.startsWith("*.") ?? false;
-    const exact = wildcard ? undefined : host;
-    const suffix = wildcard ? host!.slice(1) : undefined;
-    const rank = exact !== undefined ? Number.MAX_SAFE_INTEGER : (suffix?.length ?? 0);
-    this.#entries.push({ value, exact, suffix, path: match.path ?? "/", rank });
-    this.#entries.sort((a, b) => b.rank - a.rank || b.path.length - a.path.length);
-  }
-
-  match(host: string, path: string): T | undefined {
-    const h = normalizeHost(host);
-    for (const e of this.#entries) {
-      if (e.exact !== undefined && e.exact !== h) continue;
-      if (e.suffix !== undefined && !(h.endsWith(e.suffix) && h.length > e.suffix.length)) {
-        continue;
-      }
-      if (path.startsWith(e.path)) return e.value;
-    }
-    return undefined;
-  }
-}
 
 const LABELS = ["a", "b", "ab", "x", "app", "test", "example"];
 const SEGMENTS = ["/", "/a", "/ab", "/abc", "/api", "/api/", "/api/v1", "/b", "/x/y", "/ap", ""];
