@@ -37,11 +37,18 @@ routes_yaml() {
   }' > "$1"
 }
 
-# serve NAME DIR CONFIG: unload from DIR (a checkout), as `deno task serve` runs it, pinned to CPU 0.
+# serve NAME DIR CONFIG: unload from DIR (a checkout), as `deno task serve` runs it, pinned to
+# CPU 0; its process id in PID[NAME].
+declare -A PID
 serve() {
   (cd "$2" && exec taskset -c 0 $DENO run --allow-net --allow-read \
     --v8-flags=--max-semi-space-size=4 main.ts run --config "$3") > "$D/$1.log" 2>&1 &
+  PID[$1]=$!
 }
+
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 targets="alone:8191 after-$ROUTES:8192"
 routes_yaml "$D/alone.yaml" 8191 9191 0
@@ -64,12 +71,17 @@ for t in $targets; do # wait until each answers on the measured route
 done
 sleep 2
 
-declare -A BEST ALL
+declare -A BEST ALL CPU
 for round in $(seq 1 "$ROUNDS"); do
   for t in $targets; do
     name=${t%%:*}; port=${t##*:}
+    ticks=$(cpu_ticks "${PID[$name]}")
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "Host: $HOST" \
       "http://127.0.0.1:$port$URL_PATH" 2>&1)
+    ticks=$(( $(cpu_ticks "${PID[$name]}") - ticks ))
+    requests=$(echo "$out" | awk '/requests in/{print $1}')
+    # the balancer's CPU per request: what routing costs it, whatever else runs on the machine
+    CPU[$name]="${CPU[$name]:-}$(awk -v t="$ticks" -v u="$TICK_US" -v n="$requests" 'BEGIN{printf "%.1f", t * u / n}') "
     ALL[$name]="${ALL[$name]:-}$(wrk_rps "$out") "
     if better_round "$out" "${BEST[$name]:-}"; then BEST[$name]=$out; fi
   done
@@ -78,16 +90,16 @@ done
 echo "routing at scale — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DUR}s per run, $CONNS connections, best of $ROUNDS (interleaved)"
 echo "route: Host $HOST, GET $URL_PATH (the route listed after $ROUTES others, or alone)"
 echo
-echo "| unload | routes before it | req/s (best) | every round | p50 | p99 | errors | vs alone |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| unload | routes before it | req/s (best) | every round | CPU µs/request, every round | p50 | p99 | errors | vs alone |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for t in $targets; do
   name=${t%%:*}
   case $name in *alone) before=0; base_name=$name ;; *) before=$ROUTES; base_name=${name%after-*}alone ;; esac
   out=${BEST[$name]:-}
-  if [ -z "$out" ]; then echo "| $name | $before | - | - | - | - | no answer | - |"; continue; fi
+  if [ -z "$out" ]; then echo "| $name | $before | - | - | - | - | - | no answer | - |"; continue; fi
   cells=$(wrk_cells "$out" "$(wrk_rps "${BEST[$base_name]:-}")" "×")
   rps=${cells%% |*}; rest=${cells#* | }
-  echo "| $name | $before | $rps | ${ALL[$name]% } | $rest |"
+  echo "| $name | $before | $rps | ${ALL[$name]% } | ${CPU[$name]% } | $rest |"
 done
 
 # 2. validate and reload BIG routes (after the wrk rounds: nothing else runs meanwhile)
@@ -108,9 +120,9 @@ for i in 1 2 3; do
   down=$(curl -s -m 60 -o /dev/null -w '%{time_total}' -X POST http://127.0.0.1:9192/reload)
   echo "  POST /reload to $BIG routes: ${up}s ($(tr -d '\n' < "$D/reload.out"); route $BIG answers: ${okay%$'\n'}), back to $((ROUTES + 1)): ${down}s"
 done
-rss() { awk '/VmRSS/{print $2}' "/proc/$(pgrep -f "main.ts run --config $1" | head -1)/status"; }
+rss() { awk '/VmRSS/{print $2}' "/proc/${PID[$1]}/status"; }
 cp "$D/big.yaml" "$D/many.yaml"
 curl -s -m 60 -o /dev/null -X POST http://127.0.0.1:9192/reload
-echo "  RSS: alone $(rss "$D/alone.yaml") KiB; the $ROUTES-route balancer reloaded to $BIG routes $(rss "$D/many.yaml") KiB"
+echo "  RSS: alone $(rss alone) KiB; the $ROUTES-route balancer reloaded to $BIG routes $(rss "after-$ROUTES") KiB"
 warnings=$(cat "$D"/*.log | grep -v ' info ' | tail -n 10)
 echo "unload's logs, warnings and errors during the run: ${warnings:-none}"
