@@ -290,7 +290,8 @@ async def one_call(tally, fn, args):
 
 
 def channel(args):
-    options = [("grpc.enable_http_proxy", 0), ("grpc.enable_retries", 0)]
+    # each channel its own connection (grpcio shares one between like channels by default)
+    options = [("grpc.enable_http_proxy", 0), ("grpc.use_local_subchannel_pool", 1)]
     if args.keepalive_ms:
         options += [
             ("grpc.keepalive_time_ms", args.keepalive_ms),

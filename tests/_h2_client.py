@@ -368,6 +368,37 @@ def run():
             send(headers(sid, [(":method", "GET"), (":scheme", "http"),
                                (":authority", authority), (":path", "/" + path)]))
             read_frames(lambda t, fl, s, p: s == sid and (t in (0x0, 0x1) and fl & 1 or t == 0x3))
+    elif scenario == "flood_during_get":
+        # GET PATH on stream 1, then N 1-byte connection WINDOW_UPDATEs (credit for
+        # nothing sent); read until stream 1 ends, through the GOAWAY (announced)
+        start()
+        send(get(1, path_arg))
+        try:
+            send(WindowUpdateFrame(0, window_increment=1).serialize() * n)
+        except OSError:
+            pass
+        read_frames(lambda t, fl, sid, p: t in (0x0, 0x1) and fl & 1 and sid == 1
+                    or t == 0x3 and sid == 1, through_goaway=True)
+    elif scenario == "self_dependent_headers":
+        # HEADERS on stream 1 whose priority block names stream 1 (RFC 9113 §5.3.1),
+        # then a good GET on stream 3
+        start()
+        block = enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "t"),
+                            (":path", "/")])
+        send(frame(0x1, 0x4 | 0x1 | 0x20, 1, struct.pack(">IB", 1, 15) + block))
+        read_frames(lambda t, fl, sid, p: sid == 1 and t in (0x1, 0x3))
+        send(get(3))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 3)
+    elif scenario == "self_dependent_priority":
+        # a GET on stream 1 that waits (PATH), PRIORITY making stream 1 depend on itself,
+        # PRIORITY making idle stream 5 depend on itself, then a good GET on stream 3
+        start()
+        send(get(1, path_arg))
+        send(frame(0x2, 0, 1, struct.pack(">IB", 1, 15)))
+        send(frame(0x2, 0, 5, struct.pack(">IB", 5, 15)))
+        read_frames(lambda t, fl, sid, p: t == 0x3 and sid == 5)
+        send(get(3))
+        read_frames(lambda t, fl, sid, p: t == 0x0 and fl & 1 and sid == 3)
     elif scenario == "get_through_goaway":
         # one GET on stream 1, read until it ends (a GOAWAY on the way is announced)
         start()

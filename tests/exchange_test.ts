@@ -106,7 +106,7 @@ class Rig implements AsyncDisposable {
       h2pool: () => {
         throw new Error("no HTTP/2 backends here");
       },
-      h2: { connections: 0, streams: 0 },
+      h2: { connections: 0, streams: 0, closed: {} },
     };
   }
 

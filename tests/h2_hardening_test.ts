@@ -150,3 +150,22 @@ Deno.test("h2 a connection without streams for idleTimeout gets GOAWAY NO_ERROR 
   assertEquals(out.goaway, [ErrorCode.NO_ERROR, 0]);
   await echo.settled();
 });
+
+Deno.test("h2 a HEADERS frame that makes its stream depend on itself is a stream error PROTOCOL_ERROR (RFC 9113 §5.3.1); the connection goes on", async () => {
+  await using echo = startH2Echo();
+  const out = await runH2Scenario(echo.port, "self_dependent_headers");
+  assertEquals(out.rst["1"], ErrorCode.PROTOCOL_ERROR);
+  assertEquals(out.status["1"], undefined);
+  assertEquals(out.status["3"], 200);
+  assertEquals(out.goaway, null);
+  assertEquals(echo.streams, 1, "only stream 3 reached onStream");
+});
+
+Deno.test("h2 a PRIORITY frame that makes a stream (open or idle) depend on itself is a stream error PROTOCOL_ERROR; the connection goes on", async () => {
+  await using echo = startH2Echo();
+  const out = await runH2Scenario(echo.port, "self_dependent_priority");
+  assertEquals(out.rst["1"], ErrorCode.PROTOCOL_ERROR);
+  assertEquals(out.rst["5"], ErrorCode.PROTOCOL_ERROR);
+  assertEquals(out.status["3"], 200);
+  assertEquals(out.goaway, null);
+});

@@ -19,8 +19,8 @@ export interface WorkerStats {
   pools: Array<[string, PoolTotals]>;
   /** Its resource exhaustion counts, by error code. */
   exhausted: Array<[string, number]>;
-  /** HTTP/2 client connections and streams open now. */
-  h2: { connections: number; streams: number };
+  /** HTTP/2 client connections and streams open now, and those closed for abuse by reason. */
+  h2: { connections: number; streams: number; closed: Record<string, number> };
   /** Requests in flight and health of each route's backends: `[route, id, inflight, healthy]`. */
   backends: Array<[string, string, number, boolean]>;
 }
@@ -41,7 +41,7 @@ export function workerStats(lb: AdminSource): WorkerStats {
     metrics: lb.metrics.snapshot(),
     pools: [...poolTotals(lb)],
     exhausted: [...lb.exhaustion.counts],
-    h2: { connections: lb.h2.connections, streams: lb.h2.streams },
+    h2: { connections: lb.h2.connections, streams: lb.h2.streams, closed: { ...lb.h2.closed } },
     backends: lb.routes.flatMap((r) =>
       r.scheduler.backends.map((b): WorkerStats["backends"][number] => [
         r.name,
@@ -72,11 +72,18 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
   const pools = new Map<string, PoolTotals & { backend: { id: string } }>(lb.pools);
   const counts = new Map(lb.exhaustion.counts);
   const states = new Map<string, { inflight: number; healthy: boolean }>();
-  const h2 = { connections: lb.h2.connections, streams: lb.h2.streams };
+  const h2 = {
+    connections: lb.h2.connections,
+    streams: lb.h2.streams,
+    closed: { ...lb.h2.closed },
+  };
   others.forEach((o, w) => {
     metrics.add(o.metrics);
     h2.connections += o.h2.connections;
     h2.streams += o.h2.streams;
+    for (const [reason, n] of Object.entries(o.h2.closed)) {
+      h2.closed[reason] = (h2.closed[reason] ?? 0) + n;
+    }
     for (const [id, t] of o.pools) pools.set(`worker ${w + 1} ${id}`, { ...t, backend: { id } });
     for (const [code, n] of o.exhausted) counts.set(code, (counts.get(code) ?? 0) + n);
     for (const [route, id, inflight, healthy] of o.backends) {

@@ -12,6 +12,7 @@ import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { BackendChecks } from "../upstream/health/checks.ts";
 import type { LastProbe } from "../upstream/health/active.ts";
 import { EXHAUSTION_CODES } from "../observe/exhaustion.ts";
+import { ABUSE_REASONS } from "../h2/abuse.ts";
 import { LATENCY_BUCKETS, type Metrics, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
 
@@ -48,7 +49,12 @@ export type AdminSource = {
   /** Connection pools, each with the id of its backend. */
   readonly pools: ReadonlyMap<string, PoolTotals & { readonly backend: { readonly id: string } }>;
   /** HTTP/2 client connections and streams open now. */
-  readonly h2: { readonly connections: number; readonly streams: number };
+  readonly h2: {
+    readonly connections: number;
+    readonly streams: number;
+    /** Connections closed for abuse, by reason. */
+    readonly closed: Readonly<Record<string, number>>;
+  };
   /** Resource exhaustion counts by error code. */
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
   /** The last active probe of a backend record by its route's checks, if any. */
@@ -128,6 +134,14 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.sample("unload_h2_connections", {}, lb.h2.connections);
   out.family("unload_h2_streams", "gauge", "HTTP/2 request streams being served now.");
   out.sample("unload_h2_streams", {}, lb.h2.streams);
+  out.family(
+    "unload_h2_connections_closed_total",
+    "counter",
+    "HTTP/2 client connections closed for abuse (GOAWAY ENHANCE_YOUR_CALM), by reason.",
+  );
+  for (const reason of ABUSE_REASONS) {
+    out.sample("unload_h2_connections_closed_total", { reason }, lb.h2.closed[reason] ?? 0);
+  }
   out.family(
     "unload_request_duration_seconds",
     "histogram",

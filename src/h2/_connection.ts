@@ -32,6 +32,7 @@ import {
   writeWindowUpdate,
 } from "./frame.ts";
 import { HeaderListTooLargeError, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { Glitch } from "./abuse.ts";
 import { OutQueue } from "./_out_queue.ts";
 import { checkTrailerFields } from "./request_fields.ts";
 import type { StreamBase, StreamHost } from "./_stream_base.ts";
@@ -53,6 +54,14 @@ const CLOSE_GRACE_MS = 1000;
 const NO_BYTES = new Uint8Array(0);
 /** Bytes of DATA framed per writer round before flushing. */
 const WRITE_BUDGET = 64 * 1024;
+/**
+ * WINDOW_UPDATE frames a peer may send before any were earned. A DATA frame we
+ * send earns two (one for its stream, one for the connection), and so does a
+ * stream the server opens (grpcio raises a new stream's window at once).
+ */
+export const FREE_WINDOW_UPDATES = 32;
+/** WINDOW_UPDATE frames a peer may have earned and not sent yet, at most. */
+export const MAX_WINDOW_UPDATE_CREDIT = 1 << 16;
 
 /** Limits and timeouts of one connection, as its side resolved them. */
 export interface ConnectionLimits {
@@ -105,6 +114,8 @@ export abstract class H2Connection<S extends StreamBase> {
   protected settingsAcked = false;
   /** PINGs received (keepalive: the peer is there, its idle streams too). */
   pings = 0;
+  /** WINDOW_UPDATE frames the peer may still send without a glitch. */
+  protected updateCredit = FREE_WINDOW_UPDATES;
   // lifecycle
   protected closing = false; // no more frames processed; flushing, then closing
   protected socketClosed = false;
@@ -123,7 +134,8 @@ export abstract class H2Connection<S extends StreamBase> {
   #blockFlags = 0;
   #block = NO_BYTES;
   #blockLength = 0;
-  readonly #blockInfo = { endStream: false, tooLarge: false }; // reused per block
+  #blockSelfDependent = false; // its HEADERS made the stream depend on itself
+  readonly #blockInfo = { endStream: false, tooLarge: false, selfDependent: false }; // reused
   #wake: (() => void) | undefined;
 
   /** Wraps `conn`; the side starts the loops. */
@@ -173,12 +185,14 @@ export abstract class H2Connection<S extends StreamBase> {
   protected abstract idle(id: number): boolean;
   /**
    * A complete, decoded header block for stream `id` (`tooLarge`: past
-   * maxHeaderListSize); `o` is reused, read it before returning.
+   * maxHeaderListSize; `selfDependent`: its HEADERS frame made the stream depend
+   * on itself, a stream error, RFC 9113 §5.3.1); `o` is reused, read it before
+   * returning.
    */
   protected abstract onHeaderList(
     id: number,
     list: string[],
-    o: { endStream: boolean; tooLarge: boolean },
+    o: { endStream: boolean; tooLarge: boolean; selfDependent: boolean },
   ): void;
   /** RST_STREAM from the peer on an open stream. */
   protected abstract onReset(s: S, code: number): void;
@@ -191,8 +205,18 @@ export abstract class H2Connection<S extends StreamBase> {
   /** The writer failed with `e`; the connection must shut down. */
   protected abstract writeFailed(e: unknown): void;
 
-  /** A suspicious but legal frame; a side may count these. */
-  protected glitch(): void {}
+  /** A legal frame that served nothing, of a {@linkcode Glitch} kind; a side may count these. */
+  protected glitch(_kind: number): void {}
+  /** A connection error for abuse (ENHANCE_YOUR_CALM); `reason` is one of `ABUSE_REASONS`. */
+  protected abusive(_reason: string, why: string): void {
+    this.fatal(ErrorCode.ENHANCE_YOUR_CALM, why);
+  }
+  /** A PRIORITY frame made stream `id` depend on itself (a stream error, RFC 9113 §5.3.1). */
+  protected onSelfDependency(id: number): void {
+    const s = this.streams.get(id);
+    if (s !== undefined) this.streamError(s, ErrorCode.PROTOCOL_ERROR, "stream depends on itself");
+    else writeRstStream(this.ctl, id, ErrorCode.PROTOCOL_ERROR);
+  }
   /** A setting only one side knows; false when it ended the connection. */
   protected onSetting(_id: number, _value: number): boolean {
     return true;
@@ -279,7 +303,8 @@ export abstract class H2Connection<S extends StreamBase> {
       case FrameType.PRIORITY:
         if (h.streamId === 0) return this.fatal(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
         if (h.length !== 5) return this.fatal(ErrorCode.FRAME_SIZE_ERROR, "PRIORITY size");
-        return this.glitch();
+        if (readUint31(b, start) === h.streamId) return this.onSelfDependency(h.streamId);
+        return this.glitch(Glitch.PRIORITY);
       case FrameType.RST_STREAM:
         return this.#onRstStream(h, b, start);
       case FrameType.SETTINGS:
@@ -292,7 +317,7 @@ export abstract class H2Connection<S extends StreamBase> {
         if ((h.flags & Flag.ACK) !== 0) return; // we send no PING of our own
         this.pings++;
         writePing(this.ctl, b, { start, ack: true });
-        return this.glitch();
+        return this.glitch(Glitch.PING);
       case FrameType.GOAWAY:
         if (h.streamId !== 0) return this.fatal(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
         if (h.length < 8) return this.fatal(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY size");
@@ -329,7 +354,7 @@ export abstract class H2Connection<S extends StreamBase> {
     }
     if (s.remoteClosed) {
       this.#creditConnection(length);
-      this.glitch();
+      this.glitch(Glitch.CLOSED_STREAM);
       return this.streamError(s, ErrorCode.STREAM_CLOSED, "DATA after END_STREAM");
     }
     const refused = this.dataRefused(s);
@@ -344,7 +369,7 @@ export abstract class H2Connection<S extends StreamBase> {
     s.recvWindow -= length;
     const padding = length - (dataEnd - start);
     if (padding > 0) this.#consumed(s, padding);
-    if (length === 0 && !endStream) this.glitch();
+    if (length === 0 && !endStream) this.glitch(Glitch.EMPTY_FRAME);
     if (!s.receiveData(b, start, dataEnd, endStream)) {
       return this.streamError(
         s,
@@ -367,10 +392,16 @@ export abstract class H2Connection<S extends StreamBase> {
       start++;
       end -= pad;
     }
-    if ((flags & Flag.PRIORITY) !== 0) start += 5; // dependency and weight: ignored
+    let selfDependent = false;
+    if ((flags & Flag.PRIORITY) !== 0) { // dependency and weight: ignored, but for this
+      if (end - start < 5) return this.fatal(ErrorCode.PROTOCOL_ERROR, "HEADERS padding");
+      selfDependent = readUint31(b, start) === id;
+      start += 5;
+    }
     if (end < start) return this.fatal(ErrorCode.PROTOCOL_ERROR, "HEADERS padding");
+    this.#blockSelfDependent = selfDependent;
     if ((flags & Flag.END_HEADERS) !== 0) return this.#onBlock(id, flags, b, start, end);
-    if (end === start) this.glitch();
+    if (end === start) this.glitch(Glitch.EMPTY_FRAME);
     this.#blockStream = id;
     this.#blockFlags = flags;
     this.#blockLength = 0;
@@ -381,7 +412,7 @@ export abstract class H2Connection<S extends StreamBase> {
     if (this.#blockStream === 0) {
       return this.fatal(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without HEADERS");
     }
-    if (end === start && (h.flags & Flag.END_HEADERS) === 0) this.glitch();
+    if (end === start && (h.flags & Flag.END_HEADERS) === 0) this.glitch(Glitch.EMPTY_FRAME);
     this.#appendBlock(b, start, end);
     if (this.closing || (h.flags & Flag.END_HEADERS) === 0) return;
     const id = this.#blockStream;
@@ -395,7 +426,10 @@ export abstract class H2Connection<S extends StreamBase> {
   #appendBlock(b: Uint8Array, start: number, end: number): void {
     const need = this.#blockLength + end - start;
     if (need > this.maxHeaderList + HEADER_BLOCK_SLACK) {
-      return this.fatal(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
+      return this.abusive(
+        "header_block_too_large",
+        "a header block past the limit (CONTINUATION flood)",
+      );
     }
     if (need > this.#block.length) {
       const next = new Uint8Array(Math.max(need, this.#block.length * 2, 4096));
@@ -408,7 +442,10 @@ export abstract class H2Connection<S extends StreamBase> {
 
   #onBlock(id: number, flags: number, b: Uint8Array, start: number, end: number): void {
     if (end - start > this.maxHeaderList + HEADER_BLOCK_SLACK) {
-      return this.fatal(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
+      return this.abusive(
+        "header_block_too_large",
+        "a header block past the limit (CONTINUATION flood)",
+      );
     }
     const list: string[] = [];
     let tooLarge = false;
@@ -423,6 +460,7 @@ export abstract class H2Connection<S extends StreamBase> {
     const o = this.#blockInfo;
     o.endStream = (flags & Flag.END_STREAM) !== 0;
     o.tooLarge = tooLarge;
+    o.selfDependent = this.#blockSelfDependent;
     this.onHeaderList(id, list, o);
   }
 
@@ -481,7 +519,9 @@ export abstract class H2Connection<S extends StreamBase> {
     if (h.length !== 4) return this.fatal(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE size");
     const inc = readUint31(b, start);
     const id = h.streamId;
-    if (inc < 1024) this.glitch();
+    // credit returned for our DATA (or a new stream's window raised) is normal, however small
+    if (this.updateCredit > 0) this.updateCredit--;
+    else this.glitch(Glitch.WINDOW_UPDATE);
     if (id === 0) {
       if (inc === 0) return this.fatal(ErrorCode.PROTOCOL_ERROR, "zero WINDOW_UPDATE");
       this.#sendWindow += inc;
@@ -684,6 +724,7 @@ export abstract class H2Connection<S extends StreamBase> {
           if (n <= 0) continue;
           s.sendWindow -= n;
           this.#sendWindow -= n;
+          if (this.updateCredit < MAX_WINDOW_UPDATE_CREDIT) this.updateCredit += 2;
           s.sendDeadline = 0;
           budget -= n;
           const chunk = s.takeOut(n);

@@ -296,7 +296,7 @@ export class H2ClientConnection extends H2Connection<ClientStream> {
   protected override onHeaderList(
     id: number,
     list: string[],
-    o: { endStream: boolean; tooLarge: boolean },
+    o: { endStream: boolean; tooLarge: boolean; selfDependent: boolean },
   ): void {
     if (this.idle(id)) return this.fatal(ErrorCode.PROTOCOL_ERROR, "HEADERS on an idle stream");
     const s = this.streams.get(id);
@@ -304,6 +304,9 @@ export class H2ClientConnection extends H2Connection<ClientStream> {
     const endStream = o.endStream;
     if (s.remoteClosed) {
       return this.streamError(s, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
+    }
+    if (o.selfDependent) {
+      return this.streamError(s, ErrorCode.PROTOCOL_ERROR, "stream depends on itself");
     }
     if (o.tooLarge) {
       return this.streamError(s, ErrorCode.PROTOCOL_ERROR, "response header list too large");

@@ -17,11 +17,18 @@ import {
   writeGoaway,
   writeRstStream,
 } from "./frame.ts";
-import { type H2Conn, H2Connection, MAX_QUEUED_CONTROL } from "./_connection.ts";
+import {
+  type H2Conn,
+  H2Connection,
+  MAX_QUEUED_CONTROL,
+  MAX_WINDOW_UPDATE_CREDIT,
+} from "./_connection.ts";
+import { Glitch, GLITCH_WINDOW_MS, GlitchMeter } from "./abuse.ts";
 import { parseRequestFields, type RequestPseudo } from "./request_fields.ts";
 import { type H2Stream, ServerStream } from "./stream.ts";
 
 export { type H2Conn, HEADER_BLOCK_SLACK, MAX_QUEUED_CONTROL } from "./_connection.ts";
+export { GLITCH_WINDOW_MS, MAX_GLITCHES } from "./abuse.ts";
 
 /** Options of {@linkcode H2ServerConnection}. */
 export interface H2ServerOptions {
@@ -43,14 +50,31 @@ export interface H2ServerOptions {
   watchdog?: Watchdog;
   /** Called for each valid request stream, after the read batch that opened it. */
   onStream(stream: H2Stream): void;
+  /**
+   * Told once when the connection is closed for abuse (GOAWAY ENHANCE_YOUR_CALM,
+   * or no GOAWAY for a peer that reads nothing): `reason` is one of
+   * `ABUSE_REASONS` (abuse.ts), `detail` a sentence for the log.
+   */
+  onAbuse?(reason: string, detail: string): void;
 }
 
-/** Client resets (of streams without a complete response) tolerated before the ratio check. */
+/**
+ * Client resets of streams before any response (rapid reset, CVE-2023-44487)
+ * tolerated before the ratio check: past it, when they are over half the
+ * streams opened, the connection is closed for abuse.
+ */
 export const MAX_CLIENT_RESETS = 100;
-/** Glitches (suspicious but legal frames) tolerated per {@linkcode GLITCH_WINDOW_MS}. */
-export const MAX_GLITCHES = 1000;
-/** Window over which glitches are counted, ms. */
-export const GLITCH_WINDOW_MS = 10_000;
+/**
+ * A reset of a stream older than this (ms) is a client giving up (a gRPC
+ * deadline, a cancelled call), not a rapid reset: it held a stream slot that long.
+ */
+export const RAPID_RESET_MS = 500;
+/**
+ * After GOAWAY ENHANCE_YOUR_CALM, the streams already accepted get this long
+ * (ms) and this many more glitches to finish before the connection is closed.
+ */
+const CALM_GRACE_MS = GLITCH_WINDOW_MS;
+const CALM_GLITCHES = 100;
 /** Bytes read and dropped after a fatal GOAWAY before the socket is closed. */
 const LINGER_BYTES = 256 * 1024;
 /** Remember this many stream ids we closed before the peer did (frames on them are ignored). */
@@ -85,6 +109,7 @@ const PREFACE_LENGTH = CLIENT_PREFACE.length;
  */
 export class H2ServerConnection extends H2Connection<ServerStream> {
   readonly #onStream: (stream: H2Stream) => void;
+  readonly #onAbuse: ((reason: string, detail: string) => void) | undefined;
   readonly #maxConcurrent: number;
   readonly #idleTimeout: number;
   #resetIds: Set<number> | undefined; // made with the first reset
@@ -101,10 +126,12 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   // abuse accounting
   #streamsOpened = 0;
   #clientResets = 0;
-  #glitches = 0;
-  #glitchStart = 0;
+  readonly #glitches = new GlitchMeter();
+  #calmed = false; // GOAWAY ENHANCE_YOUR_CALM sent; the accepted streams finish
+  #abuseReported = false;
   // lifecycle
   #goawayLast = -1; // -1 until we sent GOAWAY
+  #goawayCode = -1;
   #peerGoaway = false;
   #now = Date.now();
 
@@ -123,6 +150,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
       peer: "client",
     });
     this.#onStream = options.onStream;
+    this.#onAbuse = options.onAbuse;
     this.#maxConcurrent = options.maxConcurrentStreams ?? 100;
     this.#idleTimeout = idleTimeout;
   }
@@ -189,7 +217,13 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
         this.#now = Date.now();
         this.readFrames(r);
         this.#dispatch();
-        if (this.ctl.length > MAX_QUEUED_CONTROL) return; // the peer reads nothing
+        if (this.ctl.length > MAX_QUEUED_CONTROL) { // the peer reads nothing
+          this.#report(
+            "not_reading",
+            "over 1 MiB of control frames queued for a client that reads nothing; closed without GOAWAY",
+          );
+          return;
+        }
         this.kick();
       }
       if (this.closing) { // after GOAWAY: read and drop, so the peer sees GOAWAY, not a reset
@@ -228,7 +262,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
 
   protected override onDataClosed(id: number): void {
     if (this.#resetIds?.has(id)) return;
-    this.glitch();
+    this.glitch(Glitch.CLOSED_STREAM);
     writeRstStream(this.ctl, id, ErrorCode.STREAM_CLOSED);
   }
 
@@ -240,11 +274,14 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   protected override onHeaderList(
     id: number,
     list: string[],
-    o: { endStream: boolean; tooLarge: boolean },
+    o: { endStream: boolean; tooLarge: boolean; selfDependent: boolean },
   ): void {
     const endStream = o.endStream;
     const existing = this.streams.get(id);
     if (existing !== undefined) {
+      if (o.selfDependent) {
+        return this.streamError(existing, ErrorCode.PROTOCOL_ERROR, "stream depends on itself");
+      }
       if (!existing.remoteClosed) return this.acceptTrailers(existing, list, o);
       return this.streamError(existing, ErrorCode.STREAM_CLOSED, "HEADERS after END_STREAM");
     }
@@ -254,20 +291,21 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
     }
     this.#lastStreamId = id;
     if (this.#goawayLast !== -1 || this.#peerGoaway) return this.#rememberReset(id); // after GOAWAY
-    if (list.length === 0) this.glitch();
+    if (list.length === 0) this.glitch(Glitch.EMPTY_FRAME);
+    if (this.closing || this.#goawayLast !== -1) return this.#rememberReset(id); // that glitch
     if (o.tooLarge) {
-      this.glitch();
+      this.glitch(Glitch.BAD_STREAM);
       return this.#refuse(id, { status: 431, endStream });
     }
     if (this.streams.size >= this.#maxConcurrent) {
-      this.glitch();
+      this.glitch(Glitch.BAD_STREAM);
       writeRstStream(this.ctl, id, ErrorCode.REFUSED_STREAM);
       return this.#rememberReset(id);
     }
     const pseudo = this.#pseudo;
     const why = parseRequestFields(list, pseudo);
-    if (why !== "" || (endStream && pseudo.contentLength > 0)) {
-      this.glitch();
+    if (why !== "" || o.selfDependent || (endStream && pseudo.contentLength > 0)) {
+      this.glitch(Glitch.BAD_STREAM);
       writeRstStream(this.ctl, id, ErrorCode.PROTOCOL_ERROR);
       return this.#rememberReset(id);
     }
@@ -281,8 +319,11 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
       sendWindow: this.peerInitialWindow,
     });
     pseudo.path = pseudo.authority = ""; // the stream has them; an idle connection keeps none
+    s.openedAt = this.#now;
     this.streams.set(id, s);
     this.#streamsOpened++;
+    // grpcio raises a new stream's window at once: earned, not a glitch
+    if (this.updateCredit < MAX_WINDOW_UPDATE_CREDIT) this.updateCredit += 2;
     this.timer.deadline = 0;
     this.watchdog.add(s);
     this.#toDispatch.push(s);
@@ -296,23 +337,28 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   }
 
   protected override onReset(s: ServerStream, code: number): void {
-    const id = s.id;
-    // Rapid reset (CVE-2023-44487): resets of streams we had not answered in full.
-    if (!s.localClosed) {
-      this.#clientResets++;
-      this.glitch();
-      if (
-        this.#clientResets > MAX_CLIENT_RESETS && this.#clientResets * 2 > this.#streamsOpened
-      ) {
-        this.closeStream(s, new Error(`Stream ${id} reset by the client: code ${code}`));
-        return this.fatal(ErrorCode.ENHANCE_YOUR_CALM, "rapid reset");
-      }
+    // Rapid reset (CVE-2023-44487): a stream reset young and before any response
+    // freed its slot for the next at once; the work it started served nobody.
+    const rapid = !s.finalSent && this.#now - s.openedAt < RAPID_RESET_MS;
+    this.closeStream(s, new Error(`Stream ${s.id} reset by the client: code ${code}`));
+    if (!rapid) return;
+    const resets = ++this.#clientResets;
+    if (resets > MAX_CLIENT_RESETS && resets * 2 > this.#streamsOpened) {
+      return this.#abuse(
+        "rapid_reset",
+        `${resets} of ${this.#streamsOpened} streams reset before any response`,
+      );
     }
-    this.closeStream(s, new Error(`Stream ${id} reset by the client: code ${code}`));
+    this.glitch(Glitch.RESET);
+  }
+
+  protected override onSelfDependency(id: number): void {
+    this.glitch(Glitch.BAD_STREAM);
+    if (!this.closing) super.onSelfDependency(id);
   }
 
   protected override settingsApplied(): void {
-    this.glitch();
+    this.glitch(Glitch.SETTINGS);
   }
 
   protected override onGoaway(): void {
@@ -322,15 +368,41 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
 
   // ---- abuse accounting ----
 
-  // Frames that are legal but cost us work for nothing (PING, SETTINGS, PRIORITY,
-  // empty DATA, tiny WINDOW_UPDATE, refused or malformed streams, client resets):
-  // past MAX_GLITCHES in GLITCH_WINDOW_MS the connection gets ENHANCE_YOUR_CALM.
-  protected override glitch(): void {
-    if (this.#now - this.#glitchStart > GLITCH_WINDOW_MS) {
-      this.#glitchStart = this.#now;
-      this.#glitches = 0;
-    }
-    if (++this.#glitches > MAX_GLITCHES) this.fatal(ErrorCode.ENHANCE_YOUR_CALM, "glitches");
+  // Frames that are legal but cost us work for nothing (abuse.ts): past
+  // MAX_GLITCHES in GLITCH_WINDOW_MS the connection is closed for abuse.
+  protected override glitch(kind: number): void {
+    const g = this.#glitches;
+    if (g.count(kind, this.#now)) this.#abuse(g.reason(), g.describe());
+  }
+
+  protected override abusive(reason: string, why: string): void {
+    this.#report(reason, `${why}; GOAWAY ENHANCE_YOUR_CALM`);
+    this.fatal(ErrorCode.ENHANCE_YOUR_CALM, why);
+  }
+
+  // GOAWAY ENHANCE_YOUR_CALM with the last stream id: no new streams, and those
+  // accepted finish within CALM_GRACE_MS and CALM_GLITCHES; abuse again (or
+  // the grace running out) closes the connection at once.
+  #abuse(reason: string, why: string): void {
+    if (this.closing) return;
+    if (this.#calmed) return this.fatal(ErrorCode.ENHANCE_YOUR_CALM, why);
+    this.#calmed = true;
+    this.#goaway(ErrorCode.ENHANCE_YOUR_CALM);
+    const open = this.streams.size;
+    this.#report(
+      reason,
+      `${why}; GOAWAY ENHANCE_YOUR_CALM, last stream ${this.#goawayLast}, ` +
+        `${open} stream${open === 1 ? "" : "s"} left to finish`,
+    );
+    if (open === 0) return this.beginClose();
+    this.#glitches.restart(CALM_GLITCHES);
+    this.timer.deadline = this.watchdog.now + CALM_GRACE_MS;
+  }
+
+  #report(reason: string, detail: string): void {
+    if (this.#abuseReported) return;
+    this.#abuseReported = true;
+    this.#onAbuse?.(reason, detail);
   }
 
   // ---- streams ----
@@ -382,6 +454,7 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
   protected override expire(): void {
     this.timer.deadline = 0;
     if (this.closing) return this.#shutdown();
+    if (this.#calmed) return this.fatal(ErrorCode.ENHANCE_YOUR_CALM, "abuse grace over");
     if (this.streams.size === 0) {
       this.#goaway(ErrorCode.NO_ERROR);
       this.beginClose();
@@ -390,6 +463,8 @@ export class H2ServerConnection extends H2Connection<ServerStream> {
 
   #goaway(code: number): void {
     if (this.#goawayLast === -1) this.#goawayLast = this.#lastStreamId;
+    if (code === this.#goawayCode) return; // said already
+    this.#goawayCode = code;
     writeGoaway(this.ctl, this.#goawayLast, code);
     this.kick();
   }

@@ -87,6 +87,8 @@ export class ServerStream extends StreamBase implements H2Stream {
   readonly hasBody: boolean;
   /** A final (non-1xx) response was sent. */
   finalSent = false;
+  /** When the stream was opened (ms, the connection's clock). */
+  openedAt = 0;
 
   readonly #host: StreamHost;
 

@@ -44,6 +44,8 @@ export interface H2Counts {
   connections: number;
   /** Request streams being served now. */
   streams: number;
+  /** Connections closed for abuse (GOAWAY ENHANCE_YOUR_CALM), by reason (`ABUSE_REASONS`). */
+  closed: Record<string, number>;
 }
 
 /** An open client connection, as shutdown and reloads see it. */
@@ -95,6 +97,11 @@ export interface ProxyContext {
   closing: boolean;
   /** Called after every request. */
   onExchange?: ((record: ExchangeRecord) => void) | undefined;
+  /**
+   * Told when an HTTP/2 client connection is closed for abuse: the client's
+   * `address:port`, and a sentence saying why and what was sent.
+   */
+  onH2Abuse?: ((client: string, detail: string) => void) | undefined;
   /** Told when connecting to a backend failed for lack of descriptors or ports. */
   onExhausted?: ((where: string, e: unknown) => void) | undefined;
 }

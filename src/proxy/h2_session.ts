@@ -43,7 +43,8 @@ export async function serveH2(
   ctx: ProxyContext,
   reader?: BufReader,
 ): Promise<Deno.Conn> {
-  const ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+  const peer = conn.remoteAddr as Deno.NetAddr;
+  const ip = peer.hostname ?? "";
   const counts = ctx.h2;
   const dispatch: Dispatch = { // each stream's Host is checked anew
     ctx,
@@ -58,6 +59,10 @@ export async function serveH2(
     bodyIdleTimeout: ctx.timeouts.body_idle,
     watchdog: ctx.watchdog,
     onStream: (stream) => void serveStream(stream, dispatch, ip),
+    onAbuse(reason, detail) {
+      counts.closed[reason] = (counts.closed[reason] ?? 0) + 1;
+      ctx.onH2Abuse?.(`${ip}:${peer.port}`, `${reason}: ${detail}`);
+    },
   });
   dispatch.conn = h2;
   const session = {

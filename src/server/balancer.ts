@@ -90,7 +90,7 @@ export class Balancer {
   /** Request counters and histograms. */
   readonly metrics: Metrics = new Metrics();
   /** HTTP/2 client connections and streams open now, on every listener. */
-  readonly h2: H2Counts = { connections: 0, streams: 0 };
+  readonly h2: H2Counts = { connections: 0, streams: 0, closed: {} };
   /** Epoch ms it started. */
   readonly started: number = Date.now();
   /** Accepts and backend connects that failed for lack of descriptors or ports. */
@@ -578,6 +578,7 @@ export class Balancer {
         log.access(r);
       },
       onExhausted: (where, e) => this.exhaustion.report(where, e),
+      onH2Abuse: (client, detail) => log.warn(`h2 client ${client} closed for abuse: ${detail}`),
     };
   }
 }
