@@ -157,23 +157,50 @@ export abstract class H2Connection<S extends StreamBase> {
     }
     this.#writer = new BufWriter(conn);
     this.#decoder = new HpackDecoder({ maxHeaderListSize: this.maxHeaderList });
-    const watchdog = this.watchdog;
-    this.host = {
-      sendHeaders: (s, list, o) => this.sendHeaders(s.id, list, o.endStream),
-      wantSend: (s) => {
-        this.sendable.add(s as S);
-        this.kick();
-      },
-      localEnded: (s) => this.localEnded(s as S),
-      resetStream: (s, code) => this.#resetStream(s as S, code),
-      consumed: (s, n) => this.#consumed(s as S, n),
-      get now() {
-        return watchdog.now;
-      },
-      bodyIdleTimeout: this.bodyIdle,
-    };
-    this.timer = { deadline: 0, expire: () => this.expire() };
+    this.host = new H2Connection.#Host(this as H2Connection<StreamBase>);
+    this.timer = new H2Connection.#Timer(this as H2Connection<StreamBase>);
   }
+
+  // What the streams call, and the connection's timer: objects with methods on their
+  // prototype, instead of seven closures per connection.
+  static readonly #Host = class implements StreamHost {
+    readonly c: H2Connection<StreamBase>;
+    readonly bodyIdleTimeout: number;
+    constructor(c: H2Connection<StreamBase>) {
+      this.c = c;
+      this.bodyIdleTimeout = c.bodyIdle;
+    }
+    get now(): number {
+      return this.c.watchdog.now;
+    }
+    sendHeaders(s: StreamBase, list: readonly string[], o: { endStream: boolean }): void {
+      this.c.sendHeaders(s.id, list, o.endStream);
+    }
+    wantSend(s: StreamBase): void {
+      this.c.sendable.add(s);
+      this.c.kick();
+    }
+    localEnded(s: StreamBase): void {
+      this.c.localEnded(s);
+    }
+    resetStream(s: StreamBase, code: number): void {
+      this.c.#resetStream(s, code);
+    }
+    consumed(s: StreamBase, n: number): void {
+      this.c.#consumed(s, n);
+    }
+  };
+
+  static readonly #Timer = class implements Timed {
+    deadline = 0;
+    readonly c: H2Connection<StreamBase>;
+    constructor(c: H2Connection<StreamBase>) {
+      this.c = c;
+    }
+    expire(): void {
+      this.c.expire();
+    }
+  };
 
   // ---- what a side decides ----
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { ProxyContext } from "./context.ts";
+import type { ClientSession, ProxyContext } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
 import { answer, type AnswerOptions, type Cancellable, type ClientSide } from "./client.ts";
 import { grpcMessage, grpcStatusOf, isGrpc } from "./grpc.ts";
@@ -43,33 +43,22 @@ export async function serveH2(
   ctx: ProxyContext,
   reader?: BufReader,
 ): Promise<Deno.Conn> {
-  const peer = conn.remoteAddr as Deno.NetAddr;
-  const ip = peer.hostname ?? "";
   const counts = ctx.h2;
-  const dispatch: Dispatch = { // each stream's Host is checked anew
-    ctx,
-    checkedHost: "",
-    headLimits: { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line },
-    conn: NO_PINGS,
-  };
+  const session = new H2Session(ctx, (conn.remoteAddr as Deno.NetAddr).hostname ?? "");
   const h2 = new H2ServerConnection(conn, {
     maxConcurrentStreams: ctx.limits.max_concurrent_streams,
     maxHeaderListSize: ctx.limits.max_head,
     idleTimeout: ctx.timeouts.idle,
     bodyIdleTimeout: ctx.timeouts.body_idle,
     watchdog: ctx.watchdog,
-    onStream: (stream) => void serveStream(stream, dispatch, ip),
+    onStream: (stream) => void serveStream(stream, session),
     onAbuse(reason, detail) {
       counts.closed[reason] = (counts.closed[reason] ?? 0) + 1;
-      ctx.onH2Abuse?.(`${ip}:${peer.port}`, `${reason}: ${detail}`);
+      const peer = conn.remoteAddr as Deno.NetAddr;
+      ctx.onH2Abuse?.(`${session.ip}:${peer.port}`, `${reason}: ${detail}`);
     },
   });
-  dispatch.conn = h2;
-  const session = {
-    ctx,
-    closeIfIdle: () => h2.drain(), // GOAWAY: open streams finish, then it closes
-    close: () => h2.close(),
-  };
+  session.conn = h2;
   ctx.sessions.add(session);
   counts.connections++;
   try {
@@ -93,12 +82,38 @@ interface Dispatch {
   conn: { readonly pings: number };
 }
 
-const NO_PINGS = { pings: 0 };
+// The connection until it is made: no PINGs counted, nothing to drain or close.
+const NO_CONN = { pings: 0, drain() {}, close() {} };
 
-async function serveStream(stream: H2Stream, dispatch: Dispatch, ip: string): Promise<void> {
+// One client connection as its streams and the balancer see it: one object with
+// methods, not an options object, a session object and two closures.
+class H2Session implements Dispatch, ClientSession {
+  readonly ctx: ProxyContext;
+  readonly ip: string;
+  readonly headLimits: HeadLimits;
+  checkedHost = ""; // each stream's Host is checked anew
+  conn: { readonly pings: number; drain(): void; close(): void } = NO_CONN;
+
+  constructor(ctx: ProxyContext, ip: string) {
+    this.ctx = ctx;
+    this.ip = ip;
+    this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
+  }
+
+  /** GOAWAY: open streams finish, then it closes. */
+  closeIfIdle(): void {
+    this.conn.drain();
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
+
+async function serveStream(stream: H2Stream, dispatch: H2Session): Promise<void> {
   const ctx = dispatch.ctx;
   const client = new StreamClient(stream, dispatch);
-  const rec = newRecord(ip);
+  const rec = newRecord(dispatch.ip);
   rec.proto = "h2";
   rec.method = stream.method;
   ctx.h2.streams++;
