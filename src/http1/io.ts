@@ -23,6 +23,9 @@ export const SMALL_READ_BUFFER = 1024;
  */
 export const LENT_READ_BUFFER = 16 * 1024 + 9;
 const STAGE_SIZE = 8 * 1024;
+// Room a body buffer keeps before the bytes read into it, where a staged head can join the
+// first piece of the body for one write (BufWriter.writeFrom).
+const HEADROOM = 1024;
 const EMPTY = new Uint8Array(0);
 const NO_BYTES = new Uint8Array(0); // the buffer of a reader made with size 0 (never written)
 const RESOLVED = Promise.resolve();
@@ -36,6 +39,8 @@ const takeStage = (): Uint8Array => FREE_STAGES.pop() ?? new Uint8Array(STAGE_SI
 // buffers: an idle HTTP/2 connection reads into its own small buffer and holds none.
 const FREE_READ_BUFFERS: Uint8Array[] = [];
 const MAX_FREE_READ_BUFFERS = 256;
+
+import { BODY_BUFFER_SIZES, BODY_BUFFERS } from "./body_buffers.ts";
 
 /**
  * A read buffer over a connection: heads are parsed in place, bodies are relayed
@@ -64,6 +69,12 @@ export class BufReader {
   #pending: Promise<boolean> | undefined;
   /** The reader's own buffer while a lent one is in use. */
   #own: Uint8Array | undefined;
+  #bodyLent = false; // the lent buffer is a body buffer (body_buffers.ts): reads keep HEADROOM
+  /**
+   * Keep a body buffer after the body ends, until {@linkcode BufReader.restore} (a
+   * backend connection: the first read of its next response can take a whole body).
+   */
+  keepLent = false;
 
   /** Wraps `conn` with a buffer of `size` bytes. */
   constructor(conn: ByteConn, size: number = DEFAULT_READ_BUFFER) {
@@ -83,8 +94,9 @@ export class BufReader {
   resize(size: number): void {
     if (this.#pending !== undefined || size < this.buffered) return;
     if (this.#own !== undefined) {
-      release(this.buf);
+      release(this.buf, this.#bodyLent);
       this.#own = undefined;
+      this.#bodyLent = false;
     }
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(this.start, this.end));
@@ -94,20 +106,67 @@ export class BufReader {
   }
 
   /**
-   * Reads into `next` from now on, moving the unread bytes to its front; `next`
-   * must hold them, and no prefetched read may be pending (a body relay lends and
-   * takes back its buffers this way: see `body_buffers.ts`).
+   * Reads into `next` from now on, moving the unread bytes to `next[at..]` (its
+   * front by default); `next` must hold them, and no prefetched read may be pending
+   * (a body relay lends and takes back its buffers this way: see `body_buffers.ts`).
    *
    * @returns the buffer given up.
    */
-  swap(next: Uint8Array): Uint8Array {
+  swap(next: Uint8Array, at = 0): Uint8Array {
     const old = this.buf;
     const n = this.end - this.start;
-    if (n > 0) next.set(old.subarray(this.start, this.end));
-    this.start = 0;
-    this.end = n;
+    if (n > 0) next.set(old.subarray(this.start, this.end), at);
+    this.start = at;
+    this.end = at + n;
     this.buf = next;
     return old;
+  }
+
+  /**
+   * Reads with a body buffer of the next size up lent by the shared pool
+   * (`body_buffers.ts`), unread bytes moved into it (after 1 KiB of room for a head to
+   * be written with them: see {@linkcode BufWriter.writeFrom}); nothing changes at the
+   * largest size, over the pool's budget, or while a prefetched read is pending.
+   */
+  lendLarger(): void {
+    if (this.#pending !== undefined) return;
+    const size = this.buf.length;
+    let step = 0;
+    while (step < BODY_BUFFER_SIZES.length && BODY_BUFFER_SIZES[step]! <= size) step++;
+    if (step === BODY_BUFFER_SIZES.length) return;
+    const next = BODY_BUFFERS.take(step);
+    if (next === undefined) return;
+    const old = this.swap(next, HEADROOM);
+    if (this.#own === undefined) this.#own = old;
+    else release(old, this.#bodyLent);
+    this.#bodyLent = true;
+  }
+
+  /**
+   * Goes back to the reader's own buffer now (unread bytes kept; a larger one when they
+   * do not fit) and gives a lent one back. With a prefetched read pending (an idle
+   * connection being closed), the lent buffer goes back once that read has settled.
+   */
+  restore(): void {
+    const own = this.#own;
+    if (own === undefined) return;
+    this.#own = undefined;
+    const body = this.#bodyLent;
+    this.#bodyLent = false;
+    const lent = this.buf;
+    const pending = this.#pending;
+    if (pending === undefined) {
+      this.swap(this.buffered <= own.length ? own : new Uint8Array(this.buffered));
+      release(lent, body);
+      return;
+    }
+    const done = () => { // the connection is closing: nothing more is read
+      this.buf = own;
+      this.start = this.end = 0;
+      this.eof = true;
+      release(lent, body);
+    };
+    pending.then(done, done);
   }
 
   /** True while the buffer is one lent by {@linkcode BufReader.borrow}. */
@@ -141,7 +200,8 @@ export class BufReader {
     this.end -= this.start;
     this.start = 0;
     if (this.#own === undefined) this.#own = this.buf;
-    else release(this.buf);
+    else release(this.buf, this.#bodyLent);
+    this.#bodyLent = false;
     this.buf = next;
   }
 
@@ -154,9 +214,10 @@ export class BufReader {
   giveBack(): boolean {
     const own = this.#own;
     if (own === undefined || this.#pending !== undefined || this.end !== this.start) return false;
-    release(this.buf);
+    release(this.buf, this.#bodyLent);
     this.buf = own;
     this.#own = undefined;
+    this.#bodyLent = false;
     this.start = this.end = 0;
     return true;
   }
@@ -204,6 +265,7 @@ export class BufReader {
       this.end -= this.start;
       this.start = 0;
     }
+    if (this.end === 0 && this.#bodyLent) this.start = this.end = HEADROOM;
     const into = this.end === 0 ? this.buf : this.buf.subarray(this.end); // no view when empty
     this.#room = into.length;
     return this.conn.read(into).then(this.#onRead, this.#onReadError);
@@ -225,8 +287,10 @@ export class BufReader {
   };
 }
 
-function release(buf: Uint8Array): void {
-  if (buf.length === LENT_READ_BUFFER && FREE_READ_BUFFERS.length < MAX_FREE_READ_BUFFERS) {
+// Gives a lent buffer back to its pool: a body buffer to body_buffers.ts (which counts them).
+function release(buf: Uint8Array, body: boolean): void {
+  if (body) BODY_BUFFERS.give(buf);
+  else if (buf.length === LENT_READ_BUFFER && FREE_READ_BUFFERS.length < MAX_FREE_READ_BUFFERS) {
     FREE_READ_BUFFERS.push(buf);
   }
 }
@@ -289,6 +353,30 @@ export class BufWriter {
     return this.#writeThrough(p);
   }
 
+  /**
+   * Writes `buf[start..end)` as {@linkcode BufWriter.write} does, except that staged
+   * bytes (a head) that do not leave room for it in the stage but fit in `buf` just
+   * before `start` are copied there and leave with it in one write, not two. The
+   * caller gives up `buf[0..start)` (bytes it has consumed). Not while a flush is
+   * still in flight (its stage is still being written).
+   */
+  writeFrom(buf: Uint8Array, start: number, end: number): Promise<void> | undefined {
+    const len = this.#len;
+    if (len === 0 || len > start || len + end - start <= this.#buf.length || this.#flushing !== 0) {
+      return this.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+    }
+    const from = start - len;
+    buf.set(this.#buf.subarray(0, len), from);
+    this.#len = 0;
+    this.#release();
+    return this.#writeJoined(buf.subarray(from, end));
+  }
+
+  async #writeJoined(p: Uint8Array): Promise<void> {
+    await writeAll(this.conn, p);
+    this.written += p.length;
+  }
+
   async #writeThrough(p: Uint8Array): Promise<void> {
     await this.flush();
     await writeAll(this.conn, p);
@@ -312,6 +400,7 @@ export class BufWriter {
   };
 
   #flushed(n: number): void {
+    this.#flushing = 0; // (a failed flush leaves it set: no joined write after that)
     this.written += n;
     if (this.#len === 0) this.#release();
   }

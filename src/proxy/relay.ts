@@ -4,12 +4,13 @@
  * and a body is never held whole in memory. While a body moves, the reader reads
  * with a buffer lent by the shared pool (`body_buffers.ts`), one size larger after
  * each read that fills it, and given back when the body ends: one buffer per
- * direction, held only while a body moves.
+ * direction, held only while a body moves (a pooled backend connection keeps its
+ * lent buffer until it closes, so that a whole response fits its first read).
  *
  * @module
  */
 import type { BufReader, BufWriter } from "../http1/io.ts";
-import { BODY_BUFFER_SIZES, BODY_BUFFERS } from "../http1/body_buffers.ts";
+import { BODY_BUFFER_SIZES } from "../http1/body_buffers.ts";
 import { ChunkedParser, CHUNKS_DONE, type Framing } from "../http1/body.ts";
 import { HttpError } from "../http1/head.ts";
 
@@ -70,7 +71,7 @@ export function relayBody(
       src.consume(n);
       return n;
     }
-    const w = dst.write(src.buf.subarray(src.start, src.start + n));
+    const w = dst.writeFrom(src.buf, src.start, src.start + n); // with the head, in one write
     if (w === undefined) {
       src.consume(n);
       return n;
@@ -83,94 +84,49 @@ export function relayBody(
   return relayLent(src, dst, framing, options);
 }
 
-// More than what is buffered is coming: read it with lent buffers, given back at the end.
+// More than what is buffered is coming: read it with lent buffers, given back at the end
+// (kept by a backend connection's reader: see BufReader.keepLent).
 async function relayLent(
   src: BufReader,
   dst: BufWriter,
   framing: Framing,
   options: RelayOptions,
 ): Promise<number> {
-  const lease = new Lease(src);
+  // a buffer smaller than the first lent size, or a head read that filled it: more is waiting
+  if (src.buf.length < FIRST_SIZE || src.end === src.buf.length) src.lendLarger();
   try {
     switch (framing.kind) {
       case "length":
-        return await relayLength(src, dst, framing.length, lease, options.side);
+        return await relayLength(src, dst, framing.length, options.side);
       case "chunked":
-        return await relayChunked(src, dst, lease, options);
+        return await relayChunked(src, dst, options);
       default:
-        return await untilClose(src, dst, lease);
+        return await untilClose(src, dst, true);
     }
   } finally {
-    lease.end();
+    if (!src.keepLent) src.restore(); // every read has settled: the buffer is free
   }
 }
 
-const SIZES = BODY_BUFFER_SIZES;
+const FIRST_SIZE = BODY_BUFFER_SIZES[0]!;
 
-/**
- * The buffers one relay reads a body with: the reader's own (its home) at first,
- * then lent ones. The reader moves to the smallest lent size when its own buffer
- * is smaller, and one size up after each read that fills its buffer, when the
- * budget allows; at the end the unread bytes go back into its own buffer.
- */
-class Lease {
-  readonly #src: BufReader;
-  readonly #home: Uint8Array;
-
-  constructor(src: BufReader) {
-    this.#src = src;
-    this.#home = src.buf;
-    // a head read that filled the buffer says more is waiting
-    if (src.buf.length < SIZES[0]! || src.end === src.buf.length) this.grow();
-  }
-
-  /** After a read: one size up when it filled the buffer. */
-  read(): void {
-    const src = this.#src;
-    if (src.end === src.buf.length) this.grow();
-  }
-
-  grow(): void {
-    const src = this.#src;
-    const size = src.buf.length;
-    let step = 0;
-    while (step < SIZES.length && SIZES[step]! <= size) step++;
-    if (step === SIZES.length) return;
-    const next = BODY_BUFFERS.take(step);
-    if (next === undefined) return; // over the budget: keep reading with this one
-    const old = src.swap(next);
-    if (old !== this.#home) BODY_BUFFERS.give(old);
-  }
-
-  /** The body has ended (or failed, its reads settled): the lent buffer goes back. */
-  end(): void {
-    const src = this.#src;
-    const lent = src.buf;
-    if (lent === this.#home) return;
-    const home = src.buffered <= this.#home.length ? this.#home : new Uint8Array(src.buffered);
-    src.swap(home); // bytes after the body (a pipelined request) stay unread
-    BODY_BUFFERS.give(lent);
-  }
-}
-
-async function more(src: BufReader, dst: BufWriter, lease: Lease, side: string): Promise<void> {
+async function more(src: BufReader, dst: BufWriter, side: string): Promise<void> {
   await dst.flush();
   if (!(await src.fill())) throw new ClosedEarlyError(side);
-  lease.read();
+  if (src.end === src.buf.length) src.lendLarger(); // a full read: one size up
 }
 
 async function relayLength(
   src: BufReader,
   dst: BufWriter,
   length: number,
-  lease: Lease,
   side: string,
 ): Promise<number> {
   let left = length;
   while (left > 0) {
-    if (src.buffered === 0) await more(src, dst, lease, side);
+    if (src.buffered === 0) await more(src, dst, side);
     const n = Math.min(left, src.buffered);
-    const w = dst.write(src.buf.subarray(src.start, src.start + n));
+    const w = dst.writeFrom(src.buf, src.start, src.start + n);
     if (w !== undefined) await w;
     src.consume(n);
     left -= n;
@@ -181,7 +137,6 @@ async function relayLength(
 async function relayChunked(
   src: BufReader,
   dst: BufWriter,
-  lease: Lease,
   options: RelayOptions,
 ): Promise<number> {
   const parser = new ChunkedParser(options.errorStatus, options.trailers);
@@ -190,7 +145,7 @@ async function relayChunked(
   let moved = 0;
   for (;;) {
     if (parser.inData) {
-      if (src.buffered === 0) await more(src, dst, lease, options.side);
+      if (src.buffered === 0) await more(src, dst, options.side);
       const n = Math.min(parser.remaining, src.buffered);
       await dst.write(src.buf.subarray(src.start, src.start + n));
       src.consume(n);
@@ -206,7 +161,7 @@ async function relayChunked(
     if (!dechunk && pos > src.start) await dst.write(src.buf.subarray(src.start, pos));
     src.consume(pos - src.start);
     if (parser.state === CHUNKS_DONE) return moved;
-    if (!parser.inData) await more(src, dst, lease, options.side);
+    if (!parser.inData) await more(src, dst, options.side);
   }
 }
 
@@ -217,13 +172,13 @@ async function relayChunked(
  * @returns the number of bytes moved.
  */
 export function relayUntilClose(src: BufReader, dst: BufWriter): Promise<number> {
-  return untilClose(src, dst, undefined);
+  return untilClose(src, dst, false);
 }
 
 async function untilClose(
   src: BufReader,
   dst: BufWriter,
-  lease: Lease | undefined,
+  grow: boolean,
 ): Promise<number> {
   let moved = 0;
   for (;;) {
@@ -235,6 +190,6 @@ async function untilClose(
     }
     await dst.flush();
     if (!(await src.fill())) return moved;
-    lease?.read();
+    if (grow && src.end === src.buf.length) src.lendLarger();
   }
 }

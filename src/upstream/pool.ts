@@ -54,6 +54,9 @@ export class BackendConn {
   constructor(conn: BackendSocket) {
     this.conn = conn;
     this.reader = new BufReader(conn);
+    // the buffer a response body grew to stays for the next response (its first read takes
+    // a whole 64 KiB body); given back when the connection is discarded
+    this.reader.keepLent = true;
     this.writer = new BufWriter(conn);
   }
 
@@ -228,6 +231,7 @@ export class Pool {
 
   #discard(c: BackendConn): void {
     c.close();
+    c.reader.restore(); // no relay reads from it now (an idle read may: then once it settles)
     this.#total--;
     this.#wake();
   }
