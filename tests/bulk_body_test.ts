@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertLess } from "@std/assert";
+import { assert, assertEquals, assertLess, assertStringIncludes } from "@std/assert";
 import { BODY_BUFFERS } from "../src/http1/body_buffers.ts";
 import { makeCa } from "./_certs.ts";
 import { delay, rawServer, type RawServerOptions, startBalancer, writeAllText } from "./_http.ts";
@@ -145,7 +145,11 @@ Deno.test("a client that stops reading a 64 MiB download holds one body buffer, 
   await noneLent();
   const size = 64 * MIB;
   await using backend = bulkBackend();
-  await using lb = await startBalancer(config(backend.port));
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`);
   const c = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
   try {
     await writeAllText(c, `GET /${size} HTTP/1.1\r\nHost: a\r\n\r\n`);
@@ -163,6 +167,9 @@ Deno.test("a client that stops reading a 64 MiB download holds one body buffer, 
     assertEquals(lent.buffers, 1, "buffers lent while the client does not read");
     assertLess(lent.bytes, 256 * KIB + 1);
     assertLess(backend.state.sent, size, "the backend could not send everything");
+    const metrics = await (await fetch(`http://127.0.0.1:${lb.addrs.admin!.port}/metrics`)).text();
+    assertStringIncludes(metrics, "\nunload_body_buffers 1\n");
+    assertStringIncludes(metrics, "\nunload_body_buffer_bytes 262144\n");
     assertEquals(await readBody(c, rest, size), -1, "first bad byte of the body");
   } finally {
     c.close();

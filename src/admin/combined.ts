@@ -21,6 +21,8 @@ export interface WorkerStats {
   exhausted: Array<[string, number]>;
   /** HTTP/2 client connections and streams open now, and those closed for abuse by reason. */
   h2: { connections: number; streams: number; closed: Record<string, number> };
+  /** Body buffers lent now, and the bytes of the large ones. */
+  bodyBuffers: { inUse: number; largeBytes: number };
   /** Requests in flight and health of each route's backends: `[route, id, inflight, healthy]`. */
   backends: Array<[string, string, number, boolean]>;
 }
@@ -42,6 +44,7 @@ export function workerStats(lb: AdminSource): WorkerStats {
     pools: [...poolTotals(lb)],
     exhausted: [...lb.exhaustion.counts],
     h2: { connections: lb.h2.connections, streams: lb.h2.streams, closed: { ...lb.h2.closed } },
+    bodyBuffers: { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes },
     backends: lb.routes.flatMap((r) =>
       r.scheduler.backends.map((b): WorkerStats["backends"][number] => [
         r.name,
@@ -77,8 +80,11 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     streams: lb.h2.streams,
     closed: { ...lb.h2.closed },
   };
+  const bodyBuffers = { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes };
   others.forEach((o, w) => {
     metrics.add(o.metrics);
+    bodyBuffers.inUse += o.bodyBuffers.inUse;
+    bodyBuffers.largeBytes += o.bodyBuffers.largeBytes;
     h2.connections += o.h2.connections;
     h2.streams += o.h2.streams;
     for (const [reason, n] of Object.entries(o.h2.closed)) {
@@ -115,6 +121,7 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     metrics,
     pools,
     h2,
+    bodyBuffers,
     exhaustion: { counts },
     lastProbe: (b) => lb.lastProbe?.(b), // the main thread probes for every worker
   };

@@ -57,6 +57,8 @@ export type AdminSource = {
   };
   /** Resource exhaustion counts by error code. */
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
+  /** Body buffers lent to relays now, and the bytes of the large ones among them. */
+  readonly bodyBuffers: { readonly inUse: number; readonly largeBytes: number };
   /** The last active probe of a backend record by its route's checks, if any. */
   lastProbe?(backend: Backend): LastProbe | undefined;
 };
@@ -134,6 +136,18 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.sample("unload_h2_connections", {}, lb.h2.connections);
   out.family("unload_h2_streams", "gauge", "HTTP/2 request streams being served now.");
   out.sample("unload_h2_streams", {}, lb.h2.streams);
+  out.family(
+    "unload_body_buffers",
+    "gauge",
+    "Body buffers lent now: one per direction of a moving body, and one per pooled backend connection that moved a large body.",
+  );
+  out.sample("unload_body_buffers", {}, lb.bodyBuffers.inUse);
+  out.family(
+    "unload_body_buffer_bytes",
+    "gauge",
+    "Bytes of the large (64 and 256 KiB) body buffers lent now, at most 32 MiB per worker.",
+  );
+  out.sample("unload_body_buffer_bytes", {}, lb.bodyBuffers.largeBytes);
   out.family(
     "unload_h2_connections_closed_total",
     "counter",

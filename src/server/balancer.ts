@@ -31,6 +31,7 @@ import { RouteSet, type RouteSetOptions, type RouteState } from "./route_table.t
 import { TlsAcceptor } from "./tls_acceptor.ts";
 import { FileWatch } from "./file_watch.ts";
 import { within } from "../_async.ts";
+import { BODY_BUFFERS, type BodyBufferPool } from "../http1/body_buffers.ts";
 
 export type { RouteState } from "./route_table.ts";
 export { StartError } from "./listener.ts";
@@ -93,6 +94,8 @@ export class Balancer {
   readonly h2: H2Counts = { connections: 0, streams: 0, closed: {} };
   /** Epoch ms it started. */
   readonly started: number = Date.now();
+  /** The body buffers this process lends to relays (shared by its balancers). */
+  readonly bodyBuffers: BodyBufferPool = BODY_BUFFERS;
   /** Accepts and backend connects that failed for lack of descriptors or ports. */
   readonly exhaustion: ExhaustionReporter = new ExhaustionReporter((m) => this.log.warn(m));
   /** Reloads attempted, and those that failed. */
