@@ -9,7 +9,12 @@
  * @module
  */
 import { Metrics, type MetricsSnapshot } from "./metrics.ts";
-import { type AdminSource, type PoolTotals, poolTotals } from "./prometheus.ts";
+import {
+  type AdminSource,
+  type PoolTotals,
+  poolTotals,
+  type TlsStallCounts,
+} from "./prometheus.ts";
 
 /** One worker's counters, as plain data for `postMessage`. */
 export interface WorkerStats {
@@ -23,6 +28,8 @@ export interface WorkerStats {
   h2: { connections: number; streams: number; closed: Record<string, number> };
   /** Body buffers lent now, and the bytes of the large ones. */
   bodyBuffers: { inUse: number; largeBytes: number };
+  /** TLS handshakes past their deadline (stalled now, timed out so far), by side. */
+  tls?: TlsStallCounts;
   /** Requests in flight and health of each route's backends: `[route, id, inflight, healthy]`. */
   backends: Array<[string, string, number, boolean]>;
 }
@@ -45,6 +52,7 @@ export function workerStats(lb: AdminSource): WorkerStats {
     exhausted: [...lb.exhaustion.counts],
     h2: { connections: lb.h2.connections, streams: lb.h2.streams, closed: { ...lb.h2.closed } },
     bodyBuffers: { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes },
+    ...(lb.tlsStalls ? { tls: copyStalls(lb.tlsStalls) } : {}),
     backends: lb.routes.flatMap((r) =>
       r.scheduler.backends.map((b): WorkerStats["backends"][number] => [
         r.name,
@@ -81,7 +89,12 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     closed: { ...lb.h2.closed },
   };
   const bodyBuffers = { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes };
+  const tls = copyStalls(lb.tlsStalls);
   others.forEach((o, w) => {
+    for (const side of ["client", "backend"] as const) {
+      tls.stalled[side] += o.tls?.stalled[side] ?? 0;
+      tls.timedOut[side] += o.tls?.timedOut[side] ?? 0;
+    }
     metrics.add(o.metrics);
     bodyBuffers.inUse += o.bodyBuffers.inUse;
     bodyBuffers.largeBytes += o.bodyBuffers.largeBytes;
@@ -122,7 +135,16 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     pools,
     h2,
     bodyBuffers,
+    tlsStalls: tls,
     exhaustion: { counts },
     lastProbe: (b) => lb.lastProbe?.(b), // the main thread probes for every worker
+  };
+}
+
+// A plain, mutable copy (zeros when there is nothing to copy).
+function copyStalls(t: TlsStallCounts | undefined) {
+  return {
+    stalled: { client: t?.stalled.client ?? 0, backend: t?.stalled.backend ?? 0 },
+    timedOut: { client: t?.timedOut.client ?? 0, backend: t?.timedOut.backend ?? 0 },
   };
 }

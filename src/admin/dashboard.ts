@@ -80,6 +80,7 @@ export const DASHBOARD_HTML: string = `<!doctype html>
   <span class="kv dim">workers <b id="workers">–</b></span>
   <span class="kv dim">protocols <b id="protocols">–</b></span>
   <span class="kv dim">h2 <b id="h2">–</b></span>
+  <span class="kv dim">stuck TLS handshakes <b id="tls-stalled">–</b></span>
   <span class="kv dim">reloads <b id="reloads">–</b></span>
   <span class="kv" id="conn">connecting…</span>
 </header>

@@ -59,9 +59,19 @@ export type AdminSource = {
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
   /** Body buffers lent to relays now, and the bytes of the large ones among them. */
   readonly bodyBuffers: { readonly inUse: number; readonly largeBytes: number };
+  /** TLS handshakes that ran out of time, and those still holding their socket, by side. */
+  readonly tlsStalls?: TlsStallCounts;
   /** The last active probe of a backend record by its route's checks, if any. */
   lastProbe?(backend: Backend): LastProbe | undefined;
 };
+
+/** Counts of TLS handshakes past their deadline, by side (see `HandshakeStalls`). */
+export interface TlsStallCounts {
+  /** Pending now, each holding a socket. */
+  readonly stalled: { readonly client: number; readonly backend: number };
+  /** Ran out of time so far. */
+  readonly timedOut: { readonly client: number; readonly backend: number };
+}
 
 const LE = LATENCY_BUCKETS.map(String).concat("+Inf");
 
@@ -136,6 +146,7 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.sample("unload_h2_connections", {}, lb.h2.connections);
   out.family("unload_h2_streams", "gauge", "HTTP/2 request streams being served now.");
   out.sample("unload_h2_streams", {}, lb.h2.streams);
+  tlsStallFamilies(out, lb.tlsStalls);
   out.family(
     "unload_body_buffers",
     "gauge",
@@ -320,5 +331,26 @@ function srvFamilies(out: TextFormat, lb: AdminSource, now: number): void {
   out.family("unload_srv_backends", "gauge", "Backends in the last good set.");
   for (const [route, s] of states) {
     out.sample("unload_srv_backends", { route, name: s.name }, s.backends.length);
+  }
+}
+
+// Sockets Deno keeps for TLS handshakes that ran out of time (docs/tls.md).
+function tlsStallFamilies(out: TextFormat, t: TlsStallCounts | undefined): void {
+  out.family(
+    "unload_tls_handshakes_stalled",
+    "gauge",
+    "TLS handshakes past timeouts.head (client) or timeouts.connect (backend) and not " +
+      "finished: each holds a socket the runtime cannot close until the peer goes away.",
+  );
+  for (const side of ["client", "backend"] as const) {
+    out.sample("unload_tls_handshakes_stalled", { side }, t?.stalled[side] ?? 0);
+  }
+  out.family(
+    "unload_tls_handshake_timeouts_total",
+    "counter",
+    "TLS handshakes that did not finish within timeouts.head (client) or timeouts.connect (backend).",
+  );
+  for (const side of ["client", "backend"] as const) {
+    out.sample("unload_tls_handshake_timeouts_total", { side }, t?.timedOut[side] ?? 0);
   }
 }

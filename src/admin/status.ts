@@ -131,6 +131,14 @@ export interface Status {
   };
   /** Accepts and backend connects that failed for lack of descriptors or ports, by error code. */
   exhausted: Record<string, number>;
+  /**
+   * TLS handshakes past their deadline and not finished, each holding a socket the runtime
+   * cannot close (`stalled`), and those that ran out of time so far (`timedOut`), by side.
+   */
+  tls: {
+    stalled: { client: number; backend: number };
+    timedOut: { client: number; backend: number };
+  };
   /** Errors no code handled (unhandled rejections), each logged with its stack. */
   internalErrors: number;
   /** Routes in config order. */
@@ -170,6 +178,10 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       last: last ? { ok: last.ok, error: last.error ?? null, time: last.time } : null,
     },
     exhausted: Object.fromEntries(lb.exhaustion.counts),
+    tls: {
+      stalled: { ...(lb.tlsStalls?.stalled ?? { client: 0, backend: 0 }) },
+      timedOut: { ...(lb.tlsStalls?.timedOut ?? { client: 0, backend: 0 }) },
+    },
     internalErrors: lb.metrics.internalErrors,
     routes: lb.routes.map((r) => {
       const series = lb.metrics.route(r.name);

@@ -31,19 +31,27 @@ export function serveConnection(conn: Deno.Conn, ctx: ProxyContext): Promise<Den
   return serveConn(conn, ctx);
 }
 
-// TLS: the handshake tells the protocol (it must end within timeouts.head).
+// TLS: the handshake tells the protocol (it must end within timeouts.head). One that
+// does not is handed to ctx.stalls rather than closed: Deno cannot release its socket
+// before the handshake ends, so it is counted until then (see HandshakeStalls).
 async function negotiated(conn: Deno.TlsConn, ctx: ProxyContext): Promise<Deno.Conn> {
-  const guard = new FirstBytes(conn, ctx);
-  let alpn: string | null;
+  const handshake = conn.handshake();
+  const guard = new HandshakeDeadline(ctx);
+  let info: Deno.TlsHandshakeInfo | undefined;
   try {
-    alpn = (await conn.handshake()).alpnProtocol;
+    info = await Promise.race([handshake, guard.expired]);
   } catch {
     closeQuietly(conn);
     return conn;
   } finally {
     guard.done();
   }
-  return alpn === "h2" ? serveH2(conn, ctx) : serveConn(conn, ctx);
+  if (info === undefined) {
+    if (ctx.stalls) ctx.stalls.hold("client", conn, handshake, "listen.https");
+    else closeQuietly(conn);
+    return conn;
+  }
+  return info.alpnProtocol === "h2" ? serveH2(conn, ctx) : serveConn(conn, ctx);
 }
 
 // Cleartext: read until the bytes either match the HTTP/2 preface or cannot.
@@ -74,7 +82,7 @@ async function sniffed(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   return h2 ? serveH2(conn, ctx, reader) : serveConn(conn, ctx, reader);
 }
 
-/** Closes a connection whose first bytes (or TLS handshake) take over timeouts.head. */
+/** Closes a connection whose first bytes take over timeouts.head. */
 class FirstBytes implements Timed {
   deadline: number;
   readonly #conn: Deno.Conn;
@@ -90,6 +98,32 @@ class FirstBytes implements Timed {
   expire(): void {
     this.done();
     closeQuietly(this.#conn);
+  }
+
+  done(): void {
+    this.#ctx.watchdog.delete(this);
+  }
+}
+
+/** Settles `expired` (to undefined) when a TLS handshake takes over timeouts.head. */
+class HandshakeDeadline implements Timed {
+  deadline: number;
+  readonly #ctx: ProxyContext;
+  readonly #expired = Promise.withResolvers<undefined>();
+
+  constructor(ctx: ProxyContext) {
+    this.#ctx = ctx;
+    this.deadline = ctx.watchdog.now + ctx.timeouts.head;
+    ctx.watchdog.add(this);
+  }
+
+  get expired(): Promise<undefined> {
+    return this.#expired.promise;
+  }
+
+  expire(): void {
+    this.done();
+    this.#expired.resolve(undefined);
   }
 
   done(): void {

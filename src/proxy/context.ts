@@ -8,6 +8,7 @@ import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord } from "../observe/exchange_record.ts";
 import type { Limits, RouteTimeouts, Timeouts } from "../config/config.ts";
 import type { HashKey } from "../config/hash_key.ts";
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import type { Watchdog } from "../timer/watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
 import type { Pool } from "../upstream/pool.ts";
@@ -104,4 +105,9 @@ export interface ProxyContext {
   onH2Abuse?: ((client: string, detail: string) => void) | undefined;
   /** Told when connecting to a backend failed for lack of descriptors or ports. */
   onExhausted?: ((where: string, e: unknown) => void) | undefined;
+  /**
+   * Takes TLS handshakes that ran out of time (Deno cannot release their socket until
+   * the handshake ends); without it they are closed.
+   */
+  stalls?: HandshakeStalls | undefined;
 }

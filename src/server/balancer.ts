@@ -17,7 +17,8 @@ import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { shareBackends, type SharedSet, type SharedSets } from "../upstream/discovery/shared.ts";
 import { type Backend, healthKey } from "../upstream/backend.ts";
 import { markDown, markUp } from "../upstream/backend_state.ts";
-import { ExhaustionReporter } from "../observe/exhaustion.ts";
+import { ExhaustionReporter, openFilesLimit } from "../observe/exhaustion.ts";
+import { HandshakeStalls } from "../observe/tls_stalls.ts";
 import { PassiveHealth } from "../upstream/health/passive.ts";
 import { HealthChecker, type LastProbe } from "../upstream/health/active.ts";
 import type { BackendChecks } from "../upstream/health/checks.ts";
@@ -98,6 +99,10 @@ export class Balancer {
   readonly bodyBuffers: BodyBufferPool = BODY_BUFFERS;
   /** Accepts and backend connects that failed for lack of descriptors or ports. */
   readonly exhaustion: ExhaustionReporter = new ExhaustionReporter((m) => this.log.warn(m));
+  /** TLS handshakes that ran out of time, and those still holding their socket. */
+  readonly tlsStalls: HandshakeStalls = new HandshakeStalls((m) => this.log.warn(m), {
+    openFiles: openFilesLimit(),
+  });
   /** Reloads attempted, and those that failed. */
   readonly reloads: { ok: number; failed: number; last?: ReloadResult & { time: number } } = {
     ok: 0,
@@ -107,7 +112,11 @@ export class Balancer {
   #routes!: RouteSet;
   #admin: AdminServer | undefined;
   readonly #ac = new AbortController();
-  readonly #pools = new PoolSet(() => this.#config);
+  readonly #pools = new PoolSet(() => ({
+    limits: this.#config.limits,
+    timeouts: this.#config.timeouts,
+    stalls: this.tlsStalls,
+  }));
   #listening: Listening[] = [];
   readonly #sessions = new Set<ClientSession>();
   readonly #watchdog: Watchdog;
@@ -332,6 +341,7 @@ export class Balancer {
       for (const s of this.#sessions) s.close();
       await drained;
     }
+    this.tlsStalls.close();
     this.#ac.abort();
     await watchClosed;
     for (const c of this.#checks.values()) c.ac.abort();
@@ -385,6 +395,7 @@ export class Balancer {
       backends: () => [...this.#routes.backends().values()].flat().filter(mine),
       signal: ac.signal,
       onExhausted: (where, e) => this.exhaustion.report(where, e),
+      stalls: this.tlsStalls,
       onChange: (b, healthy, why) => {
         if (healthy) this.#probedDown.delete(healthKey(b));
         else this.#probedDown.add(healthKey(b));
@@ -582,6 +593,7 @@ export class Balancer {
       },
       onExhausted: (where, e) => this.exhaustion.report(where, e),
       onH2Abuse: (client, detail) => log.warn(`h2 client ${client} closed for abuse: ${detail}`),
+      stalls: this.tlsStalls,
     };
   }
 }

@@ -7,6 +7,7 @@
  */
 import { type Backend, tlsServerName } from "./backend.ts";
 import { upstreamHandshake } from "./tls.ts";
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 
 /** Thrown when a backend cannot be connected to. */
 export class ConnectError extends Error {
@@ -29,6 +30,8 @@ export interface ConnectOptions {
   signal?: AbortSignal | undefined;
   /** ALPN protocols offered to a TLS backend. @default {["http/1.1"]} */
   alpn?: string[];
+  /** Takes TLS handshakes given up before they finished (see {@linkcode upstreamHandshake}). */
+  stalls?: HandshakeStalls | undefined;
 }
 
 /**
@@ -72,6 +75,8 @@ export async function connectBackend(
       serverName: tlsServerName(backend),
       signal: both,
       ...(options.alpn !== undefined ? { alpn: options.alpn } : {}),
+      stalls: options.stalls,
+      where: backend.id,
     });
     const info = await conn.handshake(); // done: returns what was negotiated
     return { conn, alpnProtocol: info.alpnProtocol };

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import type { Backend } from "./backend.ts";
 import { connectBackend, ConnectError } from "./connect.ts";
 import {
@@ -25,6 +26,8 @@ export interface H2PoolOptions {
   connectTimeout?: number;
   /** Settings of each connection (windows, header list size, body idle timeout, watchdog). */
   client?: Omit<H2ClientOptions, "onChange" | "settingsTimeout">;
+  /** Takes TLS handshakes given up before they finished (see `upstreamHandshake`). */
+  stalls?: HandshakeStalls | undefined;
 }
 
 const H2_ALPN = ["h2"];
@@ -59,6 +62,7 @@ export class H2Pool {
   readonly #max: number;
   readonly #idleTimeout: number;
   readonly #connectTimeout: number;
+  readonly #stalls: HandshakeStalls | undefined;
   readonly #client: H2ClientOptions;
   readonly #conns: H2ClientConnection[] = [];
   readonly #idleSince = new Map<H2ClientConnection, number>();
@@ -79,6 +83,7 @@ export class H2Pool {
     this.#max = Math.max(1, options.maxConnections ?? 4);
     this.#idleTimeout = options.idleTimeout ?? 15_000;
     this.#connectTimeout = options.connectTimeout ?? 5_000;
+    this.#stalls = options.stalls;
     this.#client = { ...options.client, onChange: (c) => this.#onChange(c) };
   }
 
@@ -182,6 +187,7 @@ export class H2Pool {
     const { conn, alpnProtocol } = await connectBackend(this.backend, {
       connectTimeout: this.#connectTimeout,
       ...(tls ? { alpn: H2_ALPN } : {}),
+      stalls: this.#stalls,
     });
     if (tls && alpnProtocol !== "h2") {
       conn.close();

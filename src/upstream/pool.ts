@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import type { Backend } from "./backend.ts";
 import { BufReader, BufWriter, type ByteConn } from "../http1/io.ts";
 import { connectBackend, ConnectError } from "./connect.ts";
@@ -26,6 +27,8 @@ export interface PoolOptions {
    * connections. @default {TCP through `Deno.connect`, then TLS when `backend.tls` is set}
    */
   connect?: (backend: Backend, signal: AbortSignal) => Promise<BackendSocket>;
+  /** Takes TLS handshakes given up before they finished (see `upstreamHandshake`). */
+  stalls?: HandshakeStalls | undefined;
 }
 
 /** What a pooled connection needs of its socket: bytes both ways, and a close. */
@@ -214,8 +217,8 @@ export class Pool {
         throw new ConnectError(this.backend, e, timeout.aborted);
       }
     } else {
-      const connectTimeout = this.#options.connectTimeout;
-      conn = (await connectBackend(this.backend, { connectTimeout, signal })).conn;
+      const { connectTimeout, stalls } = this.#options;
+      conn = (await connectBackend(this.backend, { connectTimeout, signal, stalls })).conn;
     }
     this.opened++;
     const c = new BackendConn(conn);

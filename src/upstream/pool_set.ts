@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import { type Backend, backendKey } from "./backend.ts";
 import type { Limits, Timeouts } from "../config/defaults.ts";
 import { Pool } from "./pool.ts";
@@ -15,6 +16,8 @@ export interface PoolSettings {
   readonly limits: Limits;
   /** Connect and idle timeouts. */
   readonly timeouts: Timeouts;
+  /** Takes TLS handshakes given up before they finished (see `upstreamHandshake`). */
+  readonly stalls?: HandshakeStalls | undefined;
 }
 
 /**
@@ -113,8 +116,9 @@ class PoolsByKey<P extends { drain(): void }> {
   }
 }
 
-function newPool(backend: Backend, { limits, timeouts }: PoolSettings): Pool {
+function newPool(backend: Backend, { limits, timeouts, stalls }: PoolSettings): Pool {
   return new Pool(backend, {
+    stalls,
     maxIdle: limits.pool_idle,
     maxConns: limits.pool_max,
     idleTimeout: timeouts.pool_idle,
@@ -122,8 +126,9 @@ function newPool(backend: Backend, { limits, timeouts }: PoolSettings): Pool {
   });
 }
 
-function newH2Pool(backend: Backend, { limits, timeouts }: PoolSettings): H2Pool {
+function newH2Pool(backend: Backend, { limits, timeouts, stalls }: PoolSettings): H2Pool {
   return new H2Pool(backend, {
+    stalls,
     idleTimeout: timeouts.pool_idle,
     connectTimeout: timeouts.connect,
     // no idle timer of its own on a stream: the exchange that opened it times it, by

@@ -5,6 +5,7 @@
  * @module
  */
 import { readPem, reason } from "../config/pem.ts";
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 
 /** How a route's backends are reached over TLS (`routes[].tls: true`). */
 export interface UpstreamTls {
@@ -44,19 +45,39 @@ export async function loadUpstreamTls(
 
 const HTTP1_ALPN = ["http/1.1"];
 
+/** Options of {@linkcode upstreamHandshake}. */
+export interface UpstreamHandshakeOptions {
+  /** The route's TLS settings. */
+  tls: UpstreamTls;
+  /** The name verified in the certificate (and sent as SNI). */
+  serverName: string;
+  /** Aborts the handshake (the connect timeout, or the caller went away). */
+  signal: AbortSignal;
+  /** ALPN protocols offered. @default {["http/1.1"]} */
+  alpn?: string[];
+  /**
+   * Takes a handshake that was aborted before it finished: Deno cannot release its
+   * socket until the backend answers or closes, so it is counted until then. Without
+   * it, the connection is closed (and the socket kept all the same, uncounted).
+   */
+  stalls?: HandshakeStalls | undefined;
+  /** The backend, as the stall warning names it. @default {serverName} */
+  where?: string;
+}
+
 /**
  * Upgrades a connected TCP socket to TLS and completes the handshake, verifying
  * the backend's certificate for `serverName`.
  *
  * @param tcp a connected socket; consumed.
  * @param options the route's settings, the name to verify, a signal that aborts the
- * handshake and the ALPN protocols offered (default `["http/1.1"]`).
+ * handshake and the ALPN protocols offered.
  * @returns the TLS connection, handshake done.
  * @throws {Error} when the handshake fails (untrusted or wrong certificate) or is aborted.
  */
 export async function upstreamHandshake(
   tcp: Deno.TcpConn,
-  options: { tls: UpstreamTls; serverName: string; signal: AbortSignal; alpn?: string[] },
+  options: UpstreamHandshakeOptions,
 ): Promise<Deno.TlsConn> {
   const { tls, serverName, signal } = options;
   let conn: Deno.TlsConn;
@@ -72,15 +93,26 @@ export async function upstreamHandshake(
     } catch { /* consumed */ }
     throw new Error(`TLS to ${serverName}: ${reason(e)}`, { cause: e });
   }
-  const abort = () => conn.close();
-  signal.addEventListener("abort", abort, { once: true });
+  const handshake = conn.handshake();
+  let abort = () => {};
+  const aborted = new Promise<never>((_, reject) => abort = () => reject(signal.reason));
+  aborted.catch(() => {}); // read through the race below
+  if (signal.aborted) abort();
+  else signal.addEventListener("abort", abort, { once: true });
   try {
-    await conn.handshake();
+    await Promise.race([handshake, aborted]);
   } catch (e) {
-    try {
-      conn.close();
-    } catch { /* closed by the abort */ }
-    throw signal.aborted ? signal.reason : new Error(`TLS handshake: ${reason(e)}`, { cause: e });
+    if (!signal.aborted) {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+      throw new Error(`TLS handshake: ${reason(e)}`, { cause: e });
+    }
+    // Given up before it finished: the socket stays until the backend answers or closes.
+    if (options.stalls) {
+      options.stalls.hold("backend", conn, handshake, options.where ?? serverName);
+    } else conn.close();
+    throw signal.reason;
   } finally {
     signal.removeEventListener("abort", abort);
   }

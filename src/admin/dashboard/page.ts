@@ -302,7 +302,21 @@ function render(st: Status): void {
     .map(([p, c]) => p + " " + Math.round(c / all * 100) + "%").join(", ");
   byId("h2").textContent = st.h2.connections + " connections, " + st.h2.streams + " streams";
   byId("reloads").textContent = st.reloads.ok + " ok / " + st.reloads.failed + " failed";
+  const stalled = st.tls.stalled;
+  const stalledEl = byId("tls-stalled");
+  stalledEl.textContent = stalled.client + " client, " + stalled.backend + " backend";
+  stalledEl.setAttribute("data-client", String(stalled.client));
+  stalledEl.setAttribute("data-backend", String(stalled.backend));
   const alerts: Alert[] = [];
+  if (stalled.client + stalled.backend > 0) {
+    alerts.push([
+      "warn",
+      "Sockets stuck in a TLS handshake: " + stalled.client + " from clients (past " +
+      "timeouts.head), " + stalled.backend + " to backends (past timeouts.connect). The " +
+      "runtime cannot close them before their peer leaves; each holds a descriptor " +
+      "(docs/tls.md)",
+    ]);
+  }
   const failed = newest().exhausted - windowStart().exhausted;
   if (failed > 0) {
     alerts.push([

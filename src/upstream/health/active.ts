@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { HandshakeStalls } from "../../observe/tls_stalls.ts";
 import { type Backend, backendKey, byKey } from "../backend.ts";
 import { markDown, markUp } from "../backend_state.ts";
 import { connectBackend, ConnectError } from "../connect.ts";
@@ -49,6 +50,8 @@ export interface HealthCheckerOptions {
    * descriptors or ports: such a probe counts neither way.
    */
   onExhausted?: (where: string, e: unknown) => void;
+  /** Takes TLS handshakes given up before they finished (see `upstreamHandshake`). */
+  stalls?: HandshakeStalls | undefined;
 }
 
 /** The last probe of a backend: passed or not, why, and when (epoch ms). */
@@ -162,7 +165,12 @@ export class HealthChecker {
     for (const b of this.#states.keys()) if (!live.has(b)) this.#states.delete(b);
     for (const key of this.#last.keys()) if (!groups.has(key)) this.#last.delete(key);
     await Promise.all([...groups.values()].map(async (group) => {
-      const result = await probeBackend(group[0]!, { probe: spec, timeout, signal });
+      const result = await probeBackend(group[0]!, {
+        probe: spec,
+        timeout,
+        signal,
+        stalls: this.#options.stalls,
+      });
       if (result.local !== undefined) {
         this.#options.onExhausted?.(`health check of ${group[0]!.id}`, result.local);
       } else if (!signal.aborted) {
@@ -233,10 +241,15 @@ const ENCODER = new TextEncoder();
  */
 export function probeBackend(
   backend: Backend,
-  options: { probe: ProbeSpec; timeout: number; signal?: AbortSignal | undefined },
+  options: {
+    probe: ProbeSpec;
+    timeout: number;
+    signal?: AbortSignal | undefined;
+    stalls?: HandshakeStalls | undefined;
+  },
 ): Promise<ProbeResult> {
-  const { probe: spec, timeout, signal } = options;
-  const o = { timeout, ...(signal !== undefined ? { signal } : {}) };
+  const { probe: spec, timeout, signal, stalls } = options;
+  const o = { timeout, stalls, ...(signal !== undefined ? { signal } : {}) };
   if (backend.h2 || spec.kind === "grpc") return probeH2(backend, { probe: spec, ...o });
   return probe(backend, { path: spec.path, ...o });
 }
@@ -256,7 +269,12 @@ const DECODER = new TextDecoder();
  */
 export async function probe(
   backend: Backend,
-  options: { path: string; timeout: number; signal?: AbortSignal },
+  options: {
+    path: string;
+    timeout: number;
+    signal?: AbortSignal;
+    stalls?: HandshakeStalls | undefined;
+  },
 ): Promise<ProbeResult> {
   const { path, timeout, signal } = options;
   const expired = AbortSignal.timeout(timeout);
@@ -271,7 +289,11 @@ export async function probe(
   const why = (e: unknown) => expired.aborted ? `timed out after ${timeout}ms` : errorText(e);
   try {
     try {
-      conn = (await connectBackend(backend, { connectTimeout: timeout, signal: stop })).conn;
+      conn = (await connectBackend(backend, {
+        connectTimeout: timeout,
+        signal: stop,
+        stalls: options.stalls,
+      })).conn;
     } catch (e) {
       const cause = e instanceof ConnectError ? e.cause : e;
       const result = fail(`connect: ${why(cause)}`);

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { HandshakeStalls } from "../../observe/tls_stalls.ts";
 import type { Backend } from "../backend.ts";
 import { connectBackend, ConnectError } from "../connect.ts";
 import { H2ClientConnection, type H2ClientStream } from "../../h2/client.ts";
@@ -46,7 +47,12 @@ const MAX_GRPC_BODY = 4096;
  */
 export async function probeH2(
   backend: Backend,
-  options: { probe: ProbeSpec; timeout: number; signal?: AbortSignal },
+  options: {
+    probe: ProbeSpec;
+    timeout: number;
+    signal?: AbortSignal;
+    stalls?: HandshakeStalls | undefined;
+  },
 ): Promise<ProbeResult> {
   const { probe, timeout, signal } = options;
   const tls = backend.tls !== undefined;
@@ -70,6 +76,7 @@ export async function probeH2(
         connectTimeout: timeout,
         signal: stop,
         ...(tls ? { alpn: H2_ALPN } : {}),
+        stalls: options.stalls,
       }));
     } catch (e) {
       const cause = e instanceof ConnectError ? e.cause : e;
