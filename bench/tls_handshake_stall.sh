@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # TLS handshakes that never finish: unload, HAProxy and nginx terminating TLS on 127.0.0.1, each
 # with a 2 s limit (unload timeouts.head, HAProxy timeout client, nginx client_header_timeout).
-# For each, N raw TCP connections send nothing and N send the first 3 bytes of a ClientHello;
-# after WAIT s it counts, on the server's port, the sockets still ESTABLISHED (ss) and, on the
-# client side, the connections that saw no EOF. Also prints unload's unload_tls_handshakes_stalled.
-# Env: N (100), WAIT (6), ports UP/HP/NP (19461/19462/19463), BP (backend, 19460).
+# Also unload behind HAProxy in TCP mode (TLS passed through; a full ClientHello within 2 s, then
+# timeout client 2s). For each, N raw TCP connections send nothing, N the first 3 bytes of a
+# ClientHello and N a whole ClientHello (then nothing); after WAIT s it counts, on the server's
+# port(s), the sockets still ESTABLISHED (ss) and, on the client side, the connections that saw no
+# EOF. Also prints unload's unload_tls_handshakes_stalled. No throughput is measured.
+# Env: N (100), WAIT (6), ports BP/UP/HP/NP/AP/TP (backend, unload, HAProxy, nginx, unload admin,
+# HAProxy TCP front: 19460-19465).
 set -u
 cd "$(dirname "$0")/.."
 . bench/_backends.sh
@@ -12,6 +15,7 @@ need_commands bench/tls_handshake_stall.sh nginx haproxy openssl python3 ss curl
 bench_start
 N=${N:-100}; WAIT=${WAIT:-6}
 BP=${BP:-19460}; UP=${UP:-19461}; HP=${HP:-19462}; NP=${NP:-19463}; AP=${AP:-19464}
+TP=${TP:-19465}
 
 HAPROXY_DEFAULTS=${HAPROXY_DEFAULTS/timeout client 30s/timeout client 2s}
 tls_setup "$BP" "$UP" "$HP" http/1.1
@@ -30,6 +34,19 @@ http {
   }
 }
 C
+cat >> "$D/haproxy.cfg" <<C
+frontend tcp_front
+  mode tcp
+  bind 127.0.0.1:$TP
+  timeout client 2s
+  tcp-request inspect-delay 2s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  tcp-request content reject
+  default_backend unload_tls
+backend unload_tls
+  mode tcp
+  server u 127.0.0.1:$UP
+C
 sleep 0.3
 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
 nginx -c "$D/front.conf" -p "$D" &
@@ -40,42 +57,60 @@ for i in $(seq 1 100); do
   sleep 0.2
 done
 
-# stall PORT: opens N silent and N 3-byte connections, waits WAIT s, prints the counts.
+# stall PORT [PORT2]: opens N connections of each kind to PORT, waits WAIT s, prints the counts
+# (sockets on PORT, and on PORT2 when given, then the clients without EOF by kind).
 stall() {
-  python3 - "$1" "$N" "$WAIT" <<'P'
-import select, socket, subprocess, sys, time
-port, n, wait = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-kinds = {"nothing": b"", "3 bytes": b"\x16\x03\x01"}
+  python3 - "$1" "$N" "$WAIT" "${2:-0}" <<'P'
+import select, socket, ssl, subprocess, sys, time
+port, n, wait, port2 = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+def client_hello():
+    ctx = ssl.create_default_context()
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="app.test")
+    try: obj.do_handshake()
+    except ssl.SSLWantReadError: pass
+    return out.read()
+kinds = {"nothing": b"", "3 bytes": b"\x16\x03\x01", "ClientHello": None}
 socks = {k: [] for k in kinds}
 for k, data in kinds.items():
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
-        if data: s.sendall(data)
+        d = client_hello() if data is None else data
+        if d: s.sendall(d)
         socks[k].append(s)
 time.sleep(wait)
-ss = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
-                    capture_output=True, text=True).stdout
-server = len([l for l in ss.splitlines() if l.strip()])
+def est(p):
+    ss = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{p} )"],
+                        capture_output=True, text=True).stdout
+    return len([l for l in ss.splitlines() if l.strip()])
 def open_(s):
     r, _, _ = select.select([s], [], [], 0)
     if not r: return True
-    try: return s.recv(4096, socket.MSG_PEEK) != b""
+    try:
+        while True:
+            d = s.recv(65536, socket.MSG_DONTWAIT)
+            if d == b"": return False
+    except BlockingIOError: return True
     except OSError: return False
-client = {k: sum(open_(s) for s in v) for k, v in socks.items()}
-print(f"{server} of {2 * n} | {client['nothing']} of {n} | {client['3 bytes']} of {n}")
+server = f"{est(port)} of {3 * n}" + (f" + {est(port2)} on unload" if port2 else "")
+client = " | ".join(f"{sum(open_(s) for s in v)} of {n}" for v in socks.values())
+print(f"{server} | {client}")
 for v in socks.values():
     for s in v: s.close()
 P
 }
 
-echo "TLS handshakes stalled by the client, $N sending nothing and $N sending 3 bytes of a"
-echo "ClientHello, each server limited to 2 s; counted after ${WAIT} s"
+echo "TLS handshakes stalled by the client: $N connections each sending nothing, 3 bytes of a"
+echo "ClientHello, or a whole ClientHello and then nothing; each server limited to 2 s; counted"
+echo "after ${WAIT} s"
 echo
-echo "| server | sockets ESTABLISHED on the server port | clients without EOF (nothing) | clients without EOF (3 bytes) |"
-echo "|---|---|---|---|"
+echo "| server | sockets ESTABLISHED on the server port | no EOF: nothing | no EOF: 3 bytes | no EOF: ClientHello |"
+echo "|---|---|---|---|---|"
 echo "| HAProxy $(haproxy -v | head -1 | awk '{print $3}') (timeout client 2s) | $(stall "$HP") |"
 echo "| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (client_header_timeout 2s) | $(stall "$NP") |"
 echo "| unload on Deno $($DENO --version | head -1 | awk '{print $2}') (timeouts.head 2s) | $(stall "$UP") |"
+sleep 1 # the clients above are gone: unload closes their sockets
+echo "| HAProxy TCP mode in front of unload | $(stall "$TP" "$UP") |"
 # unload's count, taken while its clients are still connected
 python3 - "$UP" "$AP" "$N" <<'P'
 import socket, sys, time, urllib.request
