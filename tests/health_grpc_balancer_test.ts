@@ -267,6 +267,32 @@ routes:
   assert(record(lb, 1, front.port).healthy);
 });
 
+Deno.test("gRPC checks of an h2 route go over TLS (ALPN h2) to a grpcio TLS backend, verified with the route's ca and server_name", async () => {
+  await using ca = await makeCa();
+  const cert = await ca.issue("server", { serial: 32 });
+  await using tls = await startGrpcioServer({ name: "tls", tls: cert });
+  await using lb = await startLoggedBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+admin: { listen: 127.0.0.1:0 }
+routes:
+  - name: grpc
+    backend_protocol: h2
+    ca: ${ca.ca}
+    server_name: app.test
+    health: { grpc: true, interval: 50ms, timeout: 2s, failures: 1 }
+    backends: [{ address: 127.0.0.1:${tls.port} }]
+`);
+  await eventually(async () => ((await tls.stats()).Check ?? 0) >= 3, 10_000, "three checks");
+  assert(lb.routes[0]!.scheduler.backends[0]!.healthy, lb.lines.join("\n"));
+  const st = await status(lb.addrs.admin!.port);
+  assertEquals(st.routes[0].probe.protocol, "h2");
+  assertEquals(st.routes[0].backends[0].probe.reason, "gRPC health check answered SERVING");
+  const run = await runGrpcio({ port: lb.port, mode: "unary", calls: 50, concurrency: 5 });
+  assertEquals([run.codes, run.names], [{ OK: 50 }, { tls: 50 }]);
+  await tls.setHealth("NOT_SERVING");
+  await until(() => !lb.routes[0]!.scheduler.backends[0]!.healthy, 10_000, "down over TLS too");
+});
+
 Deno.test("two routes naming one address with different checks: each is probed on its own, and the backend is left out only of the route whose check fails", async () => {
   await using shared = await grpcJs("shared");
   await using other = await grpcJs("other");

@@ -110,7 +110,8 @@ export class HealthChecker {
   /**
    * Starts probing at once, then every `interval` after each round ends.
    *
-   * @throws {RangeError} when `path` is not an origin-form path, or a number is out of range.
+   * @throws {TypeError} when neither `path` nor `probe` is given.
+   * @throws {RangeError} when the path is not an origin-form path, or a number is out of range.
    */
   constructor(options: HealthCheckerOptions) {
     const probe = options.probe ??
@@ -157,8 +158,9 @@ export class HealthChecker {
   async #runRound(): Promise<void> {
     const { timeout, signal } = this.#options;
     const spec = this.#probe;
-    // One probe per address and TLS setting, even when several routes (or Backend
-    // records with different weights) share it; its result counts for each of them.
+    // One probe per address, TLS setting and protocol, even when several routes with
+    // these checks (or records with different weights) share it; its result counts for
+    // each of them. Routes that check an address differently have checkers of their own.
     const groups = byKey(this.#options.backends());
     const live = new Set<Backend>();
     for (const group of groups.values()) for (const b of group) live.add(b);
