@@ -169,6 +169,39 @@ routes: [{ name: app, tls: true, ca: ${ca.ca}, backends: [{ address: 127.0.0.1:$
   }
 });
 
+Deno.test("routes[].tls: active health checks of a backend that never answers the handshake mark it down; each probe's socket counts as stalled until the backend closes them", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const backendPort = listener.addr.port;
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of listener) held.push(c);
+  })();
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+health: { path: /healthz, interval: 100ms, timeout: 200ms, failures: 2 }
+routes: [{ name: app, tls: true, ca: ${ca.ca}, backends: [{ address: 127.0.0.1:${backendPort} }] }]
+`);
+  try {
+    const backend = () => lb.routes[0]!.scheduler.backends[0]!;
+    await until("the backend to go down", () => !backend().healthy);
+    await until("two stalled probes", () => lb.tlsStalls.stalled.backend >= 2);
+    const stalled = lb.tlsStalls.stalled.backend; // a probe in progress may add one socket
+    const open = await established("dport", backendPort);
+    assert(open >= stalled, `${open} sockets open for ${stalled} stalled handshakes`);
+    for (const b of held.splice(0)) b.close();
+    listener.close();
+    await accepting;
+    await until("none stalled", () => lb.tlsStalls.stalled.backend === 0);
+    await until("no socket left", async () => await established("dport", backendPort) === 0);
+  } finally {
+    for (const b of held) b.close();
+    try {
+      listener.close();
+    } catch { /* closed above */ }
+    await accepting;
+  }
+});
+
 Deno.test({
   name:
     "dashboard in headless chromium: stalled TLS handshakes show in the header and as an alert, and go when their clients leave",
