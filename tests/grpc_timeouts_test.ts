@@ -250,3 +250,66 @@ Deno.test("h2c backend pools show real opened and reused counts in /status and /
   assertStringIncludes(metrics, `unload_pool_reuses_total{backend="${id}"} 2\n`);
   assertStringIncludes(metrics, `unload_pool_connections{backend="${id}",state="idle"} 1\n`);
 });
+
+/**
+ * An h2c backend (node:http2) that answers every call with response headers and
+ * `bytes` of body, then drops its connection without a word.
+ */
+async function dyingBackend(bytes: Uint8Array) {
+  const server = http2.createServer();
+  const sockets = new Set<{ destroy(): void }>();
+  server.on("connection", (socket: { destroy(): void }) => sockets.add(socket));
+  server.on("stream", (stream: http2.ServerHttp2Stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    stream.write(bytes, () => setTimeout(() => sockets.forEach((s) => s.destroy()), 50));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as { port: number }).port,
+    [Symbol.asyncDispose]: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** One gRPC call over a raw HTTP/2 client: the body bytes, trailers, and how the stream ended. */
+async function rawCall(port: number) {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/t.Test/Many",
+      "content-type": "application/grpc",
+      "te": "trailers",
+    });
+    req.end(new Uint8Array([0, 0, 0, 0, 0]));
+    let body = 0;
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    req.on("data", (d: Uint8Array) => body += d.length);
+    req.on("trailers", (t) => trailers = t);
+    const ended = await new Promise<string>((resolve) => {
+      req.on("end", () => resolve("end"));
+      req.on("error", () => resolve("error"));
+      req.on("close", () => resolve(`close ${req.rstCode}`));
+    });
+    return { body, trailers, ended, rstCode: req.rstCode };
+  } finally {
+    session.destroy();
+  }
+}
+
+Deno.test("a backend lost between two gRPC messages: trailers with UNAVAILABLE; lost in the middle of one: RST_STREAM, no status", async () => {
+  // one whole 3-byte message, then the connection drops
+  {
+    await using backend = await dyingBackend(new Uint8Array([0, 0, 0, 0, 3, 1, 2, 3]));
+    await using lb = await balancerTo(backend.port);
+    const r = await rawCall(lb.port);
+    assertEquals(r.body, 8);
+    assertEquals(r.trailers?.["grpc-status"], "14", JSON.stringify(r));
+    assertEquals(r.trailers?.["grpc-message"], "502 Bad Gateway: the backend failed mid-response");
+  }
+  // a message announced as 100 bytes, 3 of them sent: a status after it would be misread
+  await using backend = await dyingBackend(new Uint8Array([0, 0, 0, 0, 100, 1, 2, 3]));
+  await using lb = await balancerTo(backend.port);
+  const r = await rawCall(lb.port);
+  assertEquals(r.trailers, undefined, JSON.stringify(r));
+  assertEquals(r.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+});
