@@ -206,3 +206,20 @@ Deno.test("relayBody sends a staged head, longer than the backend's, and a whole
   reader.restore();
   assertEquals(BODY_BUFFERS.inUse, 0);
 });
+
+Deno.test("a backend reader gives its lent buffer back after the body when over half the budget is lent", async () => {
+  const budget = BODY_BUFFERS.budget;
+  BODY_BUFFERS.budget = 400 * KIB; // one 256 KiB buffer is more than half of it
+  try {
+    const src = new SizedReads();
+    src.feed(body(600 * KIB));
+    const reader = new BufReader(src);
+    reader.keepLent = true;
+    await relayed(reader, 600 * KIB);
+    assertEquals(Math.max(...src.buffers), 256 * KIB);
+    assertEquals(reader.buf.length, 16 * KIB, "its own buffer again");
+    assertEquals(BODY_BUFFERS.inUse, 0);
+  } finally {
+    BODY_BUFFERS.budget = budget;
+  }
+});

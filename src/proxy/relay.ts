@@ -10,7 +10,7 @@
  * @module
  */
 import type { BufReader, BufWriter } from "../http1/io.ts";
-import { BODY_BUFFER_SIZES } from "../http1/body_buffers.ts";
+import { BODY_BUFFER_SIZES, BODY_BUFFERS } from "../http1/body_buffers.ts";
 import { ChunkedParser, CHUNKS_DONE, type Framing } from "../http1/body.ts";
 import { HttpError } from "../http1/head.ts";
 
@@ -85,7 +85,8 @@ export function relayBody(
 }
 
 // More than what is buffered is coming: read it with lent buffers, given back at the end
-// (kept by a backend connection's reader: see BufReader.keepLent).
+// (kept by a backend connection's reader while under half the budget is lent: see
+// BufReader.keepLent).
 async function relayLent(
   src: BufReader,
   dst: BufWriter,
@@ -104,7 +105,9 @@ async function relayLent(
         return await untilClose(src, dst, true);
     }
   } finally {
-    if (!src.keepLent) src.restore(); // every read has settled: the buffer is free
+    // every read has settled: the buffer is free (a backend connection keeps it while
+    // large buffers are plentiful, so that idle connections never hold most of the budget)
+    if (!src.keepLent || BODY_BUFFERS.largeBytes > BODY_BUFFERS.budget / 2) src.restore();
   }
 }
 
