@@ -20,6 +20,10 @@ for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 48; c < 58; c++) TCHAR[c] = 1;
 for (let c = 65; c < 91; c++) TCHAR[c] = 1;
 for (let c = 97; c < 123; c++) TCHAR[c] = 1;
+// Bytes a request target may hold: visible ASCII but "#" (a fragment is never part of one)
+const TARGET = new Uint8Array(256);
+for (let c = 0x21; c < 0x7f; c++) TARGET[c] = 1;
+TARGET[HASH] = 0;
 const EMPTY = new Uint8Array(0);
 const OWN_MIN = 1024;
 const OWN_MAX = 8 * 1024; // a larger buffer (from a large head) is not kept for the next one
@@ -131,7 +135,7 @@ export function parseRequest(
     );
   }
   i++;
-  while (i < eol && buf[i]! > SP && buf[i]! < 0x7f && buf[i] !== HASH) i++;
+  while (i < eol && TARGET[buf[i]!] === 1) i++;
   const sp2 = i;
   if (sp2 === sp1 + 1 || buf[sp2] !== SP) {
     if (buf[sp2] === HASH) throw new HttpError(400, "Fragment in request target");
