@@ -1,8 +1,8 @@
 /**
- * HTTP/1.1 request lines that are valid but unusual (RFC 9110 §6.2, §9.1; RFC 9112
- * §3.2): a higher minor version, an extension method in lower case, and a request
- * target with a fragment, each sent over a real socket through the balancer to a
- * raw backend that records what it receives.
+ * Request lines that are valid but unusual, or carry what must not be forwarded
+ * (RFC 9110 §6.2, §9.1; RFC 9112 §3.2): a higher HTTP/1 minor version, an extension
+ * method in lower case (HTTP/1.1 and HTTP/2), a target or `:path` with a fragment.
+ * Real sockets through the balancer to a raw backend that records what it receives.
  *
  * @module
  */
@@ -85,6 +85,40 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     assertEquals(out.status["3"], 200);
     assertEquals(heads.length, 1, "only the clean request reached the backend");
     assert(heads[0]?.startsWith("GET /ok HTTP/1.1\r\n"), heads[0]);
+  } finally {
+    await backend.close();
+  }
+});
+
+Deno.test("a lower-case :method over HTTP/2 reaches an HTTP/1.1 backend with its case kept", async () => {
+  const heads: string[] = [];
+  const backend = recordingBackend(heads);
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`);
+  try {
+    const out = await new Deno.Command("curl", {
+      args: [
+        "-sS",
+        "--http2-prior-knowledge",
+        "-X",
+        "get",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+      ]
+        .concat([`http://127.0.0.1:${lb.port}/h2m`]),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(
+      new TextDecoder().decode(out.stdout),
+      "2 200",
+      new TextDecoder().decode(out.stderr),
+    );
+    assert(heads[0]?.startsWith("get /h2m HTTP/1.1\r\n"), heads[0]);
   } finally {
     await backend.close();
   }
