@@ -340,6 +340,8 @@ async def run_client(args):
                 raise RuntimeError("message %d out of order: %r" % (i, m[:40]))
             i += 1
             tally.message(m)
+            if i == args.cancel_after_messages:
+                call.cancel()
 
     async def sum_call(ch):
         def numbers():
@@ -440,6 +442,8 @@ def main():
     c.add_argument("--method", help="call this path instead of the mode's")
     c.add_argument("--deadline", type=float, default=0, help="seconds per call; 0 = none")
     c.add_argument("--cancel-after-ms", type=float, default=0)
+    c.add_argument("--cancel-after-messages", type=int, default=0,
+                   help="stream: cancel each call once it received this many messages")
     c.add_argument("--keepalive-ms", type=int, default=0)
     c.add_argument("--pause-ms", type=float, default=0, help="bidi: idle ms between round trips")
     c.add_argument("--tls", metavar="CA", help="TLS, trusting this CA file")

@@ -217,6 +217,8 @@ export interface GrpcioClientOptions {
   deadlineS?: number;
   /** Cancel each call this many ms after it starts. @default {never} */
   cancelAfterMs?: number;
+  /** stream: cancel each call once it received this many messages. @default {never} */
+  cancelAfterMessages?: number;
   /** Keepalive PING interval in ms (with calls or without). @default {off} */
   keepaliveMs?: number;
   /** bidi: the stream stays idle this many ms between two round trips. @default {0} */
@@ -266,6 +268,7 @@ export function grpcioClientArgs(o: GrpcioClientOptions): string[] {
   flag("method", o.method);
   flag("deadline", o.deadlineS);
   flag("cancel-after-ms", o.cancelAfterMs);
+  flag("cancel-after-messages", o.cancelAfterMessages);
   flag("keepalive-ms", o.keepaliveMs);
   flag("pause-ms", o.pauseMs);
   flag("tls", o.tls?.ca);

@@ -152,3 +152,37 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${origin.port} }] }]
   );
   assert(metrics.includes('unload_h2_connections_closed_total{reason="rapid_reset"} 0'));
 });
+
+Deno.test("grpcio calls cancelled mid-stream, or reset by a deadline after waiting on the backend, are not rapid reset: 150 of each on one connection, no connection closed", async () => {
+  await using backend = await startGrpcioServer({ name: "b1" });
+  await using lb = await startLoggedBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes:
+  - name: grpc
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+`);
+  // each call gets its response and 3 messages, then the client cancels it (RST_STREAM CANCEL)
+  const cancelled = await runGrpcio({
+    port: lb.port,
+    mode: "stream",
+    messages: 1000,
+    everyMs: 20,
+    cancelAfterMessages: 3,
+    calls: 150,
+    concurrency: 50,
+  });
+  assertEquals([cancelled.codes, cancelled.messages], [{ CANCELLED: 150 }, 450]);
+  // each call waits on a backend that never answers until its 1.5 s deadline resets it
+  const late = await runGrpcio({
+    port: lb.port,
+    mode: "hang",
+    deadlineS: 1.5,
+    calls: 150,
+    concurrency: 50,
+  });
+  assertEquals(late.codes, { DEADLINE_EXCEEDED: 150 });
+  await backend.waitFor("cancelled Hang", 150);
+  assertEquals(lb.h2.closed, {});
+  assertEquals(lb.lines.filter((l) => l.includes("abuse")), []);
+});
