@@ -143,7 +143,9 @@ for (const c of CASES) {
   rows.push(
     `| ${c.name} | ${perConn(s0, s1, "rss")} | ${perConn(s0, s1, "heapUsed")} | ${
       perConn(s0, s1, "external")
-    } | ${mib(s0.rss!)} → ${mib(s1.rss!)} → ${mib(s2.rss!)} |`,
+    } | ${mib(s0.rss!)} → ${mib(s1.rss!)} → ${mib(s2.rss!)} | ${mib(s0.heapTotal!)} → ${
+      mib(s1.heapTotal!)
+    } → ${mib(s2.heapTotal!)} |`,
   );
   // pass 2: heap snapshots without and with N connections
   const snap0 = summarize(await host.snap(`0`));
@@ -170,9 +172,9 @@ for (const c of CASES) {
 }
 console.log("### per connection (RSS, V8 heap and array buffers from pass 1)\n");
 console.log(
-  "| case | RSS | V8 heap used | external (array buffers) | RSS MiB: before → with N → after close |",
+  "| case | RSS | V8 heap used | external (array buffers) | RSS MiB: before → with N → after close | V8 heap committed MiB |",
 );
-console.log("|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
 await backend.close();
 await Deno.remove(dir, { recursive: true });
