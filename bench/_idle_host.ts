@@ -27,6 +27,33 @@ function rss(): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
 }
 
+// RSS by kind of mapping (/proc/self/smaps): the brk heap (malloc's main arena), 64 MiB
+// anonymous mappings (malloc's other arenas: glibc reserves them 64 MiB at a time), other
+// anonymous mappings (V8's heap pages among them), and files (code).
+function rssByMapping(): Record<string, number> {
+  const out = { "rss:brk": 0, "rss:arena64": 0, "rss:anon": 0, "rss:file": 0 };
+  let kind: keyof typeof out = "rss:anon";
+  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (m) {
+      const size = parseInt(m[2]!, 16) - parseInt(m[1]!, 16);
+      const path = m[4]!;
+      kind = path === "[heap]"
+        ? "rss:brk"
+        : path.startsWith("/")
+        ? "rss:file"
+        : size === 64 * 1048576 ||
+            (size < 64 * 1048576 && size % 1048576 === 0 && size >= 32 * 1048576)
+        ? "rss:arena64"
+        : "rss:anon";
+      continue;
+    }
+    const r = /^Rss:\s+(\d+) kB/.exec(line);
+    if (r) out[kind] += Number(r[1]) * 1024;
+  }
+  return out;
+}
+
 async function stats(): Promise<Record<string, number>> {
   await fullGc();
   const h = v8.getHeapStatistics();
@@ -37,6 +64,7 @@ async function stats(): Promise<Record<string, number>> {
     heapTotal: h.total_heap_size,
     external: m.external,
   };
+  Object.assign(out, rssByMapping());
   for (const s of v8.getHeapSpaceStatistics()) {
     out[`used:${s.space_name}`] = s.space_used_size;
     out[`committed:${s.space_name}`] = s.space_size;
