@@ -105,7 +105,7 @@ export class Router<T> {
     const exact = this.#exact.get(host);
     if (exact === undefined) return this.#chain(host, undefined);
     if (exact.built !== this.#generation) {
-      exact.chain = this.#chain(host, exact.paths);
+      exact.chain = this.#chain(host, exact.paths).slice(); // kept: no spare capacity
       exact.built = this.#generation;
     }
     return exact.chain!;
