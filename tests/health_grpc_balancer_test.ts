@@ -8,6 +8,7 @@ import { assert, assertEquals } from "@std/assert";
 import * as grpc from "npm:@grpc/grpc-js@1.14.3";
 import { Buffer } from "node:buffer";
 import type { Backend } from "../src/upstream/backend.ts";
+import { unwatchBackend, watchBackend } from "../src/upstream/backend_state.ts";
 import { RawClient, startLoggedBalancer } from "./_http.ts";
 import { type GrpcServer, SERVICE, startGrpcServer } from "./_grpc.ts";
 import { type GrpcioServer, runGrpcio, startGrpcioServer } from "./_grpcio.ts";
@@ -108,7 +109,7 @@ Deno.test("a gRPC route with gRPC health checks beside a web route with HTTP/1.1
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0, h2c: true }
 admin: { listen: 127.0.0.1:0 }
-health: { path: /healthz, interval: 50ms, timeout: 2s, failures: 2 }
+health: { path: /healthz, interval: 50ms, timeout: 10s, failures: 2 }
 routes:
   - name: web
     path: /web
@@ -150,7 +151,7 @@ routes:
     path: "/healthz",
     grpc_service: null,
     interval: 50,
-    timeout: 2000,
+    timeout: 10000,
     failures: 2,
     rise: 2,
   });
@@ -170,7 +171,7 @@ routes:
 
 for (const [kind, start] of [["grpc-js", grpcJs], ["grpcio", grpcio]] as const) {
   Deno.test(`a ${kind} backend switched to NOT_SERVING goes down after \`failures\` checks with no traffic, comes back after \`rise\` passes; calls keep succeeding on the other`, async () => {
-    await using a = await grpcJs("a");
+    await using a = await startGrpcServer({ name: "a" }); // in-process: its checks count rounds
     await using b = await start("b");
     const FAILURES = 3;
     const RISE = 2;
@@ -181,20 +182,29 @@ routes:
   - name: grpc
     backend_protocol: h2c
     scheduler: round_robin
-    health: { grpc: true, interval: 100ms, timeout: 2s, failures: ${FAILURES}, rise: ${RISE} }
+    health: { grpc: true, interval: 100ms, timeout: 10s, failures: ${FAILURES}, rise: ${RISE} }
     backends: [{ address: 127.0.0.1:${a.port} }, { address: 127.0.0.1:${b.port} }]
 `);
     const rec = () => record(lb, 0, b.port);
     const id = `127.0.0.1:${b.port}`;
     await eventually(async () => await b.checks() >= 1, 10_000, "b checked");
     assert(rec().healthy);
+    // Rounds of checks are counted by a's checks (a is probed in every round, like b),
+    // read at the very moment b's state changes: no timing is involved.
+    const rounds = () => a.checks.get("") ?? 0;
+    let from = 0;
+    let roundsToChange = -1;
+    const watcher = { healthChanged: () => roundsToChange = rounds() - from };
+    watchBackend(rec(), watcher);
 
-    // down: exactly `failures` NOT_SERVING answers (one more check may have started)
-    await b.setHealth("NOT_SERVING");
+    // down: after `failures` rounds answered NOT_SERVING (a round under way at the
+    // switch may add one; a's check of the last round may not have arrived yet)
     const before = await b.checks();
+    from = rounds();
+    await b.setHealth("NOT_SERVING");
     await until(() => !rec().healthy, 15_000, "b down");
-    const downAfter = (await b.checks()) - before;
-    between(downAfter, FAILURES, FAILURES + 1, "NOT_SERVING checks until down");
+    between(roundsToChange, FAILURES - 1, FAILURES + 1, "rounds from the switch until down");
+    assert((await b.checks()) - before >= FAILURES, "b answered NOT_SERVING `failures` times");
     assert(
       lb.lines.includes(`warn backend ${id} down: gRPC health check answered NOT_SERVING`),
       lb.lines.join("\n"),
@@ -212,13 +222,15 @@ routes:
     using c = client(lb.port);
     assertEquals(new Set(await answeredBy(c, 20)), new Set(["a"]));
 
-    // up: after `rise` SERVING answers
-    await b.setHealth("SERVING");
+    // up: after `rise` rounds answered SERVING
     const again = await b.checks();
+    from = rounds();
+    await b.setHealth("SERVING");
     await until(() => rec().healthy, 15_000, "b up");
-    const upAfter = (await b.checks()) - again;
-    between(upAfter, RISE, RISE + 1, "SERVING checks until up");
+    between(roundsToChange, RISE - 1, RISE + 1, "rounds from the switch until up");
+    assert((await b.checks()) - again >= RISE, "b answered SERVING `rise` times");
     assertEquals(lb.lines.filter((l) => l.includes(id)).at(-1), `info backend ${id} up`);
+    unwatchBackend(rec(), watcher);
     assertEquals(new Set(await answeredBy(c, 10)), new Set(["a", "b"]));
   });
 }
@@ -231,7 +243,7 @@ Deno.test("an h2c route checked with a plain path gets HTTP/2 probes, an h2 rout
   await using front = tlsFront(secure.port, cert);
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
-health: { path: /healthz, interval: 50ms, timeout: 2s, failures: 2 }
+health: { path: /healthz, interval: 50ms, timeout: 10s, failures: 2 }
 routes:
   - name: clear
     path: /clear
@@ -279,7 +291,7 @@ routes:
     backend_protocol: h2
     ca: ${ca.ca}
     server_name: app.test
-    health: { grpc: true, interval: 50ms, timeout: 2s, failures: 1 }
+    health: { grpc: true, interval: 50ms, timeout: 10s, failures: 1 }
     backends: [{ address: 127.0.0.1:${tls.port} }]
 `);
   await eventually(async () => ((await tls.stats()).Check ?? 0) >= 3, 10_000, "three checks");
@@ -302,7 +314,7 @@ Deno.test("two routes naming one address with different checks: each is probed o
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0, h2c: true }
 admin: { listen: 127.0.0.1:0 }
-health: { grpc: true, interval: 50ms, timeout: 2s, failures: 1 }
+health: { grpc: true, interval: 50ms, timeout: 10s, failures: 1 }
 routes:
   - name: a
     host: a.test
@@ -352,7 +364,7 @@ Deno.test("soak: thousands of gRPC calls through unload with active gRPC checks 
   await using py = await grpcio("py");
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0, h2c: true }
-health: { path: /healthz, interval: 20ms, timeout: 2s }
+health: { path: /healthz, interval: 20ms, timeout: 10s }
 routes:
   - name: grpc
     backend_protocol: h2c
@@ -403,7 +415,7 @@ Deno.test("workers: 2 — one gRPC check and one HTTP/1.1 probe per period for t
 listen: { http: 127.0.0.1:$PORT, h2c: true }
 admin: { listen: 127.0.0.1:$ADMIN }
 workers: 2
-health: { path: /healthz, interval: 1h, failures: 1 }
+health: { path: /healthz, interval: 1h, timeout: 10s, failures: 1 }
 routes:
   - name: web
     path: /web

@@ -23,7 +23,7 @@ function h2Backend(port: number): Backend {
 Deno.test("gRPC health probe against grpc-js: SERVING passes; NOT_SERVING, UNKNOWN, an unknown service and no answer fail with the reason", async () => {
   await using server = await startGrpcServer();
   const b = h2Backend(server.port);
-  const check = (probe: ProbeSpec = GRPC, timeout = 2000) => probeBackend(b, { probe, timeout });
+  const check = (probe: ProbeSpec = GRPC, timeout = 10_000) => probeBackend(b, { probe, timeout });
   let r = await check();
   assert(r.ok, r.reason);
   assertEquals(r.reason, "gRPC health check answered SERVING");
@@ -51,12 +51,12 @@ Deno.test("gRPC health probe against grpc-js: SERVING passes; NOT_SERVING, UNKNO
 Deno.test("gRPC health probe against grpcio: SERVING passes, NOT_SERVING fails, an unknown service is NOT_FOUND", async () => {
   await using server = await startGrpcioServer({ name: "py" });
   const b = h2Backend(server.port);
-  let r = await probeBackend(b, { probe: GRPC, timeout: 5000 });
+  let r = await probeBackend(b, { probe: GRPC, timeout: 10_000 });
   assertEquals([r.ok, r.reason], [true, "gRPC health check answered SERVING"]);
   await server.setHealth("NOT_SERVING");
-  r = await probeBackend(b, { probe: GRPC, timeout: 5000 });
+  r = await probeBackend(b, { probe: GRPC, timeout: 10_000 });
   assertEquals([r.ok, r.reason], [false, "gRPC health check answered NOT_SERVING"]);
-  r = await probeBackend(b, { probe: { kind: "grpc", service: "nope" }, timeout: 5000 });
+  r = await probeBackend(b, { probe: { kind: "grpc", service: "nope" }, timeout: 10_000 });
   assertEquals(r.ok, false);
   assertMatch(r.reason, /^gRPC health check of "nope" failed: grpc-status 5 NOT_FOUND/);
   assertEquals((await server.stats()).Check, 3);
@@ -68,10 +68,10 @@ Deno.test("gRPC health probe over TLS (ALPN h2) to a grpcio TLS server, verified
   await using server = await startGrpcioServer({ name: "tls", tls: cert });
   const tls = await loadUpstreamTls({ name: "grpc", ca: ca.ca, server_name: "app.test" });
   const b: Backend = { ...h2Backend(server.port), tls };
-  const r = await probeBackend(b, { probe: GRPC, timeout: 5000 });
+  const r = await probeBackend(b, { probe: GRPC, timeout: 10_000 });
   assertEquals([r.ok, r.reason], [true, "gRPC health check answered SERVING"]);
   const wrong = await loadUpstreamTls({ name: "grpc", ca: ca.ca, server_name: "other.test" });
-  const bad = await probeBackend({ ...b, tls: wrong }, { probe: GRPC, timeout: 5000 });
+  const bad = await probeBackend({ ...b, tls: wrong }, { probe: GRPC, timeout: 10_000 });
   assertEquals(bad.ok, false);
   assertMatch(bad.reason, /^connect: TLS/);
 });
@@ -80,10 +80,10 @@ Deno.test("a path probe of an h2c backend is an HTTP/2 GET (prior knowledge); 2x
   await using origin = await startH2Origin("o");
   const b = h2Backend(origin.port);
   const probe: ProbeSpec = { kind: "path", path: "/healthz" };
-  let r = await probeBackend(b, { probe, timeout: 2000 });
+  let r = await probeBackend(b, { probe, timeout: 10_000 });
   assertEquals([r.ok, r.reason], [true, "GET /healthz answered 200 over h2c"]);
   origin.status = 503;
-  r = await probeBackend(b, { probe, timeout: 2000 });
+  r = await probeBackend(b, { probe, timeout: 10_000 });
   assertEquals([r.ok, r.status, r.reason], [false, 503, "GET /healthz answered 503 over h2c"]);
   assertEquals(
     origin.probes().map((p) => [p.httpVersion, p.method, p.userAgent]),
@@ -98,7 +98,7 @@ Deno.test("a path probe of an h2 backend is an HTTP/2 GET over TLS with ALPN h2"
   await using front = tlsFront(origin.port, cert);
   const tls = await loadUpstreamTls({ name: "h2", ca: ca.ca, server_name: "app.test" });
   const b: Backend = { ...h2Backend(front.port), tls };
-  const r = await probeBackend(b, { probe: { kind: "path", path: "/healthz" }, timeout: 5000 });
+  const r = await probeBackend(b, { probe: { kind: "path", path: "/healthz" }, timeout: 10_000 });
   assertEquals([r.ok, r.reason], [true, "GET /healthz answered 200 over h2"]);
   assertEquals(front.alpn, ["h2"]);
   assertEquals(origin.probes().map((p) => p.httpVersion), ["2.0"]);
@@ -106,7 +106,7 @@ Deno.test("a path probe of an h2 backend is an HTTP/2 GET over TLS with ALPN h2"
 
 Deno.test("an HTTP/2 probe of a server that speaks only HTTP/1.1 fails, saying so", async () => {
   await using web = healthBackend("web");
-  const r = await probeBackend(h2Backend(web.port), { probe: GRPC, timeout: 2000 });
+  const r = await probeBackend(h2Backend(web.port), { probe: GRPC, timeout: 10_000 });
   assertEquals(r.ok, false);
   assertMatch(r.reason, /^HTTP\/2: /);
 });

@@ -54,7 +54,7 @@ Deno.test("a reload that changes one route's checks keeps the other route's reco
   await using b = healthBackend("b");
   const yaml = (bInterval: string) => `
 listen: { http: 127.0.0.1:0 }
-health: { path: /healthz, interval: 50ms, timeout: 1s, failures: 1 }
+health: { path: /healthz, interval: 50ms, timeout: 10s, failures: 1 }
 routes:
   - name: ra
     path: /a
