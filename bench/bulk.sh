@@ -7,7 +7,8 @@
 #   CPU 1; each balancer pinned to CPU 0, one process or worker each; 127.0.0.1 only.
 # Env: DUR (s per measurement, 8), CONNS (50), ROUNDS (1: best of N), KEEP (keep temp dir),
 #   BASE (a second unload source tree, e.g. the code before a change, measured in the same run
-#   as "unload-base"), RSS_CONNS (1000), RSS_DUR (10).
+#   as "unload-base"), RSS_CONNS (1000), RSS_DUR (10; 0 skips the RSS measurement), SCHEMES
+#   ("http https").
 # Prints markdown tables: MB/s of body bytes per balancer and unload's ratio to HAProxy; RSS.
 set -u
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 need_commands bench/bulk.sh nginx haproxy wrk openssl taskset curl
 bench_start
 DUR=${DUR:-8}; CONNS=${CONNS:-50}; ROUNDS=${ROUNDS:-1}
-RSS_CONNS=${RSS_CONNS:-1000}; RSS_DUR=${RSS_DUR:-10}
+RSS_CONNS=${RSS_CONNS:-1000}; RSS_DUR=${RSS_DUR:-10}; SCHEMES=${SCHEMES:-http https}
 BP=19301 # backend; balancers: plain on 1930x, TLS on 1931x
 declare -A PLAIN=([nginx]=19302 [haproxy]=19303 [unload]=19304 [unload-base]=19305)
 declare -A TLS=([nginx]=19312 [haproxy]=19313 [unload]=19314 [unload-base]=19315)
@@ -106,6 +107,7 @@ rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Peak RSS first, on processes that have moved no body yet.
 declare -A RSS0 RSSPEAK
 for name in $LBS; do
+  [ "$RSS_DUR" = 0 ] && break
   pid=${PID[$name]}; RSS0[$name]=$(rss_kib "$pid"); peak=${RSS0[$name]}
   taskset -c 1 wrk -t1 -c"$RSS_CONNS" -d"${RSS_DUR}s" --timeout 10s \
     "http://127.0.0.1:${PLAIN[$name]}/1m" > "$D/rss-$name.txt" 2>&1 &
@@ -137,7 +139,7 @@ run_wrk() { # URL KIND [DUR]
 
 WORKLOADS="64k:down 1m:down up:up"
 declare -A BEST ERR
-for scheme in http https; do
+for scheme in $SCHEMES; do
   for name in direct $LBS; do # warm-up: V8 compiles the hot path; everyone gets the same
     [ "$name" = direct ] && continue
     if [ "$scheme" = http ]; then port=${PLAIN[$name]}; else port=${TLS[$name]}; fi
@@ -168,7 +170,7 @@ printf '| scheme | body |'; for n in $cols; do printf ' %s MB/s |' "$n"; done
 printf ' unload vs HAProxy |'; [ -n "${BASE:-}" ] && printf ' unload vs unload-base |'; echo
 printf '| --- | --- |'; for n in $cols; do printf ' --- |'; done; printf ' --- |'
 [ -n "${BASE:-}" ] && printf ' --- |'; echo
-for scheme in http https; do
+for scheme in $SCHEMES; do
   for w in $WORKLOADS; do
     path=${w%%:*}
     case $path in 64k) body="64 KiB down" ;; 1m) body="1 MiB down" ;; up) body="1 MiB up" ;; esac
@@ -183,15 +185,17 @@ for scheme in http https; do
     echo
   done
 done
-echo
-echo "Peak RSS while $RSS_CONNS connections download 1 MiB bodies (${RSS_DUR}s, plain HTTP, fresh processes):"
-echo
-echo "| balancer | RSS at start | peak RSS | growth | downloads/s |"
-echo "| --- | --- | --- | --- | --- |"
-for name in $LBS; do
-  awk -v n="$name" -v a="${RSS0[$name]}" -v b="${RSSPEAK[$name]}" -v r="$(wrk_rps "$(cat "$D/rss-$name.txt")")" \
-    'BEGIN{ printf "| %s | %.1f MiB | %.1f MiB | +%.1f MiB | %s |\n", n, a / 1024, b / 1024, (b - a) / 1024, r }'
-done
+if [ "$RSS_DUR" != 0 ]; then
+  echo
+  echo "Peak RSS while $RSS_CONNS connections download 1 MiB bodies (${RSS_DUR}s, plain HTTP, fresh processes):"
+  echo
+  echo "| balancer | RSS at start | peak RSS | growth | downloads/s |"
+  echo "| --- | --- | --- | --- | --- |"
+  for name in $LBS; do
+    awk -v n="$name" -v a="${RSS0[$name]}" -v b="${RSSPEAK[$name]}" -v r="$(wrk_rps "$(cat "$D/rss-$name.txt")")" \
+      'BEGIN{ printf "| %s | %.1f MiB | %.1f MiB | +%.1f MiB | %s |\n", n, a / 1024, b / 1024, (b - a) / 1024, r }'
+  done
+fi
 echo
 warnings=$(grep -v ' info ' "$D/unload.log" | tail -n 10)
 echo "unload's log, warnings and errors during the run: ${warnings:-none}"
