@@ -31,12 +31,18 @@ function rss(): number {
 // anonymous mappings (malloc's other arenas: glibc reserves them 64 MiB at a time), other
 // anonymous mappings (V8's heap pages among them), and files (code).
 function rssByMapping(): Record<string, number> {
-  const out = { "rss:brk": 0, "rss:arena64": 0, "rss:anon": 0, "rss:file": 0 };
-  let kind: keyof typeof out = "rss:anon";
+  const out: Record<string, number> = {
+    "rss:brk": 0,
+    "rss:arena64": 0,
+    "rss:anon": 0,
+    "rss:file": 0,
+  };
+  let kind: "rss:brk" | "rss:arena64" | "rss:anon" | "rss:file" = "rss:anon";
+  let size = 0;
   for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
     const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
     if (m) {
-      const size = parseInt(m[2]!, 16) - parseInt(m[1]!, 16);
+      size = parseInt(m[2]!, 16) - parseInt(m[1]!, 16);
       const path = m[4]!;
       kind = path === "[heap]"
         ? "rss:brk"
@@ -49,7 +55,13 @@ function rssByMapping(): Record<string, number> {
       continue;
     }
     const r = /^Rss:\s+(\d+) kB/.exec(line);
-    if (r) out[kind] += Number(r[1]) * 1024;
+    if (r) {
+      out[kind] = (out[kind] ?? 0) + Number(r[1]) * 1024;
+      if (kind === "rss:anon") {
+        const key = `anon@${size >= 1048576 ? `${Math.round(size / 1048576)}M` : `${size >> 10}K`}`;
+        out[key] = (out[key] ?? 0) + Number(r[1]) * 1024;
+      }
+    }
   }
   return out;
 }
