@@ -13,12 +13,35 @@ interface Node<T> {
   /** The value of the route whose path ends at this node; `has` says whether there is one. */
   value: T | undefined;
   has: boolean;
-  /** Children by the first character code of their label. */
+  /** The first child (most nodes have one at most: no map for them). */
+  first: Node<T> | undefined;
+  /** With two children or more: all of them, by the first character code of their label. */
   children: Map<number, Node<T>> | undefined;
 }
 
 function node<T>(label: string): Node<T> {
-  return { label, value: undefined, has: false, children: undefined };
+  return { label, value: undefined, has: false, first: undefined, children: undefined };
+}
+
+// The child of `at` whose label starts with character code `c`.
+function childOf<T>(at: Node<T>, c: number): Node<T> | undefined {
+  const first = at.first;
+  if (first === undefined || first.label.charCodeAt(0) === c) return first;
+  return at.children?.get(c);
+}
+
+// Makes `child` the child of `at` for its label's first character (new, or replacing one).
+function setChild<T>(at: Node<T>, child: Node<T>): void {
+  const c = child.label.charCodeAt(0);
+  const first = at.first;
+  if (first === undefined) {
+    at.first = child;
+  } else if (first.label.charCodeAt(0) === c) {
+    at.first = child;
+    at.children?.set(c, child);
+  } else {
+    (at.children ??= new Map([[first.label.charCodeAt(0), first]])).set(c, child);
+  }
 }
 
 /**
@@ -52,11 +75,10 @@ export class PrefixTree<T> {
     let at = this.#root;
     let pos = 0;
     while (pos < prefix.length) {
-      const c = prefix.charCodeAt(pos);
-      const child = at.children?.get(c);
+      const child = childOf(at, prefix.charCodeAt(pos));
       if (child === undefined) {
         const leaf = node<T>(prefix.slice(pos));
-        (at.children ??= new Map()).set(c, leaf);
+        setChild(at, leaf);
         at = leaf;
         pos = prefix.length;
         break;
@@ -69,9 +91,9 @@ export class PrefixTree<T> {
       ) common++;
       if (common < label.length) { // split the edge: child keeps the rest of its label
         const middle = node<T>(label.slice(0, common));
+        setChild(at, middle); // in child's place: same first character
         child.label = label.slice(common);
-        middle.children = new Map([[child.label.charCodeAt(0), child]]);
-        at.children!.set(c, middle);
+        middle.first = child;
         at = middle;
       } else {
         at = child;
@@ -90,7 +112,7 @@ export class PrefixTree<T> {
     let best = at.value;
     let pos = 0;
     while (pos < path.length) {
-      const child = at.children?.get(path.charCodeAt(pos));
+      const child = childOf(at, path.charCodeAt(pos));
       if (child === undefined) break;
       const label = child.label;
       if (label.length > 1 && !path.startsWith(label, pos)) break;
