@@ -23,6 +23,8 @@ const LAYERS: readonly { name: string; paths: readonly string[] }[] = [
   { name: "accept", paths: ["server/"] },
   { name: "admin", paths: ["admin/"] },
   { name: "route", paths: ["proxy/"] },
+  // A route's traffic policy steps, compiled from the config's policy keys; the proxy runs them.
+  { name: "policy", paths: ["policy/"] },
   // The config file's schema knows the option names of the scheduler and the
   // upstream side (modes, address families, probe paths), so it sits above them.
   { name: "config", paths: ["config/"] },
@@ -42,6 +44,7 @@ const LAYERS: readonly { name: string; paths: readonly string[] }[] = [
       "config/defaults.ts",
       "config/hash_key.ts",
       "config/pem.ts",
+      "config/cidr.ts",
     ],
   },
 ];

@@ -11,6 +11,7 @@ import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/family.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
+import { FUTURE_POLICY_KEYS, POLICY_KEYS, type PolicyConfig, readPolicy } from "./policy.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
 import {
   DEFAULTS,
@@ -21,7 +22,15 @@ import {
   type Timeouts,
 } from "./defaults.ts";
 
-export { DEFAULTS, type HashKey, type Health, type Limits, type RouteTimeouts, type Timeouts };
+export {
+  DEFAULTS,
+  type HashKey,
+  type Health,
+  type Limits,
+  type PolicyConfig,
+  type RouteTimeouts,
+  type Timeouts,
+};
 
 /** One route. */
 export interface RouteConfig {
@@ -63,6 +72,11 @@ export interface RouteConfig {
    * route's own `timeouts` (any of {@linkcode ROUTE_TIMEOUT_KEYS}) over them.
    */
   timeouts: RouteTimeouts;
+  /**
+   * The route's traffic policy keys (`allow`, `deny`, `redirect`, `rewrite`,
+   * `headers`), absent when it has none. A route with `redirect` has no backends.
+   */
+  policy?: PolicyConfig;
 }
 
 /** A validated configuration with defaults applied. */
@@ -171,6 +185,8 @@ const ROUTE_KEYS = [
   "backend_protocol",
   "health",
   "timeouts",
+  ...POLICY_KEYS,
+  ...FUTURE_POLICY_KEYS,
 ] as const;
 /** What a route speaks to its backends. */
 export const BACKEND_PROTOCOLS = ["http1", "h2c", "h2"] as const;
@@ -365,13 +381,24 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
     const srv = src.string(m.get("srv"), `${path}.srv`);
     if (srv !== undefined) route.srv = srv;
     if (m.has("backends")) route.backends = readBackends(src, m.get("backends"), path);
-    if ((srv === undefined) === !m.has("backends")) {
+    for (const key of FUTURE_POLICY_KEYS) {
+      if (m.has(key)) src.fail(m.get(key), `${path}.${key}`, "not implemented yet (issue 23)");
+    }
+    const policy = readPolicy(src, m, path);
+    if (policy !== undefined) route.policy = policy;
+    if (m.has("redirect")) {
+      if (srv !== undefined || m.has("backends")) {
+        src.fail(m.get("redirect"), `${path}.redirect`, "a redirect route has no srv or backends");
+      }
+      route.backends = [];
+      route.optional = true; // it needs no backend to be ready
+    } else if ((srv === undefined) === !m.has("backends")) {
       src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
     }
     readUpstreamTls(src, m, path, route);
     readRouteHealth(src, m, path, route, config.health);
     const optional = src.bool(m.get("optional"), `${path}.optional`);
-    if (optional !== undefined) route.optional = optional;
+    if (optional !== undefined && !m.has("redirect")) route.optional = optional;
     config.routes.push(route);
   });
 }

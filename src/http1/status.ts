@@ -8,8 +8,13 @@
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   100: "Continue",
   200: "OK",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  307: "Temporary Redirect",
   308: "Permanent Redirect",
   400: "Bad Request",
+  403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
   408: "Request Timeout",

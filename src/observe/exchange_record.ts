@@ -34,4 +34,8 @@ export interface ExchangeRecord {
   backend: string;
   /** Short reason for a balancer-made error response. */
   error?: string;
+  /** The traffic policy that answered instead of a backend (`deny`, `allow`, `redirect`). */
+  policy?: string;
+  /** The target the backend got, when a policy rewrote it (`path` keeps the client's). */
+  target?: string;
 }

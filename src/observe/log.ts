@@ -143,6 +143,8 @@ function accessLine(r: ExchangeRecord, worker: number | undefined): string {
     `"bytes_out":${r.bytesOut},"duration_ms":${Math.round(r.duration * 1000) / 1000},` +
     `"route":${q(r.route)},"backend":${q(r.backend)}`;
   if (r.error) line += `,"error":${q(r.error)}`;
+  if (r.policy !== undefined) line += `,"policy":${q(r.policy)}`;
+  if (r.target !== undefined) line += `,"upstream_target":${q(r.target)}`;
   if (worker !== undefined) line += `,"worker":${worker}`;
   return line + "}\n";
 }

@@ -15,6 +15,7 @@ import type { Pool } from "../upstream/pool.ts";
 import type { H2Pool } from "../upstream/h2_pool.ts";
 import type { Router } from "./router.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
+import type { RoutePolicy } from "../policy/policy.ts";
 
 export type { ExchangeRecord };
 
@@ -31,6 +32,8 @@ export interface Route {
   readonly timeouts: RouteTimeouts;
   /** What the scheduler is given as each request's key (`scheduler: hash` routes only). */
   readonly hashKey?: HashKey | undefined;
+  /** The route's compiled traffic policy steps; undefined when it has none. */
+  readonly policy?: RoutePolicy | undefined;
   /**
    * A connect to `failed` failed: another address of the same SRV target to try at
    * once (not counted as a retry, `failed` is not charged a passive failure and gets

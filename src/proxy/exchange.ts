@@ -36,6 +36,7 @@ import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
 import { requestKey } from "./request_key.ts";
+import { applyResponseFieldsPolicy, applyResponsePolicy } from "./policy_heads.ts";
 import { within } from "../_async.ts";
 
 /**
@@ -498,7 +499,11 @@ class Exchange implements Timed, Cancellable {
       const chunked = !client.http2 && !bodyless && length < 0 && req.head.minor === 1;
       const close = !req.keepAlive || ctx.closing ||
         (!client.http2 && !bodyless && length < 0 && !chunked); // HTTP/1.0: delimited by close
-      client.sendFields(res.status, res.fields, {
+      const policy = this.#route.policy;
+      const fields = policy === undefined || policy.response.length === 0
+        ? res.fields
+        : applyResponseFieldsPolicy(policy, res.fields);
+      client.sendFields(res.status, fields, {
         length,
         bodyless,
         close,
@@ -727,7 +732,11 @@ class Exchange implements Timed, Cancellable {
     this.#backendKeeps = framing.kind !== "close" && keepsAlive(head);
     this.#inBody = true;
     this.#arm(this.#route.timeouts.body_idle);
-    this.#client.sendHead(head, {
+    const policy = this.#route.policy;
+    const sent = policy === undefined || policy.response.length === 0 || upgrade
+      ? head
+      : applyResponsePolicy(policy, head);
+    this.#client.sendHead(sent, {
       framing,
       chunked: framing.kind === "chunked" && !dechunk,
       close,

@@ -9,6 +9,7 @@ import type { ExchangeRecord, ProxyContext } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { forward } from "./exchange.ts";
+import { applyRequestPolicy } from "./policy_heads.ts";
 import { requestFraming } from "../http1/body.ts";
 import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
 import { type HeadLimits, HttpError, readHead } from "../http1/head.ts";
@@ -265,7 +266,16 @@ export function handleRequest(
     return answer(client, rec, 404, `no route for ${req.host}${path}`, { close, headOnly });
   }
   rec.route = route.name;
-  return forward(client, req, route, ctx, rec);
+  const policy = route.policy;
+  if (policy === undefined) return forward(client, req, route, ctx, rec);
+  const out = applyRequestPolicy(policy, req, rec.client);
+  if (out.answer !== undefined) {
+    const a = out.answer;
+    rec.policy = a.policy;
+    return answer(client, rec, a.status, a.message, { close, headOnly, headers: a.headers });
+  }
+  if (out.req.head !== head) rec.target = out.req.head.target;
+  return forward(client, out.req, route, ctx, rec);
 }
 
 /**

@@ -18,6 +18,7 @@ import { staticBackends } from "../upstream/discovery/static.ts";
 import type { Logger } from "../observe/log.ts";
 import { count } from "../observe/count.ts";
 import { Router } from "../proxy/router.ts";
+import { compilePolicy } from "../policy/compile.ts";
 import { type Scheduler } from "../scheduler/scheduler.ts";
 import { createScheduler } from "../scheduler/create.ts";
 import { loadUpstreamTls, type UpstreamTls } from "../upstream/tls.ts";
@@ -103,6 +104,7 @@ export class RouteSet {
           scheduler,
           timeouts: rc.timeouts,
           hashKey: rc.hash_key,
+          policy: compilePolicy(rc.policy),
           checks: reach.checks,
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
         };

@@ -1,0 +1,234 @@
+/**
+ * The traffic policy keys of a route (DESIGN.md "Traffic policy"): read from
+ * the config file into plain data, every mistake a `file:line` error. They are
+ * compiled into a route's steps by `src/policy/compile.ts`.
+ *
+ * @module
+ */
+import { isMap, isScalar, type Node } from "./_yaml.ts";
+import type { YAMLMap } from "yaml";
+import type { Source } from "./_source.ts";
+import { parseCidr } from "./cidr.ts";
+
+/** Header changes on one direction: `set` replaces, `add` appends, `remove` deletes. */
+export interface HeaderEdits {
+  /** Fields to replace (every existing one of that name goes), `[name, value]`. */
+  set: [string, string][];
+  /** Fields to append, `[name, value]`. */
+  add: [string, string][];
+  /** Field names to delete (lower case). */
+  remove: string[];
+}
+
+/** How the path the backend gets is changed; exactly one kind. */
+export type RewriteConfig =
+  | { strip_prefix: string }
+  | { prefix: string }
+  | { regex: string; replace: string };
+
+/** A route's policy keys, as read (validated; nothing compiled). */
+export interface PolicyConfig {
+  /** Client address blocks let through; others get 403. */
+  allow?: string[];
+  /** Client address blocks refused with 403 (checked first: deny wins). */
+  deny?: string[];
+  /** The route answers every request with this redirect (it has no backends). */
+  redirect?: { to: string; code: number };
+  /** The path the backend gets. */
+  rewrite?: RewriteConfig;
+  /** Header changes on the request to the backend and the response to the client. */
+  headers?: { request?: HeaderEdits; response?: HeaderEdits };
+}
+
+/** The route keys this file reads. */
+export const POLICY_KEYS = ["allow", "deny", "redirect", "rewrite", "headers"] as const;
+/** Policy keys of DESIGN.md not implemented yet: named in their error. */
+export const FUTURE_POLICY_KEYS = ["rate_limit", "auth", "compress", "mirror"] as const;
+/** Redirect codes a `redirect` may use. */
+export const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
+
+const TOKEN_REGEXP = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Fields the balancer writes or frames by itself: no policy may touch them.
+const OWN_FIELDS = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "upgrade",
+  "host",
+  "via",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+]);
+const PLACEHOLDER_REGEXP = /\{([a-z]*)\}/g;
+const PLACEHOLDERS = ["host", "path", "query", "uri"];
+
+/**
+ * Reads the policy keys of one route mapping `m` (at `path`, e.g. `routes[0]`).
+ *
+ * @returns The policies found, or undefined when the route has none.
+ */
+export function readPolicy(
+  src: Source,
+  m: Map<string, Node>,
+  path: string,
+): PolicyConfig | undefined {
+  const out: PolicyConfig = {};
+  for (const key of ["allow", "deny"] as const) {
+    const node = m.get(key);
+    if (node === undefined) continue;
+    const blocks: string[] = [];
+    src.seq(node, `${path}.${key}`).forEach((item, i) => {
+      const at = `${path}.${key}[${i}]`;
+      const text = src.string(item, at);
+      if (text === undefined) return;
+      try {
+        parseCidr(text);
+        blocks.push(text);
+      } catch (e) {
+        src.fail(item, at, (e as Error).message);
+      }
+    });
+    out[key] = blocks;
+  }
+  if (m.has("redirect")) out.redirect = readRedirect(src, m.get("redirect"), `${path}.redirect`);
+  if (m.has("rewrite")) {
+    const r = readRewrite(src, m.get("rewrite"), `${path}.rewrite`);
+    if (r !== undefined) out.rewrite = r;
+  }
+  if (m.has("headers")) {
+    const at = `${path}.headers`;
+    const h = src.map(m.get("headers"), at, ["request", "response"]);
+    const headers: NonNullable<PolicyConfig["headers"]> = {};
+    for (const side of ["request", "response"] as const) {
+      if (h.has(side)) headers[side] = readEdits(src, h.get(side), `${at}.${side}`);
+    }
+    out.headers = headers;
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+function readRedirect(src: Source, node: Node | undefined, at: string) {
+  const r = src.map(node, at, ["to", "code"]);
+  const to = src.string(r.get("to"), `${at}.to`);
+  if (!r.has("to")) src.fail(node, at, 'needs to (e.g. "https://new.example.com{uri}")');
+  for (const match of (to ?? "").matchAll(PLACEHOLDER_REGEXP)) {
+    if (!PLACEHOLDERS.includes(match[1]!)) {
+      src.fail(
+        r.get("to"),
+        `${at}.to`,
+        `unknown placeholder ${match[0]} (use {host} {path} {query} {uri})`,
+      );
+    }
+  }
+  const code = src.int(r.get("code"), `${at}.code`, 100, 999) ?? 301;
+  if (!(REDIRECT_CODES as readonly number[]).includes(code)) {
+    src.fail(r.get("code"), `${at}.code`, `must be one of ${REDIRECT_CODES.join(", ")}`);
+  }
+  return { to: to ?? "", code };
+}
+
+function readRewrite(src: Source, node: Node | undefined, at: string): RewriteConfig | undefined {
+  const r = src.map(node, at, ["strip_prefix", "prefix", "regex", "replace"]);
+  const kinds = ["strip_prefix", "prefix", "regex"].filter((k) => r.has(k));
+  if (kinds.length !== 1) {
+    src.fail(node, at, "needs exactly one of strip_prefix, prefix or regex (with replace)");
+    return undefined;
+  }
+  const kind = kinds[0]!;
+  if (kind !== "regex" && r.has("replace")) {
+    src.fail(r.get("replace"), `${at}.replace`, "only applies with regex");
+  }
+  if (kind === "regex") {
+    const regex = src.string(r.get("regex"), `${at}.regex`);
+    const replace = scalar(src, r.get("replace"), `${at}.replace`);
+    if (!r.has("replace")) src.fail(node, at, 'regex needs replace (e.g. "/v2/$1")');
+    if (regex === undefined || replace === undefined) return undefined;
+    try {
+      new RegExp(regex);
+    } catch (e) {
+      src.fail(
+        r.get("regex"),
+        `${at}.regex`,
+        `invalid regular expression: ${(e as Error).message}`,
+      );
+      return undefined;
+    }
+    if (!replace.startsWith("/") && !replace.startsWith("$")) {
+      src.fail(r.get("replace"), `${at}.replace`, 'must start with "/" (or a $group that does)');
+    }
+    return { regex, replace };
+  }
+  const value = src.string(r.get(kind), `${at}.${kind}`);
+  if (value === undefined) return undefined;
+  if (!value.startsWith("/") || value.length < 2 || value.includes("?")) {
+    src.fail(r.get(kind), `${at}.${kind}`, 'must be a path like "/api" (starting with "/")');
+    return undefined;
+  }
+  return kind === "prefix" ? { prefix: value } : { strip_prefix: value };
+}
+
+function readEdits(src: Source, node: Node | undefined, at: string): HeaderEdits {
+  const e = src.map(node, at, ["set", "add", "remove"]);
+  const edits: HeaderEdits = { set: [], add: [], remove: [] };
+  for (const op of ["set", "add"] as const) {
+    const opNode = e.get(op);
+    if (opNode === undefined) continue;
+    if (!isMap(opNode)) src.fail(opNode, `${at}.${op}`, "must be a mapping (Name: value)");
+    else {
+      for (const [name, valueNode, keyNode] of pairs(opNode)) {
+        const p = `${at}.${op}.${name}`;
+        if (!fieldName(src, keyNode, p, name)) continue;
+        const value = scalar(src, valueNode, p);
+        if (value === undefined) continue;
+        if (/[\r\n\0]/.test(value)) {
+          src.fail(valueNode, p, "a header value cannot hold CR, LF or NUL");
+          continue;
+        }
+        edits[op].push([name, value]);
+      }
+    }
+  }
+  src.seq(e.get("remove"), `${at}.remove`).forEach((item, i) => {
+    const p = `${at}.remove[${i}]`;
+    const name = src.string(item, p);
+    if (name !== undefined && fieldName(src, item, p, name)) edits.remove.push(name.toLowerCase());
+  });
+  return edits;
+}
+
+function pairs(node: YAMLMap): [string, Node | undefined, Node][] {
+  return node.items.map((p) => {
+    const k = p.key as Node;
+    const name = isScalar(k) ? String(k.value) : "";
+    return [name, (p.value as Node | null) ?? undefined, k];
+  });
+}
+
+function fieldName(src: Source, node: Node | undefined, at: string, name: string): boolean {
+  if (!TOKEN_REGEXP.test(name)) {
+    src.fail(node, at, `"${name}" is not a valid header name`);
+    return false;
+  }
+  if (OWN_FIELDS.has(name.toLowerCase())) {
+    src.fail(
+      node,
+      at,
+      `${name} is the balancer's own (framing, hop-by-hop or forwarding): it cannot be changed by a policy`,
+    );
+    return false;
+  }
+  return true;
+}
+
+// A header value: a string, number or boolean scalar (`max-age=63072000`, `1`).
+function scalar(src: Source, node: Node | undefined, at: string): string | undefined {
+  if (node === undefined) return undefined;
+  const v = isScalar(node) ? node.value : undefined;
+  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
+  return src.fail(node, at, "must be a string");
+}

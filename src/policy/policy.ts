@@ -1,0 +1,151 @@
+/**
+ * A route's traffic policy as the proxy runs it: an ordered list of steps
+ * (as pingora's phases, Envoy's filter chain or Traefik's middlewares), each
+ * of which, on the way in, passes the request on, changes it, or answers it;
+ * and on the way out may change the response head. The proxy runs the list and
+ * knows no policy by name; a step that answers returns its answer and never
+ * writes to a socket. A route without policy has no list at all.
+ *
+ * @module
+ */
+
+/** The request as steps see and change it (built only for routes with a policy). */
+export class PolicyRequest {
+  /** Request method. */
+  readonly method: string;
+  /** Host as the client sent it (Host header or absolute-form authority; may carry a port). */
+  readonly host: string;
+  /** Client IP address (the connection's peer). */
+  readonly client: string;
+  /** The path (no query) the backend will get; steps may change it. */
+  path: string;
+  /** The query with its leading "?", or "": kept by every rewrite. */
+  readonly query: string;
+  /** True once a step changed the path or a field. */
+  changed = false;
+  #fields: string[] | undefined;
+  readonly #readFields: () => string[];
+
+  /**
+   * @param method Request method.
+   * @param host Host as sent.
+   * @param target Path and query (origin form).
+   * @param client Client IP address.
+   * @param readFields Gives the header fields (flat `name, value, ...`), asked on first use.
+   */
+  constructor(
+    method: string,
+    host: string,
+    target: string,
+    client: string,
+    readFields: () => string[],
+  ) {
+    this.method = method;
+    this.host = host;
+    this.client = client;
+    const q = target.indexOf("?");
+    this.path = q === -1 ? target : target.slice(0, q);
+    this.query = q === -1 ? "" : target.slice(q);
+    this.#readFields = readFields;
+  }
+
+  /** The header fields, flat `name, value, ...` as received (read on first use). */
+  get fields(): string[] {
+    return this.#fields ??= this.#readFields();
+  }
+
+  /** True when the fields were read (and so may have been changed). */
+  get fieldsRead(): boolean {
+    return this.#fields !== undefined;
+  }
+
+  /** Path and query: the target the backend gets. */
+  get target(): string {
+    return this.path + this.query;
+  }
+}
+
+/** A step's answer to the client, instead of the backend's. */
+export interface PolicyAnswer {
+  /** The policy that answered, for the access log and metrics (`deny`, `allow`, `redirect`). */
+  policy: string;
+  /** HTTP status. */
+  status: number;
+  /** Why, shown to the client in the short body (4xx) and kept in the access log. */
+  message: string;
+  /** Extra header lines (`Location: ...`), each without CRLF. */
+  headers: string[];
+}
+
+/** One policy step of a route. */
+export interface PolicyStep {
+  /** The policy's key in the config (`allow`, `redirect`, `rewrite`, `headers`). */
+  readonly name: string;
+  /** What it does, in one line, as `/status` and `explain` show it. */
+  readonly summary: string;
+  /**
+   * On the way in: undefined to go on (having changed `req` or not), or an answer.
+   * With `notes` (`explain`), a line saying what was decided and why is added.
+   */
+  onRequest?(req: PolicyRequest, notes?: string[]): PolicyAnswer | undefined;
+  /** On the way out: changes the response's fields (flat `name, value, ...`) in place. */
+  onResponse?(fields: string[]): void;
+}
+
+/**
+ * The compiled steps of one route, in DESIGN.md's order.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { PolicyRequest, RoutePolicy } from "./policy.ts";
+ * const policy = new RoutePolicy([{
+ *   name: "rewrite",
+ *   summary: "path /a → /b",
+ *   onRequest: (req) => {
+ *     req.path = "/b";
+ *     req.changed = true;
+ *     return undefined;
+ *   },
+ * }]);
+ * const req = new PolicyRequest("GET", "a.test", "/a?x=1", "10.0.0.1", () => []);
+ * assertEquals(policy.runRequest(req), undefined);
+ * assertEquals(req.target, "/b?x=1");
+ * ```
+ */
+export class RoutePolicy {
+  /** Every step, in order. */
+  readonly steps: readonly PolicyStep[];
+  /** The steps with an `onRequest`, in order. */
+  readonly request: readonly PolicyStep[];
+  /** The steps with an `onResponse`, in order; empty when responses pass unchanged. */
+  readonly response: readonly PolicyStep[];
+
+  /** Keeps `steps` in the order given. */
+  constructor(steps: readonly PolicyStep[]) {
+    this.steps = steps;
+    this.request = steps.filter((s) => s.onRequest !== undefined);
+    this.response = steps.filter((s) => s.onResponse !== undefined);
+  }
+
+  /** Runs the request steps until one answers; `notes` as for {@linkcode PolicyStep.onRequest}. */
+  runRequest(req: PolicyRequest, notes?: string[]): PolicyAnswer | undefined {
+    const steps = this.request;
+    for (let i = 0; i < steps.length; i++) {
+      const a = steps[i]!.onRequest!(req, notes);
+      if (a !== undefined) return a;
+    }
+    return undefined;
+  }
+
+  /** Runs the response steps over `fields` (flat `name, value, ...`), in place. */
+  runResponse(fields: string[]): void {
+    const steps = this.response;
+    for (let i = 0; i < steps.length; i++) steps[i]!.onResponse!(fields);
+  }
+
+  /** One line per step, for `/status`. */
+  get summaries(): string[] {
+    return this.steps.map((s) => `${s.name}: ${s.summary}`);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Runs a route's policy steps on the request and response heads: the request's
+ * steps before the exchange (an answer goes to the client, a change becomes a
+ * new head for the backend), the response's on the head the backend sent.
+ * Nothing here knows a policy by name.
+ *
+ * @module
+ */
+import { PolicyRequest, type RoutePolicy } from "../policy/policy.ts";
+import type { PolicyAnswer } from "../policy/policy.ts";
+import { parseRequestHead, parseResponseHead, type ResponseHead } from "../http1/parse.ts";
+import type { Fields } from "../http1/fields.ts";
+import type { Request } from "./client.ts";
+
+/** The outcome of a route's request steps: an answer, or the request to forward. */
+export type PolicyOutcome =
+  | { answer: PolicyAnswer; req?: undefined }
+  | { answer?: undefined; req: Request };
+
+/**
+ * Runs `policy`'s request steps over `req` from `client`.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseRequestHead } from "../http1/parse.ts";
+ * import { compilePolicy } from "../policy/compile.ts";
+ * import { applyRequestPolicy } from "./policy_heads.ts";
+ * const head = parseRequestHead("GET /api/a?x=1 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+ * const req = {
+ *   head, framing: { kind: "none", length: 0 } as const, host: "a.test", path: "/api/a?x=1",
+ *   keepAlive: true, upgrade: undefined,
+ * };
+ * const out = applyRequestPolicy(compilePolicy({ rewrite: { strip_prefix: "/api" } })!, req, "::1");
+ * assertEquals(out.req?.head.target, "/a?x=1");
+ * assertEquals(out.req?.head.values, ["a.test", "/api"]);
+ * ```
+ *
+ * @param policy The route's compiled policy.
+ * @param req The request as the edge checked it.
+ * @param client The client's IP address.
+ * @param notes When given (`explain`), each step's decision is added.
+ */
+export function applyRequestPolicy(
+  policy: RoutePolicy,
+  req: Request,
+  client: string,
+  notes?: string[],
+): PolicyOutcome {
+  const head = req.head;
+  // an absolute-form target is forwarded as its path and query (`req.path`); "*" as it is
+  const target = head.target === "*" ? head.target : req.path;
+  const p = new PolicyRequest(head.method, req.host, target, client, () => flatFields(head));
+  const answer = policy.runRequest(p, notes);
+  if (answer !== undefined) return { answer };
+  if (!p.changed) return { req };
+  const fields = p.fieldsRead ? p.fields : flatFields(head);
+  let text = `${head.method} ${p.target} HTTP/1.${head.minor}\r\n`;
+  for (let i = 0; i + 1 < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  const next = parseRequestHead(text + "\r\n", Number.MAX_SAFE_INTEGER);
+  return { req: { ...req, head: next, path: p.target } };
+}
+
+/**
+ * The response head `head` with `policy`'s response steps applied (a new head;
+ * `head` itself is left as it was), for a backend that spoke HTTP/1.1.
+ */
+export function applyResponsePolicy(policy: RoutePolicy, head: ResponseHead): ResponseHead {
+  const fields = flatFields(head);
+  policy.runResponse(fields);
+  let text = `HTTP/1.${head.minor} ${head.status} ${head.reason}\r\n`;
+  for (let i = 0; i + 1 < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  return parseResponseHead(text + "\r\n");
+}
+
+/**
+ * The fields of an HTTP/2 backend's response (flat, lower-case names) with
+ * `policy`'s response steps applied: a new list, names lower-cased as HTTP/2 needs.
+ */
+export function applyResponseFieldsPolicy(
+  policy: RoutePolicy,
+  fields: readonly string[],
+): string[] {
+  const out = fields.slice();
+  policy.runResponse(out);
+  for (let i = 0; i < out.length; i += 2) out[i] = out[i]!.toLowerCase();
+  return out;
+}
+
+function flatFields(head: Fields): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < head.count; i++) out.push(head.rawName(i), head.value(i));
+  return out;
+}
