@@ -6,13 +6,14 @@
 //      idle connections:
 //      per connection = (with N - before) / N
 //   2. churn: ROUNDS times N connections opened and all closed (round 1 is step 1); RSS after
-//      each round once the connections are gone, and the open descriptors at the end
+//      each round once the connections are gone, then SETTLE seconds after the last round (V8
+//      gives pooled pages back after 8 s: --memory-pool-timeout), and the open descriptors
 // Clients (bench/_idle_clients.ts): h1 = one keep-alive GET, then idle; h2c = the preface and
 // SETTINGS, the server's SETTINGS acknowledged, idle; h2c-req = h2c plus one GET on stream 1.
 // unload runs as README's run command does; SEMI lists --max-semi-space-size values for it
 // ("default": no flag). 127.0.0.1 only. Needs ulimit -n > 2N + 100.
 // Run: flock /tmp/unload-bench.lock deno run -A bench/idle_memory_h2.ts [N=5000] [ROUNDS=8]
-//   env SERVERS="unload haproxy nginx", MODES="h1 h2c h2c-req", SEMI="4"
+//   env SERVERS="unload haproxy nginx", MODES="h1 h2c h2c-req", SEMI="4", SETTLE=15
 import { freePort, keepAliveBackend } from "../tests/_http.ts";
 import {
   closeAll,
@@ -30,6 +31,7 @@ const ROUNDS = Number(Deno.args[1] ?? 8);
 const SERVERS = (Deno.env.get("SERVERS") ?? "unload haproxy nginx").split(/\s+/);
 const MODES = (Deno.env.get("MODES") ?? "h1 h2c h2c-req").split(/\s+/) as IdleMode[];
 const SEMI = (Deno.env.get("SEMI") ?? "4").split(/\s+/);
+const SETTLE = Number(Deno.env.get("SETTLE") ?? 15);
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const dir = await Deno.makeTempDir({ prefix: "unload-idle-h2-" });
 const backend = keepAliveBackend("b");
@@ -183,17 +185,20 @@ for (const c of cases) {
         await sleep(1500);
         after.push(rss(s));
       }
+      await sleep(SETTLE * 1000);
+      const settled = rss(s);
       const fds = s.pids().reduce((t, pid) => t + fdsOf(pid), 0);
       const per = ((withN - before) / N / 1024).toFixed(1);
       const last = after[after.length - 1]!;
       console.log(
         `${s.name} ${mode}: ${mib(before)} MiB, ${mib(withN)} with ${N} idle (${per} KiB each); ` +
-          `after each round: ${after.map(mib).join(" ")}; fds ${fds}`,
+          `after each round: ${after.map(mib).join(" ")}; ${SETTLE} s later ${mib(settled)}; ` +
+          `fds ${fds}`,
       );
       table.push(
         `| ${s.name} | ${mode} | ${mib(before)} | ${mib(withN)} | ${per} | ${
           mib(Math.max(...after))
-        } | ${mib(last)} | ${mib(last - before)} |`,
+        } | ${mib(last)} | ${mib(settled)} | ${mib(settled - before)} |`,
       );
     } finally {
       await s.stop();
@@ -202,9 +207,9 @@ for (const c of cases) {
 }
 console.log(
   `\n| server | clients | RSS MiB at start | with ${N} idle | KiB per connection | ` +
-    `highest after a round | after ${ROUNDS} rounds | growth MiB |`,
+    `highest after a round | after ${ROUNDS} rounds | ${SETTLE} s later | growth MiB |`,
 );
-console.log("|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|");
 for (const row of table) console.log(row);
 await backend.close();
 await Deno.remove(dir, { recursive: true });
