@@ -7,7 +7,7 @@
 //      per connection = (with N - before) / N
 //   2. churn: ROUNDS times N connections opened and all closed (round 1 is step 1); RSS after
 //      each round once the connections are gone, then SETTLE seconds after the last round (V8
-//      gives pooled pages back after 8 s: --memory-pool-timeout), and the open descriptors
+//      unmaps the pages it freed only seconds later: docs/h2.md), and the open descriptors
 // Clients (bench/_idle_clients.ts): h1 = one keep-alive GET, then idle; h2c = the preface and
 // SETTINGS, the server's SETTINGS acknowledged, idle; h2c-req = h2c plus one GET on stream 1.
 // unload runs as README's run command does; SEMI lists --max-semi-space-size values for it
