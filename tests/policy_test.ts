@@ -15,6 +15,7 @@ import {
 } from "./_http.ts";
 import { runGrpcio } from "./_grpcio.ts";
 import { createLogger } from "../src/observe/log.ts";
+import type { Status } from "../src/admin/status.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
 
 /** A backend that keeps every request head it gets and answers with an X-Powered-By. */
@@ -290,4 +291,45 @@ routes:
   has("unload.yaml:14: routes[3].redirect.to:", "unknown placeholder {nope}");
   has("unload.yaml:14: routes[3].redirect.code:", "must be one of 301, 302, 303, 307, 308");
   has("unload.yaml:17: routes[4].rate_limit:", "not implemented yet");
+});
+
+Deno.test("policy: /metrics counts policy answers by route, policy and code; /status lists each route's policies", async () => {
+  await using backend = recordingBackend();
+  await using lb = await startBalancer(
+    routes(backend.port).replace("routes:", "admin: { listen: 127.0.0.1:0 }\nroutes:"),
+  );
+  using c = await RawClient.connect(lb.port);
+  await c.get("/admin");
+  await c.get("/admin");
+  await c.get("/blocked");
+  await c.request("GET / HTTP/1.1\r\nHost: old.test\r\n\r\n");
+  const admin = `http://127.0.0.1:${lb.addrs.admin!.port}`;
+  let metrics = "";
+  for (let i = 0; i < 100; i++) { // records are counted once each response is sent
+    metrics = await (await fetch(`${admin}/metrics`)).text();
+    if (metrics.includes('policy="redirect"')) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assertStringIncludes(
+    metrics,
+    'unload_policy_answers_total{route="office",policy="allow",code="403"} 2',
+  );
+  assertStringIncludes(
+    metrics,
+    'unload_policy_answers_total{route="open-but-local-denied",policy="deny",code="403"} 1',
+  );
+  assertStringIncludes(
+    metrics,
+    'unload_policy_answers_total{route="old",policy="redirect",code="308"} 1',
+  );
+  const status = await (await fetch(`${admin}/status`)).json() as Status;
+  const api = status.routes.find((r) => r.name === "api")!;
+  assertEquals(api.policies, [
+    "rewrite: strip prefix /api",
+    "headers: request remove x-debug, set X-Env: prod, add X-Tag: a; response remove x-powered-by, set Strict-Transport-Security: max-age=63072000",
+  ]);
+  const office = status.routes.find((r) => r.name === "office")!;
+  assertEquals(office.policies, ["allow: allow only [10.0.0.0/8, 2001:db8::/32]"]);
+  assertEquals(office.policyAnswers, { "allow 403": 2 });
+  assertEquals(status.routes.find((r) => r.name === "plain")!.policies, []);
 });

@@ -55,6 +55,11 @@ export class RouteSeries {
   bytesOut = 0;
   /** Counts by status class ({@linkcode STATUS_CLASSES} order), by backend id ("" = none). */
   readonly backends: Map<string, Float64Array> = new Map();
+  /**
+   * Requests a traffic policy answered instead of a backend, by `policy status`
+   * (`allow 403`, `redirect 301`); made on the first such answer.
+   */
+  policies: Map<string, number> | undefined;
 
   /**
    * The counts of `backend`, created (all zero) on first use.
@@ -90,6 +95,8 @@ export interface MetricsSnapshot {
     bytesOut: number;
     /** Counts by status class, by backend id. */
     backends: Array<[string, number[]]>;
+    /** Policy answers by `policy status`. */
+    policies: Array<[string, number]>;
   }>;
 }
 
@@ -137,6 +144,11 @@ export class Metrics {
     series.sum += ms / 1000;
     series.bytesIn += record.bytesIn;
     series.bytesOut += record.bytesOut;
+    if (record.policy !== undefined) {
+      const key = `${record.policy} ${record.status}`;
+      const policies = series.policies ??= new Map();
+      policies.set(key, (policies.get(key) ?? 0) + 1);
+    }
   }
 
   /** Requests observed, by the protocol they came in on (`http/1.1`, `h2`, ...): a copy. */
@@ -190,6 +202,7 @@ export class Metrics {
         bytesIn: s.bytesIn,
         bytesOut: s.bytesOut,
         backends: [...s.backends].map(([id, codes]) => [id, Array.from(codes)]),
+        policies: [...s.policies ?? []],
       })),
     };
   }
@@ -216,6 +229,10 @@ export class Metrics {
       for (const [id, codes] of r.backends) {
         const mine = series.codes(id);
         codes.forEach((n, i) => mine[i]! += n);
+      }
+      for (const [key, n] of r.policies ?? []) {
+        const policies = series.policies ??= new Map();
+        policies.set(key, (policies.get(key) ?? 0) + n);
       }
     }
   }

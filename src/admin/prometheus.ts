@@ -26,6 +26,8 @@ export interface RouteView {
   readonly scheduler: Pick<Scheduler, "mode" | "backends">;
   /** How its backends are checked (absent: not known, shown as no active checks). */
   readonly checks?: BackendChecks;
+  /** Its traffic policy steps, one line each (absent: none). */
+  readonly policy?: { readonly summaries: readonly string[] } | undefined;
 }
 
 /** What the exporters read from a running balancer (or from it and its workers, summed). */
@@ -188,6 +190,18 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.family("unload_response_bytes_total", "counter", "Response bytes sent (head and body).");
   for (const [route, s] of m.routes()) {
     out.sample("unload_response_bytes_total", { route }, s.bytesOut);
+  }
+
+  out.family(
+    "unload_policy_answers_total",
+    "counter",
+    "Requests a route's traffic policy answered instead of a backend (allow/deny 403, redirect), by route, policy and status.",
+  );
+  for (const [route, s] of m.routes()) {
+    for (const [key, n] of s.policies ?? []) {
+      const [policy, code] = key.split(" ") as [string, string];
+      out.sample("unload_policy_answers_total", { route, policy, code }, n);
+    }
   }
 
   backendFamilies(out, lb);

@@ -103,6 +103,10 @@ export interface RouteStatus {
   latency: { le: readonly number[]; counts: number[]; sum: number; count: number };
   /** Backends now scheduled, in scheduler order. */
   backends: BackendStatus[];
+  /** Its traffic policy steps in the order they run, one line each (`allow: allow only [10.0.0.0/8]`). */
+  policies: string[];
+  /** Requests its policy answered instead of a backend, by `policy status` (`allow 403`). */
+  policyAnswers: Record<string, number>;
 }
 
 /** The whole snapshot. */
@@ -213,6 +217,8 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
         requests: series?.count ?? 0,
         status: statusObject(codes),
         latency: { le: LATENCY_BUCKETS, counts, sum: series?.sum ?? 0, count: series?.count ?? 0 },
+        policies: [...r.policy?.summaries ?? []],
+        policyAnswers: Object.fromEntries(series?.policies ?? []),
         backends: backends.map((b, i) => {
           const pool = pools.get(b.id);
           return {
