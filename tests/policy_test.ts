@@ -14,6 +14,7 @@ import {
   writeAllText,
 } from "./_http.ts";
 import { runGrpcio } from "./_grpcio.ts";
+import { runCli } from "./_process.ts";
 import { createLogger } from "../src/observe/log.ts";
 import type { Status } from "../src/admin/status.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
@@ -332,4 +333,68 @@ Deno.test("policy: /metrics counts policy answers by route, policy and code; /st
   assertEquals(office.policies, ["allow: allow only [10.0.0.0/8, 2001:db8::/32]"]);
   assertEquals(office.policyAnswers, { "allow 403": 2 });
   assertEquals(status.routes.find((r) => r.name === "plain")!.policies, []);
+});
+
+Deno.test("policy: `main.ts explain` prints the route, each step's decision, the backend's head and pick, and sends nothing", async () => {
+  await using backend = recordingBackend();
+  const dir = await Deno.makeTempDir({ prefix: "unload-explain-" });
+  try {
+    const file = `${dir}/unload.yaml`;
+    await Deno.writeTextFile(file, routes(backend.port));
+    const allowed = await runCli([
+      "explain",
+      "--config",
+      file,
+      "--client",
+      "10.1.2.3",
+      "-H",
+      "X-Debug: 1",
+      "GET",
+      "http://app.test/api/users?id=7",
+    ]);
+    assertEquals(allowed.code, 0, allowed.stderr);
+    const out = allowed.stdout;
+    assertStringIncludes(out, "route: api (host app.test, path /api/)");
+    assertStringIncludes(
+      out,
+      "rewrite: /api/users → /users (strip prefix /api; X-Forwarded-Prefix: /api)",
+    );
+    assertStringIncludes(out, "headers: request remove x-debug, set X-Env: prod, add X-Tag: a");
+    assertStringIncludes(
+      out,
+      "on the response to the client: headers: response remove x-powered-by",
+    );
+    assertStringIncludes(out, "  GET /users?id=7 HTTP/1.1\n  Host: app.test\n");
+    assertStringIncludes(out, "  x-forwarded-for: 10.1.2.3\n");
+    assert(!out.includes("X-Debug"), out);
+    assertStringIncludes(
+      out,
+      `backend: 127.0.0.1:${backend.port} (scheduler srv, 1 static backends`,
+    );
+    const denied = await runCli([
+      "explain",
+      "--config",
+      file,
+      "--client",
+      "192.0.2.7",
+      "GET",
+      "http://app.test/admin",
+    ]);
+    assertStringIncludes(
+      denied.stdout,
+      "allow: client 192.0.2.7 is not in allow [10.0.0.0/8, 2001:db8::/32]: 403",
+    );
+    assertStringIncludes(denied.stdout, "answer: 403 Forbidden by allow");
+    const moved = await runCli(["explain", "--config", file, "GET", "http://old.test/x?y=1"]);
+    assertStringIncludes(
+      moved.stdout,
+      "answer: 308 Permanent Redirect by redirect: moved to https://new.test/x?y=1",
+    );
+    assertStringIncludes(moved.stdout, "location: https://new.test/x?y=1");
+    const bad = await runCli(["explain", "--config", file, "GET"]);
+    assertEquals(bad.code, 2);
+    assertEquals(backend.accepted, 0, "explain sends nothing");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

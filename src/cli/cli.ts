@@ -1,5 +1,5 @@
 /**
- * The command line: `run`, `validate`, `simulate`, `demo`, `--help`, `--version`.
+ * The command line: `run`, `validate`, `explain`, `simulate`, `demo`, `--help`, `--version`.
  * The only module that prints for the user and decides exit codes.
  *
  * @module
@@ -26,6 +26,7 @@ import { resolveSrv } from "../upstream/discovery/srv.ts";
 import { runDemo } from "./demo/demo.ts";
 import { isSchedulerMode, SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { formatSimulation, parseSrvSpec, simulate } from "./simulate.ts";
+import { explain } from "./explain.ts";
 
 /** The version in deno.json. */
 export const VERSION: string = denoJson.version;
@@ -36,6 +37,8 @@ const USAGE: Record<string, string> = {
 Usage:
   unload run --config unload.yaml       serve (the default command)
   unload validate --config unload.yaml  check a config file (exit 2 on error)
+  unload explain --config F [--client IP] [-H "Name: v"] METHOD URL
+                                        what a request would go through (sends nothing)
   unload simulate --srv SPEC [-n 9]     print the pick order for a backend table
   unload demo                           embedded DNS + 3 backends + the balancer
   unload --help | --version
@@ -57,6 +60,17 @@ and exits 2.
 
 Example:
   deno run --allow-read main.ts validate --config examples/unload.yaml`,
+  explain: `Usage: unload explain --config FILE [--client IP] [-H "Name: value"]... METHOD URL
+
+Prints what the request would go through, without sending anything: the route it
+matches, each policy step's decision (allowed? redirected to? rewritten to?), the
+request line and headers the backend would get, and the backend the scheduler would
+pick now (an SRV route is looked up once; health is not probed).
+  --client IP   the client's address (default 127.0.0.1)
+  -H LINE       a request header, repeatable
+
+Example:
+  unload explain --config unload.yaml --client 10.1.2.3 GET "http://app.test/api/users?id=7"`,
   simulate: `Usage: unload simulate (--srv SPEC | --config FILE [--route NAME]) [--mode MODE] [-n N]
 
 Prints the order in which backends are picked, and each one's share.
@@ -97,6 +111,8 @@ export async function main(args: string[]): Promise<number> {
       options: {
         config: { type: "string", short: "c" },
         route: { type: "string" },
+        client: { type: "string" },
+        header: { type: "string", short: "H", multiple: true },
         srv: { type: "string" },
         mode: { type: "string" },
         n: { type: "string", short: "n" },
@@ -126,6 +142,8 @@ export async function main(args: string[]): Promise<number> {
       return await run(flags.config);
     case "validate":
       return await validate(flags.config);
+    case "explain":
+      return await explainCommand(flags, positionals.slice(1));
     case "simulate":
       return await simulateCommand(flags);
     case "demo":
@@ -263,7 +281,7 @@ async function run(file: string | undefined): Promise<number> {
   return 0;
 }
 
-async function simulateCommand(flags: Record<string, string | boolean | undefined>) {
+async function simulateCommand(flags: Record<string, string | string[] | boolean | undefined>) {
   const mode = flags.mode as string | undefined;
   if (mode !== undefined && !isSchedulerMode(mode)) {
     console.error(`unload simulate: --mode must be one of ${SCHEDULER_MODES.join(", ")}`);
@@ -301,4 +319,29 @@ async function simulateCommand(flags: Record<string, string | boolean | undefine
   const result = simulate(backends, { mode: (mode as SchedulerMode) ?? routeMode, n });
   console.log(formatSimulation(result));
   return 0;
+}
+
+async function explainCommand(
+  flags: { config?: string; client?: string; header?: string[] },
+  args: string[],
+): Promise<number> {
+  if (args.length !== 2) {
+    console.error(`unload explain: give METHOD and URL\n\n${USAGE.explain}`);
+    return 2;
+  }
+  const config = await readConfig(flags.config);
+  if (typeof config === "number") return config;
+  try {
+    const lines = await explain(config, {
+      method: args[0]!,
+      url: args[1]!,
+      ...(flags.client !== undefined ? { client: flags.client } : {}),
+      headers: flags.header ?? [],
+    });
+    console.log(lines.join("\n"));
+    return 0;
+  } catch (e) {
+    console.error(`unload explain: ${(e as Error).message}`);
+    return 2;
+  }
 }

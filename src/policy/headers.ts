@@ -44,8 +44,12 @@ export function headersStep(
       return undefined;
     };
   }
-  if (response !== undefined) step.onResponse = (fields) => edit(fields, response);
-  return step;
+  if (response === undefined) return step;
+  return {
+    ...step,
+    responseSummary: `response ${describe(response)}`,
+    onResponse: (fields) => edit(fields, response),
+  };
 }
 
 function edit(fields: string[], edits: HeaderEdits): void {

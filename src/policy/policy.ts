@@ -90,6 +90,8 @@ export interface PolicyStep {
   onRequest?(req: PolicyRequest, notes?: string[]): PolicyAnswer | undefined;
   /** On the way out: changes the response's fields (flat `name, value, ...`) in place. */
   onResponse?(fields: string[]): void;
+  /** What `onResponse` does, in one line (for `explain`). */
+  readonly responseSummary?: string;
 }
 
 /**
