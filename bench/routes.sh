@@ -9,6 +9,7 @@
 #      through the admin's POST /reload (read, parse, validate and build, on a balancer
 #      serving the ROUTES config).
 # The balancers are pinned to CPU 0; wrk and the nginx backend to CPU 1.
+# 1b runs the pair (alone, after ROUTES) at the same time, so both meet the same noise.
 # Env: DUR (s per measurement, 8), CONNS (100), ROUNDS (3), ROUTES (2000), BIG (10000), BASE.
 # Run it under the bench lock: flock /tmp/unload-bench.lock bash bench/routes.sh
 set -u
@@ -100,6 +101,29 @@ for t in $targets; do
   cells=$(wrk_cells "$out" "$(wrk_rps "${BEST[$base_name]:-}")" "×")
   rps=${cells%% |*}; rest=${cells#* | }
   echo "| $name | $before | $rps | ${ALL[$name]% } | ${CPU[$name]% } | $rest |"
+done
+
+# 1b. the same two balancers loaded at the same time (one wrk each, started together): they
+# share CPU 0, and whatever else runs on the machine slows both alike, so the ratio of their
+# rates is the ratio of what a request costs each, with the noise of a shared machine cancelled.
+pairs="alone:8191,after-$ROUTES:8192"
+[ -n "$BASE" ] && pairs="$pairs base-alone:8193,base-after-$ROUTES:8194"
+echo
+echo "Both at the same time (rounds of ${DUR}s, $CONNS connections each): req/s alone / after $ROUTES = ratio"
+for pair in $pairs; do
+  a=${pair%%,*}; b=${pair##*,}; line=""
+  for round in $(seq 1 "$ROUNDS"); do
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" -H "Host: $HOST" \
+      "http://127.0.0.1:${a##*:}$URL_PATH" > "$D/pair-a.out" 2>&1 &
+    pa=$!
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" -H "Host: $HOST" \
+      "http://127.0.0.1:${b##*:}$URL_PATH" > "$D/pair-b.out" 2>&1 &
+    wait "$!" "$pa"
+    ra=$(wrk_rps "$(cat "$D/pair-a.out")"); rb=$(wrk_rps "$(cat "$D/pair-b.out")")
+    bad=$(cat "$D/pair-a.out" "$D/pair-b.out" | grep -cE 'Socket errors|Non-2xx')
+    line="$line $ra / $rb = $(awk -v a="$ra" -v b="$rb" 'BEGIN{printf "%.2f×", b / a}')$([ "$bad" -gt 0 ] && echo " (errors)");"
+  done
+  echo "  ${a%%:*} vs ${b%%:*}:$line"
 done
 
 # 2. validate and reload BIG routes (after the wrk rounds: nothing else runs meanwhile)

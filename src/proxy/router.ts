@@ -13,10 +13,10 @@ export interface RouteMatch {
   path?: string | undefined;
 }
 
-/** The routes of one host key (an exact host, a wildcard, or any host). */
+/** The routes of one exact host. */
 interface HostRoutes<T> {
   paths: PrefixTree<T>;
-  /** For an exact host: the trees a request for it tries, in order (built on first use). */
+  /** The trees a request for this host tries, in order: `paths`, wildcards, any host (built on first use). */
   chain: PrefixTree<T>[] | undefined;
   /** The router's generation `chain` was built in (an `add` since then makes it stale). */
   built: number;
