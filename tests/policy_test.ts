@@ -15,6 +15,7 @@ import {
 } from "./_http.ts";
 import { runGrpcio } from "./_grpcio.ts";
 import { runCli } from "./_process.ts";
+import { startH2Echo } from "./_h2_echo.ts";
 import { createLogger } from "../src/observe/log.ts";
 import type { Status } from "../src/admin/status.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
@@ -397,4 +398,34 @@ Deno.test("policy: `main.ts explain` prints the route, each step's decision, the
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("policy: an h2c backend gets the rewritten :path and edited fields; its response fields are edited too", async () => {
+  await using echo = startH2Echo();
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes:
+  - name: h2
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:${echo.port} }]
+    rewrite: { regex: "^/old/(.*)$", replace: "/new/$1" }
+    headers:
+      request: { set: { X-Env: prod }, remove: [X-Debug] }
+      response: { set: { X-Served: h2 }, remove: [Content-Type] }
+`);
+  using c = await RawClient.connect(lb.port);
+  const res = await c.request(
+    "GET /old/a?b=1 HTTP/1.1\r\nHost: app.test\r\nX-Debug: 1\r\nX-Env: dev\r\n\r\n",
+  );
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("x-served"), "h2");
+  assertEquals(res.headers.get("content-type"), undefined);
+  const got = JSON.parse(res.body) as { path: string; fields: string[] };
+  assertEquals(got.path, "/new/a?b=1");
+  const fields = new Map<string, string[]>();
+  for (let i = 0; i + 1 < got.fields.length; i += 2) {
+    fields.set(got.fields[i]!, [...fields.get(got.fields[i]!) ?? [], got.fields[i + 1]!]);
+  }
+  assertEquals(fields.get("x-env"), ["prod"]);
+  assertEquals(fields.get("x-debug"), undefined);
 });
