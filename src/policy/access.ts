@@ -36,9 +36,10 @@ export function accessStep(
   if (denied.length > 0) parts.push(`deny ${list(denied)}`);
   if (allowed !== undefined) parts.push(`allow only ${list(allowed)}`);
   const name = allowed !== undefined ? "allow" : "deny";
+  const summary = parts.join(", then ");
   return {
     name,
-    summary: parts.join(", then "),
+    summary,
     onRequest(req: PolicyRequest, notes?: string[]): PolicyAnswer | undefined {
       const ip = ipBytes(req.client);
       // an address that is no IP literal (a Unix socket) is in no block
@@ -50,7 +51,7 @@ export function accessStep(
         notes?.push(`${name}: client ${req.client} is not in allow ${list(allowed)}: 403`);
         return refuse("allow", req.client);
       }
-      notes?.push(`${name}: client ${req.client} may pass (${this.summary})`);
+      notes?.push(`${name}: client ${req.client} may pass (${summary})`);
       return undefined;
     },
   };
