@@ -16,6 +16,7 @@ import {
 import { runGrpcio } from "./_grpcio.ts";
 import { runCli } from "./_process.ts";
 import { startH2Echo } from "./_h2_echo.ts";
+import { startDnsmasq } from "./_dnsmasq.ts";
 import { createLogger } from "../src/observe/log.ts";
 import type { Status } from "../src/admin/status.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
@@ -370,7 +371,7 @@ Deno.test("policy: `main.ts explain` prints the route, each step's decision, the
     assert(!out.includes("X-Debug"), out);
     assertStringIncludes(
       out,
-      `backend: 127.0.0.1:${backend.port} (scheduler srv, 1 static backends`,
+      `backend: 127.0.0.1:${backend.port} (scheduler srv over 1 backend static;`,
     );
     const denied = await runCli([
       "explain",
@@ -428,4 +429,53 @@ routes:
   }
   assertEquals(fields.get("x-env"), ["prod"]);
   assertEquals(fields.get("x-debug"), undefined);
+});
+
+Deno.test("policy: `main.ts explain` on an SRV route looks the name up once (dnsmasq) and names the backend it would pick", async () => {
+  await using dns = await startDnsmasq({
+    srv: [
+      {
+        name: "_http._tcp.explain.test",
+        target: "b1.explain.test",
+        port: 9101,
+        priority: 0,
+        weight: 30,
+      },
+      {
+        name: "_http._tcp.explain.test",
+        target: "b2.explain.test",
+        port: 9102,
+        priority: 0,
+        weight: 20,
+      },
+    ],
+    hosts: [
+      { name: "b1.explain.test", address: "127.0.0.1" },
+      { name: "b2.explain.test", address: "127.0.0.1" },
+    ],
+  });
+  const dir = await Deno.makeTempDir({ prefix: "unload-explain-" });
+  try {
+    const file = `${dir}/unload.yaml`;
+    await Deno.writeTextFile(
+      file,
+      `listen: { http: 127.0.0.1:0 }
+dns: { nameserver: 127.0.0.1:${dns.port} }
+routes:
+  - name: svc
+    srv: _http._tcp.explain.test
+    rewrite: { prefix: /v2 }
+`,
+    );
+    const r = await runCli(["explain", "--config", file, "GET", "http://svc.test/items"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertStringIncludes(r.stdout, "rewrite: /items → /v2/items (add prefix /v2)");
+    assertStringIncludes(r.stdout, "  GET /v2/items HTTP/1.1\n");
+    assertStringIncludes(
+      r.stdout,
+      "backend: 127.0.0.1:9101 (scheduler srv over 2 backends from _http._tcp.explain.test, looked up now;",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

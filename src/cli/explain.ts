@@ -22,6 +22,7 @@ import { createScheduler } from "../scheduler/create.ts";
 import { staticBackends } from "../upstream/discovery/static.ts";
 import { resolveSrv } from "../upstream/discovery/srv.ts";
 import type { Backend } from "../upstream/backend.ts";
+import { count } from "../observe/count.ts";
 
 /** What `explain` is asked about. */
 export interface ExplainRequest {
@@ -151,6 +152,8 @@ async function pick(config: Config, rc: RouteConfig, req: Request, client: strin
   const b = createScheduler(rc.scheduler, backends).next(undefined, key);
   const from = rc.srv !== undefined ? `from ${rc.srv}, looked up now` : "static";
   if (b === undefined) return `backend: none (${from}): answer 503`;
-  return `backend: ${b.id} (scheduler ${rc.scheduler}, ${backends.length} ${from} backends; ` +
+  return `backend: ${b.id} (scheduler ${rc.scheduler} over ${
+    count(backends.length, "backend")
+  } ${from}; ` +
     `health not probed)`;
 }
