@@ -26,6 +26,8 @@ export interface WorkerStats {
   exhausted: Array<[string, number]>;
   /** HTTP/2 client connections and streams open now, and those closed for abuse by reason. */
   h2: { connections: number; streams: number; closed: Record<string, number> };
+  /** Connections closed for their PROXY header, by reason. */
+  proxyRefused?: Record<string, number>;
   /** Body buffers lent now, and the bytes of the large ones. */
   bodyBuffers: { inUse: number; largeBytes: number };
   /** TLS handshakes past their deadline (stalled now, timed out so far), by side. */
@@ -52,6 +54,7 @@ export function workerStats(lb: AdminSource): WorkerStats {
     exhausted: [...lb.exhaustion.counts],
     h2: { connections: lb.h2.connections, streams: lb.h2.streams, closed: { ...lb.h2.closed } },
     bodyBuffers: { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes },
+    proxyRefused: { ...lb.proxyRefused },
     ...(lb.tlsStalls ? { tls: copyStalls(lb.tlsStalls) } : {}),
     backends: lb.routes.flatMap((r) =>
       r.scheduler.backends.map((b): WorkerStats["backends"][number] => [
@@ -90,6 +93,7 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
   };
   const bodyBuffers = { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes };
   const tls = copyStalls(lb.tlsStalls);
+  const proxyRefused: Record<string, number> = { ...lb.proxyRefused };
   others.forEach((o, w) => {
     for (const side of ["client", "backend"] as const) {
       tls.stalled[side] += o.tls?.stalled[side] ?? 0;
@@ -102,6 +106,9 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     h2.streams += o.h2.streams;
     for (const [reason, n] of Object.entries(o.h2.closed)) {
       h2.closed[reason] = (h2.closed[reason] ?? 0) + n;
+    }
+    for (const [reason, n] of Object.entries(o.proxyRefused ?? {})) {
+      proxyRefused[reason] = (proxyRefused[reason] ?? 0) + n;
     }
     for (const [id, t] of o.pools) pools.set(`worker ${w + 1} ${id}`, { ...t, backend: { id } });
     for (const [code, n] of o.exhausted) counts.set(code, (counts.get(code) ?? 0) + n);
@@ -135,6 +142,7 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     pools,
     h2,
     bodyBuffers,
+    proxyRefused,
     tlsStalls: tls,
     exhaustion: { counts },
     lastProbe: (b) => lb.lastProbe?.(b), // the main thread probes for every worker

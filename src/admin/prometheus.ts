@@ -13,6 +13,7 @@ import type { BackendChecks } from "../upstream/health/checks.ts";
 import type { LastProbe } from "../upstream/health/active.ts";
 import { EXHAUSTION_CODES } from "../observe/exhaustion.ts";
 import { ABUSE_REASONS } from "../h2/abuse.ts";
+import { PROXY_REFUSALS } from "../proxy/proxy_header.ts";
 import { LATENCY_BUCKETS, type Metrics, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
 
@@ -57,6 +58,8 @@ export type AdminSource = {
     /** Connections closed for abuse, by reason. */
     readonly closed: Readonly<Record<string, number>>;
   };
+  /** Connections closed for their PROXY header, by reason (absent: none counted). */
+  readonly proxyRefused?: Readonly<Record<string, number>>;
   /** Resource exhaustion counts by error code. */
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
   /** Body buffers lent to relays now, and the bytes of the large ones among them. */
@@ -168,6 +171,15 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   );
   for (const reason of ABUSE_REASONS) {
     out.sample("unload_h2_connections_closed_total", { reason }, lb.h2.closed[reason] ?? 0);
+  }
+  out.family(
+    "unload_proxy_protocol_refused_total",
+    "counter",
+    "Client connections closed for their PROXY header (listen.proxy_protocol), by reason: " +
+      "untrusted peer, missing, malformed, too_large, closed or timeout.",
+  );
+  for (const reason of PROXY_REFUSALS) {
+    out.sample("unload_proxy_protocol_refused_total", { reason }, lb.proxyRefused?.[reason] ?? 0);
   }
   out.family(
     "unload_request_duration_seconds",

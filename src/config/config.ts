@@ -13,6 +13,7 @@ import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
 import { FUTURE_POLICY_KEYS, POLICY_KEYS, type PolicyConfig, readPolicy } from "./policy.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
+import { parseCidr } from "./cidr.ts";
 import {
   DEFAULTS,
   type Health,
@@ -89,6 +90,13 @@ export interface Config {
     https?: HostPort;
     /** Also serve HTTP/2 with prior knowledge (h2c) on `http`. @default {false} */
     h2c?: boolean;
+    /**
+     * Every connection to `http` must begin with a PROXY v1 or v2 header from a peer
+     * in `trusted_proxies`. @default {false}
+     */
+    proxy_protocol?: boolean;
+    /** CIDR blocks (v4, v6) of the peers whose PROXY header and X-Forwarded-For are believed. */
+    trusted_proxies?: string[];
   };
   /**
    * Certificate and key PEM files for `listen.https`; `redirect_http` answers plain
@@ -211,7 +219,13 @@ export function parseConfig(text: string, file: string): Config {
   const src = new Source(file, text);
   if (src.errors.length) throw new ConfigError(src.errors);
   const top = src.map(src.root, "", TOP_KEYS);
-  const listenMap = src.map(top.get("listen"), "listen", ["http", "https", "h2c"]);
+  const listenMap = src.map(top.get("listen"), "listen", [
+    "http",
+    "https",
+    "h2c",
+    "proxy_protocol",
+    "trusted_proxies",
+  ]);
   const listen: Config["listen"] = {};
   const http = src.address(listenMap.get("http"), "listen.http");
   const https = src.address(listenMap.get("https"), "listen.https");
@@ -220,6 +234,7 @@ export function parseConfig(text: string, file: string): Config {
   const h2c = src.bool(listenMap.get("h2c"), "listen.h2c");
   if (h2c !== undefined) listen.h2c = h2c;
   if (h2c && !http) src.fail(listenMap.get("h2c"), "listen.h2c", "needs listen.http");
+  readEdge(src, listenMap, listen);
   if (!listenMap.get("http") && !listenMap.get("https")) {
     src.fail(
       top.get("listen") ?? src.root,
@@ -308,6 +323,47 @@ export async function loadConfig(file: string): Promise<Config> {
     throw new ConfigError([`${file}: cannot read config file: ${(e as Error).message}`]);
   }
   return parseConfig(text, file);
+}
+
+// listen.proxy_protocol and listen.trusted_proxies.
+function readEdge(src: Source, m: Map<string, Node>, listen: Config["listen"]): void {
+  const node = m.get("trusted_proxies");
+  if (node !== undefined) {
+    const blocks: string[] = [];
+    src.seq(node, "listen.trusted_proxies").forEach((item, i) => {
+      const at = `listen.trusted_proxies[${i}]`;
+      const text = src.string(item, at);
+      if (text === undefined) return;
+      try {
+        parseCidr(text);
+        blocks.push(text);
+      } catch (e) {
+        src.fail(item, at, (e as Error).message);
+      }
+    });
+    listen.trusted_proxies = blocks;
+  }
+  const proxy = src.bool(m.get("proxy_protocol"), "listen.proxy_protocol");
+  if (proxy === undefined) return;
+  listen.proxy_protocol = proxy;
+  if (!proxy) return;
+  const at = m.get("proxy_protocol");
+  if (!m.get("http")) src.fail(at, "listen.proxy_protocol", "needs listen.http");
+  if (m.get("https")) {
+    src.fail(
+      at,
+      "listen.proxy_protocol",
+      "is supported on listen.http only: Deno.listenTls starts TLS itself, so no PROXY " +
+        "header can be read before the handshake (put HTTPS on another unload without it)",
+    );
+  }
+  if (node === undefined || (listen.trusted_proxies ?? []).length === 0) {
+    src.fail(
+      at,
+      "listen.proxy_protocol",
+      "needs listen.trusted_proxies (the balancers that send it)",
+    );
+  }
 }
 
 function workers(src: Source, node: Node | undefined): number {

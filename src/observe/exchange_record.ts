@@ -10,8 +10,16 @@
 export interface ExchangeRecord {
   /** Epoch ms the request head was complete. */
   time: number;
-  /** Client IP address. */
+  /**
+   * Client IP address: the TCP peer, or the client a PROXY header named, or (from a
+   * peer in `listen.trusted_proxies`) the one `X-Forwarded-For` named.
+   */
   client: string;
+  /**
+   * The address the request came from (TCP peer or PROXY header), when `client` was
+   * taken from `X-Forwarded-For`: it is the one appended to `X-Forwarded-For`.
+   */
+  via?: string;
   /** Protocol the request came in on: `http/1.1`, `http/1.0` or `h2`. */
   proto: string;
   /** Request method. */

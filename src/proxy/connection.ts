@@ -11,6 +11,8 @@ import { serveConn } from "./session.ts";
 import { serveH2 } from "./h2_session.ts";
 import { BufReader, SMALL_READ_BUFFER } from "../http1/io.ts";
 import { CLIENT_PREFACE } from "../h2/frame.ts";
+import { inAny, ipBytes } from "../config/cidr.ts";
+import { ProxyHeaderError, readProxyHeader } from "./proxy_header.ts";
 
 /**
  * Serves one accepted connection in the protocol it speaks; always closes
@@ -27,8 +29,46 @@ import { CLIENT_PREFACE } from "../h2/frame.ts";
  */
 export function serveConnection(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   if (ctx.proto === "https") return negotiated(conn as Deno.TlsConn, ctx);
+  if (ctx.proxyProtocol) return proxied(conn, ctx);
   if (ctx.h2c) return sniffed(conn, ctx);
   return serveConn(conn, ctx);
+}
+
+// `listen.proxy_protocol`: a peer in trusted_proxies names the client in a PROXY
+// header first; any other peer, and any connection without a valid header, is closed.
+async function proxied(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
+  const peer = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+  const trusted = ctx.trustedProxies;
+  const bytes = ipBytes(peer);
+  if (trusted === undefined || bytes === undefined || !inAny(bytes, trusted)) {
+    ctx.onProxyRefused?.(
+      peer,
+      "untrusted",
+      "not in listen.trusted_proxies: its PROXY header is not believed",
+    );
+    closeQuietly(conn);
+    return conn;
+  }
+  const reader = new BufReader(conn, SMALL_READ_BUFFER);
+  const guard = new FirstBytes(conn, ctx);
+  let client = peer;
+  try {
+    const header = await readProxyHeader(reader, ctx.limits.max_head);
+    if (header.kind === "proxy") client = header.client;
+  } catch (e) {
+    const [reason, detail] = guard.fired
+      ? ["timeout", "no whole PROXY header within timeouts.head"]
+      : e instanceof ProxyHeaderError
+      ? [e.reason, e.message]
+      : ["closed", `the connection failed before a whole PROXY header: ${(e as Error).message}`];
+    ctx.onProxyRefused?.(peer, reason, detail);
+    closeQuietly(conn);
+    return conn;
+  } finally {
+    guard.done();
+  }
+  if (ctx.h2c) return sniffed(conn, ctx, reader, client);
+  return serveConn(conn, ctx, reader, client);
 }
 
 // TLS: the handshake tells the protocol (it must end within timeouts.head). One that
@@ -55,13 +95,16 @@ async function negotiated(conn: Deno.TlsConn, ctx: ProxyContext): Promise<Deno.C
 }
 
 // Cleartext: read until the bytes either match the HTTP/2 preface or cannot.
-async function sniffed(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
-  const reader = new BufReader(conn, SMALL_READ_BUFFER);
+async function sniffed(
+  conn: Deno.Conn,
+  ctx: ProxyContext,
+  reader = new BufReader(conn, SMALL_READ_BUFFER),
+  client?: string,
+): Promise<Deno.Conn> {
   const guard = new FirstBytes(conn, ctx);
   let h2 = false;
   try {
     for (;;) {
-      if (!(await reader.fill())) break;
       const n = Math.min(reader.buffered, CLIENT_PREFACE.length);
       let same = true;
       for (let i = 0; i < n && same; i++) {
@@ -72,6 +115,7 @@ async function sniffed(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
         h2 = true;
         break;
       }
+      if (!(await reader.fill())) break;
     }
   } catch {
     closeQuietly(conn);
@@ -79,12 +123,14 @@ async function sniffed(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   } finally {
     guard.done();
   }
-  return h2 ? serveH2(conn, ctx, reader) : serveConn(conn, ctx, reader);
+  return h2 ? serveH2(conn, ctx, reader, client) : serveConn(conn, ctx, reader, client);
 }
 
 /** Closes a connection whose first bytes take over timeouts.head. */
 class FirstBytes implements Timed {
   deadline: number;
+  /** Set when the time ran out. */
+  fired = false;
   readonly #conn: Deno.Conn;
   readonly #ctx: ProxyContext;
 
@@ -96,6 +142,7 @@ class FirstBytes implements Timed {
   }
 
   expire(): void {
+    this.fired = true;
     this.done();
     closeQuietly(this.#conn);
   }

@@ -8,6 +8,7 @@ import type { Backend } from "../upstream/backend.ts";
 import type { ExchangeRecord } from "../observe/exchange_record.ts";
 import type { Limits, RouteTimeouts, Timeouts } from "../config/config.ts";
 import type { HashKey } from "../config/hash_key.ts";
+import type { Cidr } from "../config/cidr.ts";
 import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import type { Watchdog } from "../timer/watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
@@ -113,4 +114,20 @@ export interface ProxyContext {
    * the handshake ends); without it they are closed.
    */
   stalls?: HandshakeStalls | undefined;
+  /**
+   * Every connection must begin with a PROXY header (`listen.proxy_protocol`, plain
+   * HTTP listener only), from a peer in {@linkcode ProxyContext.trustedProxies}.
+   */
+  proxyProtocol?: boolean | undefined;
+  /**
+   * `listen.trusted_proxies` (undefined when none): peers whose PROXY header and
+   * `X-Forwarded-For` name the client.
+   */
+  trustedProxies?: readonly Cidr[] | undefined;
+  /**
+   * Told when a connection is closed for its PROXY header: the peer's address, why
+   * (`untrusted`, `missing`, `malformed`, `too_large`, `closed`, `timeout`) and a
+   * sentence saying what was wrong.
+   */
+  onProxyRefused?: ((peer: string, reason: string, detail: string) => void) | undefined;
 }

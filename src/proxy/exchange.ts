@@ -594,7 +594,7 @@ class Exchange implements Timed, Cancellable {
   #forwardInfo(): ForwardInfo {
     const req = this.#req;
     return {
-      clientIp: this.#rec.client,
+      clientIp: this.#rec.via ?? this.#rec.client, // the hop that reached us, appended
       proto: this.#ctx.proto,
       host: req.host,
       framing: req.framing,

@@ -36,15 +36,17 @@ import { ErrorCode } from "../h2/frame.ts";
  * @param conn The client connection.
  * @param ctx The listener's proxy context.
  * @param reader A reader that already holds the connection's first bytes (h2c preface).
+ * @param client The client's address when a PROXY header named it (the TCP peer's otherwise).
  * @returns `conn`, once closed.
  */
 export async function serveH2(
   conn: Deno.Conn,
   ctx: ProxyContext,
   reader?: BufReader,
+  client?: string,
 ): Promise<Deno.Conn> {
   const counts = ctx.h2;
-  const session = new H2Session(ctx, (conn.remoteAddr as Deno.NetAddr).hostname ?? "");
+  const session = new H2Session(ctx, client ?? (conn.remoteAddr as Deno.NetAddr).hostname ?? "");
   const h2 = new H2ServerConnection(conn, {
     maxConcurrentStreams: ctx.limits.max_concurrent_streams,
     maxHeaderListSize: ctx.limits.max_head,

@@ -10,6 +10,7 @@ import type { Timed } from "../timer/watchdog.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { forward } from "./exchange.ts";
 import { applyRequestPolicy } from "./policy_heads.ts";
+import { realClient } from "./real_client.ts";
 import { requestFraming } from "../http1/body.ts";
 import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
 import { type HeadLimits, HttpError, readHead } from "../http1/head.ts";
@@ -34,7 +35,8 @@ const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)
 /**
  * Serves one HTTP/1.x client connection until it closes, errs, times out or the
  * balancer shuts down; always closes `conn`, and resolves to it (never rejects).
- * `reader` is one that already holds the connection's first bytes.
+ * `reader` is one that already holds the connection's first bytes; `client` the
+ * client's address when a PROXY header named it (the TCP peer's otherwise).
  *
  * @example
  * ```ts ignore
@@ -45,8 +47,9 @@ export function serveConn(
   conn: Deno.Conn,
   ctx: ProxyContext,
   reader?: BufReader,
+  client?: string,
 ): Promise<Deno.Conn> {
-  return new Session(conn, ctx, reader).serve();
+  return new Session(conn, ctx, reader, client).serve();
 }
 
 class Session implements ClientSide, Timed {
@@ -65,14 +68,19 @@ class Session implements ClientSide, Timed {
   #delegate: Timed | undefined; // the exchange in progress owns the timeout
   #host = ""; // the last Host value seen and checked: keep-alive clients repeat it
 
-  constructor(conn: Deno.Conn, ctx: ProxyContext, reader: BufReader | undefined) {
+  constructor(
+    conn: Deno.Conn,
+    ctx: ProxyContext,
+    reader: BufReader | undefined,
+    client: string | undefined,
+  ) {
     this.#conn = conn;
     this.#ctx = this.ctx = ctx;
     this.#dispatch = { ctx, checkedHost: "" };
     this.reader = reader ?? new BufReader(conn, SMALL_READ_BUFFER);
     this.writer = new BufWriter(conn);
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
-    this.#ip = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+    this.#ip = client ?? (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   }
 
   /** When this connection times out: its own deadline, or its exchange's. */
@@ -238,6 +246,14 @@ export function handleRequest(
   options: { ctx: ProxyContext; checkedHost: string },
 ): Promise<boolean> {
   const ctx = options.ctx;
+  const trusted = ctx.trustedProxies;
+  if (trusted !== undefined) {
+    const real = realClient(head, rec.client, trusted);
+    if (real !== rec.client) {
+      rec.via = rec.client;
+      rec.client = real;
+    }
+  }
   rec.method = head.method;
   if (head.minor === 0) rec.proto = "http/1.0";
   let req: Request;

@@ -7,6 +7,7 @@
  * @module
  */
 import { addrKey, type HostPort } from "../config/address.ts";
+import { type Cidr, parseCidr } from "../config/cidr.ts";
 import type { WorkerStats } from "../admin/combined.ts";
 import { type AdminServer, startAdmin } from "../admin/server.ts";
 import { Metrics } from "../admin/metrics.ts";
@@ -93,6 +94,8 @@ export class Balancer {
   readonly metrics: Metrics = new Metrics();
   /** HTTP/2 client connections and streams open now, on every listener. */
   readonly h2: H2Counts = { connections: 0, streams: 0, closed: {} };
+  /** Connections closed for their PROXY header (`listen.proxy_protocol`), by reason. */
+  readonly proxyRefused: Record<string, number> = {};
   /** Epoch ms it started. */
   readonly started: number = Date.now();
   /** The body buffers this process lends to relays (shared by its balancers). */
@@ -562,6 +565,8 @@ export class Balancer {
       ctx.limits = config.limits;
       ctx.retries = config.retry.attempts;
       ctx.h2c = ctx.proto === "http" && config.listen.h2c === true;
+      ctx.proxyProtocol = ctx.proto === "http" && config.listen.proxy_protocol === true;
+      ctx.trustedProxies = trustedProxies(config);
       ctx.redirectHttpsPort = ctx.proto === "http" && config.tls?.redirect_http
         ? httpsPort
         : undefined;
@@ -581,6 +586,12 @@ export class Balancer {
       retries: config.retry.attempts,
       proto,
       h2c: proto === "http" && config.listen.h2c === true,
+      proxyProtocol: proto === "http" && config.listen.proxy_protocol === true,
+      trustedProxies: trustedProxies(config),
+      onProxyRefused: (peer, reason, detail) => {
+        this.proxyRefused[reason] = (this.proxyRefused[reason] ?? 0) + 1;
+        log.warn(`proxy protocol: closed a connection from ${peer} (${reason}): ${detail}`);
+      },
       h2: this.h2,
       redirectHttpsPort: undefined,
       watchdog: this.#watchdog,
@@ -596,4 +607,10 @@ export class Balancer {
       stalls: this.tlsStalls,
     };
   }
+}
+
+// listen.trusted_proxies parsed (checked at load), or undefined when there are none.
+function trustedProxies(config: Config): readonly Cidr[] | undefined {
+  const list = config.listen.trusted_proxies;
+  return list === undefined || list.length === 0 ? undefined : list.map(parseCidr);
 }
