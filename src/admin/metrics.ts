@@ -60,6 +60,11 @@ export class RouteSeries {
    * (`allow 403`, `redirect 301`); made on the first such answer.
    */
   policies: Map<string, number> | undefined;
+  /**
+   * Rate limit decisions the route's Redis store could not make, by what the
+   * request got (`allow` or `deny`); made on the first one.
+   */
+  storeErrors: Map<string, number> | undefined;
 
   /**
    * The counts of `backend`, created (all zero) on first use.
@@ -97,6 +102,8 @@ export interface MetricsSnapshot {
     backends: Array<[string, number[]]>;
     /** Policy answers by `policy status`. */
     policies: Array<[string, number]>;
+    /** Rate limit store errors by outcome. */
+    storeErrors?: Array<[string, number]>;
   }>;
 }
 
@@ -203,6 +210,7 @@ export class Metrics {
         bytesOut: s.bytesOut,
         backends: [...s.backends].map(([id, codes]) => [id, Array.from(codes)]),
         policies: [...s.policies ?? []],
+        storeErrors: [...s.storeErrors ?? []],
       })),
     };
   }
@@ -234,7 +242,22 @@ export class Metrics {
         const policies = series.policies ??= new Map();
         policies.set(key, (policies.get(key) ?? 0) + n);
       }
+      for (const [outcome, n] of r.storeErrors ?? []) {
+        const errors = series.storeErrors ??= new Map();
+        errors.set(outcome, (errors.get(outcome) ?? 0) + n);
+      }
     }
+  }
+
+  /**
+   * Counts a rate limit decision `route`'s Redis store could not make.
+   *
+   * @param route The route's name.
+   * @param outcome What the request got (`on_store_error`).
+   */
+  storeError(route: string, outcome: string): void {
+    const errors = this.series(route).storeErrors ??= new Map();
+    errors.set(outcome, (errors.get(outcome) ?? 0) + 1);
   }
 }
 

@@ -215,6 +215,16 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
       out.sample("unload_policy_answers_total", { route, policy, code }, n);
     }
   }
+  out.family(
+    "unload_rate_limit_store_errors_total",
+    "counter",
+    "Rate limit decisions a route's Redis store could not make (down, slow past rate_limit.timeout, or a bad answer), by route and what the request got (on_store_error).",
+  );
+  for (const [route, s] of m.routes()) {
+    for (const [outcome, n] of s.storeErrors ?? []) {
+      out.sample("unload_rate_limit_store_errors_total", { route, outcome }, n);
+    }
+  }
 
   backendFamilies(out, lb);
   poolFamilies(out, lb);

@@ -91,12 +91,12 @@ export async function explain(config: Config, ask: ExplainRequest): Promise<stri
     return out;
   }
   out.push(`route: ${rc.name} (host ${rc.host ?? "any"}, path ${rc.path})`);
-  const policy = compilePolicy(rc.policy);
+  const policy = compilePolicy(rc.policy, { route: rc.name });
   let forwarded = req;
   if (policy === undefined) out.push("policy: none");
   else {
     const notes: string[] = [];
-    const outcome = applyRequestPolicy(policy, req, client, notes);
+    const outcome = await applyRequestPolicy(policy, req, client, notes);
     out.push("policy steps, in order:");
     for (const n of notes) out.push(`  ${n}`);
     if (outcome.answer !== undefined) {

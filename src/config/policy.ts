@@ -38,12 +38,52 @@ export interface PolicyConfig {
   rewrite?: RewriteConfig;
   /** Header changes on the request to the backend and the response to the client. */
   headers?: { request?: HeaderEdits; response?: HeaderEdits };
+  /** A token bucket per key: past it, 429. */
+  rate_limit?: RateLimitConfig;
 }
 
+/** What a rate limit counts by: the client address, a header's value or a cookie's. */
+export type RateLimitKey =
+  | { kind: "client_ip" }
+  | { kind: "header"; name: string }
+  | { kind: "cookie"; name: string };
+
+/** A route's `rate_limit`, as read. */
+export interface RateLimitConfig {
+  /** Tokens added per second (`100/s` is 100, `60/m` is 1). */
+  perSecond: number;
+  /** The rate as written (`100/s`). */
+  rate: string;
+  /** Tokens a bucket holds at most (requests let through at once). */
+  burst: number;
+  /** What a bucket belongs to. */
+  key: RateLimitKey;
+  /** `local` (this process's memory) or a Redis server shared by every instance. */
+  store: "local" | { host: string; port: number };
+  /** What a request gets when the Redis store fails or is slow. */
+  on_store_error: "allow" | "deny";
+  /** How long a decision waits for Redis, in ms. */
+  timeout: number;
+  /** Buckets kept in memory at most (`store: local`). */
+  max_keys: number;
+}
+
+/** Default `rate_limit.max_keys`: buckets one route keeps in memory at most. */
+export const RATE_LIMIT_MAX_KEYS = 100_000;
+/** Default `rate_limit.timeout`: how long a decision waits for Redis, in ms. */
+export const RATE_LIMIT_STORE_TIMEOUT = 100;
+
 /** The route keys this file reads. */
-export const POLICY_KEYS = ["allow", "deny", "redirect", "rewrite", "headers"] as const;
+export const POLICY_KEYS = [
+  "allow",
+  "deny",
+  "redirect",
+  "rewrite",
+  "headers",
+  "rate_limit",
+] as const;
 /** Policy keys of DESIGN.md not implemented yet: named in their error. */
-export const FUTURE_POLICY_KEYS = ["rate_limit", "auth", "compress", "mirror"] as const;
+export const FUTURE_POLICY_KEYS = ["auth", "compress", "mirror"] as const;
 /** Redirect codes a `redirect` may use. */
 export const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 
@@ -109,7 +149,104 @@ export function readPolicy(
     }
     out.headers = headers;
   }
+  if (m.has("rate_limit")) {
+    const r = readRateLimit(src, m.get("rate_limit"), `${path}.rate_limit`);
+    if (r !== undefined) out.rate_limit = r;
+  }
   return Object.keys(out).length === 0 ? undefined : out;
+}
+
+const RATE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };
+
+function readRateLimit(
+  src: Source,
+  node: Node | undefined,
+  at: string,
+): RateLimitConfig | undefined {
+  const r = src.map(node, at, [
+    "rate",
+    "burst",
+    "key",
+    "store",
+    "on_store_error",
+    "timeout",
+    "max_keys",
+  ]);
+  if (!r.has("rate")) return src.fail(node, at, "needs rate (e.g. 100/s, 60/m, 1000/h)");
+  const rate = scalar(src, r.get("rate"), `${at}.rate`);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(s|m|h)\s*$/.exec(rate ?? "");
+  if (rate === undefined || !m || Number(m[1]) <= 0) {
+    return src.fail(
+      r.get("rate"),
+      `${at}.rate`,
+      `must be N/s, N/m or N/h with N > 0 (e.g. 100/s): received "${rate ?? ""}"`,
+    );
+  }
+  const perSecond = Number(m[1]) / RATE_UNITS[m[2]!]!;
+  const burst = src.int(r.get("burst"), `${at}.burst`, 1, 1_000_000_000) ??
+    Math.max(1, Math.ceil(Number(m[1])));
+  let key: RateLimitKey = { kind: "client_ip" };
+  const keyText = src.string(r.get("key"), `${at}.key`);
+  if (keyText !== undefined) {
+    const k = /^(header|cookie):(.+)$/.exec(keyText);
+    if (keyText === "client_ip") key = { kind: "client_ip" };
+    else if (k && TOKEN_REGEXP.test(k[2]!)) {
+      key = {
+        kind: k[1] as "header" | "cookie",
+        name: k[1] === "header" ? k[2]!.toLowerCase() : k[2]!,
+      };
+    } else {
+      src.fail(
+        r.get("key"),
+        `${at}.key`,
+        `must be client_ip, header:NAME or cookie:NAME: received "${keyText}"`,
+      );
+    }
+  }
+  let store: RateLimitConfig["store"] = "local";
+  const storeText = src.string(r.get("store"), `${at}.store`);
+  if (storeText !== undefined && storeText !== "local") {
+    const s = /^redis:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\/?$/.exec(storeText);
+    const port = Number(s?.[2]);
+    if (!s || port < 1 || port > 65535) {
+      src.fail(
+        r.get("store"),
+        `${at}.store`,
+        `must be local or redis://host:port: received "${storeText}"`,
+      );
+    } else store = { host: s[1]!.replace(/^\[|\]$/g, ""), port };
+  }
+  const onError = src.choice(
+    r.get("on_store_error"),
+    `${at}.on_store_error`,
+    [
+      "allow",
+      "deny",
+    ] as const,
+  ) ?? "allow";
+  if (r.has("on_store_error") && store === "local") {
+    src.fail(
+      r.get("on_store_error"),
+      `${at}.on_store_error`,
+      "only applies with store: redis://...",
+    );
+  }
+  const timeout = src.duration(r.get("timeout"), `${at}.timeout`) ?? RATE_LIMIT_STORE_TIMEOUT;
+  if (r.has("timeout") && store === "local") {
+    src.fail(r.get("timeout"), `${at}.timeout`, "only applies with store: redis://...");
+  }
+  const maxKeys = src.int(r.get("max_keys"), `${at}.max_keys`, 1, 10_000_000) ??
+    RATE_LIMIT_MAX_KEYS;
+  return {
+    perSecond,
+    rate: `${m[1]}/${m[2]}`,
+    burst,
+    key,
+    store,
+    on_store_error: onError,
+    timeout,
+    max_keys: maxKeys,
+  };
 }
 
 function readRedirect(src: Source, node: Node | undefined, at: string) {

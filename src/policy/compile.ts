@@ -1,6 +1,6 @@
 /**
  * Compiles a route's policy keys into its steps, once at config load, in the
- * order of DESIGN.md: deny/allow → redirect → (auth → rate_limit, to come) →
+ * order of DESIGN.md: deny/allow → redirect → (auth, to come) → rate_limit →
  * rewrite → request headers → proxy → response headers.
  *
  * @module
@@ -8,13 +8,15 @@
 import type { PolicyConfig } from "../config/policy.ts";
 import { accessStep } from "./access.ts";
 import { headersStep } from "./headers.ts";
-import { type PolicyStep, RoutePolicy } from "./policy.ts";
+import { type PolicyStep, RoutePolicy, type StepResult } from "./policy.ts";
+import { type RateLimitContext, rateLimitStep } from "./rate_limit.ts";
 import { redirectStep } from "./redirect.ts";
 import { rewriteStep } from "./rewrite.ts";
 
 /**
  * The compiled policy of a route, or undefined when it has none (then the proxy
- * does nothing more per request than look at this one property).
+ * does nothing more per request than look at this one property). `context`
+ * names the route and says where a rate limit's store failures are told.
  *
  * @example
  * ```ts
@@ -25,15 +27,19 @@ import { rewriteStep } from "./rewrite.ts";
  * assertEquals(p.steps.map((s) => s.name), ["deny", "rewrite"]);
  * ```
  */
-export function compilePolicy(config: PolicyConfig | undefined): RoutePolicy | undefined {
+export function compilePolicy(
+  config: PolicyConfig | undefined,
+  context: RateLimitContext = { route: "" },
+): RoutePolicy | undefined {
   if (config === undefined) return undefined;
-  const steps: PolicyStep[] = [];
+  const steps: PolicyStep<StepResult>[] = [];
   if (config.allow !== undefined || config.deny !== undefined) {
     steps.push(accessStep(config.allow, config.deny));
   }
   if (config.redirect !== undefined) {
     steps.push(redirectStep(config.redirect.to, config.redirect.code));
   }
+  if (config.rate_limit !== undefined) steps.push(rateLimitStep(config.rate_limit, context));
   if (config.rewrite !== undefined) steps.push(rewriteStep(config.rewrite));
   const h = config.headers;
   if (h !== undefined && (h.request !== undefined || h.response !== undefined)) {

@@ -75,23 +75,36 @@ export interface PolicyAnswer {
   message: string;
   /** Extra header lines (`Location: ...`), each without CRLF. */
   headers: string[];
+  /** The `grpc-status` a gRPC client gets. @default {gRPC's mapping of `status`} */
+  grpcStatus?: number;
 }
 
-/** One policy step of a route. */
-export interface PolicyStep {
+/** What a request step decides: go on (undefined) or answer; later, for a step that asks a store. */
+export type StepResult = PolicyAnswer | undefined | Promise<PolicyAnswer | undefined>;
+
+/**
+ * One policy step of a route. `R` is what its `onRequest` gives: an answer or
+ * nothing at once for most; {@linkcode StepResult} (maybe later) for a step
+ * that asks a store.
+ */
+export interface PolicyStep<R extends StepResult = PolicyAnswer | undefined> {
   /** The policy's key in the config (`allow`, `redirect`, `rewrite`, `headers`). */
   readonly name: string;
   /** What it does, in one line, as `/status` and `explain` show it. */
   readonly summary: string;
   /**
    * On the way in: undefined to go on (having changed `req` or not), or an answer.
-   * With `notes` (`explain`), a line saying what was decided and why is added.
+   * With `notes` (`explain`), a line saying what was decided and why is added
+   * (and nothing is asked of a store). A promise only from a step that asks a
+   * store (`rate_limit` with Redis); the others decide at once.
    */
-  onRequest?(req: PolicyRequest, notes?: string[]): PolicyAnswer | undefined;
+  onRequest?(req: PolicyRequest, notes?: string[]): R;
   /** On the way out: changes the response's fields (flat `name, value, ...`) in place. */
   onResponse?(fields: string[]): void;
   /** What `onResponse` does, in one line (for `explain`). */
   readonly responseSummary?: string;
+  /** Lets go of what the step holds (a store's connection) once its routes are replaced. */
+  close?(): void;
 }
 
 /**
@@ -117,27 +130,53 @@ export interface PolicyStep {
  */
 export class RoutePolicy {
   /** Every step, in order. */
-  readonly steps: readonly PolicyStep[];
+  readonly steps: readonly PolicyStep<StepResult>[];
   /** The steps with an `onRequest`, in order. */
-  readonly request: readonly PolicyStep[];
+  readonly request: readonly PolicyStep<StepResult>[];
   /** The steps with an `onResponse`, in order; empty when responses pass unchanged. */
-  readonly response: readonly PolicyStep[];
+  readonly response: readonly PolicyStep<StepResult>[];
 
   /** Keeps `steps` in the order given. */
-  constructor(steps: readonly PolicyStep[]) {
+  constructor(steps: readonly PolicyStep<StepResult>[]) {
     this.steps = steps;
     this.request = steps.filter((s) => s.onRequest !== undefined);
     this.response = steps.filter((s) => s.onResponse !== undefined);
   }
 
-  /** Runs the request steps until one answers; `notes` as for {@linkcode PolicyStep.onRequest}. */
-  runRequest(req: PolicyRequest, notes?: string[]): PolicyAnswer | undefined {
+  /**
+   * Runs the request steps until one answers; `notes` as for {@linkcode PolicyStep.onRequest}.
+   * A promise only once a step gave one (the rest then run after it settles).
+   */
+  runRequest(req: PolicyRequest, notes?: string[]): StepResult {
     const steps = this.request;
     for (let i = 0; i < steps.length; i++) {
       const a = steps[i]!.onRequest!(req, notes);
-      if (a !== undefined) return a;
+      if (a === undefined) continue;
+      if (a instanceof Promise) return this.#finish(a, i + 1, req, notes);
+      return a;
     }
     return undefined;
+  }
+
+  async #finish(
+    first: Promise<PolicyAnswer | undefined>,
+    from: number,
+    req: PolicyRequest,
+    notes?: string[],
+  ): Promise<PolicyAnswer | undefined> {
+    const a = await first;
+    if (a !== undefined) return a;
+    const steps = this.request;
+    for (let i = from; i < steps.length; i++) {
+      const next = await steps[i]!.onRequest!(req, notes);
+      if (next !== undefined) return next;
+    }
+    return undefined;
+  }
+
+  /** Lets go of what the steps hold (called once the route is replaced or stopped). */
+  close(): void {
+    for (const s of this.steps) s.close?.();
   }
 
   /** Runs the response steps over `fields` (flat `name, value, ...`), in place. */

@@ -22,7 +22,7 @@ export type PolicyOutcome =
  *
  * @example
  * ```ts
- * import { assertEquals } from "@std/assert";
+ * import { assert, assertEquals } from "@std/assert";
  * import { parseRequestHead } from "../http1/parse.ts";
  * import { compilePolicy } from "../policy/compile.ts";
  * import { applyRequestPolicy } from "./policy_heads.ts";
@@ -32,6 +32,7 @@ export type PolicyOutcome =
  *   keepAlive: true, upgrade: undefined,
  * };
  * const out = applyRequestPolicy(compilePolicy({ rewrite: { strip_prefix: "/api" } })!, req, "::1");
+ * assert(!(out instanceof Promise));
  * assertEquals(out.req?.head.target, "/a?x=1");
  * assertEquals(out.req?.head.values, ["a.test", "/api"]);
  * ```
@@ -40,20 +41,27 @@ export type PolicyOutcome =
  * @param req The request as the edge checked it.
  * @param client The client's IP address.
  * @param notes When given (`explain`), each step's decision is added.
+ * @returns The outcome; a promise only when a step asks a store (`rate_limit` with Redis).
  */
 export function applyRequestPolicy(
   policy: RoutePolicy,
   req: Request,
   client: string,
   notes?: string[],
-): PolicyOutcome {
+): PolicyOutcome | Promise<PolicyOutcome> {
   const head = req.head;
   // an absolute-form target is forwarded as its path and query (`req.path`); "*" as it is
   const target = head.target === "*" ? head.target : req.path;
   const p = new PolicyRequest(head.method, req.host, target, client, () => flatFields(head));
   const answer = policy.runRequest(p, notes);
+  if (answer instanceof Promise) return answer.then((a) => outcome(a, p, req));
+  return outcome(answer, p, req);
+}
+
+function outcome(answer: PolicyAnswer | undefined, p: PolicyRequest, req: Request): PolicyOutcome {
   if (answer !== undefined) return { answer };
   if (!p.changed) return { req };
+  const head = req.head;
   const fields = p.fieldsRead ? p.fields : flatFields(head);
   let text = `${head.method} ${p.target} HTTP/1.${head.minor}\r\n`;
   for (let i = 0; i + 1 < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;

@@ -5,11 +5,11 @@
  *
  * @module
  */
-import type { ExchangeRecord, ProxyContext } from "./context.ts";
+import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
 import { answer, type ClientSide, type Request } from "./client.ts";
 import { forward } from "./exchange.ts";
-import { applyRequestPolicy } from "./policy_heads.ts";
+import { applyRequestPolicy, type PolicyOutcome } from "./policy_heads.ts";
 import { realClient } from "./real_client.ts";
 import { requestFraming } from "../http1/body.ts";
 import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
@@ -285,10 +285,29 @@ export function handleRequest(
   const policy = route.policy;
   if (policy === undefined) return forward(client, req, route, ctx, rec);
   const out = applyRequestPolicy(policy, req, rec.client);
+  if (out instanceof Promise) {
+    return out.then((o) => afterPolicy(client, head, o, route, ctx, rec, close, headOnly));
+  }
+  return afterPolicy(client, head, out, route, ctx, rec, close, headOnly);
+}
+
+// The policy's answer goes to the client; or the request, as the policy left it, is forwarded.
+function afterPolicy(
+  client: ClientSide,
+  head: RequestHead,
+  out: PolicyOutcome,
+  route: Route,
+  ctx: ProxyContext,
+  rec: ExchangeRecord,
+  close: boolean,
+  headOnly: boolean,
+): Promise<boolean> {
   if (out.answer !== undefined) {
     const a = out.answer;
     rec.policy = a.policy;
-    return answer(client, rec, a.status, a.message, { close, headOnly, headers: a.headers });
+    const options = { close, headOnly, headers: a.headers };
+    if (a.grpcStatus === undefined) return answer(client, rec, a.status, a.message, options);
+    return answer(client, rec, a.status, a.message, { ...options, grpcStatus: a.grpcStatus });
   }
   if (out.req.head !== head) rec.target = out.req.head.target;
   return forward(client, out.req, route, ctx, rec);

@@ -478,7 +478,11 @@ export class Balancer {
   }
 
   #routeOptions(): RouteSetOptions {
-    const options: RouteSetOptions = { log: this.log, onChange: () => this.#discovered() };
+    const options: RouteSetOptions = {
+      log: this.log,
+      onChange: () => this.#discovered(),
+      onStoreError: (route, outcome) => this.metrics.storeError(route, outcome),
+    };
     const { share, shared } = this.#options;
     if (share) options.onShare = (set) => share.sets(set);
     if (shared) options.shared = shared;

@@ -49,6 +49,8 @@ export interface RouteSetOptions {
   log: Logger;
   /** Backends already running (by {@linkcode backendKey}): reused so health, counters and pools carry over. */
   known?: ReadonlyMap<string, readonly Backend[]>;
+  /** Told each rate limit decision its Redis store could not make, and what the request got. */
+  onStoreError?: (route: string, outcome: "allow" | "deny") => void;
   /** Called after a discovery update changed some route's backends. */
   onChange?: () => void;
   /** Told every set an SRV watcher found (to pass on to workers). */
@@ -104,7 +106,11 @@ export class RouteSet {
           scheduler,
           timeouts: rc.timeouts,
           hashKey: rc.hash_key,
-          policy: compilePolicy(rc.policy),
+          policy: compilePolicy(rc.policy, {
+            route: rc.name,
+            log: options.log,
+            onStoreError: options.onStoreError,
+          }),
           checks: reach.checks,
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
         };
@@ -135,6 +141,7 @@ export class RouteSet {
   /** Stops discovery. */
   async stop(): Promise<void> {
     this.#ac.abort();
+    for (const r of this.routes) r.policy?.close();
     await Promise.all(this.routes.map((r) => r.srv?.closed));
   }
 
