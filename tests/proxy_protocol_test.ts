@@ -45,7 +45,7 @@ interface Edge extends AsyncDisposable {
 }
 
 /** A balancer on 127.0.0.1 (listen `extra` lines added) with one route to an echo backend. */
-async function startEdge(listen: string, routeExtra = ""): Promise<Edge> {
+async function startEdge(listen: string, routeExtra = "", http = "127.0.0.1:0"): Promise<Edge> {
   const backend = xffEcho();
   const lines: string[] = [];
   const records: ExchangeRecord[] = [];
@@ -57,7 +57,7 @@ async function startEdge(listen: string, routeExtra = ""): Promise<Edge> {
     close() {},
   };
   const yaml = `
-listen: { http: 127.0.0.1:0, ${listen} }
+listen: { http: "${http}", ${listen} }
 routes:
   - { name: app, backends: [{ address: 127.0.0.1:${backend.port} }]${routeExtra} }
 `;
@@ -370,6 +370,19 @@ Deno.test("raw PROXY headers: v1 and v2 split across reads, TLVs skipped, TCP6, 
     await rawExchange(edge.port, v2v4.slice(0, 5), v2v4.slice(5, 14), v2v4.slice(14), GET),
     // v2 TCP6
     await rawExchange(edge.port, v2(1, 0x21, v6), GET),
+    // v2 with 3000 bytes of TLVs (more than the first read buffer) and the request in one write
+    await rawExchange(
+      edge.port,
+      new Uint8Array([
+        ...v2(1, 0x11, [192, 0, 2, 33, 127, 0, 0, 1, 0, 1, 0, 80], [
+          0xe0,
+          0x0b,
+          0xb5,
+          ...new Array(2997).fill(0x61),
+        ]),
+        ...enc.encode(GET),
+      ]),
+    ),
     // v2 IPv4-mapped IPv6 is the IPv4 client
     await rawExchange(
       edge.port,
@@ -400,6 +413,7 @@ Deno.test("raw PROXY headers: v1 and v2 split across reads, TLVs skipped, TCP6, 
     "2001:db8::7\n",
     "203.0.113.9\n",
     "2001:db8::7\n",
+    "192.0.2.33\n",
     "198.51.100.4\n",
     "127.0.0.1\n",
     "127.0.0.1\n",
@@ -568,4 +582,50 @@ Deno.test("config: listen.trusted_proxies and listen.proxy_protocol errors name 
   );
   assertEquals(ok.listen.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]);
   assertEquals(ok.listen.proxy_protocol, true);
+});
+
+Deno.test("PROXY then h2c on the same port: an HTTP/2 prior-knowledge client behind HAProxy is its own address in X-Forwarded-For and the log", async () => {
+  await using edge = await startEdge(
+    "h2c: true, proxy_protocol: true, trusted_proxies: [127.0.0.2/32]",
+  );
+  await using ha = await startHaproxy([
+    { bind: "127.0.0.1", server: `server u 127.0.0.1:${edge.port} send-proxy-v2 source 127.0.0.2` },
+  ]);
+  const url = `http://127.0.0.1:${ha.ports[0]}/h2`;
+  assertEquals(await curl(url, "127.0.0.5", "--http2-prior-knowledge"), "127.0.0.5\n");
+  assertEquals(await curl(url, "127.0.0.6"), "127.0.0.6\n"); // HTTP/1.1 on the same port
+  await until("two access lines", () => edge.records.length >= 2);
+  assertEquals(edge.records.map((r) => [r.proto, r.client]), [
+    ["h2", "127.0.0.5"],
+    ["http/1.1", "127.0.0.6"],
+  ]);
+});
+
+Deno.test("a reload turns listen.proxy_protocol and trusted_proxies on and off on the same port", async () => {
+  const port = freePort();
+  await using edge = await startEdge("", "", `127.0.0.1:${port}`);
+  const yaml = (listen: string) =>
+    parseConfig(
+      `listen: { http: "127.0.0.1:${port}"${listen} }\nroutes:\n  - { name: app, backends: [{ address: 127.0.0.1:${edge.backend.port} }] }\n`,
+      "edge.yaml",
+    );
+  const body = (a: string) => a.slice(a.indexOf("\r\n\r\n") + 4);
+  const xff =
+    "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.3\r\nConnection: close\r\n\r\n";
+  assertEquals(body(await rawExchange(port, GET)), "127.0.0.1\n");
+  const r = await edge.lb.reload(yaml(", proxy_protocol: true, trusted_proxies: [127.0.0.1]"));
+  assert(r.ok, JSON.stringify(r));
+  assertEquals(await rawExchange(port, GET), "");
+  assertEquals(
+    body(await rawExchange(port, "PROXY TCP4 192.0.2.8 127.0.0.1 1 80\r\n" + GET)),
+    "192.0.2.8\n",
+  );
+  assert((await edge.lb.reload(yaml(", trusted_proxies: [127.0.0.1]"))).ok);
+  assertEquals(body(await rawExchange(port, xff)), "198.51.100.3, 127.0.0.1\n");
+  await until("the access line", () => edge.records.length >= 3);
+  assertEquals(edge.records.at(-1)!.client, "198.51.100.3");
+  assert((await edge.lb.reload(yaml(""))).ok);
+  assertEquals(body(await rawExchange(port, xff)), "198.51.100.3, 127.0.0.1\n");
+  await until("the access line", () => edge.records.length >= 4);
+  assertEquals(edge.records.at(-1)!.client, "127.0.0.1");
 });
