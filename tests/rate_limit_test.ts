@@ -288,6 +288,35 @@ routes:${route("open", "allow")}${route("closed", "deny")}
   });
 });
 
+Deno.test("rate_limit: a reload keeps a Redis budget (the keys are in Redis) and closes the old connection", async () => {
+  await using redis = await startRedis();
+  await using backend = countingBackend();
+  const yaml = (burst: number) => `
+listen: { http: 127.0.0.1:0 }
+routes:
+  - name: api
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+    rate_limit: { rate: 1/h, burst: ${burst}, store: "redis://127.0.0.1:${redis.port}", timeout: 2s }
+`;
+  await using lb = await startLoggedBalancer(yaml(3));
+  using c = await RawClient.connect(lb.port);
+  assertEquals([(await c.get("/")).status, (await c.get("/")).status], [200, 200]);
+  const clients = async () => {
+    const out = await new Deno.Command("redis-cli", {
+      args: ["-p", String(redis.port), "CLIENT", "LIST"],
+    }).output();
+    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.includes("cmd="))
+      .length;
+  };
+  assertEquals(await clients(), 2, "the balancer's connection and redis-cli's");
+  assert((await lb.reload(parseConfig(yaml(3), "test.yaml"))).ok);
+  // the same bucket: one token left of 3, though the route was built anew
+  assertEquals([(await c.get("/")).status, (await c.get("/")).status], [200, 429]);
+  assertEquals(backend.heads.length, 3);
+  await until("the old connection is closed", async () => await clients() === 2);
+  assert(!lb.lines.some((l) => l.startsWith("warn")), lb.lines.join("\n"));
+});
+
 Deno.test("rate_limit: a Redis that is not there at all fails open with one log line per outage", async () => {
   await using backend = countingBackend();
   const port = freePort();

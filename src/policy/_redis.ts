@@ -231,10 +231,15 @@ export class RedisConnection {
     });
   }
 
-  /** Closes the connection; calls waiting fail. */
+  /**
+   * Takes no more calls and closes the connection once the calls waiting have
+   * their replies (or their timeouts: a reload never fails a decision under way).
+   */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
-    this.#drop(new StoreError("the store was closed"));
+    if (this.#pending.every((p) => p.settled)) this.#drop(new StoreError("the store was closed"));
+    else setTimeout(() => this.#drop(new StoreError("the store was closed")), this.#timeout);
   }
 
   #open(): Promise<Deno.Conn> {
@@ -290,6 +295,10 @@ export class RedisConnection {
         for (let v = parser.next(); v !== undefined; v = parser.next()) {
           const p = this.#pending.shift();
           if (p !== undefined) this.#settle(p, v);
+        }
+        if (this.#closed && this.#pending.length === 0) {
+          this.#drop(new StoreError("the store was closed"));
+          return;
         }
       }
     } catch (e) {
