@@ -85,6 +85,12 @@ async function startRedis(): Promise<
   }
 }
 
+/** What `redis-cli -p PORT ARGS...` prints. */
+async function redisCli(port: number, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command("redis-cli", { args: ["-p", String(port), ...args] }).output();
+  return new TextDecoder().decode(out.stdout);
+}
+
 const localRoutes = (port: number) => `
 listen: { http: 127.0.0.1:0, h2c: true }
 routes:
@@ -216,6 +222,14 @@ routes:
   assertEquals(statuses.filter((s) => s === 200).length, 5, statuses.join(" "));
   assertEquals(statuses.filter((s) => s === 429).length, 7, statuses.join(" "));
   assertEquals(backend.heads.length, 5, "the fleet let 5 through in all");
+  // one round trip per decision: an EVALSHA each, and the script loaded once per connection
+  const stats = await redisCli(redis.port, "INFO", "commandstats");
+  assertMatch(stats, /cmdstat_evalsha:calls=12,/);
+  assertMatch(stats, /cmdstat_script\|load:calls=3,|cmdstat_script:calls=3,/);
+  assert(!/cmdstat_eval:/.test(stats), "the script was never sent again");
+  // the bucket's key expires once it would be full again (5 tokens at 1/h: 5 h, plus a second)
+  const ttl = Number(await redisCli(redis.port, "PTTL", "unload:rl:api:client_ip 127.0.0.1"));
+  assert(ttl > 4 * 3600_000 && ttl <= 5 * 3600_000 + 1000, `PTTL ${ttl}`);
 
   // Redis dies: each instance fails open (on_store_error: allow) with a log line and a count
   await redis.kill();
