@@ -64,6 +64,8 @@ interface Bucket {
  * assertEquals(b.take("a", 100).allowed, true); // a token came back after 100 ms
  * for (let i = 0; i < 1000; i++) b.take(`k${i}`, 200);
  * assertEquals(b.size <= 100, true); // a flood of keys stays under max_keys
+ * b.take("late", 5000); // a second on: the buckets full again by now (all of them) go
+ * assertEquals(b.size, 1);
  * ```
  */
 export class LocalBuckets {
