@@ -13,6 +13,7 @@ import { parseConfig } from "../src/config/config.ts";
 import type { Logger } from "../src/observe/log.ts";
 import type { ExchangeRecord } from "../src/proxy/context.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
+import { startLbProcess } from "./_process.ts";
 import { delay, forEachHead, freePort, type RawServer, rawServer, writeAllText } from "./_http.ts";
 
 const enc = new TextEncoder();
@@ -501,6 +502,11 @@ Deno.test("trusted X-Forwarded-For: from a trusted peer the client is the right-
   }
   await until("an access line per case", () => edge.records.length >= cases.length);
   assertEquals(edge.records.map((r) => r.client), cases.map(([, c]) => c));
+  // the hop that reached unload, when the client came from the header
+  assertEquals(
+    edge.records.map((r) => r.via),
+    cases.map(([, c]) => c === "127.0.0.1" ? undefined : "127.0.0.1"),
+  );
   assertEquals(edge.backend.seen, cases.map(([, , xff]) => `/x ${xff}`));
 });
 
@@ -628,4 +634,30 @@ Deno.test("a reload turns listen.proxy_protocol and trusted_proxies on and off o
   assertEquals(body(await rawExchange(port, xff)), "198.51.100.3, 127.0.0.1\n");
   await until("the access line", () => edge.records.length >= 4);
   assertEquals(edge.records.at(-1)!.client, "127.0.0.1");
+});
+
+Deno.test("the access log line of a balancer process names the real client, and via the trusted proxy that reached it", async () => {
+  await using backend = xffEcho();
+  const lb = await startLbProcess(`
+listen: { http: 127.0.0.1:$PORT, trusted_proxies: [127.0.0.1/32] }
+log: { access: stdout }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`);
+  let stdout = "";
+  try {
+    await rawExchange(
+      lb.port,
+      "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.3\r\nConnection: close\r\n\r\n",
+    );
+    await rawExchange(lb.port, GET);
+  } finally {
+    stdout = (await lb.stop()).stdout;
+  }
+  const lines = stdout.trimEnd().split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l)
+  );
+  assertEquals(lines.map((l) => [l.client, l.via]), [["198.51.100.3", "127.0.0.1"], [
+    "127.0.0.1",
+    undefined,
+  ]]);
 });
