@@ -259,7 +259,7 @@ Deno.test("rate_limit: a stalled Redis (SIGSTOP) costs a request the timeout, th
   - name: ${name}
     path: /${name}
     backends: [{ address: 127.0.0.1:${backend.port} }]
-    rate_limit: { rate: 1/h, burst: 100, store: "redis://127.0.0.1:${redis.port}", timeout: 200ms, on_store_error: ${onError} }`;
+    rate_limit: { rate: 1/h, burst: 100, store: "redis://127.0.0.1:${redis.port}", timeout: 1s, on_store_error: ${onError} }`;
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
 admin: { listen: 127.0.0.1:0 }
@@ -339,7 +339,7 @@ listen: { http: 127.0.0.1:0 }
 routes:
   - name: api
     backends: [{ address: 127.0.0.1:${backend.port} }]
-    rate_limit: { rate: 1/h, burst: 1, store: "redis://127.0.0.1:${port}" }
+    rate_limit: { rate: 1/h, burst: 1, store: "redis://127.0.0.1:${port}", timeout: 5s }
 `);
   using c = await RawClient.connect(lb.port);
   for (let i = 0; i < 5; i++) assertEquals((await c.get("/")).status, 200);
