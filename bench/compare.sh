@@ -3,7 +3,12 @@
 # on the same work (each adds X-Forwarded-For and reuses backend connections).
 #   nginx backends (3 ports) and wrk pinned to CPU 1; each balancer pinned to CPU 0.
 #   unload and HAProxy discover the backends through DNS SRV (dnsmasq on 127.0.0.1:5353).
-# Env: DUR (s per measurement, 8), CONNS ("100 1000"), ROUNDS (1: best of N).
+# Env: DUR (s per measurement, 8), CONNS ("100 1000"), ROUNDS (1: best of N),
+#   BEFORE (a git revision: its unload also runs, on the same route, as "unload@REV", so a
+#   change is measured against what it replaced in the same run).
+#   ROWS (names to measure, e.g. "unload@REV unload unload+policy"; default: every row).
+# "unload+policy" is the same unload on a route with a rewrite and request and response
+#   headers (Host: policy.test, GET /api/): what those policies cost.
 # Prints a markdown table: rps, p50, p99, errors and the ratio to HAProxy.
 set -u
 cd "$(dirname "$0")/.."
@@ -64,8 +69,25 @@ C
 cat > "$D/unload.yaml" <<C
 listen: { http: 127.0.0.1:8090 }
 dns: { nameserver: 127.0.0.1:5353, refresh: 10s }
-routes: [{ name: app, srv: _http._tcp.app.test }]
+routes:
+  - { name: app, srv: _http._tcp.app.test }
+  - name: policed
+    host: policy.test
+    srv: _http._tcp.app.test
+    rewrite: { strip_prefix: /api }
+    headers:
+      request: { set: { X-Env: prod }, remove: [X-Debug] }
+      response: { set: { Strict-Transport-Security: "max-age=63072000" }, remove: [Server] }
 C
+BEFORE_ROW=""
+if [ -n "${BEFORE:-}" ]; then
+  mkdir -p "$D/before"
+  git archive "$BEFORE" | tar -x -C "$D/before"
+  sed 's/127.0.0.1:8090/127.0.0.1:8091/; /^  - name: policed/,$d' "$D/unload.yaml" > "$D/before.yaml"
+  (cd "$D/before" && taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 \
+    main.ts run --config "$D/before.yaml" > "$D/before.log" 2>&1) &
+  BEFORE_ROW="unload@$BEFORE:8091"
+fi
 # Caddy resolves SRV targets through the system resolver: make the names resolvable for
 # this run only (the line is removed again on exit, so it cannot leak into other tests).
 if ! grep -q ' b1.test' /etc/hosts 2>/dev/null; then
@@ -82,10 +104,13 @@ sleep 4
 declare -A BEST # the best wrk report per balancer/conns
 for conns in $CONNS; do
   for round in $(seq 1 "$ROUNDS"); do
-    for t in direct:9001 nginx:8081 haproxy:8082 caddy:8083 unload:8090; do
-      name=${t%%:*}; port=${t##*:}; k="$name/$conns"
-      curl -s -m 2 "http://127.0.0.1:$port/" >/dev/null || continue
-      out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DUR}s" --latency "http://127.0.0.1:$port/" 2>&1)
+    for t in direct:9001 nginx:8081 haproxy:8082 caddy:8083 $BEFORE_ROW unload:8090 unload+policy:8090; do
+      name=${t%:*}; port=${t##*:}; k="$name/$conns"
+      [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $name "* ]] || continue
+      args=("http://127.0.0.1:$port/")
+      [ "$name" = unload+policy ] && args=(-H "Host: policy.test" "http://127.0.0.1:$port/api/")
+      curl -s -m 2 -o /dev/null "${args[@]}" || continue
+      out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DUR}s" --latency "${args[@]}" 2>&1)
       if better_round "$out" "${BEST[$k]:-}"; then BEST[$k]=$out; fi
     done
   done
@@ -97,7 +122,7 @@ echo "| balancer | conns | req/s | p50 | p99 | errors | req/s vs HAProxy |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for conns in $CONNS; do
   h=$(wrk_rps "${BEST[haproxy/$conns]:-}")
-  for name in direct nginx haproxy caddy unload; do
+  for name in direct nginx haproxy caddy ${BEFORE_ROW%:*} unload unload+policy; do
     out=${BEST[$name/$conns]:-}
     if [ -z "$out" ]; then echo "| $name | $conns | - | - | - | no answer | - |"; continue; fi
     echo "| $name | $conns | $(wrk_cells "$out" "$h" "×") |"
