@@ -8,7 +8,8 @@
 #   change is measured against what it replaced in the same run).
 #   ROWS (names to measure, e.g. "unload@REV unload unload+policy"; default: every row).
 # "unload+policy" is the same unload on a route with a rewrite and request and response
-#   headers (Host: policy.test, GET /api/): what those policies cost.
+#   headers (Host: policy.test, GET /api/): what those policies cost. "unload+policy+rl" adds a
+#   local rate_limit that never refuses (Host: policy-rl.test): what a bucket per client costs.
 # Prints a markdown table: rps, p50, p99, errors and the ratio to HAProxy.
 set -u
 cd "$(dirname "$0")/.."
@@ -78,6 +79,14 @@ routes:
     headers:
       request: { set: { X-Env: prod }, remove: [X-Debug] }
       response: { set: { Strict-Transport-Security: "max-age=63072000" }, remove: [Server] }
+  - name: policed-rl
+    host: policy-rl.test
+    srv: _http._tcp.app.test
+    rate_limit: { rate: 100000000/s, burst: 100000000 }
+    rewrite: { strip_prefix: /api }
+    headers:
+      request: { set: { X-Env: prod }, remove: [X-Debug] }
+      response: { set: { Strict-Transport-Security: "max-age=63072000" }, remove: [Server] }
 C
 BEFORE_ROW=""
 if [ -n "${BEFORE:-}" ]; then
@@ -104,11 +113,12 @@ sleep 4
 declare -A BEST # the best wrk report per balancer/conns
 for conns in $CONNS; do
   for round in $(seq 1 "$ROUNDS"); do
-    for t in direct:9001 nginx:8081 haproxy:8082 caddy:8083 $BEFORE_ROW unload:8090 unload+policy:8090; do
+    for t in direct:9001 nginx:8081 haproxy:8082 caddy:8083 $BEFORE_ROW unload:8090 unload+policy:8090 unload+policy+rl:8090; do
       name=${t%:*}; port=${t##*:}; k="$name/$conns"
       [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $name "* ]] || continue
       args=("http://127.0.0.1:$port/")
       [ "$name" = unload+policy ] && args=(-H "Host: policy.test" "http://127.0.0.1:$port/api/")
+      [ "$name" = unload+policy+rl ] && args=(-H "Host: policy-rl.test" "http://127.0.0.1:$port/api/")
       curl -s -m 2 -o /dev/null "${args[@]}" || continue
       out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DUR}s" --latency "${args[@]}" 2>&1)
       if better_round "$out" "${BEST[$k]:-}"; then BEST[$k]=$out; fi
@@ -122,7 +132,7 @@ echo "| balancer | conns | req/s | p50 | p99 | errors | req/s vs HAProxy |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for conns in $CONNS; do
   h=$(wrk_rps "${BEST[haproxy/$conns]:-}")
-  for name in direct nginx haproxy caddy ${BEFORE_ROW%:*} unload unload+policy; do
+  for name in direct nginx haproxy caddy ${BEFORE_ROW%:*} unload unload+policy unload+policy+rl; do
     out=${BEST[$name/$conns]:-}
     if [ -z "$out" ]; then echo "| $name | $conns | - | - | - | no answer | - |"; continue; fi
     echo "| $name | $conns | $(wrk_cells "$out" "$h" "×") |"
