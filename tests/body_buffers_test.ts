@@ -223,3 +223,35 @@ Deno.test("a backend reader gives its lent buffer back after the body when over 
     BODY_BUFFERS.budget = budget;
   }
 });
+
+Deno.test("a writer with joinHead off (a TLS client) sends the head on its own, then a 64 KiB body read whole, bytes unchanged", async () => {
+  const data = body(64 * KIB);
+  const src = new FakeConn();
+  const reader = new BufReader(src);
+  reader.keepLent = true; // a pooled backend connection, after a large body
+  src.feed(body(300 * KIB));
+  await relayed(reader, 300 * KIB); // now reading with 256 KiB: the next body comes in one read
+  src.feed(data);
+  assert(await reader.fill());
+  assertEquals(reader.buffered, data.length);
+  const out = new FakeConn();
+  const writer = new BufWriter(out, { joinHead: false });
+  const head = "HTTP/1.1 200 OK\r\ncontent-length: 65536\r\n\r\n";
+  writer.writeString(head);
+  const moved = await relayBody(
+    reader,
+    writer,
+    { kind: "length", length: data.length },
+    FROM_BACKEND,
+  );
+  await writer.flush();
+  assertEquals(moved, data.length);
+  assertEquals(out.writes, [head.length, data.length]); // joined, it would be one write
+  const expected = new Uint8Array(head.length + data.length);
+  expected.set(octets(head));
+  expected.set(data, head.length);
+  assertEquals(out.bytes(), expected);
+  assertEquals(writer.written, expected.length);
+  reader.restore();
+  assertEquals(BODY_BUFFERS.inUse, 0);
+});

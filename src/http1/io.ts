@@ -314,10 +314,17 @@ export class BufWriter {
   #flushing = 0;
   /** Total bytes handed to the connection. */
   written = 0;
+  /** Whether {@linkcode BufWriter.writeFrom} may send a staged head and a body in one write. */
+  readonly joinHead: boolean;
 
-  /** Wraps `conn`; a stage is taken from a shared free list on first use. */
-  constructor(conn: ByteConn) {
+  /**
+   * Wraps `conn`; a stage is taken from a shared free list on first use.
+   * `joinHead: false` keeps a staged head out of a large body's write (for TLS client
+   * connections: see README, "Bulk bodies").
+   */
+  constructor(conn: ByteConn, options: { joinHead?: boolean } = {}) {
     this.conn = conn;
+    this.joinHead = options.joinHead ?? true;
   }
 
   /** Stages a Latin-1 string (HTTP heads are octets); grows the stage if needed. */
@@ -358,11 +365,14 @@ export class BufWriter {
    * bytes (a head) that do not leave room for it in the stage but fit in `buf` just
    * before `start` are copied there and leave with it in one write, not two. The
    * caller gives up `buf[0..start)` (bytes it has consumed). Not while a flush is
-   * still in flight (its stage is still being written).
+   * still in flight (its stage is still being written), nor when `joinHead` is off.
    */
   writeFrom(buf: Uint8Array, start: number, end: number): Promise<void> | undefined {
     const len = this.#len;
-    if (len === 0 || len > start || len + end - start <= this.#buf.length || this.#flushing !== 0) {
+    if (
+      len === 0 || len > start || !this.joinHead || len + end - start <= this.#buf.length ||
+      this.#flushing !== 0
+    ) {
       return this.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
     }
     const from = start - len;

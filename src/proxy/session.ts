@@ -78,7 +78,8 @@ class Session implements ClientSide, Timed {
     this.#ctx = this.ctx = ctx;
     this.#dispatch = { ctx, checkedHost: "" };
     this.reader = reader ?? new BufReader(conn, SMALL_READ_BUFFER);
-    this.writer = new BufWriter(conn);
+    // TLS: a head joined to a 64 KiB body stalled ~40 ms on Nagle's algorithm (README)
+    this.writer = new BufWriter(conn, { joinHead: ctx.proto !== "https" });
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
     this.#ip = client ?? (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   }
