@@ -13,6 +13,7 @@ import { parseConfig } from "../src/config/config.ts";
 import type { Logger } from "../src/observe/log.ts";
 import type { ExchangeRecord } from "../src/proxy/context.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
+import { buildStatus } from "../src/admin/status.ts";
 import { startLbProcess } from "./_process.ts";
 import { delay, forEachHead, freePort, type RawServer, rawServer, writeAllText } from "./_http.ts";
 
@@ -293,6 +294,11 @@ Deno.test("a peer outside trusted_proxies is closed before anything is read, log
     renderMetrics(edge.lb),
     /unload_proxy_protocol_refused_total\{reason="untrusted"\} 2\n/,
   );
+  assertEquals(buildStatus(edge.lb).clientAddress, {
+    proxyProtocol: true,
+    trustedProxies: ["127.0.0.2/32"],
+    refused: { untrusted: 2 },
+  });
 });
 
 Deno.test("from a trusted peer, a connection without a PROXY header, with a malformed one or one over the limit is closed, logged and counted by reason", async () => {

@@ -145,6 +145,15 @@ export interface Status {
   };
   /** Errors no code handled (unhandled rejections), each logged with its stack. */
   internalErrors: number;
+  /**
+   * How the client address is found (`listen.proxy_protocol`, `listen.trusted_proxies`), and
+   * connections closed for their PROXY header by reason (non-zero reasons only).
+   */
+  clientAddress: {
+    proxyProtocol: boolean;
+    trustedProxies: string[];
+    refused: Record<string, number>;
+  };
   /** Routes in config order. */
   routes: RouteStatus[];
 }
@@ -187,6 +196,11 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       timedOut: { ...(lb.tlsStalls?.timedOut ?? { client: 0, backend: 0 }) },
     },
     internalErrors: lb.metrics.internalErrors,
+    clientAddress: {
+      proxyProtocol: lb.config.listen.proxy_protocol === true,
+      trustedProxies: [...(lb.config.listen.trusted_proxies ?? [])],
+      refused: Object.fromEntries(Object.entries(lb.proxyRefused ?? {}).filter(([, n]) => n > 0)),
+    },
     routes: lb.routes.map((r) => {
       const series = lb.metrics.route(r.name);
       const backends = r.scheduler.backends;
