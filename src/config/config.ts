@@ -11,9 +11,14 @@ import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/family.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
-import { FUTURE_POLICY_KEYS, POLICY_KEYS, type PolicyConfig, readPolicy } from "./policy.ts";
+import {
+  FUTURE_POLICY_KEYS,
+  POLICY_KEYS,
+  type PolicyConfig,
+  readCidrs,
+  readPolicy,
+} from "./policy.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
-import { parseCidr } from "./cidr.ts";
 import {
   DEFAULTS,
   type Health,
@@ -328,21 +333,7 @@ export async function loadConfig(file: string): Promise<Config> {
 // listen.proxy_protocol and listen.trusted_proxies.
 function readEdge(src: Source, m: Map<string, Node>, listen: Config["listen"]): void {
   const node = m.get("trusted_proxies");
-  if (node !== undefined) {
-    const blocks: string[] = [];
-    src.seq(node, "listen.trusted_proxies").forEach((item, i) => {
-      const at = `listen.trusted_proxies[${i}]`;
-      const text = src.string(item, at);
-      if (text === undefined) return;
-      try {
-        parseCidr(text);
-        blocks.push(text);
-      } catch (e) {
-        src.fail(item, at, (e as Error).message);
-      }
-    });
-    listen.trusted_proxies = blocks;
-  }
+  if (node !== undefined) listen.trusted_proxies = readCidrs(src, node, "listen.trusted_proxies");
   const proxy = src.bool(m.get("proxy_protocol"), "listen.proxy_protocol");
   if (proxy === undefined) return;
   listen.proxy_protocol = proxy;

@@ -108,6 +108,31 @@ const PLACEHOLDER_REGEXP = /\{([a-z]*)\}/g;
 const PLACEHOLDERS = ["host", "path", "query", "uri"];
 
 /**
+ * Reads a list of address blocks (`10.0.0.0/8`, `2001:db8::/32`, bare addresses), each checked
+ * with {@linkcode parseCidr}; a bad one is reported at its own line and left out.
+ *
+ * @param src The config source errors are reported through.
+ * @param node The YAML sequence.
+ * @param path Where the list is, for messages (`routes[0].allow`).
+ * @returns The blocks as written.
+ */
+export function readCidrs(src: Source, node: Node, path: string): string[] {
+  const blocks: string[] = [];
+  src.seq(node, path).forEach((item, i) => {
+    const at = `${path}[${i}]`;
+    const text = src.string(item, at);
+    if (text === undefined) return;
+    try {
+      parseCidr(text);
+      blocks.push(text);
+    } catch (e) {
+      src.fail(item, at, (e as Error).message);
+    }
+  });
+  return blocks;
+}
+
+/**
  * Reads the policy keys of one route mapping `m` (at `path`, e.g. `routes[0]`).
  *
  * @returns The policies found, or undefined when the route has none.
@@ -120,20 +145,7 @@ export function readPolicy(
   const out: PolicyConfig = {};
   for (const key of ["allow", "deny"] as const) {
     const node = m.get(key);
-    if (node === undefined) continue;
-    const blocks: string[] = [];
-    src.seq(node, `${path}.${key}`).forEach((item, i) => {
-      const at = `${path}.${key}[${i}]`;
-      const text = src.string(item, at);
-      if (text === undefined) return;
-      try {
-        parseCidr(text);
-        blocks.push(text);
-      } catch (e) {
-        src.fail(item, at, (e as Error).message);
-      }
-    });
-    out[key] = blocks;
+    if (node !== undefined) out[key] = readCidrs(src, node, `${path}.${key}`);
   }
   if (m.has("redirect")) out.redirect = readRedirect(src, m.get("redirect"), `${path}.redirect`);
   if (m.has("rewrite")) {
