@@ -5,6 +5,8 @@
  * @module
  */
 import type { Backend } from "../backend.ts";
+import { ConnectError } from "../connect.ts";
+import { exhaustionHint } from "../../observe/exhaustion.ts";
 
 /** The outcome of one probe. */
 export interface ProbeResult {
@@ -21,6 +23,17 @@ export interface ProbeResult {
 /** A failed probe's result. */
 export function fail(reason: string): ProbeResult {
   return { ok: false, status: 0, reason };
+}
+
+/**
+ * A probe whose connect failed: why (through `why`, which knows whether the probe
+ * timed out), and the cause as `local` when this process ran out of descriptors or ports.
+ */
+export function connectFailed(e: unknown, why: (e: unknown) => string): ProbeResult {
+  const cause = e instanceof ConnectError ? e.cause : e;
+  const result = fail(`connect: ${why(cause)}`);
+  if (exhaustionHint(cause) !== undefined) result.local = cause;
+  return result;
 }
 
 /** An error's message. */

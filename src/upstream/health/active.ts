@@ -13,15 +13,14 @@
 import type { HandshakeStalls } from "../../observe/tls_stalls.ts";
 import { type Backend, backendKey, byKey } from "../backend.ts";
 import { markDown, markUp } from "../backend_state.ts";
-import { connectBackend, ConnectError } from "../connect.ts";
+import { connectBackend } from "../connect.ts";
 import { sleep } from "../../_async.ts";
 import { BufReader, writeAll } from "../../http1/io.ts";
 import { type HeadLimits, HttpError, readHead } from "../../http1/head.ts";
 import { parseResponse, ResponseHead } from "../../http1/parse.ts";
-import { exhaustionHint } from "../../observe/exhaustion.ts";
 import type { ProbeSpec } from "./checks.ts";
 import { probeH2 } from "./h2_probe.ts";
-import { errorText, fail, hostHeader, type ProbeResult } from "./_probe_result.ts";
+import { connectFailed, errorText, fail, hostHeader, type ProbeResult } from "./_probe_result.ts";
 
 export type { ProbeResult } from "./_probe_result.ts";
 
@@ -297,10 +296,7 @@ export async function probe(
         stalls: options.stalls,
       })).conn;
     } catch (e) {
-      const cause = e instanceof ConnectError ? e.cause : e;
-      const result = fail(`connect: ${why(cause)}`);
-      if (exhaustionHint(cause) !== undefined) result.local = cause;
-      return result;
+      return connectFailed(e, why);
     }
     if (stop.aborted) return fail(why(stop.reason));
     const request = `GET ${path} HTTP/1.1\r\nHost: ${hostHeader(backend)}\r\n` +

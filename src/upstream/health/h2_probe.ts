@@ -8,11 +8,10 @@
  */
 import type { HandshakeStalls } from "../../observe/tls_stalls.ts";
 import type { Backend } from "../backend.ts";
-import { connectBackend, ConnectError } from "../connect.ts";
+import { connectBackend } from "../connect.ts";
 import { H2ClientConnection, type H2ClientStream } from "../../h2/client.ts";
-import { exhaustionHint } from "../../observe/exhaustion.ts";
 import type { ProbeSpec } from "./checks.ts";
-import { errorText, fail, hostHeader, type ProbeResult } from "./_probe_result.ts";
+import { connectFailed, errorText, fail, hostHeader, type ProbeResult } from "./_probe_result.ts";
 import {
   GRPC_STATUS,
   HEALTH_CHECK_PATH,
@@ -79,10 +78,7 @@ export async function probeH2(
         stalls: options.stalls,
       }));
     } catch (e) {
-      const cause = e instanceof ConnectError ? e.cause : e;
-      const result = fail(`connect: ${why(cause)}`);
-      if (exhaustionHint(cause) !== undefined) result.local = cause;
-      return result;
+      return connectFailed(e, why);
     }
     if (stop.aborted) return fail(why(stop.reason));
     if (tls && alpn !== "h2") return fail(`TLS: the backend chose ALPN ${alpn ?? "none"}, not h2`);
