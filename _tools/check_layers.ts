@@ -44,6 +44,7 @@ const LAYERS: readonly { name: string; paths: readonly string[] }[] = [
       "config/defaults.ts",
       "config/hash_key.ts",
       "config/pem.ts",
+      "config/x509.ts",
       "config/cidr.ts",
     ],
   },

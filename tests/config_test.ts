@@ -75,7 +75,11 @@ routes:
     "t.yaml",
   );
   assertEquals(c.listen.https, { hostname: "::1", port: 443 });
-  assertEquals(c.tls, { cert: "c.pem", key: "k.pem", redirect_http: true, watch: true });
+  assertEquals(c.tls, {
+    certificates: [{ cert: "c.pem", key: "k.pem", at: "tls" }],
+    redirect_http: true,
+    watch: true,
+  });
   assertEquals(c.dns, {
     nameserver: { hostname: "127.0.0.1", port: 5353 },
     refresh: 30_000,

@@ -144,6 +144,7 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     bodyBuffers,
     proxyRefused,
     tlsStalls: tls,
+    ...(lb.certificates ? { certificates: lb.certificates } : {}), // every worker serves the same
     exhaustion: { counts },
     lastProbe: (b) => lb.lastProbe?.(b), // the main thread probes for every worker
   };

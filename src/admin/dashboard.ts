@@ -86,6 +86,7 @@ export const DASHBOARD_HTML: string = `<!doctype html>
 </header>
 <main>
   <div id="alerts"></div>
+  <div id="certs"></div>
   <div id="routes"></div>
 </main>
 <footer>

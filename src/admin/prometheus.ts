@@ -66,9 +66,25 @@ export type AdminSource = {
   readonly bodyBuffers: { readonly inUse: number; readonly largeBytes: number };
   /** TLS handshakes that ran out of time, and those still holding their socket, by side. */
   readonly tlsStalls?: TlsStallCounts;
+  /** The certificates `listen.https` serves, the default first (absent or empty: none). */
+  readonly certificates?: readonly CertificateView[];
   /** The last active probe of a backend record by its route's checks, if any. */
   lastProbe?(backend: Backend): LastProbe | undefined;
 };
+
+/** A certificate `listen.https` serves. */
+export interface CertificateView {
+  /** Path of its certificate file. */
+  readonly cert: string;
+  /** Its DNS names (subjectAltName). */
+  readonly names: readonly string[];
+  /** Its subject. */
+  readonly subject: string;
+  /** Its serial number in hex. */
+  readonly serial: string;
+  /** When it expires. */
+  readonly notAfter: Date;
+}
 
 /** Counts of TLS handshakes past their deadline, by side (see `HandshakeStalls`). */
 export interface TlsStallCounts {
@@ -152,6 +168,7 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.family("unload_h2_streams", "gauge", "HTTP/2 request streams being served now.");
   out.sample("unload_h2_streams", {}, lb.h2.streams);
   tlsStallFamilies(out, lb.tlsStalls);
+  certificateFamily(out, lb.certificates ?? [], now);
   out.family(
     "unload_body_buffers",
     "gauge",
@@ -367,6 +384,22 @@ function srvFamilies(out: TextFormat, lb: AdminSource, now: number): void {
   out.family("unload_srv_backends", "gauge", "Backends in the last good set.");
   for (const [route, s] of states) {
     out.sample("unload_srv_backends", { route, name: s.name }, s.backends.length);
+  }
+}
+
+// Seconds until each served certificate expires, one series per name it serves.
+function certificateFamily(out: TextFormat, certs: readonly CertificateView[], now: number): void {
+  out.family(
+    "unload_tls_certificate_expiry_seconds",
+    "gauge",
+    "Seconds until a certificate listen.https serves expires (negative: expired), by file and name.",
+  );
+  for (const c of certs) {
+    const left = (c.notAfter.getTime() - now) / 1000;
+    const names = c.names.length > 0 ? c.names : [""];
+    for (const name of names) {
+      out.sample("unload_tls_certificate_expiry_seconds", { file: c.cert, name }, left);
+    }
   }
 }
 

@@ -109,6 +109,22 @@ export interface RouteStatus {
   policyAnswers: Record<string, number>;
 }
 
+/** A certificate `listen.https` serves. */
+export interface CertificateStatus {
+  /** Path of its certificate file. */
+  file: string;
+  /** Its DNS names (subjectAltName): the server names that select it. */
+  names: string[];
+  /** Its subject. */
+  subject: string;
+  /** Its serial number in hex. */
+  serial: string;
+  /** When it expires, ISO 8601. */
+  notAfter: string;
+  /** Seconds until then (negative: expired). */
+  expiresIn: number;
+}
+
 /** The whole snapshot. */
 export interface Status {
   /** The balancer's version. */
@@ -143,6 +159,11 @@ export interface Status {
     stalled: { client: number; backend: number };
     timedOut: { client: number; backend: number };
   };
+  /**
+   * The certificates `listen.https` serves, the default first: the file, the DNS names
+   * that select it, its subject and serial, when it expires (ISO 8601) and the seconds left.
+   */
+  certificates: CertificateStatus[];
   /** Errors no code handled (unhandled rejections), each logged with its stack. */
   internalErrors: number;
   /**
@@ -195,6 +216,14 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       stalled: { ...(lb.tlsStalls?.stalled ?? { client: 0, backend: 0 }) },
       timedOut: { ...(lb.tlsStalls?.timedOut ?? { client: 0, backend: 0 }) },
     },
+    certificates: (lb.certificates ?? []).map((c) => ({
+      file: c.cert,
+      names: [...c.names],
+      subject: c.subject,
+      serial: c.serial,
+      notAfter: c.notAfter.toISOString(),
+      expiresIn: Math.round((c.notAfter.getTime() - now) / 1000),
+    })),
     internalErrors: lb.metrics.internalErrors,
     clientAddress: {
       proxyProtocol: lb.config.listen.proxy_protocol === true,

@@ -180,7 +180,9 @@ async function validate(file: string | undefined): Promise<number> {
   // the files the config names must be usable too: what `run` would refuse at start
   const problems: string[] = [];
   const check = (p: Promise<unknown>) => p.catch((e) => problems.push((e as Error).message));
-  if (config.tls && config.listen.https) await check(loadTls(config.tls));
+  if (config.tls && config.listen.https) {
+    for (const pair of config.tls.certificates) await check(loadTls(pair));
+  }
   for (const r of config.routes) {
     if (r.tls) await check(loadUpstreamTls({ name: r.name, ...r.tls }));
   }

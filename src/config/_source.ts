@@ -37,6 +37,12 @@ export class Source {
     return undefined;
   }
 
+  /** `file:line: path` of `node`, to prefix errors found later (reading the files it names). */
+  where(node: Node | null | undefined, path: string): string {
+    const line = this.#lines.linePos(node?.range?.[0] ?? 0).line;
+    return `${this.file}:${line}: ${path}`;
+  }
+
   /** The entries of a mapping; unknown keys are errors. */
   map(node: Node | null | undefined, path: string, keys: readonly string[]): Map<string, Node> {
     const out = new Map<string, Node>();

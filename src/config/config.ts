@@ -85,6 +85,16 @@ export interface RouteConfig {
   policy?: PolicyConfig;
 }
 
+/** A certificate and key PEM file pair, and where the config names it (for errors). */
+export interface TlsPair {
+  /** Path of the PEM certificate chain, leaf first. */
+  cert: string;
+  /** Path of the PEM private key. */
+  key: string;
+  /** `tls` (for `tls.cert` + `tls.key`) or `tls.certificates[i]`. */
+  at: string;
+}
+
 /** A validated configuration with defaults applied. */
 export interface Config {
   /** Path of the file it was read from (re-read on reload). */
@@ -104,11 +114,12 @@ export interface Config {
     trusted_proxies?: string[];
   };
   /**
-   * Certificate and key PEM files for `listen.https`; `redirect_http` answers plain
-   * HTTP with 308 to https (default false); `watch` reloads the files when they
+   * Certificate and key PEM files for `listen.https`: `tls.cert` + `tls.key` (one pair),
+   * or `tls.certificates` (chosen by SNI, the first by default); `redirect_http` answers
+   * plain HTTP with 308 to https (default false); `watch` reloads the files when they
    * change (default: `reload.watch`).
    */
-  tls?: { cert: string; key: string; redirect_http: boolean; watch: boolean };
+  tls?: { certificates: TlsPair[]; redirect_http: boolean; watch: boolean };
   /**
    * DNS server asked for SRV/A/AAAA (system resolver when absent), ms between
    * the end of one lookup and the next per SRV name, and which address records
@@ -280,7 +291,11 @@ export function parseConfig(text: string, file: string): Config {
   }
   readTls(src, top.get("tls"), config);
   if (config.listen.https && !config.tls) {
-    src.fail(listenMap.get("https"), "listen.https", "needs a tls section with cert and key");
+    src.fail(
+      listenMap.get("https"),
+      "listen.https",
+      "needs a tls section with cert and key",
+    );
   }
   const dns = src.map(top.get("dns"), "dns", ["nameserver", "refresh", "family"]);
   const ns = src.address(dns.get("nameserver"), "dns.nameserver");
@@ -364,17 +379,47 @@ function workers(src: Source, node: Node | undefined): number {
 }
 
 function readTls(src: Source, node: Node | undefined, config: Config): void {
-  const tls = src.map(node, "tls", ["cert", "key", "redirect_http", "watch"]);
-  if (node !== undefined) {
-    const cert = src.string(tls.get("cert"), "tls.cert");
-    const key = src.string(tls.get("key"), "tls.key");
-    if (cert === undefined || key === undefined) src.fail(node, "tls", "needs both cert and key");
-    else {
-      const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
-      const watch = src.bool(tls.get("watch"), "tls.watch") ?? config.reload.watch;
-      config.tls = { cert, key, redirect_http: redirect, watch };
+  const keys = ["cert", "key", "certificates", "redirect_http", "watch"];
+  const tls = src.map(node, "tls", keys);
+  if (node === undefined) return;
+  const certificates: TlsPair[] = [];
+  const list = tls.get("certificates");
+  if (list !== undefined) {
+    if (tls.has("cert") || tls.has("key")) {
+      src.fail(list, "tls.certificates", "either tls.cert and tls.key, or certificates: not both");
+      return;
     }
+    const items = src.seq(list, "tls.certificates");
+    if (items.length === 0) src.fail(list, "tls.certificates", "needs at least one certificate");
+    items.forEach((item, i) => {
+      const at = `tls.certificates[${i}]`;
+      const pair = readPair(src, item, at);
+      if (pair) certificates.push(pair);
+    });
+    if (certificates.length !== items.length || items.length === 0) return;
+  } else {
+    const pair = readPair(src, node, "tls", tls);
+    if (!pair) return;
+    certificates.push(pair);
   }
+  const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
+  const watch = src.bool(tls.get("watch"), "tls.watch") ?? config.reload.watch;
+  config.tls = { certificates, redirect_http: redirect, watch };
+}
+
+// A `{ cert, key }` mapping at `at` (its entries `read` already, for `tls` itself).
+function readPair(
+  src: Source,
+  node: Node,
+  at: string,
+  read: Map<string, Node> = src.map(node, at, ["cert", "key"]),
+): TlsPair | undefined {
+  const cert = src.string(read.get("cert"), `${at}.cert`);
+  const key = src.string(read.get("key"), `${at}.key`);
+  if (cert === undefined || key === undefined) {
+    return src.fail(node, at, "needs both cert and key");
+  }
+  return { cert, key, at };
 }
 
 function readSection<T extends object>(

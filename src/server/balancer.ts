@@ -30,7 +30,7 @@ import type { H2Pool } from "../upstream/h2_pool.ts";
 import { PoolSet } from "../upstream/pool_set.ts";
 import { serveConnection } from "../proxy/connection.ts";
 import { RouteSet, type RouteSetOptions, type RouteState } from "./route_table.ts";
-import { TlsAcceptor } from "./tls_acceptor.ts";
+import { type ServedCertificate, TlsAcceptor, type WatchedTlsPaths } from "./tls_acceptor.ts";
 import { FileWatch } from "./file_watch.ts";
 import { within } from "../_async.ts";
 import { BODY_BUFFERS, type BodyBufferPool } from "../http1/body_buffers.ts";
@@ -191,6 +191,14 @@ export class Balancer {
   /** Routes in config order. */
   get routes(): readonly RouteState[] {
     return this.#routes?.routes ?? [];
+  }
+
+  /** The certificates `listen.https` serves now (none without it), the default first. */
+  get certificates(): ServedCertificate[] {
+    for (const l of this.#listening) {
+      if (l.acceptor instanceof TlsAcceptor) return l.acceptor.certificates;
+    }
+    return [];
   }
 
   /** Bound listener addresses. */
@@ -508,7 +516,7 @@ export class Balancer {
   // HTTPS one re-reads its certificate, last: a bad one fails the reload); every
   // context gets the new routes and settings.
   async #listen(config: Config, routes?: RouteSet): Promise<void> {
-    const { listen, tls } = config;
+    const { listen } = config;
     const wanted: Array<{ proto: "http" | "https"; addr: HostPort; key: string }> = [];
     if (listen.https) {
       wanted.push({
@@ -541,7 +549,7 @@ export class Balancer {
         const acceptor = w.proto === "https"
           ? await TlsAcceptor.start({
             addr: w.addr,
-            tls: { ...tls!, interval: config.reload.interval },
+            tls: tlsFiles(config),
             handle,
             onExhausted,
             log: this.log,
@@ -554,7 +562,7 @@ export class Balancer {
       }
       for (const l of next) {
         if (l.acceptor instanceof TlsAcceptor && !opened.includes(l)) {
-          await l.acceptor.reload({ ...tls!, interval: config.reload.interval });
+          await l.acceptor.reload(tlsFiles(config));
         }
       }
     } catch (e) {
@@ -611,6 +619,12 @@ export class Balancer {
       stalls: this.tlsStalls,
     };
   }
+}
+
+// The `tls:` section's files, as the HTTPS acceptor takes them.
+function tlsFiles(config: Config): WatchedTlsPaths {
+  const tls = config.tls!;
+  return { certificates: tls.certificates, watch: tls.watch, interval: config.reload.interval };
 }
 
 // listen.trusted_proxies parsed (checked at load), or undefined when there are none.

@@ -1,25 +1,57 @@
 /**
- * An HTTPS accept loop whose certificate can be replaced without a restart.
- * Deno cannot swap the certificate of a live `Deno.TlsListener`, so a reload
- * binds a replacement listener on the same address (`reusePort`, so both are
- * bound for a moment; close-then-bind where that is unsupported) and stops the
- * old accept loop: new handshakes get the new certificate, open connections
- * carry on with theirs. Reloads happen on request (SIGHUP) and when the files
- * change (polled by a {@linkcode FileWatch}).
+ * An HTTPS accept loop whose certificates can be replaced without a restart.
+ * One certificate is served as is; several are chosen per handshake by the
+ * name the client asked for (SNI, see {@linkcode SniIndex}), through the
+ * resolver `Deno.listenTls` takes under `Symbol.for("unstableSniResolver")`.
+ *
+ * Deno cannot swap the certificates of a live `Deno.TlsListener` (and its
+ * resolver caches the answer for every name it was asked, for the listener's
+ * life), so a reload binds a replacement listener on the same address
+ * (`reusePort`, so both are bound for a moment; close-then-bind where that is
+ * unsupported) and stops the old accept loop: new handshakes get the new
+ * certificates, open connections carry on with theirs. Reloads happen on request
+ * (SIGHUP: every pair, all or nothing) and when one pair's files change (polled by
+ * a {@linkcode FileWatch} per pair: that pair alone; a bad file is refused and the
+ * pair keeps its certificate).
  *
  * @module
  */
 import type { HostPort } from "../config/address.ts";
 import { accept, type Acceptor, bindError, ensureFree } from "./listener.ts";
 import type { Logger } from "../observe/log.ts";
-import { loadTls, type TlsFiles, type TlsPaths } from "./tls_files.ts";
+import { loadTls, type TlsFiles, type TlsPaths, validity } from "./tls_files.ts";
 import { FileWatch } from "./file_watch.ts";
+import { SniIndex } from "./sni.ts";
 
 /**
- * The certificate and key files, whether to watch them (`tls.watch`) and how often
- * to look (`reload.interval`, in ms; default 1000).
+ * The certificate and key files (one pair, or several chosen by SNI, the first
+ * by default), whether to watch them (`tls.watch`) and how often to look
+ * (`reload.interval`, in ms; default 1000).
  */
-export type WatchedTlsPaths = TlsPaths & { watch?: boolean; interval?: number };
+export interface WatchedTlsPaths {
+  /** The pairs, in config order. */
+  certificates: readonly TlsPaths[];
+  /** Reload a pair when its files change. @default {true} */
+  watch?: boolean;
+  /** Time between two looks at the files, in ms. @default {1000} */
+  interval?: number;
+}
+
+/** A served certificate, as `/status` and the metrics show it. */
+export interface ServedCertificate {
+  /** Path of its certificate file. */
+  cert: string;
+  /** Path of its key file. */
+  key: string;
+  /** Its DNS names (subjectAltName). */
+  names: string[];
+  /** Its subject, e.g. `CN=app.test`. */
+  subject: string;
+  /** Its serial number in hex. */
+  serial: string;
+  /** When it expires. */
+  notAfter: Date;
+}
 
 /** Options for {@linkcode TlsAcceptor.start}. */
 export interface TlsAcceptorOptions {
@@ -38,11 +70,19 @@ export interface TlsAcceptorOptions {
 }
 
 /**
+ * Distinct server names one listener's resolver may be asked before the listener
+ * is renewed: Deno keeps the answer for each name (a copy of the certificate and
+ * key) as long as the listener lives, so clients inventing names would grow it
+ * without end.
+ */
+export const SNI_NAMES_PER_LISTENER = 4096;
+
+/**
  * The accept loop of `listen.https`, with certificate reloads.
  *
  * @example
  * ```ts ignore
- * const a = await TlsAcceptor.start({ addr, tls: { cert, key }, handle, log });
+ * const a = await TlsAcceptor.start({ addr, tls: { certificates: [{ cert, key }] }, handle, log });
  * await a.reload(); // after replacing the files: new handshakes use the new certificate
  * a.stop();
  * await a.done;
@@ -50,42 +90,46 @@ export interface TlsAcceptorOptions {
  */
 export class TlsAcceptor implements Acceptor {
   readonly #options: TlsAcceptorOptions;
-  #files: WatchedTlsPaths;
-  #material: TlsFiles;
+  #paths: readonly TlsPaths[];
+  #interval: number | undefined;
+  #served: TlsFiles[];
   #current: Acceptor;
   /** Loops that stopped accepting after a reload, with connections still open. */
   readonly #retired = new Set<Acceptor>();
   #stopped = false;
-  #watcher: FileWatch | undefined;
+  #watchers: FileWatch[] | undefined;
   /** Watches being closed: `done` waits for them. */
   readonly #unwatching = new Set<Promise<void>>();
   #queue: Promise<unknown> = Promise.resolve();
+  /** Distinct names the current listener's resolver was asked. */
+  #names = 0;
 
-  private constructor(options: TlsAcceptorOptions, material: TlsFiles, listener: Deno.TlsListener) {
+  private constructor(options: TlsAcceptorOptions, served: TlsFiles[]) {
     this.#options = options;
-    this.#files = {
-      cert: options.tls.cert,
-      key: options.tls.key,
-      ...(options.tls.interval === undefined ? {} : { interval: options.tls.interval }),
-    };
-    this.#material = material;
-    this.#current = this.#accept(listener);
+    this.#paths = options.tls.certificates;
+    this.#interval = options.tls.interval;
+    this.#served = served;
+    this.#current = undefined as unknown as Acceptor; // set by start
   }
 
   /**
    * Checks the files and binds the listener.
    *
-   * @throws {Error} `tls.cert PATH: ...` / `tls.key PATH: ...` for bad files,
-   * `listen.https ADDR: ...` when the address cannot be bound.
+   * @throws {Error} `tls.cert PATH: ...` / `tls.key PATH: ...` (`tls.certificates[i].cert
+   * PATH: ...`) for bad files, `listen.https ADDR: ...` when the address cannot be bound.
    */
   static async start(options: TlsAcceptorOptions): Promise<TlsAcceptor> {
-    const material = await loadTls(options.tls);
+    const served = await Promise.all(options.tls.certificates.map(loadTls));
     const { addr } = options;
+    const a = new TlsAcceptor(options, served);
+    const files = options.tls.certificates;
     // bound with reusePort (a new certificate rebinds beside it): check the port first
-    if (!options.join) bindOrThrow(addr, options.tls, () => ensureFree(addr));
-    const listener = bindOrThrow(addr, options.tls, () => listenTls(addr, material, true));
-    const a = new TlsAcceptor(options, material, listener);
-    options.log.info(`tls: serving ${describe(material)} from tls.cert ${options.tls.cert}`);
+    if (!options.join) bindOrThrow(addr, files, () => ensureFree(addr));
+    a.#current = a.#accept(bindOrThrow(addr, files, () => a.#listen(addr, served, true)));
+    served.forEach((m, i) => {
+      options.log.info(`tls: serving ${describe(m)} from ${at(files[i]!)}.cert ${files[i]!.cert}`);
+      a.#check(m, files[i]!, i);
+    });
     if (options.tls.watch ?? true) await a.#watch();
     return a;
   }
@@ -93,6 +137,18 @@ export class TlsAcceptor implements Acceptor {
   /** The bound address. */
   get addr(): Deno.NetAddr {
     return this.#current.addr;
+  }
+
+  /** The certificates served now, in config order (the first is the default). */
+  get certificates(): ServedCertificate[] {
+    return this.#served.map((m, i) => ({
+      cert: this.#paths[i]!.cert,
+      key: this.#paths[i]!.key,
+      names: [...m.names],
+      subject: m.subject,
+      serial: m.serial,
+      notAfter: m.notAfter,
+    }));
   }
 
   /** Connections open now, on the current listener and on retired ones. */
@@ -122,56 +178,111 @@ export class TlsAcceptor implements Acceptor {
   }
 
   /**
-   * Re-reads the certificate and key (from `files`, when the paths changed) and,
+   * Re-reads every certificate and key (from `files`, when the paths changed) and,
    * when they differ from those served, rebinds so that new handshakes use them.
-   * On failure the current certificate keeps serving. `files.watch` turns file
-   * watching on or off.
+   * All or nothing: when one pair fails, the current certificates keep serving.
+   * `files.watch` turns file watching on or off.
    *
-   * @returns true when a new certificate is now served.
+   * @returns true when new certificates are now served.
    * @throws {Error} naming the file at fault (see {@linkcode loadTls}).
    */
-  reload(files: WatchedTlsPaths = this.#files): Promise<boolean> {
-    const run = () => this.#reload(files);
+  reload(files?: WatchedTlsPaths): Promise<boolean> {
+    return this.#queued(() => this.#reload(files));
+  }
+
+  #queued<T>(run: () => Promise<T>): Promise<T> {
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => {});
     return p;
   }
 
-  async #reload(files: WatchedTlsPaths): Promise<boolean> {
+  async #reload(files: WatchedTlsPaths | undefined): Promise<boolean> {
     if (this.#stopped) return false;
-    const next = await loadTls(files);
+    const paths = files?.certificates ?? this.#paths;
+    const next = await Promise.all(paths.map(loadTls));
     if (this.#stopped) return false;
-    if (next.cert === this.#material.cert && next.key === this.#material.key) {
+    const before = this.#served;
+    const same = next.length === before.length &&
+      next.every((m, i) => m.cert === before[i]!.cert && m.key === before[i]!.key);
+    if (same) {
       await this.#retarget(files);
       return false;
     }
-    this.#swap(next, files);
-    const before = this.#material.serial;
-    this.#material = next;
+    this.#swap(next, paths);
+    this.#served = next;
     await this.#retarget(files);
-    this.#options.log.info(
-      `tls: certificate reloaded from tls.cert ${files.cert}: now ${describe(next)} ` +
-        `(was serial ${before}); open connections keep theirs`,
-    );
+    next.forEach((m, i) => {
+      const was = before.find((b) => b.cert === m.cert && b.key === m.key);
+      if (was) return;
+      this.#options.log.info(
+        `tls: certificate reloaded from ${at(paths[i]!)}.cert ${paths[i]!.cert}: now ${
+          describe(m)
+        }${before[i] ? ` (was serial ${before[i]!.serial})` : ""}; open connections keep theirs`,
+      );
+      this.#check(m, paths[i]!, i);
+    });
     return true;
   }
 
+  // One pair's files changed: re-read that pair alone; a bad file is refused and
+  // the pair keeps serving what it served.
+  async #reloadPair(watched: TlsPaths): Promise<void> {
+    const i = this.#paths.findIndex((p) => p.cert === watched.cert && p.key === watched.key);
+    if (this.#stopped || i < 0) return;
+    const pair = this.#paths[i]!;
+    const served = this.#served[i]!;
+    let next: TlsFiles;
+    try {
+      next = await loadTls(pair);
+    } catch (e) {
+      this.#options.log.error(
+        `tls: certificate reload rejected, ${at(pair)} keeps serving serial ${served.serial}` +
+          `${this.#paths.length > 1 ? " (the others are not affected)" : ""}: ` +
+          (e as Error).message,
+      );
+      return;
+    }
+    if (this.#stopped || this.#paths[i] !== pair) return; // a reload came in between
+    if (next.cert === served.cert && next.key === served.key) return;
+    const all = this.#served.with(i, next);
+    this.#swap(all, this.#paths);
+    this.#served = all;
+    this.#options.log.info(
+      `tls: certificate reloaded from ${at(pair)}.cert ${pair.cert}: now ${describe(next)} ` +
+        `(was serial ${served.serial}); open connections keep theirs`,
+    );
+    this.#check(next, pair, i);
+  }
+
+  // Warns about a certificate clients will refuse, or one SNI never picks.
+  #check(m: TlsFiles, pair: TlsPaths, i: number): void {
+    const log = this.#options.log;
+    const wrong = validity(m);
+    if (wrong) log.warn(`tls: ${at(pair)}.cert ${pair.cert}: certificate ${wrong}; served anyway`);
+    if (m.names.length === 0 && this.#paths.length > 1) {
+      log.warn(
+        `tls: ${at(pair)}.cert ${pair.cert}: no DNS names in its subjectAltName, so no server ` +
+          `name selects it${i === 0 ? " (served as the default)" : ""}`,
+      );
+    }
+  }
+
   // Binds a listener with `next`, then stops the old loop; its connections go on.
-  #swap(next: TlsFiles, files: TlsPaths): void {
+  #swap(next: TlsFiles[], files: readonly TlsPaths[]): void {
     const addr = this.#pinned();
     const old = this.#current;
     let listener: Deno.TlsListener;
     try {
-      listener = listenTls(addr, next, true);
+      listener = this.#listen(addr, next, true);
     } catch (e) {
       if (!(e instanceof Deno.errors.AddrInUse)) throw tlsError(files, e);
       // no SO_REUSEPORT here: a moment without a listener instead
       old.stop();
       try {
-        listener = listenTls(addr, next, false);
+        listener = this.#listen(addr, next, false);
       } catch (e2) {
         try {
-          this.#current = this.#accept(listenTls(addr, this.#material, false));
+          this.#current = this.#accept(this.#listen(addr, this.#served, false));
           this.#retire(old);
         } catch (e3) {
           this.#options.log.error(`tls: listen.https is down: ${(e3 as Error).message}`);
@@ -182,6 +293,26 @@ export class TlsAcceptor implements Acceptor {
     this.#current = this.#accept(listener);
     old.stop();
     this.#retire(old);
+  }
+
+  #listen(addr: HostPort, served: readonly TlsFiles[], reusePort: boolean): Deno.TlsListener {
+    this.#names = 0;
+    return listenTls(addr, served, reusePort, () => {
+      if (++this.#names === SNI_NAMES_PER_LISTENER) this.#renew();
+    });
+  }
+
+  // The resolver was asked too many names: a fresh listener, with a fresh cache.
+  #renew(): void {
+    this.#queued(() => {
+      if (this.#stopped) return Promise.resolve();
+      this.#swap(this.#served, this.#paths);
+      this.#options.log.info(
+        `tls: ${SNI_NAMES_PER_LISTENER} distinct server names asked on listen.https: ` +
+          "listener renewed to empty the runtime's per-name certificate cache",
+      );
+      return Promise.resolve();
+    }).catch((e) => this.#options.log.error(`tls: renewing the listener failed: ${e.message}`));
   }
 
   #accept(listener: Deno.TlsListener): Acceptor {
@@ -199,67 +330,82 @@ export class TlsAcceptor implements Acceptor {
   }
 
   // Follows new paths, the watch setting and the interval.
-  async #retarget(files: WatchedTlsPaths): Promise<void> {
-    const interval = files.interval ?? this.#files.interval;
-    const moved = files.cert !== this.#files.cert || files.key !== this.#files.key ||
-      interval !== this.#files.interval;
-    const watch = files.watch ?? this.#watcher !== undefined;
-    this.#files = {
-      cert: files.cert,
-      key: files.key,
-      ...(interval === undefined ? {} : { interval }),
-    };
-    if (this.#watcher && (moved || !watch)) this.#unwatch();
-    if (watch && !this.#watcher && !this.#stopped) await this.#watch();
+  async #retarget(files: WatchedTlsPaths | undefined): Promise<void> {
+    if (files === undefined) return;
+    const interval = files.interval ?? this.#interval;
+    const moved = files.certificates.length !== this.#paths.length ||
+      files.certificates.some((p, i) =>
+        p.cert !== this.#paths[i]!.cert || p.key !== this.#paths[i]!.key
+      ) || interval !== this.#interval;
+    const watch = files.watch ?? this.#watchers !== undefined;
+    this.#paths = files.certificates;
+    this.#interval = interval;
+    if (this.#watchers && (moved || !watch)) this.#unwatch();
+    if (watch && !this.#watchers && !this.#stopped) await this.#watch();
   }
 
-  // Polls the two files (see FileWatch: it follows symlinks on every look, so a
-  // rename over a file, a re-pointed symlink and a Kubernetes `..data` swap are seen
-  // like an edit in place). The first look counts as a change: reload() compares
-  // what it reads with what is served, so nothing changed in between is missed.
+  // Polls each pair's two files (see FileWatch: it follows symlinks on every look,
+  // so a rename over a file, a re-pointed symlink and a Kubernetes `..data` swap are
+  // seen like an edit in place). The first look counts as a change: the pair's
+  // reload compares what it reads with what is served, so nothing changed in
+  // between is missed.
   async #watch(): Promise<void> {
-    this.#watcher = await FileWatch.start([this.#files.cert, this.#files.key], {
-      ...(this.#files.interval === undefined ? {} : { interval: this.#files.interval }),
-      initial: "unknown",
-      onChange: () => this.#changed(),
-    });
+    const pairs = this.#paths;
+    this.#watchers = await Promise.all(pairs.map((pair) =>
+      FileWatch.start([pair.cert, pair.key], {
+        ...(this.#interval === undefined ? {} : { interval: this.#interval }),
+        initial: "unknown",
+        onChange: () => this.#queued(() => this.#reloadPair(pair)),
+      })
+    ));
   }
 
   #unwatch(): void {
     // not awaited here: the watch may be the caller (a reload it started)
-    const closing = this.#watcher?.close();
-    this.#watcher = undefined;
-    if (closing === undefined) return;
-    this.#unwatching.add(closing);
-    closing.then(() => this.#unwatching.delete(closing));
-  }
-
-  async #changed(): Promise<void> {
-    if (this.#stopped) return;
-    try {
-      await this.reload();
-    } catch (e) {
-      this.#options.log.error(
-        `tls: certificate reload rejected, still serving serial ${this.#material.serial}: ` +
-          (e as Error).message,
-      );
+    for (const w of this.#watchers ?? []) {
+      const closing = w.close();
+      this.#unwatching.add(closing);
+      closing.then(() => this.#unwatching.delete(closing));
     }
+    this.#watchers = undefined;
   }
 }
 
-function listenTls(addr: HostPort, m: TlsFiles, reusePort: boolean): Deno.TlsListener {
-  return Deno.listenTls({
+const SNI_RESOLVER = Symbol.for("unstableSniResolver");
+
+// One certificate: served as is. Several: the resolver picks one by SNI; Deno asks
+// it once per distinct name (`""`: no SNI) and keeps the answer.
+function listenTls(
+  addr: HostPort,
+  served: readonly TlsFiles[],
+  reusePort: boolean,
+  onName: () => void,
+): Deno.TlsListener {
+  const base = {
     hostname: addr.hostname,
     port: addr.port,
-    transport: "tcp",
-    cert: m.cert,
-    key: m.key,
+    transport: "tcp" as const,
     alpnProtocols: ["h2", "http/1.1"],
     ...(reusePort ? { reusePort: true } : {}),
-  });
+  };
+  if (served.length === 1) {
+    return Deno.listenTls({ ...base, cert: served[0]!.cert, key: served[0]!.key });
+  }
+  const index = new SniIndex(served.map((m) => m.names));
+  const pairs = served.map((m) => ({ cert: m.cert, key: m.key }));
+  const resolve = (serverName: string) => {
+    onName();
+    return Promise.resolve(pairs[index.pick(serverName)]!);
+  };
+  // the symbol is not in Deno's types: the options are cast
+  return Deno.listenTls(
+    { ...base, [SNI_RESOLVER]: resolve } as unknown as
+      & Deno.ListenTlsOptions
+      & Deno.TlsCertifiedKeyPem,
+  );
 }
 
-function bindOrThrow<T>(addr: HostPort, files: TlsPaths, open: () => T): T {
+function bindOrThrow<T>(addr: HostPort, files: readonly TlsPaths[], open: () => T): T {
   try {
     return open();
   } catch (e) {
@@ -270,11 +416,13 @@ function bindOrThrow<T>(addr: HostPort, files: TlsPaths, open: () => T): T {
   }
 }
 
-function tlsError(files: TlsPaths, e: unknown): Error {
-  return new Error(
-    `tls.cert ${files.cert}, tls.key ${files.key}: rejected by TLS: ${(e as Error).message}`,
-    { cause: e },
-  );
+function tlsError(files: readonly TlsPaths[], e: unknown): Error {
+  const which = files.map((f) => `${at(f)}.cert ${f.cert}, ${at(f)}.key ${f.key}`).join("; ");
+  return new Error(`${which}: rejected by TLS: ${(e as Error).message}`, { cause: e });
+}
+
+function at(pair: TlsPaths): string {
+  return pair.at ?? "tls";
 }
 
 function describe(m: TlsFiles): string {

@@ -286,6 +286,46 @@ function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
   );
 }
 
+// The certificates listen.https serves: names, expiry, days left (alerts under 14 days).
+function renderCertificates(st: Status, alerts: Alert[]): Node[] {
+  if (st.certificates.length === 0) return [];
+  const rows = st.certificates.map((c, i) => {
+    const days = c.expiresIn / 86400;
+    if (days < 0) {
+      alerts.push(["bad", "TLS certificate " + c.file + " (" + c.subject + ") has expired"]);
+    } else if (days < 14) {
+      alerts.push([
+        "warn",
+        "TLS certificate " + c.file + " (" + c.subject + ") expires in " + dur(c.expiresIn),
+      ]);
+    }
+    return h(
+      "tr",
+      { "data-cert": c.file, "data-names": c.names.join(" "), "data-expires": c.notAfter },
+      h("td", { class: "l" }, h("b", null, c.names.join(", ") || c.subject)),
+      h("td", { class: "l" }, c.file + (i === 0 ? " (default)" : "")),
+      h("td", null, c.serial),
+      h("td", null, c.notAfter.slice(0, 10)),
+      h("td", null, num(days, 1)),
+    );
+  });
+  const head = h(
+    "tr",
+    null,
+    ...["names", "file", "serial", "expires", "days left"].map((t, i) =>
+      h("th", i < 2 ? { class: "l" } : null, t)
+    ),
+  );
+  return [
+    h(
+      "section",
+      { class: "route", id: "certificates" },
+      h("h2", null, "TLS certificates"),
+      h("table", null, h("thead", null, head), h("tbody", null, ...rows)),
+    ),
+  ];
+}
+
 function byId(id: string): HTMLElement {
   return document.getElementById(id)!;
 }
@@ -333,6 +373,7 @@ function render(st: Status): void {
       " ago) was rejected; the previous config is serving: " + st.reloads.last.error,
     ]);
   }
+  byId("certs").replaceChildren(...renderCertificates(st, alerts));
   const sections = st.routes.map((r) => renderRoute(r, st, alerts));
   byId("routes").replaceChildren(...sections);
   byId("alerts").replaceChildren(
