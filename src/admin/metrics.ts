@@ -65,6 +65,11 @@ export class RouteSeries {
    * request got (`allow` or `deny`); made on the first one.
    */
   storeErrors: Map<string, number> | undefined;
+  /**
+   * Decisions of the route's auth step, by `kind result` (`basic cached`,
+   * `forward denied`); made on the first one.
+   */
+  authDecisions: Map<string, number> | undefined;
 
   /**
    * The counts of `backend`, created (all zero) on first use.
@@ -104,6 +109,8 @@ export interface MetricsSnapshot {
     policies: Array<[string, number]>;
     /** Rate limit store errors by outcome. */
     storeErrors?: Array<[string, number]>;
+    /** Auth decisions by `kind result`. */
+    authDecisions?: Array<[string, number]>;
   }>;
 }
 
@@ -211,6 +218,7 @@ export class Metrics {
         backends: [...s.backends].map(([id, codes]) => [id, Array.from(codes)]),
         policies: [...s.policies ?? []],
         storeErrors: [...s.storeErrors ?? []],
+        authDecisions: [...s.authDecisions ?? []],
       })),
     };
   }
@@ -246,6 +254,10 @@ export class Metrics {
         const errors = series.storeErrors ??= new Map();
         errors.set(outcome, (errors.get(outcome) ?? 0) + n);
       }
+      for (const [key, n] of r.authDecisions ?? []) {
+        const decisions = series.authDecisions ??= new Map();
+        decisions.set(key, (decisions.get(key) ?? 0) + n);
+      }
     }
   }
 
@@ -258,6 +270,19 @@ export class Metrics {
   storeError(route: string, outcome: string): void {
     const errors = this.series(route).storeErrors ??= new Map();
     errors.set(outcome, (errors.get(outcome) ?? 0) + 1);
+  }
+
+  /**
+   * Counts one decision of `route`'s auth step.
+   *
+   * @param route The route's name.
+   * @param kind `basic` or `forward`.
+   * @param result What happened (`cached`, `verified`, `refused`, `allowed`, `timeout`, ...).
+   */
+  authDecision(route: string, kind: string, result: string): void {
+    const decisions = this.series(route).authDecisions ??= new Map();
+    const key = `${kind} ${result}`;
+    decisions.set(key, (decisions.get(key) ?? 0) + 1);
   }
 }
 

@@ -224,7 +224,7 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.family(
     "unload_policy_answers_total",
     "counter",
-    "Requests a route's traffic policy answered instead of a backend (allow/deny 403, redirect), by route, policy and status.",
+    "Requests a route's traffic policy answered instead of a backend (allow/deny 403, redirect, rate_limit 429, auth 401), by route, policy and status.",
   );
   for (const [route, s] of m.routes()) {
     for (const [key, n] of s.policies ?? []) {
@@ -240,6 +240,17 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   for (const [route, s] of m.routes()) {
     for (const [outcome, n] of s.storeErrors ?? []) {
       out.sample("unload_rate_limit_store_errors_total", { route, outcome }, n);
+    }
+  }
+  out.family(
+    "unload_auth_decisions_total",
+    "counter",
+    "Decisions of a route's auth step, by route, kind (basic, forward) and result: basic cached (credentials verified earlier, no bcrypt), verified, refused, missing, busy (too many bcrypt checks at once: 503); forward allowed, denied, timeout (504), unreachable (503).",
+  );
+  for (const [route, s] of m.routes()) {
+    for (const [key, n] of s.authDecisions ?? []) {
+      const [kind, result] = key.split(" ") as [string, string];
+      out.sample("unload_auth_decisions_total", { route, kind, result }, n);
     }
   }
 

@@ -9,6 +9,7 @@ import { isMap, isScalar, type Node } from "./_yaml.ts";
 import type { YAMLMap } from "yaml";
 import type { Source } from "./_source.ts";
 import { parseCidr } from "./cidr.ts";
+import { type AuthConfig, readAuth } from "./auth.ts";
 
 /** Header changes on one direction: `set` replaces, `add` appends, `remove` deletes. */
 export interface HeaderEdits {
@@ -40,6 +41,8 @@ export interface PolicyConfig {
   headers?: { request?: HeaderEdits; response?: HeaderEdits };
   /** A token bucket per key: past it, 429. */
   rate_limit?: RateLimitConfig;
+  /** Basic auth from an htpasswd file, or a forward auth service: past it, 401 (or its answer). */
+  auth?: AuthConfig;
 }
 
 /** What a rate limit counts by: the client address, a header's value or a cookie's. */
@@ -81,9 +84,10 @@ export const POLICY_KEYS = [
   "rewrite",
   "headers",
   "rate_limit",
+  "auth",
 ] as const;
 /** Policy keys of DESIGN.md not implemented yet: named in their error. */
-export const FUTURE_POLICY_KEYS = ["auth", "compress", "mirror"] as const;
+export const FUTURE_POLICY_KEYS = ["compress", "mirror"] as const;
 /** Redirect codes a `redirect` may use. */
 export const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 
@@ -164,6 +168,10 @@ export function readPolicy(
   if (m.has("rate_limit")) {
     const r = readRateLimit(src, m.get("rate_limit"), `${path}.rate_limit`);
     if (r !== undefined) out.rate_limit = r;
+  }
+  if (m.has("auth")) {
+    const a = readAuth(src, m.get("auth"), `${path}.auth`);
+    if (a !== undefined) out.auth = a;
   }
   return Object.keys(out).length === 0 ? undefined : out;
 }

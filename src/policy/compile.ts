@@ -1,12 +1,14 @@
 /**
  * Compiles a route's policy keys into its steps, once at config load, in the
- * order of DESIGN.md: deny/allow → redirect → (auth, to come) → rate_limit →
+ * order of DESIGN.md: deny/allow → redirect → auth → rate_limit →
  * rewrite → request headers → proxy → response headers.
  *
  * @module
  */
 import type { PolicyConfig } from "../config/policy.ts";
 import { accessStep } from "./access.ts";
+import type { AuthContext } from "./_auth.ts";
+import { basicAuthStep } from "./auth_basic.ts";
 import { headersStep } from "./headers.ts";
 import { type PolicyStep, RoutePolicy, type StepResult } from "./policy.ts";
 import { type RateLimitContext, rateLimitStep } from "./rate_limit.ts";
@@ -16,7 +18,8 @@ import { rewriteStep } from "./rewrite.ts";
 /**
  * The compiled policy of a route, or undefined when it has none (then the proxy
  * does nothing more per request than look at this one property). `context`
- * names the route and says where a rate limit's store failures are told.
+ * names the route and says where a rate limit's store failures and auth
+ * decisions are told.
  *
  * @example
  * ```ts
@@ -29,7 +32,7 @@ import { rewriteStep } from "./rewrite.ts";
  */
 export function compilePolicy(
   config: PolicyConfig | undefined,
-  context: RateLimitContext = { route: "" },
+  context: RateLimitContext & AuthContext = { route: "" },
 ): RoutePolicy | undefined {
   if (config === undefined) return undefined;
   const steps: PolicyStep<StepResult>[] = [];
@@ -39,6 +42,8 @@ export function compilePolicy(
   if (config.redirect !== undefined) {
     steps.push(redirectStep(config.redirect.to, config.redirect.code));
   }
+  const auth = config.auth;
+  if (auth !== undefined && "basic" in auth) steps.push(basicAuthStep(auth.basic, context));
   if (config.rate_limit !== undefined) steps.push(rateLimitStep(config.rate_limit, context));
   if (config.rewrite !== undefined) steps.push(rewriteStep(config.rewrite));
   const h = config.headers;

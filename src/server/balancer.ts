@@ -490,6 +490,7 @@ export class Balancer {
       log: this.log,
       onChange: () => this.#discovered(),
       onStoreError: (route, outcome) => this.metrics.storeError(route, outcome),
+      onAuth: (route, kind, result) => this.metrics.authDecision(route, kind, result),
     };
     const { share, shared } = this.#options;
     if (share) options.onShare = (set) => share.sets(set);

@@ -51,6 +51,8 @@ export interface RouteSetOptions {
   known?: ReadonlyMap<string, readonly Backend[]>;
   /** Told each rate limit decision its Redis store could not make, and what the request got. */
   onStoreError?: (route: string, outcome: "allow" | "deny") => void;
+  /** Told each decision of a route's auth step (`basic` or `forward`, and what happened). */
+  onAuth?: (route: string, kind: string, result: string) => void;
   /** Called after a discovery update changed some route's backends. */
   onChange?: () => void;
   /** Told every set an SRV watcher found (to pass on to workers). */
@@ -110,6 +112,7 @@ export class RouteSet {
             route: rc.name,
             log: options.log,
             onStoreError: options.onStoreError,
+            onAuth: options.onAuth,
           }),
           checks: reach.checks,
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
