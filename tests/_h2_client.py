@@ -12,8 +12,10 @@ sends GOAWAY, closes, or the scenario's stop condition, and prints a JSON
 summary: goaway [code, last_stream], rst {stream: code}, status {stream: status},
 ping_acks, data {stream: bytes}, body {stream: text (first 4096 bytes, latin-1)},
 ended [streams that got END_STREAM], sent (bytes), send_error, closed.
+The environment's H2_SOURCE, when set, is the address to connect from.
 """
 import json
+import os
 import socket
 import struct
 import sys
@@ -31,7 +33,8 @@ scenario = sys.argv[2]
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 path_arg = sys.argv[4] if len(sys.argv) > 4 else "/"
 
-sock = socket.create_connection(("127.0.0.1", port))
+# H2_SOURCE: the source address to connect from (any when unset)
+sock = socket.create_connection(("127.0.0.1", port), source_address=(os.environ.get("H2_SOURCE", ""), 0))
 sock.settimeout(10)
 enc = Encoder()
 dec = Decoder()

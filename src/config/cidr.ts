@@ -129,3 +129,39 @@ function contains(block: Cidr, ip: Uint8Array): boolean {
   const mask = (0xff << (8 - rest)) & 0xff;
   return (block.bytes[full]! & mask) === (ip[full]! & mask);
 }
+
+/**
+ * An IP address's text the way Deno writes a peer's hostname: dotted IPv4, or
+ * RFC 5952 IPv6 (lowercase, the longest run of zero groups as `::`).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { formatIp, ipBytes } from "./cidr.ts";
+ * assertEquals(formatIp(ipBytes("2001:DB8:0:0:0:0:0:1")!), "2001:db8::1");
+ * assertEquals(formatIp(new Uint8Array([10, 0, 0, 7])), "10.0.0.7");
+ * ```
+ *
+ * @param bytes 4 or 16 bytes.
+ * @returns The address as text.
+ */
+export function formatIp(bytes: Uint8Array): string {
+  if (bytes.length === 4) return bytes.join(".");
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  let best = -1;
+  let bestLen = 1; // a single zero group is not shortened
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best === -1) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+}

@@ -19,6 +19,7 @@ import {
   readPolicy,
 } from "./policy.ts";
 import { CLIENT_IP_KEY, type HashKey, parseHashKey } from "./hash_key.ts";
+import { PROXY_VERSIONS, type ProxyVersion } from "../upstream/proxy_out.ts";
 import {
   DEFAULTS,
   type Health,
@@ -68,6 +69,13 @@ export interface RouteConfig {
    * @default {"http1"}
    */
   backend_protocol: BackendProtocol;
+  /**
+   * Each backend connection begins with a PROXY header of this version naming the
+   * client (`v1` text, `v2` binary); such a connection is kept for that client
+   * connection alone. Health probes send the header naming nobody (v1 `UNKNOWN`,
+   * v2 `LOCAL`). @default {no header}
+   */
+  proxy_protocol?: ProxyVersion;
   /**
    * The route's health settings: the top-level `health` with `routes[].health` laid
    * over it. Active checks are on when `path` or `grpc` is present (never `active`).
@@ -207,6 +215,7 @@ const ROUTE_KEYS = [
   "server_name",
   "optional",
   "backend_protocol",
+  "proxy_protocol",
   "health",
   "timeouts",
   ...POLICY_KEYS,
@@ -486,6 +495,15 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
       route.optional = true; // it needs no backend to be ready
     } else if ((srv === undefined) === !m.has("backends")) {
       src.fail(item, path, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
+    }
+    const proxy = src.choice(m.get("proxy_protocol"), `${path}.proxy_protocol`, PROXY_VERSIONS);
+    if (proxy !== undefined) route.proxy_protocol = proxy;
+    if (proxy !== undefined && m.has("redirect")) {
+      src.fail(
+        m.get("proxy_protocol"),
+        `${path}.proxy_protocol`,
+        "a redirect route has no backends",
+      );
     }
     readUpstreamTls(src, m, path, route);
     readRouteHealth(src, m, path, route, config.health);

@@ -13,6 +13,7 @@ import type { RequestHead, ResponseHead } from "../http1/parse.ts";
 import type { FieldsResponseInfo, ResponseInfo } from "./forwarded.ts";
 import type { BufReader, BufWriter } from "../http1/io.ts";
 import type { SimpleResponseOptions } from "../http1/status.ts";
+import type { PrivatePools } from "../upstream/private_pools.ts";
 
 /** What a client's cancel stops (the exchange in progress). */
 export interface Cancellable {
@@ -72,6 +73,55 @@ export interface ClientSide {
    * framing already ended it, chunked trailers included).
    */
   finish(trailers?: readonly string[]): Promise<void> | undefined;
+  /**
+   * The backend connections private to this client connection (routes with
+   * `proxy_protocol`), made on first use and closed when the connection ends.
+   */
+  privatePools?(): PrivatePools;
+}
+
+/**
+ * Where a client connection came from and what it connected to: the TCP peer
+ * and the listener's address, or what a PROXY header named instead.
+ */
+export interface ClientOrigin {
+  /** The client's IP address. */
+  readonly ip: string;
+  /** The client's port. */
+  readonly port: number;
+  /** The address the client connected to. */
+  readonly dest: string;
+  /** The port the client connected to. */
+  readonly destPort: number;
+}
+
+/**
+ * The origin of `conn` as its sockets see it.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { originOf } from "./client.ts";
+ * const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const c = await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port });
+ * const s = await l.accept();
+ * assertEquals(originOf(s), {
+ *   ip: "127.0.0.1", port: (c.localAddr as Deno.NetAddr).port, dest: "127.0.0.1", destPort: l.addr.port,
+ * });
+ * c.close();
+ * s.close();
+ * l.close();
+ * ```
+ */
+export function originOf(conn: Deno.Conn): ClientOrigin {
+  const peer = conn.remoteAddr as Deno.NetAddr;
+  const local = conn.localAddr as Deno.NetAddr;
+  return {
+    ip: peer.hostname ?? "",
+    port: peer.port ?? 0,
+    dest: local.hostname ?? "",
+    destPort: local.port ?? 0,
+  };
 }
 
 /** How the balancer answers by itself: a plain-text page, or a gRPC status. */

@@ -13,6 +13,7 @@ import { BufReader, SMALL_READ_BUFFER } from "../http1/io.ts";
 import { CLIENT_PREFACE } from "../h2/frame.ts";
 import { inAny, ipBytes } from "../config/cidr.ts";
 import { ProxyHeaderError, readProxyHeader } from "./proxy_header.ts";
+import type { ClientOrigin } from "./client.ts";
 
 /**
  * Serves one accepted connection in the protocol it speaks; always closes
@@ -51,10 +52,17 @@ async function proxied(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   }
   const reader = new BufReader(conn, SMALL_READ_BUFFER);
   const guard = new FirstBytes(conn, ctx);
-  let client = peer;
+  let origin: ClientOrigin | undefined;
   try {
     const header = await readProxyHeader(reader, ctx.limits.max_head);
-    if (header.kind === "proxy") client = header.client;
+    if (header.kind === "proxy") {
+      origin = {
+        ip: header.client,
+        port: header.port,
+        dest: header.dest,
+        destPort: header.destPort,
+      };
+    }
   } catch (e) {
     const [reason, detail] = guard.fired
       ? ["timeout", "no whole PROXY header within timeouts.head"]
@@ -67,8 +75,8 @@ async function proxied(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
   } finally {
     guard.done();
   }
-  if (ctx.h2c) return sniffed(conn, ctx, reader, client);
-  return serveConn(conn, ctx, reader, client);
+  if (ctx.h2c) return sniffed(conn, ctx, reader, origin);
+  return serveConn(conn, ctx, reader, origin);
 }
 
 // TLS: the handshake tells the protocol (it must end within timeouts.head). One that
@@ -99,7 +107,7 @@ async function sniffed(
   conn: Deno.Conn,
   ctx: ProxyContext,
   reader = new BufReader(conn, SMALL_READ_BUFFER),
-  client?: string,
+  origin?: ClientOrigin,
 ): Promise<Deno.Conn> {
   const guard = new FirstBytes(conn, ctx);
   let h2 = false;
@@ -123,7 +131,7 @@ async function sniffed(
   } finally {
     guard.done();
   }
-  return h2 ? serveH2(conn, ctx, reader, client) : serveConn(conn, ctx, reader, client);
+  return h2 ? serveH2(conn, ctx, reader, origin) : serveConn(conn, ctx, reader, origin);
 }
 
 /** Closes a connection whose first bytes take over timeouts.head. */

@@ -14,6 +14,7 @@ import type { Watchdog } from "../timer/watchdog.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
 import type { Pool } from "../upstream/pool.ts";
 import type { H2Pool } from "../upstream/h2_pool.ts";
+import type { PrivateCounts } from "../upstream/private_pools.ts";
 import type { Router } from "./router.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { RoutePolicy } from "../policy/policy.ts";
@@ -75,6 +76,11 @@ export interface ProxyContext {
   pool(backend: Backend): Pool;
   /** The HTTP/2 pool of a backend spoken to in HTTP/2 (created on first use). */
   h2pool(backend: Backend): H2Pool;
+  /**
+   * Connections opened and reused by the pools private to client connections
+   * (routes with `proxy_protocol`), added to as each client connection ends.
+   */
+  privateCounts?: PrivateCounts | undefined;
   /** Timeouts in force (ms). */
   timeouts: Timeouts;
   /** Size and count limits in force. */

@@ -288,8 +288,11 @@ class Exchange implements Timed, Cancellable {
     this.#rec.backend = backend.id;
     beginRequest(backend);
     try {
-      // connect: an idle pooled connection at once, else a new one
-      const pool = ctx.pool(backend);
+      // connect: an idle pooled connection at once, else a new one (one of this
+      // client's own when the backend takes a PROXY header naming it)
+      const pool = backend.proxy === undefined
+        ? ctx.pool(backend)
+        : this.#client.privatePools!().pool(backend, this.#rec.client);
       let bc: BackendConn;
       let waitedSince = 0;
       try {
@@ -447,7 +450,10 @@ class Exchange implements Timed, Cancellable {
       let stream: H2ClientStream;
       const waitedSince = Date.now();
       try {
-        stream = await ctx.h2pool(backend).open({
+        const pool = backend.proxy === undefined
+          ? ctx.h2pool(backend)
+          : this.#client.privatePools!().h2(backend, this.#rec.client);
+        stream = await pool.open({
           method: req.head.method,
           scheme: backend.tls ? "https" : "http",
           authority: req.host,

@@ -9,7 +9,15 @@
  */
 import type { ClientSession, ProxyContext } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
-import { answer, type AnswerOptions, type Cancellable, type ClientSide } from "./client.ts";
+import {
+  answer,
+  type AnswerOptions,
+  type Cancellable,
+  type ClientOrigin,
+  type ClientSide,
+  originOf,
+} from "./client.ts";
+import { PrivatePools } from "../upstream/private_pools.ts";
 import { grpcMessage, grpcStatusOf, isGrpc } from "./grpc.ts";
 import { type FieldsResponseInfo, h2ResponseFields, type ResponseInfo } from "./forwarded.ts";
 import { handleRequest, newRecord } from "./session.ts";
@@ -36,17 +44,18 @@ import { ErrorCode } from "../h2/frame.ts";
  * @param conn The client connection.
  * @param ctx The listener's proxy context.
  * @param reader A reader that already holds the connection's first bytes (h2c preface).
- * @param client The client's address when a PROXY header named it (the TCP peer's otherwise).
+ * @param origin The client and what it connected to when a PROXY header named them
+ * (the sockets' addresses otherwise).
  * @returns `conn`, once closed.
  */
 export async function serveH2(
   conn: Deno.Conn,
   ctx: ProxyContext,
   reader?: BufReader,
-  client?: string,
+  origin?: ClientOrigin,
 ): Promise<Deno.Conn> {
   const counts = ctx.h2;
-  const session = new H2Session(ctx, client ?? (conn.remoteAddr as Deno.NetAddr).hostname ?? "");
+  const session = new H2Session(ctx, conn, origin);
   const h2 = new H2ServerConnection(conn, {
     maxConcurrentStreams: ctx.limits.max_concurrent_streams,
     maxHeaderListSize: ctx.limits.max_head,
@@ -68,6 +77,7 @@ export async function serveH2(
   } finally {
     counts.connections--;
     ctx.sessions.delete(session);
+    session.closePrivate();
     try {
       conn.close();
     } catch { /* closed by the connection already */ }
@@ -78,6 +88,8 @@ export async function serveH2(
 /** What every stream of one connection shares. */
 interface Dispatch {
   ctx: ProxyContext;
+  /** The connection's private backend pools (routes with `proxy_protocol`). */
+  privatePools(): PrivatePools;
   checkedHost: string;
   headLimits: HeadLimits;
   /** The connection, for its PING count. */
@@ -95,11 +107,31 @@ class H2Session implements Dispatch, ClientSession {
   readonly headLimits: HeadLimits;
   checkedHost = ""; // each stream's Host is checked anew
   conn: { readonly pings: number; drain(): void; close(): void } = NO_CONN;
+  readonly #socket: Deno.Conn;
+  readonly #origin: ClientOrigin | undefined;
+  #private: PrivatePools | undefined;
 
-  constructor(ctx: ProxyContext, ip: string) {
+  constructor(ctx: ProxyContext, socket: Deno.Conn, origin: ClientOrigin | undefined) {
     this.ctx = ctx;
-    this.ip = ip;
+    this.#socket = socket;
+    this.#origin = origin;
+    this.ip = origin?.ip ?? (socket.remoteAddr as Deno.NetAddr).hostname ?? "";
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
+  }
+
+  /** The backend connections private to this client connection, made on first use. */
+  privatePools(): PrivatePools {
+    if (this.#private === undefined) {
+      const o = this.#origin ?? originOf(this.#socket);
+      const ends = { client: o.ip, clientPort: o.port, dest: o.dest, destPort: o.destPort };
+      this.#private = new PrivatePools(this.ctx, ends, this.ctx.privateCounts);
+    }
+    return this.#private;
+  }
+
+  /** The connection ended: its private backend connections close. */
+  closePrivate(): void {
+    this.#private?.close();
   }
 
   /** GOAWAY: open streams finish, then it closes. */
@@ -206,6 +238,7 @@ class StreamClient implements ClientSide, ByteConn {
   readonly #stream: H2Stream;
   readonly #ctx: ProxyContext;
   readonly #conn: { readonly pings: number };
+  readonly #dispatch: Dispatch;
   #reader: BufReader | undefined;
   #timed: Timed | undefined;
   #responded = false;
@@ -215,9 +248,14 @@ class StreamClient implements ClientSide, ByteConn {
     this.#stream = stream;
     this.#ctx = dispatch.ctx;
     this.#conn = dispatch.conn;
+    this.#dispatch = dispatch;
     this.grpc = isGrpc(stream.fields);
     this.writer = new BufWriter(this);
     this.headLimits = dispatch.headLimits;
+  }
+
+  privatePools(): PrivatePools {
+    return this.#dispatch.privatePools();
   }
 
   /** The call's `grpc-timeout` value (gRPC calls only). */

@@ -7,12 +7,22 @@
  *
  * @module
  */
-import { ipBytes } from "../config/cidr.ts";
+import { formatIp, ipBytes } from "../config/cidr.ts";
 import type { BufReader } from "../http1/io.ts";
 
-/** What a header said: the client's address, or `local` (serve as the peer). */
+/**
+ * What a header said: the client's address and port and the address and port it
+ * connected to (the balancer's), or `local` (serve as the peer).
+ */
 export type ProxyHeader =
-  | { readonly kind: "proxy"; readonly client: string; readonly length: number }
+  | {
+    readonly kind: "proxy";
+    readonly client: string;
+    readonly length: number;
+    readonly port: number;
+    readonly dest: string;
+    readonly destPort: number;
+  }
   | { readonly kind: "local"; readonly length: number };
 
 /** A connection that does not begin with a valid PROXY header. */
@@ -65,7 +75,7 @@ const PORT_REGEXP = /^(?:0|[1-9]\d{0,4})$/;
  * import { parseProxyHeader } from "./proxy_header.ts";
  * const line = new TextEncoder().encode("PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\nGET /");
  * assertEquals(parseProxyHeader(line, 0, line.length, 4096), {
- *   kind: "proxy", client: "203.0.113.7", length: 42,
+ *   kind: "proxy", client: "203.0.113.7", length: 42, port: 51234, dest: "10.0.0.1", destPort: 80,
  * });
  * assertEquals(parseProxyHeader(line, 0, 20, 4096), undefined); // not all there yet
  * const http = new TextEncoder().encode("GET / HTTP/1.1\r\n");
@@ -151,7 +161,14 @@ function parseV1(buf: Uint8Array, start: number, end: number): ProxyHeader {
   ) {
     throw new ProxyHeaderError("malformed", `PROXY v1 line has a bad address or port: "${line}"`);
   }
-  return { kind: "proxy", client: formatIp(src), length };
+  return {
+    kind: "proxy",
+    client: formatIp(src),
+    length,
+    port: Number(parts[4]),
+    dest: formatIp(dst),
+    destPort: Number(parts[5]),
+  };
 }
 
 function parseV2(
@@ -187,7 +204,16 @@ function parseV2(
   }
   const at = start + 16;
   const src = buf.slice(at, at + size);
-  return { kind: "proxy", client: formatIp(ipBytes(formatRaw(src)) ?? src), length };
+  const dst = buf.slice(at + size, at + 2 * size);
+  const ports = at + 2 * size;
+  return {
+    kind: "proxy",
+    client: formatIp(ipBytes(formatRaw(src)) ?? src),
+    length,
+    port: (buf[ports]! << 8) | buf[ports + 1]!,
+    dest: formatIp(ipBytes(formatRaw(dst)) ?? dst),
+    destPort: (buf[ports + 2]! << 8) | buf[ports + 3]!,
+  };
 }
 
 // The bytes as text, before IPv4-mapped IPv6 is folded to IPv4 by ipBytes.
@@ -196,43 +222,6 @@ function formatRaw(bytes: Uint8Array): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
   return groups.join(":");
-}
-
-/**
- * An IP address's text the way Deno writes a peer's hostname: dotted IPv4, or
- * RFC 5952 IPv6 (lowercase, the longest run of zero groups as `::`).
- *
- * @example
- * ```ts
- * import { assertEquals } from "@std/assert";
- * import { formatIp } from "./proxy_header.ts";
- * import { ipBytes } from "../config/cidr.ts";
- * assertEquals(formatIp(ipBytes("2001:DB8:0:0:0:0:0:1")!), "2001:db8::1");
- * assertEquals(formatIp(new Uint8Array([10, 0, 0, 7])), "10.0.0.7");
- * ```
- *
- * @param bytes 4 or 16 bytes.
- * @returns The address as text.
- */
-export function formatIp(bytes: Uint8Array): string {
-  if (bytes.length === 4) return bytes.join(".");
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  let best = -1;
-  let bestLen = 1; // a single zero group is not shortened
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best === -1) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
 }
 
 /**

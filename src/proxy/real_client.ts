@@ -6,10 +6,9 @@
  *
  * @module
  */
-import { type Cidr, inAny, ipBytes } from "../config/cidr.ts";
+import { type Cidr, formatIp, inAny, ipBytes } from "../config/cidr.ts";
 import { X_FORWARDED_FOR } from "../http1/fields.ts";
 import type { RequestHead } from "../http1/parse.ts";
-import { formatIp } from "./proxy_header.ts";
 
 /**
  * The client of a request that came from `peer`.

@@ -7,7 +7,8 @@
  */
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
-import { answer, type ClientSide, type Request } from "./client.ts";
+import { answer, type ClientOrigin, type ClientSide, originOf, type Request } from "./client.ts";
+import { PrivatePools } from "../upstream/private_pools.ts";
 import { forward } from "./exchange.ts";
 import { applyRequestPolicy, type PolicyOutcome } from "./policy_heads.ts";
 import { realClient } from "./real_client.ts";
@@ -35,8 +36,9 @@ const HOST_REGEXP = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)
 /**
  * Serves one HTTP/1.x client connection until it closes, errs, times out or the
  * balancer shuts down; always closes `conn`, and resolves to it (never rejects).
- * `reader` is one that already holds the connection's first bytes; `client` the
- * client's address when a PROXY header named it (the TCP peer's otherwise).
+ * `reader` is one that already holds the connection's first bytes; `origin` the
+ * client and what it connected to when a PROXY header named them (the sockets'
+ * addresses otherwise).
  *
  * @example
  * ```ts ignore
@@ -47,9 +49,9 @@ export function serveConn(
   conn: Deno.Conn,
   ctx: ProxyContext,
   reader?: BufReader,
-  client?: string,
+  origin?: ClientOrigin,
 ): Promise<Deno.Conn> {
-  return new Session(conn, ctx, reader, client).serve();
+  return new Session(conn, ctx, reader, origin).serve();
 }
 
 class Session implements ClientSide, Timed {
@@ -62,6 +64,8 @@ class Session implements ClientSide, Timed {
   readonly ctx: ProxyContext;
   readonly #dispatch: { ctx: ProxyContext; checkedHost: string };
   readonly #ip: string;
+  readonly #origin: ClientOrigin | undefined;
+  #private: PrivatePools | undefined; // routes with proxy_protocol: made on first use
   #closed = false;
   #waiting = false; // for the next request
   #deadline = 0;
@@ -72,7 +76,7 @@ class Session implements ClientSide, Timed {
     conn: Deno.Conn,
     ctx: ProxyContext,
     reader: BufReader | undefined,
-    client: string | undefined,
+    origin: ClientOrigin | undefined,
   ) {
     this.#conn = conn;
     this.#ctx = this.ctx = ctx;
@@ -81,7 +85,17 @@ class Session implements ClientSide, Timed {
     // TLS: a head joined to a 64 KiB body stalled ~40 ms on Nagle's algorithm (README)
     this.writer = new BufWriter(conn, { joinHead: ctx.proto !== "https" });
     this.headLimits = { maxHead: ctx.limits.max_head, maxLine: ctx.limits.max_request_line };
-    this.#ip = client ?? (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+    this.#origin = origin;
+    this.#ip = origin?.ip ?? (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
+  }
+
+  privatePools(): PrivatePools {
+    if (this.#private === undefined) {
+      const o = this.#origin ?? originOf(this.#conn);
+      const ends = { client: o.ip, clientPort: o.port, dest: o.dest, destPort: o.destPort };
+      this.#private = new PrivatePools(this.#ctx, ends, this.#ctx.privateCounts);
+    }
+    return this.#private;
   }
 
   /** When this connection times out: its own deadline, or its exchange's. */
@@ -202,6 +216,7 @@ class Session implements ClientSide, Timed {
       ctx.watchdog.delete(this);
       ctx.sessions.delete(this);
       this.close();
+      this.#private?.close();
     }
     return this.#conn;
   }

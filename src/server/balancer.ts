@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { PrivateCounts } from "../upstream/private_pools.ts";
 import { addrKey, type HostPort } from "../config/address.ts";
 import { type Cidr, parseCidr } from "../config/cidr.ts";
 import type { WorkerStats } from "../admin/combined.ts";
@@ -96,6 +97,11 @@ export class Balancer {
   readonly h2: H2Counts = { connections: 0, streams: 0, closed: {} };
   /** Connections closed for their PROXY header (`listen.proxy_protocol`), by reason. */
   readonly proxyRefused: Record<string, number> = {};
+  /**
+   * Backend connections opened and reused by client connections' private pools
+   * (routes with `proxy_protocol`), counted as each client connection ends.
+   */
+  readonly privateCounts: PrivateCounts = { opened: 0, reused: 0 };
   /** Epoch ms it started. */
   readonly started: number = Date.now();
   /** The body buffers this process lends to relays (shared by its balancers). */
@@ -594,6 +600,7 @@ export class Balancer {
       router: this.#routes.router,
       pool: (b) => this.#pools.get(b),
       h2pool: (b) => this.#pools.h2(b),
+      privateCounts: this.privateCounts,
       timeouts: config.timeouts,
       limits: config.limits,
       retries: config.retry.attempts,

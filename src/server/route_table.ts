@@ -23,6 +23,7 @@ import { type Scheduler } from "../scheduler/scheduler.ts";
 import { createScheduler } from "../scheduler/create.ts";
 import { loadUpstreamTls, type UpstreamTls } from "../upstream/tls.ts";
 import { type BackendChecks, compileChecks } from "../upstream/health/checks.ts";
+import type { ProxyVersion } from "../upstream/proxy_out.ts";
 
 /** A route with what feeds it. */
 export interface RouteState extends Route {
@@ -40,6 +41,7 @@ export interface RouteState extends Route {
 interface Reach {
   tls: UpstreamTls | undefined;
   h2: boolean;
+  proxy: ProxyVersion | undefined;
   checks: BackendChecks;
 }
 
@@ -99,6 +101,7 @@ export class RouteSet {
         const reach: Reach = {
           tls,
           h2: rc.backend_protocol !== "http1",
+          proxy: rc.proxy_protocol,
           checks: compileChecks(rc.health),
         };
         const scheduler = createScheduler(rc.scheduler, set.#reuse(found, reach));
@@ -163,10 +166,11 @@ export class RouteSet {
   #reuse(found: Backend[], reach: Reach): Backend[] {
     const known = this.#options.known;
     const mine = this.#mine ??= this.backends();
-    const { tls, h2, checks } = reach;
+    const { tls, h2, proxy, checks } = reach;
     return found.map((plain) => {
       let b: Backend = tls ? { ...plain, tls, checks } : { ...plain, checks };
       if (h2) b = { ...b, h2: true };
+      if (proxy) b = { ...b, proxy };
       const key = backendKey(b);
       // a record is shared only by routes that check it alike (one probe, one state)
       const same = (o: Backend) =>

@@ -5,6 +5,7 @@
  */
 import type { UpstreamTls } from "./tls.ts";
 import type { BackendChecks } from "./health/checks.ts";
+import type { ProxyVersion } from "./proxy_out.ts";
 
 /** One upstream server that a route can send requests to. */
 export interface Backend {
@@ -38,6 +39,12 @@ export interface Backend {
    * connection at a time.
    */
   readonly h2?: true;
+  /**
+   * Present when each connection to it begins with a PROXY header naming the client
+   * (`routes[].proxy_protocol`): such connections are never shared by two clients,
+   * and probes send the header that names nobody (v1 `UNKNOWN`, v2 `LOCAL`).
+   */
+  readonly proxy?: ProxyVersion;
   /**
    * How its route checks it (`health` with `routes[].health` over it). Routes whose
    * checks differ never share a record: each is probed and taken out on its own.
@@ -99,16 +106,17 @@ export function createBackend(init: BackendInit): Backend {
  * ```
  */
 export function backendKey(b: Backend): string {
-  if (!b.tls && !b.h2) return b.id;
+  if (!b.tls && !b.h2 && !b.proxy) return b.id;
   let key = KEYS.get(b); // asked for on every attempt: built once per record
   if (key === undefined) {
-    key = b.id + (b.h2 ? " h2" : "") + (b.tls ? ` ${b.tls.key} ${tlsServerName(b)}` : "");
+    key = b.id + (b.h2 ? " h2" : "") + (b.proxy ? ` proxy-${b.proxy}` : "") +
+      (b.tls ? ` ${b.tls.key} ${tlsServerName(b)}` : "");
     KEYS.set(b, key);
   }
   return key;
 }
 
-// backendKey of TLS and HTTP/2 backend records (whose fields never change).
+// backendKey of TLS, HTTP/2 and PROXY-header backend records (whose fields never change).
 const KEYS = new WeakMap<Backend, string>();
 
 /**

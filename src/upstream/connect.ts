@@ -8,6 +8,7 @@
 import { type Backend, tlsServerName } from "./backend.ts";
 import { upstreamHandshake } from "./tls.ts";
 import type { HandshakeStalls } from "../observe/tls_stalls.ts";
+import { encodeProxyHeader } from "./proxy_out.ts";
 
 /** Thrown when a backend cannot be connected to. */
 export class ConnectError extends Error {
@@ -32,10 +33,16 @@ export interface ConnectOptions {
   alpn?: string[];
   /** Takes TLS handshakes given up before they finished (see {@linkcode upstreamHandshake}). */
   stalls?: HandshakeStalls | undefined;
+  /**
+   * The PROXY header written first, before TLS, to a backend with `proxy` set.
+   * @default {the header that names nobody (a probe's): v1 `PROXY UNKNOWN`, v2 `LOCAL`}
+   */
+  proxyHeader?: Uint8Array | undefined;
 }
 
 /**
- * Connects to `backend`: TCP, then TLS when the backend has TLS settings.
+ * Connects to `backend`: TCP, then its PROXY header when it takes one, then TLS
+ * when the backend has TLS settings.
  *
  * @returns the connection and the ALPN protocol the backend chose (null
  * without TLS or when it chose none).
@@ -68,6 +75,15 @@ export async function connectBackend(
     try {
       tcp.setNoDelay(true);
     } catch { /* not a TCP socket */ }
+    if (backend.proxy !== undefined) {
+      const header = options.proxyHeader ?? encodeProxyHeader(backend.proxy);
+      try {
+        for (let at = 0; at < header.length;) at += await tcp.write(header.subarray(at));
+      } catch (e) {
+        tcp.close();
+        throw e;
+      }
+    }
     const tls = backend.tls;
     if (tls === undefined) return { conn: tcp, alpnProtocol: null };
     const conn = await upstreamHandshake(tcp, {

@@ -28,6 +28,11 @@ export interface H2PoolOptions {
   client?: Omit<H2ClientOptions, "onChange" | "settingsTimeout">;
   /** Takes TLS handshakes given up before they finished (see `upstreamHandshake`). */
   stalls?: HandshakeStalls | undefined;
+  /**
+   * The PROXY header each new connection begins with, for a backend with `proxy`
+   * set (a pool of one client's connections: see `PrivatePools`).
+   */
+  proxyHeader?: Uint8Array | undefined;
 }
 
 const H2_ALPN = ["h2"];
@@ -63,6 +68,7 @@ export class H2Pool {
   readonly #idleTimeout: number;
   readonly #connectTimeout: number;
   readonly #stalls: HandshakeStalls | undefined;
+  readonly #proxyHeader: Uint8Array | undefined;
   readonly #client: H2ClientOptions;
   readonly #conns: H2ClientConnection[] = [];
   readonly #idleSince = new Map<H2ClientConnection, number>();
@@ -84,6 +90,7 @@ export class H2Pool {
     this.#idleTimeout = options.idleTimeout ?? 15_000;
     this.#connectTimeout = options.connectTimeout ?? 5_000;
     this.#stalls = options.stalls;
+    this.#proxyHeader = options.proxyHeader;
     this.#client = { ...options.client, onChange: (c) => this.#onChange(c) };
   }
 
@@ -188,6 +195,7 @@ export class H2Pool {
       connectTimeout: this.#connectTimeout,
       ...(tls ? { alpn: H2_ALPN } : {}),
       stalls: this.#stalls,
+      proxyHeader: this.#proxyHeader,
     });
     if (tls && alpnProtocol !== "h2") {
       conn.close();

@@ -29,6 +29,11 @@ export interface PoolOptions {
   connect?: (backend: Backend, signal: AbortSignal) => Promise<BackendSocket>;
   /** Takes TLS handshakes given up before they finished (see `upstreamHandshake`). */
   stalls?: HandshakeStalls | undefined;
+  /**
+   * The PROXY header each new connection begins with, for a backend with `proxy`
+   * set (a pool of one client's connections: see `PrivatePools`).
+   */
+  proxyHeader?: Uint8Array | undefined;
 }
 
 /** What a pooled connection needs of its socket: bytes both ways, and a close. */
@@ -217,8 +222,9 @@ export class Pool {
         throw new ConnectError(this.backend, e, timeout.aborted);
       }
     } else {
-      const { connectTimeout, stalls } = this.#options;
-      conn = (await connectBackend(this.backend, { connectTimeout, signal, stalls })).conn;
+      const { connectTimeout, stalls, proxyHeader } = this.#options;
+      conn = (await connectBackend(this.backend, { connectTimeout, signal, stalls, proxyHeader }))
+        .conn;
     }
     this.opened++;
     const c = new BackendConn(conn);

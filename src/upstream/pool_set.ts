@@ -116,9 +116,18 @@ class PoolsByKey<P extends { drain(): void }> {
   }
 }
 
-function newPool(backend: Backend, { limits, timeouts, stalls }: PoolSettings): Pool {
+/**
+ * A pool of `backend` with the limits and timeouts of `settings`; its new
+ * connections begin with `proxyHeader` when given.
+ */
+export function newPool(
+  backend: Backend,
+  { limits, timeouts, stalls }: PoolSettings,
+  proxyHeader?: Uint8Array,
+): Pool {
   return new Pool(backend, {
     stalls,
+    proxyHeader,
     maxIdle: limits.pool_idle,
     maxConns: limits.pool_max,
     idleTimeout: timeouts.pool_idle,
@@ -126,9 +135,18 @@ function newPool(backend: Backend, { limits, timeouts, stalls }: PoolSettings): 
   });
 }
 
-function newH2Pool(backend: Backend, { limits, timeouts, stalls }: PoolSettings): H2Pool {
+/**
+ * An HTTP/2 pool of `backend` with the limits and timeouts of `settings`; its new
+ * connections begin with `proxyHeader` when given.
+ */
+export function newH2Pool(
+  backend: Backend,
+  { limits, timeouts, stalls }: PoolSettings,
+  proxyHeader?: Uint8Array,
+): H2Pool {
   return new H2Pool(backend, {
     stalls,
+    proxyHeader,
     idleTimeout: timeouts.pool_idle,
     connectTimeout: timeouts.connect,
     // no idle timer of its own on a stream: the exchange that opened it times it, by
