@@ -275,7 +275,7 @@ routes:
     redirect: { to: "https://x{nope}", code: 200 }
   - name: e
     backends: [{ address: 127.0.0.1:9 }]
-    mirror: { percent: 5 }
+    compress: true
 `;
   let errors: string[] = [];
   try {
@@ -293,7 +293,7 @@ routes:
   has("unload.yaml:14: routes[3].redirect", "a redirect route has no srv or backends");
   has("unload.yaml:14: routes[3].redirect.to:", "unknown placeholder {nope}");
   has("unload.yaml:14: routes[3].redirect.code:", "must be one of 301, 302, 303, 307, 308");
-  has("unload.yaml:17: routes[4].mirror:", "not implemented yet");
+  has("unload.yaml:17: routes[4].compress:", "not implemented yet");
 });
 
 Deno.test("policy: /metrics counts policy answers by route, policy and code; /status lists each route's policies", async () => {

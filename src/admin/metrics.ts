@@ -70,6 +70,11 @@ export class RouteSeries {
    * `forward denied`); made on the first one.
    */
   authDecisions: Map<string, number> | undefined;
+  /**
+   * What became of requests on a mirrored route, by result (`mirrored`,
+   * `dropped`, `failed`, `too_large`, ...); made on the first one.
+   */
+  mirror: Map<string, number> | undefined;
 
   /**
    * The counts of `backend`, created (all zero) on first use.
@@ -111,6 +116,8 @@ export interface MetricsSnapshot {
     storeErrors?: Array<[string, number]>;
     /** Auth decisions by `kind result`. */
     authDecisions?: Array<[string, number]>;
+    /** Mirror copies by result. */
+    mirror?: Array<[string, number]>;
   }>;
 }
 
@@ -219,6 +226,7 @@ export class Metrics {
         policies: [...s.policies ?? []],
         storeErrors: [...s.storeErrors ?? []],
         authDecisions: [...s.authDecisions ?? []],
+        mirror: [...s.mirror ?? []],
       })),
     };
   }
@@ -258,6 +266,10 @@ export class Metrics {
         const decisions = series.authDecisions ??= new Map();
         decisions.set(key, (decisions.get(key) ?? 0) + n);
       }
+      for (const [result, n] of r.mirror ?? []) {
+        const mirror = series.mirror ??= new Map();
+        mirror.set(result, (mirror.get(result) ?? 0) + n);
+      }
     }
   }
 
@@ -283,6 +295,17 @@ export class Metrics {
     const decisions = this.series(route).authDecisions ??= new Map();
     const key = `${kind} ${result}`;
     decisions.set(key, (decisions.get(key) ?? 0) + 1);
+  }
+
+  /**
+   * Counts what became of one request on `route`'s mirror.
+   *
+   * @param route The route's name.
+   * @param result `mirrored`, `failed`, `dropped`, `too_large`, `incomplete`, `stream` or `not_sampled`.
+   */
+  mirror(route: string, result: string): void {
+    const mirror = this.series(route).mirror ??= new Map();
+    mirror.set(result, (mirror.get(result) ?? 0) + 1);
   }
 }
 

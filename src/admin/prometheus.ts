@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { StepDescription } from "../policy/policy.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import type { Backend } from "../upstream/backend.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
@@ -28,7 +29,9 @@ export interface RouteView {
   /** How its backends are checked (absent: not known, shown as no active checks). */
   readonly checks?: BackendChecks;
   /** Its traffic policy steps, one line each (absent: none). */
-  readonly policy?: { readonly summaries: readonly string[] } | undefined;
+  readonly policy?:
+    | { readonly summaries: readonly string[]; readonly described: readonly StepDescription[] }
+    | undefined;
 }
 
 /** What the exporters read from a running balancer (or from it and its workers, summed). */
@@ -251,6 +254,16 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
     for (const [key, n] of s.authDecisions ?? []) {
       const [kind, result] = key.split(" ") as [string, string];
       out.sample("unload_auth_decisions_total", { route, kind, result }, n);
+    }
+  }
+  out.family(
+    "unload_mirror_copies_total",
+    "counter",
+    "Requests on a mirrored route by what became of their copy: mirrored (the mirror answered), failed (unreachable, broke off, or past mirror.timeout), dropped (queue full), too_large (body over mirror.max_body), incomplete (the body never ended), stream (gRPC or upgrade, not copied), not_sampled (left out by percent).",
+  );
+  for (const [route, s] of m.routes()) {
+    for (const [result, n] of s.mirror ?? []) {
+      out.sample("unload_mirror_copies_total", { route, result }, n);
     }
   }
 

@@ -10,6 +10,7 @@ import { expectedShares } from "../scheduler/create.ts";
 import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
 import { type AdminSource, poolTotals, prepareSeries } from "./prometheus.ts";
 import { describeProbe } from "../upstream/health/checks.ts";
+import type { StepDescription } from "../policy/policy.ts";
 
 /** One backend of one route. */
 export interface BackendStatus {
@@ -105,6 +106,13 @@ export interface RouteStatus {
   backends: BackendStatus[];
   /** Its traffic policy steps in the order they run, one line each (`allow: allow only [10.0.0.0/8]`). */
   policies: string[];
+  /**
+   * The same steps as data: each one's name, what it does on the way in, and on
+   * the way out (`response`) when it changes responses.
+   */
+  policySteps: StepDescription[];
+  /** What became of requests on its mirror, by result (`mirrored`, `dropped`, ...). */
+  mirror: Record<string, number>;
   /** Requests its policy answered instead of a backend, by `policy status` (`allow 403`). */
   policyAnswers: Record<string, number>;
 }
@@ -261,6 +269,8 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
         status: statusObject(codes),
         latency: { le: LATENCY_BUCKETS, counts, sum: series?.sum ?? 0, count: series?.count ?? 0 },
         policies: [...r.policy?.summaries ?? []],
+        policySteps: [...r.policy?.described ?? []],
+        mirror: Object.fromEntries(series?.mirror ?? []),
         policyAnswers: Object.fromEntries(series?.policies ?? []),
         backends: backends.map((b, i) => {
           const pool = pools.get(b.id);

@@ -11,6 +11,7 @@ import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/family.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
+import { readBackends } from "./backends.ts";
 import {
   FUTURE_POLICY_KEYS,
   POLICY_KEYS,
@@ -606,22 +607,4 @@ function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route:
   route.tls = {};
   if (ca !== undefined) route.tls.ca = ca;
   if (serverName !== undefined) route.tls.server_name = serverName;
-}
-
-function readBackends(src: Source, node: Node | undefined, path: string): StaticBackendEntry[] {
-  return src.seq(node, `${path}.backends`).map((b, j) => {
-    const p = `${path}.backends[${j}]`;
-    const m = src.map(b, p, ["address", "priority", "weight"]);
-    const address = src.address(m.get("address"), `${p}.address`);
-    if (!m.has("address")) src.fail(b, p, "needs an address (host:port)");
-    if (address?.port === 0) src.fail(m.get("address"), `${p}.address`, "port must be 1..65535");
-    const entry: StaticBackendEntry = {
-      address: src.string(m.get("address"), `${p}.address`) ?? "",
-    };
-    const priority = src.int(m.get("priority"), `${p}.priority`, 0, 65535);
-    const weight = src.int(m.get("weight"), `${p}.weight`, 0, 65535);
-    if (priority !== undefined) entry.priority = priority;
-    if (weight !== undefined) entry.weight = weight;
-    return entry;
-  });
 }

@@ -10,6 +10,9 @@ import type { YAMLMap } from "yaml";
 import type { Source } from "./_source.ts";
 import { parseCidr } from "./cidr.ts";
 import { type AuthConfig, readAuth } from "./auth.ts";
+import { readBackends } from "./backends.ts";
+import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
+import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 
 /** Header changes on one direction: `set` replaces, `add` appends, `remove` deletes. */
 export interface HeaderEdits {
@@ -43,7 +46,34 @@ export interface PolicyConfig {
   rate_limit?: RateLimitConfig;
   /** Basic auth from an htpasswd file, or a forward auth service: past it, 401 (or its answer). */
   auth?: AuthConfig;
+  /** A copy of each sampled request goes to other backends; their answer is discarded. */
+  mirror?: MirrorConfig;
 }
+
+/** A route's `mirror`, as read: where copies go, how many, how large. */
+export interface MirrorConfig {
+  /** Static mirror backends (exclusive with `srv`). */
+  backends?: StaticBackendEntry[];
+  /** A DNS SRV name the mirror backends are discovered from (exclusive with `backends`). */
+  srv?: string;
+  /** How the mirror backends are picked (`hash` is not offered: a copy has no key). */
+  scheduler: SchedulerMode;
+  /** Share of the route's requests copied, 0..100 (decimals allowed). */
+  percent: number;
+  /** Largest request body copied, in bytes; a request with a larger one is not mirrored. */
+  max_body: number;
+  /** Copies outstanding at most (being read, sent, or waiting for the answer); past it, dropped. */
+  queue: number;
+  /** How long one copy may take, connect to last byte of the answer, in ms. */
+  timeout: number;
+}
+
+/** Default `mirror.max_body`: request bodies up to 1 MiB are copied. */
+export const MIRROR_MAX_BODY = 1024 * 1024;
+/** Default `mirror.queue`: copies outstanding at once per route. */
+export const MIRROR_QUEUE = 64;
+/** Default `mirror.timeout`: how long one copy may take, in ms. */
+export const MIRROR_TIMEOUT = 5000;
 
 /** What a rate limit counts by: the client address, a header's value or a cookie's. */
 export type RateLimitKey =
@@ -85,9 +115,10 @@ export const POLICY_KEYS = [
   "headers",
   "rate_limit",
   "auth",
+  "mirror",
 ] as const;
 /** Policy keys of DESIGN.md not implemented yet: named in their error. */
-export const FUTURE_POLICY_KEYS = ["compress", "mirror"] as const;
+export const FUTURE_POLICY_KEYS = ["compress"] as const;
 /** Redirect codes a `redirect` may use. */
 export const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 
@@ -173,7 +204,51 @@ export function readPolicy(
     const a = readAuth(src, m.get("auth"), `${path}.auth`);
     if (a !== undefined) out.auth = a;
   }
+  if (m.has("mirror")) {
+    const r = readMirror(src, m.get("mirror"), `${path}.mirror`);
+    if (r !== undefined) out.mirror = r;
+  }
   return Object.keys(out).length === 0 ? undefined : out;
+}
+
+const MIRROR_SCHEDULERS = SCHEDULER_MODES.filter((m) => m !== "hash");
+
+function readMirror(src: Source, node: Node | undefined, at: string): MirrorConfig | undefined {
+  const r = src.map(node, at, [
+    "backends",
+    "srv",
+    "scheduler",
+    "percent",
+    "max_body",
+    "queue",
+    "timeout",
+  ]);
+  if (r.has("srv") === r.has("backends")) {
+    return src.fail(node, at, "needs exactly one of srv (a DNS SRV name) or backends (a list)");
+  }
+  let percent = 100;
+  const p = r.get("percent");
+  if (p !== undefined) {
+    const v = isScalar(p) ? p.value : undefined;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 100) {
+      src.fail(p, `${at}.percent`, "must be a number 0..100 (decimals allowed, e.g. 12.5)");
+    } else percent = v;
+  }
+  const out: MirrorConfig = {
+    scheduler: src.choice(r.get("scheduler"), `${at}.scheduler`, MIRROR_SCHEDULERS) ?? "srv",
+    percent,
+    max_body: src.size(r.get("max_body"), `${at}.max_body`) ?? MIRROR_MAX_BODY,
+    queue: src.int(r.get("queue"), `${at}.queue`, 1, 100_000) ?? MIRROR_QUEUE,
+    timeout: src.duration(r.get("timeout"), `${at}.timeout`) ?? MIRROR_TIMEOUT,
+  };
+  if (out.timeout <= 0) src.fail(r.get("timeout"), `${at}.timeout`, "must be more than 0");
+  const srv = src.string(r.get("srv"), `${at}.srv`);
+  if (srv !== undefined) out.srv = srv;
+  if (r.has("backends")) {
+    out.backends = readBackends(src, r.get("backends"), at);
+    if (out.backends.length === 0) src.fail(r.get("backends"), `${at}.backends`, "is empty");
+  }
+  return out;
 }
 
 const RATE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };

@@ -1,7 +1,7 @@
 /**
  * Compiles a route's policy keys into its steps, once at config load, in the
  * order of DESIGN.md: deny/allow → redirect → auth → rate_limit →
- * rewrite → request headers → proxy → response headers.
+ * rewrite → request headers → mirror + proxy → response headers.
  *
  * @module
  */
@@ -10,16 +10,20 @@ import { accessStep } from "./access.ts";
 import type { AuthContext } from "./_auth.ts";
 import { basicAuthStep } from "./auth_basic.ts";
 import { headersStep } from "./headers.ts";
+import { type MirrorContext, mirrorStep } from "./mirror.ts";
 import { type PolicyStep, RoutePolicy, type StepResult } from "./policy.ts";
 import { type RateLimitContext, rateLimitStep } from "./rate_limit.ts";
 import { redirectStep } from "./redirect.ts";
 import { rewriteStep } from "./rewrite.ts";
 
+/** What the steps of a route are told: its name, where they log and count. */
+export type PolicyContext = RateLimitContext & AuthContext & MirrorContext;
+
 /**
  * The compiled policy of a route, or undefined when it has none (then the proxy
  * does nothing more per request than look at this one property). `context`
- * names the route and says where a rate limit's store failures and auth
- * decisions are told.
+ * names the route and says where a rate limit's store failures, auth
+ * decisions and mirror copies are told.
  *
  * @example
  * ```ts
@@ -32,7 +36,7 @@ import { rewriteStep } from "./rewrite.ts";
  */
 export function compilePolicy(
   config: PolicyConfig | undefined,
-  context: RateLimitContext & AuthContext = { route: "" },
+  context: PolicyContext = { route: "" },
 ): RoutePolicy | undefined {
   if (config === undefined) return undefined;
   const steps: PolicyStep<StepResult>[] = [];
@@ -50,5 +54,6 @@ export function compilePolicy(
   if (h !== undefined && (h.request !== undefined || h.response !== undefined)) {
     steps.push(headersStep(h.request, h.response));
   }
+  if (config.mirror !== undefined) steps.push(mirrorStep(config.mirror, context));
   return steps.length === 0 ? undefined : new RoutePolicy(steps);
 }

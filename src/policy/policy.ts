@@ -79,6 +79,36 @@ export interface PolicyAnswer {
   grpcStatus?: number;
 }
 
+/**
+ * A request as it is forwarded, offered to a step that copies requests
+ * (`mirror`) once the request steps let it through.
+ */
+export interface CopyOffer {
+  /** Request method. */
+  readonly method: string;
+  /**
+   * The head the backend gets (after rewrite and headers), as HTTP/1.1 text.
+   * When `bodyLength` is known (0 or more) it is whole, blank line included;
+   * when it is not (-1), it lacks its framing field and blank line, for the
+   * copy to add `Content-Length` once the body has ended. Made when asked.
+   */
+  head(): string;
+  /** The body's length: 0 when there is none, -1 while unknown (chunked, an HTTP/2 stream). */
+  readonly bodyLength: number;
+  /** A gRPC call or a protocol upgrade: a stream, not a request that can be copied. */
+  readonly stream: boolean;
+}
+
+/** A copy being made: the body's bytes as they are forwarded, then its end. */
+export interface RequestCopy {
+  /** Adds body bytes `buf[start..end)` (copied at once: `buf` is reused). */
+  push(buf: Uint8Array, start: number, end: number): void;
+  /** The body ended: the copy is complete. */
+  end(): void;
+  /** The body did not reach its end: the copy is given up. Does nothing after `end`. */
+  abandon(): void;
+}
+
 /** What a request step decides: go on (undefined) or answer; later, for a step that asks a store. */
 export type StepResult = PolicyAnswer | undefined | Promise<PolicyAnswer | undefined>;
 
@@ -101,10 +131,25 @@ export interface PolicyStep<R extends StepResult = PolicyAnswer | undefined> {
   onRequest?(req: PolicyRequest, notes?: string[]): R;
   /** On the way out: changes the response's fields (flat `name, value, ...`) in place. */
   onResponse?(fields: string[]): void;
+  /**
+   * Once the request is forwarded: takes a copy of it (`mirror`), or declines
+   * (undefined: not sampled, too large, no room).
+   */
+  onCopy?(offer: CopyOffer): RequestCopy | undefined;
   /** What `onResponse` does, in one line (for `explain`). */
   readonly responseSummary?: string;
   /** Lets go of what the step holds (a store's connection) once its routes are replaced. */
   close?(): void;
+}
+
+/** One step as `/status` shows it. */
+export interface StepDescription {
+  /** The policy's key in the config (`rewrite`, `mirror`). */
+  name: string;
+  /** What it does, in one line. */
+  summary: string;
+  /** What it does to responses, when it changes them. */
+  response?: string;
 }
 
 /**
@@ -135,12 +180,15 @@ export class RoutePolicy {
   readonly request: readonly PolicyStep<StepResult>[];
   /** The steps with an `onResponse`, in order; empty when responses pass unchanged. */
   readonly response: readonly PolicyStep<StepResult>[];
+  /** The step that copies forwarded requests (`mirror`), when there is one. */
+  readonly copy: PolicyStep<StepResult> | undefined;
 
   /** Keeps `steps` in the order given. */
   constructor(steps: readonly PolicyStep<StepResult>[]) {
     this.steps = steps;
     this.request = steps.filter((s) => s.onRequest !== undefined);
     this.response = steps.filter((s) => s.onResponse !== undefined);
+    this.copy = steps.find((s) => s.onCopy !== undefined);
   }
 
   /**
@@ -188,5 +236,17 @@ export class RoutePolicy {
   /** One line per step, for `/status`. */
   get summaries(): string[] {
     return this.steps.map((s) => `${s.name}: ${s.summary}`);
+  }
+
+  /**
+   * Each step's name, what it does on the way in, and on the way out when it
+   * changes responses (for `/status` and the dashboard).
+   */
+  get described(): StepDescription[] {
+    return this.steps.map((s) => {
+      const d: StepDescription = { name: s.name, summary: s.summary };
+      if (s.onResponse !== undefined) d.response = s.responseSummary ?? s.summary;
+      return d;
+    });
   }
 }

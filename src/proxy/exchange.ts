@@ -38,6 +38,7 @@ import { beginRequest, endRequest } from "../upstream/backend_state.ts";
 import { requestKey } from "./request_key.ts";
 import { applyResponseFieldsPolicy, applyResponsePolicy } from "./policy_heads.ts";
 import { within } from "../_async.ts";
+import type { RequestCopy } from "../policy/policy.ts";
 
 /**
  * Why an attempt failed, with what may be done about it: the retry decision
@@ -96,7 +97,9 @@ const INTERIM: ResponseInfo = {
 /**
  * Forwards one request to a backend of `route` and relays the answer. The
  * exchange owns `client`'s timeout until the client takes it back with
- * `watch(undefined)` once the returned promise settles.
+ * `watch(undefined)` once the returned promise settles. `copy`, when given,
+ * is handed the request body's bytes as they go to the backend, and ended
+ * when the body has (the caller gives it up once the exchange is over).
  *
  * @returns true when the client connection can carry another request.
  */
@@ -106,10 +109,11 @@ export function forward(
   route: Route,
   ctx: ProxyContext,
   rec: ExchangeRecord,
+  copy?: RequestCopy,
 ): Promise<boolean> {
   const hashKey = route.hashKey;
   const key = hashKey && requestKey(hashKey, { head: req.head, clientIp: rec.client });
-  const ex = new Exchange(client, req, route, ctx, rec, key);
+  const ex = new Exchange(client, req, route, ctx, rec, key, copy);
   if (route.timeouts.max_stream_duration > 0 || client.grpc === true) ex.bound();
   client.watch(ex);
   const backend = route.scheduler.next(undefined, key);
@@ -139,6 +143,7 @@ class Exchange implements Timed, Cancellable {
   readonly #ctx: ProxyContext;
   readonly #rec: ExchangeRecord;
   readonly #key: string | undefined; // the hash scheduler's key, when the route has one
+  #copy: RequestCopy | undefined; // a mirror's copy, given the body once
   #ac: AbortController | undefined; // made on first use: most exchanges never need it
   #bc: BackendConn | undefined;
   #h2: H2ClientStream | undefined; // the stream to an HTTP/2 backend
@@ -168,8 +173,10 @@ class Exchange implements Timed, Cancellable {
     ctx: ProxyContext,
     rec: ExchangeRecord,
     key: string | undefined,
+    copy: RequestCopy | undefined,
   ) {
     this.#key = key;
+    this.#copy = copy;
     this.#client = client;
     this.#req = req;
     this.#route = route;
@@ -640,6 +647,8 @@ class Exchange implements Timed, Cancellable {
   ): void {
     this.#reqDone = false;
     const client = this.#client;
+    const copy = this.#copy;
+    this.#copy = undefined;
     this.#reqSettled = (async () => {
       try {
         const n = await relayBody(client.reader, sink, this.#req.framing, {
@@ -647,12 +656,15 @@ class Exchange implements Timed, Cancellable {
           side: "client",
           maxBody: this.#ctx.limits.max_body,
           dechunk: options.dechunk,
+          tee: copy,
         });
+        copy?.end();
         await sink.flush();
         if (options.end) await options.end();
         this.#rec.bytesIn = n;
         this.#reqDone = true;
       } catch (e) {
+        copy?.abandon();
         // The client side failed (closed, reset, bad framing): stop everything. A failed
         // write to the backend instead leaves the response to tell what happened.
         if (client.reader.eof || e instanceof HttpError) {

@@ -7,7 +7,8 @@
  * @module
  */
 import { PolicyRequest, type RoutePolicy } from "../policy/policy.ts";
-import type { PolicyAnswer } from "../policy/policy.ts";
+import type { CopyOffer, PolicyAnswer, RequestCopy } from "../policy/policy.ts";
+import { type ForwardInfo, forwardRequestHead } from "./forwarded.ts";
 import { parseRequestHead, parseResponseHead, type ResponseHead } from "../http1/parse.ts";
 import type { Fields } from "../http1/fields.ts";
 import type { Request } from "./client.ts";
@@ -93,6 +94,69 @@ export function applyResponseFieldsPolicy(
   policy.runResponse(out);
   for (let i = 0; i < out.length; i += 2) out[i] = out[i]!.toLowerCase();
   return out;
+}
+
+const NO_BODY = { kind: "none", length: 0 } as const;
+
+/**
+ * Offers the request about to be forwarded to the route's copying step
+ * (`mirror`). A copy without a body is ended at once; one with a body is
+ * returned, to be given the body as it goes to the backend.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseRequestHead } from "../http1/parse.ts";
+ * import { RoutePolicy } from "../policy/policy.ts";
+ * import { startCopy } from "./policy_heads.ts";
+ * const heads: string[] = [];
+ * const policy = new RoutePolicy([{
+ *   name: "mirror", summary: "",
+ *   onCopy: (offer) => {
+ *     heads.push(offer.head());
+ *     return { push() {}, end() {}, abandon() {} };
+ *   },
+ * }]);
+ * const head = parseRequestHead("GET /a HTTP/1.1\r\nHost: a.test\r\n\r\n");
+ * const req = {
+ *   head, framing: { kind: "none", length: 0 } as const, host: "a.test", path: "/a",
+ *   keepAlive: true, upgrade: undefined,
+ * };
+ * const info = { clientIp: "10.0.0.1", proto: "http", host: "a.test", framing: req.framing, upgrade: undefined };
+ * assertEquals(startCopy(policy, req, { info, stream: false }), undefined); // no body: sent already
+ * assertEquals(heads[0]!.split("\r\n")[0], "GET /a HTTP/1.1");
+ * assertEquals(heads[0]!.endsWith("via: 1.1 unload\r\n\r\n"), true);
+ * ```
+ *
+ * @param policy The route's compiled policy (its `copy` step is asked).
+ * @param req The request as forwarded (after the request steps).
+ * @param options What the forwarded head needs, and whether the request is a stream
+ * (gRPC, an upgrade): not copied.
+ * @returns The copy waiting for the request's body, or undefined (none, or sent already).
+ */
+export function startCopy(
+  policy: RoutePolicy,
+  req: Request,
+  options: { info: ForwardInfo; stream: boolean },
+): RequestCopy | undefined {
+  const step = policy.copy;
+  if (step === undefined) return undefined;
+  const framing = req.framing;
+  const length = framing.kind === "none" ? 0 : framing.kind === "length" ? framing.length : -1;
+  const offer: CopyOffer = {
+    method: req.head.method,
+    // the head as the backend gets it; a body of unknown length: without framing nor blank line
+    head: () =>
+      length >= 0
+        ? forwardRequestHead(req.head, options.info)
+        : forwardRequestHead(req.head, { ...options.info, framing: NO_BODY }).slice(0, -2),
+    bodyLength: length,
+    stream: options.stream,
+  };
+  const copy = step.onCopy!(offer);
+  if (copy === undefined || length !== 0) return copy;
+  copy.end();
+  return undefined;
 }
 
 function flatFields(head: Fields): string[] {

@@ -37,6 +37,14 @@ export interface RelayOptions {
   maxBody?: number;
   /** Where a chunked body's trailer fields go (`name, value, ...`), when they are wanted. */
   trailers?: string[];
+  /** Given a copy of the body's data bytes as they move (a request being mirrored). */
+  tee?: BodyTee | undefined;
+}
+
+/** Takes a copy of a body's data bytes (without chunked framing) as they move. */
+export interface BodyTee {
+  /** `buf[start..end)` is moving now (copy it: the buffer is reused). */
+  push(buf: Uint8Array, start: number, end: number): void;
 }
 
 /**
@@ -66,6 +74,7 @@ export function relayBody(
   if (framing.kind === "length" && framing.length <= src.buffered) {
     // all of it is here already (a small response): no loop, no promise unless it must wait
     const n = framing.length;
+    options.tee?.push(src.buf, src.start, src.start + n);
     if (n <= SMALL_BODY) { // copied into the write stage: no view, no promise
       dst.writeBytes(src.buf, src.start, src.start + n);
       src.consume(n);
@@ -98,7 +107,7 @@ async function relayLent(
   try {
     switch (framing.kind) {
       case "length":
-        return await relayLength(src, dst, framing.length, options.side);
+        return await relayLength(src, dst, framing.length, options);
       case "chunked":
         return await relayChunked(src, dst, options);
       default:
@@ -123,12 +132,14 @@ async function relayLength(
   src: BufReader,
   dst: BufWriter,
   length: number,
-  side: string,
+  options: RelayOptions,
 ): Promise<number> {
+  const tee = options.tee;
   let left = length;
   while (left > 0) {
-    if (src.buffered === 0) await more(src, dst, side);
+    if (src.buffered === 0) await more(src, dst, options.side);
     const n = Math.min(left, src.buffered);
+    tee?.push(src.buf, src.start, src.start + n);
     const w = dst.writeFrom(src.buf, src.start, src.start + n);
     if (w !== undefined) await w;
     src.consume(n);
@@ -150,6 +161,7 @@ async function relayChunked(
     if (parser.inData) {
       if (src.buffered === 0) await more(src, dst, options.side);
       const n = Math.min(parser.remaining, src.buffered);
+      options.tee?.push(src.buf, src.start, src.start + n);
       await dst.write(src.buf.subarray(src.start, src.start + n));
       src.consume(n);
       moved += n;

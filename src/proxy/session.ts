@@ -10,7 +10,7 @@ import type { Timed } from "../timer/watchdog.ts";
 import { answer, type ClientOrigin, type ClientSide, originOf, type Request } from "./client.ts";
 import { PrivatePools } from "../upstream/private_pools.ts";
 import { forward } from "./exchange.ts";
-import { applyRequestPolicy, type PolicyOutcome } from "./policy_heads.ts";
+import { applyRequestPolicy, type PolicyOutcome, startCopy } from "./policy_heads.ts";
 import { realClient } from "./real_client.ts";
 import { requestFraming } from "../http1/body.ts";
 import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
@@ -325,8 +325,21 @@ function afterPolicy(
     if (a.grpcStatus === undefined) return answer(client, rec, a.status, a.message, options);
     return answer(client, rec, a.status, a.message, { ...options, grpcStatus: a.grpcStatus });
   }
-  if (out.req.head !== head) rec.target = out.req.head.target;
-  return forward(client, out.req, route, ctx, rec);
+  const req = out.req;
+  if (req.head !== head) rec.target = req.head.target;
+  if (route.policy!.copy === undefined) return forward(client, req, route, ctx, rec);
+  const info = {
+    clientIp: rec.via ?? rec.client,
+    proto: ctx.proto,
+    host: req.host,
+    framing: req.framing,
+    upgrade: req.upgrade,
+    http2: client.http2,
+  };
+  const stream = client.grpc === true || req.upgrade !== undefined;
+  const copy = startCopy(route.policy!, req, { info, stream });
+  if (copy === undefined) return forward(client, req, route, ctx, rec);
+  return forward(client, req, route, ctx, rec, copy).finally(() => copy.abandon());
 }
 
 /**

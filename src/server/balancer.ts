@@ -497,6 +497,7 @@ export class Balancer {
       onChange: () => this.#discovered(),
       onStoreError: (route, outcome) => this.metrics.storeError(route, outcome),
       onAuth: (route, kind, result) => this.metrics.authDecision(route, kind, result),
+      onMirror: (route, result) => this.metrics.mirror(route, result),
     };
     const { share, shared } = this.#options;
     if (share) options.onShare = (set) => share.sets(set);

@@ -19,6 +19,7 @@ import type { Logger } from "../observe/log.ts";
 import { count } from "../observe/count.ts";
 import { Router } from "../proxy/router.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import type { MirrorResult } from "../policy/mirror.ts";
 import { type Scheduler } from "../scheduler/scheduler.ts";
 import { createScheduler } from "../scheduler/create.ts";
 import { loadUpstreamTls, type UpstreamTls } from "../upstream/tls.ts";
@@ -55,6 +56,8 @@ export interface RouteSetOptions {
   onStoreError?: (route: string, outcome: "allow" | "deny") => void;
   /** Told each decision of a route's auth step (`basic` or `forward`, and what happened). */
   onAuth?: (route: string, kind: string, result: string) => void;
+  /** Told what became of each request on a mirrored route (`mirrored`, `dropped`, ...). */
+  onMirror?: (route: string, result: MirrorResult) => void;
   /** Called after a discovery update changed some route's backends. */
   onChange?: () => void;
   /** Told every set an SRV watcher found (to pass on to workers). */
@@ -116,6 +119,8 @@ export class RouteSet {
             log: options.log,
             onStoreError: options.onStoreError,
             onAuth: options.onAuth,
+            onMirror: options.onMirror,
+            dns: config.dns,
           }),
           checks: reach.checks,
           fallback: (failed, tried, reason) => set.#fallback(state, failed, tried, reason),
