@@ -23,6 +23,8 @@ const LAYERS: readonly { name: string; paths: readonly string[] }[] = [
   { name: "accept", paths: ["server/"] },
   { name: "admin", paths: ["admin/"] },
   { name: "route", paths: ["proxy/"] },
+  // `tcp:` routes: whole connections carried to backends (layer 4), beside the HTTP proxy.
+  { name: "route: tcp", paths: ["tcp/"] },
   // A route's traffic policy steps, compiled from the config's policy keys; the proxy runs them.
   { name: "policy", paths: ["policy/"] },
   // The config file's schema knows the option names of the scheduler and the

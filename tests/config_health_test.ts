@@ -81,7 +81,7 @@ Deno.test("config: routes[].health errors name the file, line and key", () => {
 `;
   assertMatch(
     errors(route("{ colour: red }"))[0]!,
-    /^t\.yaml:7: routes\[0\]\.health\.colour: unknown key \(expected one of: failures, rise, backoff, path, interval, timeout, grpc, grpc_service, active\)$/,
+    /^t\.yaml:7: routes\[0\]\.health\.colour: unknown key \(expected one of: failures, rise, backoff, path, interval, timeout, grpc, grpc_service, tcp, active\)$/,
   );
   assertEquals(errors(route("{ grpc: true }", "http1")), [
     "t.yaml:7: routes[0].health.grpc: a gRPC health check needs backend_protocol: h2c or h2 (gRPC is HTTP/2)",
@@ -124,6 +124,6 @@ routes:
 health: { active: true }
 routes: [{ name: a, backends: [{ address: 127.0.0.1:9001 }] }]
 `),
-    ["t.yaml:2: health.active: needs path or grpc: true (what to probe)"],
+    ["t.yaml:2: health.active: needs path, grpc: true or tcp: true (what to probe)"],
   );
 });

@@ -147,6 +147,10 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     ...(lb.certificates ? { certificates: lb.certificates } : {}), // every worker serves the same
     exhaustion: { counts },
     lastProbe: (b) => lb.lastProbe?.(b), // the main thread probes for every worker
+    // tcp routes are served by the main thread only
+    ...(lb.tcpRoutes ? { tcpRoutes: lb.tcpRoutes } : {}),
+    ...(lb.tcpMetrics ? { tcpMetrics: lb.tcpMetrics } : {}),
+    ...(lb.tcpAddrs ? { tcpAddrs: () => lb.tcpAddrs!() } : {}),
   };
 }
 

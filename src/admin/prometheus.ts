@@ -17,6 +17,8 @@ import { ABUSE_REASONS } from "../h2/abuse.ts";
 import { PROXY_REFUSALS } from "../proxy/proxy_header.ts";
 import { LATENCY_BUCKETS, type Metrics, STATUS_CLASSES } from "./metrics.ts";
 import { TextFormat } from "./_text_format.ts";
+import type { TcpRouteConfig } from "../config/tcp.ts";
+import { tcpFamilies, type TcpMetrics } from "./tcp_metrics.ts";
 
 /** What the exporters read of a route: its name, host and path, mode and backends. */
 export interface RouteView {
@@ -32,6 +34,18 @@ export interface RouteView {
   readonly policy?:
     | { readonly summaries: readonly string[]; readonly described: readonly StepDescription[] }
     | undefined;
+}
+
+/** What the exporters read of a `tcp:` route. */
+export interface TcpRouteView {
+  /** Route name from the config. */
+  readonly name: string;
+  /** Its configuration. */
+  readonly config: TcpRouteConfig;
+  /** Its scheduler's mode and backends. */
+  readonly scheduler: Pick<Scheduler, "mode" | "backends">;
+  /** How its backends are checked. */
+  readonly checks?: BackendChecks;
 }
 
 /** What the exporters read from a running balancer (or from it and its workers, summed). */
@@ -71,6 +85,12 @@ export type AdminSource = {
   readonly tlsStalls?: TlsStallCounts;
   /** The certificates `listen.https` serves, the default first (absent or empty: none). */
   readonly certificates?: readonly CertificateView[];
+  /** The `tcp:` routes in config order (absent: none). */
+  readonly tcpRoutes?: readonly TcpRouteView[];
+  /** Their connection and byte counters (absent: none). */
+  readonly tcpMetrics?: TcpMetrics;
+  /** The bound address of each `tcp:` route, by route name (absent: as configured). */
+  tcpAddrs?(): ReadonlyMap<string, { hostname: string; port: number }>;
   /** The last active probe of a backend record by its route's checks, if any. */
   lastProbe?(backend: Backend): LastProbe | undefined;
 };
@@ -267,6 +287,13 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
     }
   }
 
+  if (lb.tcpMetrics !== undefined) {
+    const views = (lb.tcpRoutes ?? []).map((r) => ({
+      name: r.name,
+      backends: r.scheduler.backends.map((b) => b.id),
+    }));
+    tcpFamilies(out, lb.tcpMetrics, views);
+  }
   backendFamilies(out, lb);
   poolFamilies(out, lb);
   srvFamilies(out, lb, now);
@@ -302,7 +329,8 @@ function backendFamilies(out: TextFormat, lb: AdminSource): void {
   // routes that check one address differently hold records of their own: it is up
   // while every route that uses it sends it traffic
   const down = new Set<string>();
-  for (const r of lb.routes) {
+  const routes = [...lb.routes, ...lb.tcpRoutes ?? []];
+  for (const r of routes) {
     for (const b of r.scheduler.backends) {
       unique.set(b.id, b);
       if (!b.healthy) down.add(b.id);
@@ -317,13 +345,13 @@ function backendFamilies(out: TextFormat, lb: AdminSource): void {
     out.sample("unload_backend_inflight_requests", { backend: b.id }, b.inflight);
   }
   out.family("unload_backend_weight", "gauge", "SRV (or configured) weight, by route.");
-  for (const r of lb.routes) {
+  for (const r of routes) {
     for (const b of r.scheduler.backends) {
       out.sample("unload_backend_weight", { route: r.name, backend: b.id }, b.weight);
     }
   }
   out.family("unload_backend_priority", "gauge", "SRV (or configured) priority, by route.");
-  for (const r of lb.routes) {
+  for (const r of routes) {
     for (const b of r.scheduler.backends) {
       out.sample("unload_backend_priority", { route: r.name, backend: b.id }, b.priority);
     }

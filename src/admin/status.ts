@@ -8,7 +8,8 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { type SchedulerMode } from "../scheduler/scheduler.ts";
 import { expectedShares } from "../scheduler/create.ts";
 import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
-import { type AdminSource, poolTotals, prepareSeries } from "./prometheus.ts";
+import { type AdminSource, poolTotals, prepareSeries, type TcpRouteView } from "./prometheus.ts";
+import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { describeProbe } from "../upstream/health/checks.ts";
 import type { StepDescription } from "../policy/policy.ts";
 
@@ -133,6 +134,58 @@ export interface CertificateStatus {
   expiresIn: number;
 }
 
+/** One backend of a `tcp:` route. */
+export interface TcpBackendStatus {
+  /** `host:port` connected to. */
+  id: string;
+  /** SRV target (or configured address) it came from. */
+  name: string;
+  /** SRV (or configured) priority. */
+  priority: number;
+  /** SRV (or configured) weight. */
+  weight: number;
+  /** Share of the route's connections its priority and weight call for (health ignored), 0..1. */
+  share: number;
+  /** False while ejected by health checks (connect failures, or the TCP connect check). */
+  healthy: boolean;
+  /** Connections carried to it over time. */
+  connections: number;
+  /** Connections open to it now. */
+  active: number;
+  /** Bytes carried from clients to it. */
+  bytesIn: number;
+  /** Bytes carried from it to clients. */
+  bytesOut: number;
+  /** The last active probe of it (see {@linkcode BackendStatus.probe}). */
+  probe: { ok: boolean; reason: string; time: number } | null;
+}
+
+/** One `tcp:` route. */
+export interface TcpRouteStatus {
+  /** Route name from the config. */
+  name: string;
+  /** The address it accepts on (`host:port`, the bound port when the config says 0). */
+  listen: string;
+  /** The route's scheduler mode. */
+  scheduler: SchedulerMode;
+  /** Discovery state, or null for static backends. */
+  srv: SrvStatus | null;
+  /** Its backends' active check (`TCP connect`), or null when active checks are off for it. */
+  probe: ProbeStatus | null;
+  /** Connect and idle timeouts (ms), and the retries after a failed connect. */
+  timeouts: { connect: number; idle: number };
+  /** Other backends tried after a failed connect. */
+  retries: number;
+  /** Connections over time, and open now. */
+  connections: { total: number; active: number };
+  /** Bytes carried from clients (`in`) and to clients (`out`). */
+  bytes: { in: number; out: number };
+  /** Finished connections by how they ended (non-zero only). */
+  ends: Record<string, number>;
+  /** Backends now scheduled, in scheduler order. */
+  backends: TcpBackendStatus[];
+}
+
 /** The whole snapshot. */
 export interface Status {
   /** The balancer's version. */
@@ -185,6 +238,8 @@ export interface Status {
   };
   /** Routes in config order. */
   routes: RouteStatus[];
+  /** `tcp:` routes in config order. */
+  tcp: TcpRouteStatus[];
 }
 
 /**
@@ -238,6 +293,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
       trustedProxies: [...(lb.config.listen.trusted_proxies ?? [])],
       refused: Object.fromEntries(Object.entries(lb.proxyRefused ?? {}).filter(([, n]) => n > 0)),
     },
+    tcp: tcpStatus(lb, srv),
     routes: lb.routes.map((r) => {
       const series = lb.metrics.route(r.name);
       const backends = r.scheduler.backends;
@@ -252,18 +308,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
         host: r.config.host ?? null,
         path: r.config.path ?? null,
         scheduler: r.scheduler.mode,
-        srv: s
-          ? {
-            name: s.name,
-            refresh: lb.config.dns.refresh,
-            stale: s.stale,
-            lastSuccess: s.lastSuccess ?? null,
-            lastError: s.lastError ?? null,
-            lookups: s.lookups,
-            failures: s.failures,
-            aside: [...s.aside],
-          }
-          : null,
+        srv: s ? srvStatus(s, lb.config.dns.refresh) : null,
         probe: probeStatus(r),
         requests: series?.count ?? 0,
         status: statusObject(codes),
@@ -298,7 +343,70 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
   };
 }
 
-function probeStatus(r: AdminSource["routes"][number]): ProbeStatus | null {
+function srvStatus(s: SrvWatcherState, refresh: number): SrvStatus {
+  return {
+    name: s.name,
+    refresh,
+    stale: s.stale,
+    lastSuccess: s.lastSuccess ?? null,
+    lastError: s.lastError ?? null,
+    lookups: s.lookups,
+    failures: s.failures,
+    aside: [...s.aside],
+  };
+}
+
+function tcpStatus(lb: AdminSource, srv: Map<string, SrvWatcherState>): TcpRouteStatus[] {
+  const bound = lb.tcpAddrs?.();
+  return (lb.tcpRoutes ?? []).map((r: TcpRouteView) => {
+    const series = lb.tcpMetrics?.route(r.name);
+    const backends = r.scheduler.backends;
+    const shares = expectedShares(r.scheduler.mode, backends);
+    const s = srv.get(r.name);
+    const addr = bound?.get(r.name) ?? r.config.listen;
+    let total = 0, active = 0, bytesIn = 0, bytesOut = 0;
+    for (const c of series?.backends.values() ?? []) {
+      total += c.connections;
+      active += c.active;
+      bytesIn += c.bytesIn;
+      bytesOut += c.bytesOut;
+    }
+    const ends: Record<string, number> = {};
+    for (const [end, n] of series?.ends ?? []) if (n > 0) ends[end] = n;
+    return {
+      name: r.name,
+      listen: `${addr.hostname}:${addr.port}`,
+      scheduler: r.scheduler.mode,
+      srv: s ? srvStatus(s, lb.config.dns.refresh) : null,
+      probe: probeStatus({ checks: r.checks, config: { backend_protocol: "tcp" } }),
+      timeouts: { connect: r.config.timeouts.connect, idle: r.config.timeouts.idle },
+      retries: r.config.retries,
+      connections: { total, active },
+      bytes: { in: bytesIn, out: bytesOut },
+      ends,
+      backends: backends.map((b, i) => {
+        const c = series?.backends.get(b.id);
+        return {
+          id: b.id,
+          name: b.name,
+          priority: b.priority,
+          weight: b.weight,
+          share: shares[i]!,
+          healthy: b.healthy,
+          connections: c?.connections ?? 0,
+          active: c?.active ?? 0,
+          bytesIn: c?.bytesIn ?? 0,
+          bytesOut: c?.bytesOut ?? 0,
+          probe: lb.lastProbe?.(b) ?? null,
+        };
+      }),
+    };
+  });
+}
+
+function probeStatus(
+  r: { checks?: AdminSource["routes"][number]["checks"]; config: { backend_protocol: string } },
+): ProbeStatus | null {
   const checks = r.checks;
   const probe = checks?.probe;
   if (checks === undefined || probe === undefined) return null;

@@ -198,7 +198,12 @@ async function validate(file: string | undefined): Promise<number> {
         `besides --allow-net --allow-read (for a compiled binary, at compile time)`,
     );
   }
-  console.log(`${file}: ok (${count(config.routes.length, "route")})`);
+  const tcp = config.tcp.length > 0 ? `, ${count(config.tcp.length, "tcp route")}` : "";
+  console.log(`${file}: ok (${count(config.routes.length, "route")}${tcp})`);
+  for (const r of config.tcp) {
+    const to = r.srv ?? r.backends!.map((b) => b.address).join(" ");
+    console.log(`  tcp ${r.name}: ${r.listen.hostname}:${r.listen.port} → ${to} (${r.scheduler})`);
+  }
   return 0;
 }
 
@@ -269,11 +274,12 @@ async function run(file: string | undefined): Promise<number> {
     log.error(`internal: unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
   });
   const where = Object.entries(lb.addrs).map(([p, a]) => `${p}://${a.hostname}:${a.port}`);
+  for (const [name, a] of lb.tcpAddrs()) where.push(`tcp://${a.hostname}:${a.port} (${name})`);
   const threads = shared ? ` with ${count(config.workers, "worker")}` : "";
   lb.log.info(
-    `unload ${VERSION} serving ${count(lb.routes.length, "route")} on ${
-      where.join(", ")
-    }${threads}`,
+    `unload ${VERSION} serving ${count(lb.routes.length, "route")}${
+      lb.tcpRoutes.length > 0 ? ` and ${count(lb.tcpRoutes.length, "tcp route")}` : ""
+    } on ${where.join(", ")}${threads}`,
   );
   if (lowFiles !== undefined) lb.log.warn(lowFiles);
   await stop;

@@ -5,13 +5,14 @@
  * @module
  */
 import { isMap, isSeq, type Node } from "./_yaml.ts";
-import type { HostPort } from "./address.ts";
+import { addrKey, type HostPort } from "./address.ts";
 import { join, Source } from "./_source.ts";
 import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { ADDRESS_FAMILIES, type AddressFamily } from "../upstream/discovery/family.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
 import { readBackends } from "./backends.ts";
+import { readTcpRoutes, type TcpRouteConfig } from "./tcp.ts";
 import {
   FUTURE_POLICY_KEYS,
   POLICY_KEYS,
@@ -30,6 +31,7 @@ import {
   type Timeouts,
 } from "./defaults.ts";
 
+export type { TcpRouteConfig, TcpTimeouts } from "./tcp.ts";
 export {
   DEFAULTS,
   type HashKey,
@@ -108,7 +110,7 @@ export interface TlsPair {
 export interface Config {
   /** Path of the file it was read from (re-read on reload). */
   file: string;
-  /** Addresses to serve plain HTTP and HTTPS on; at least one is set. */
+  /** Addresses to serve plain HTTP and HTTPS on; at least one is set, unless there are `tcp` routes only. */
   listen: {
     http?: HostPort;
     https?: HostPort;
@@ -140,8 +142,10 @@ export interface Config {
   scheduler: SchedulerMode;
   /** Event loops sharing the listening ports (`auto` = one per core). @default {1} */
   workers: number;
-  /** The routes, in file order; at least one. */
+  /** The routes, in file order; at least one, unless there are `tcp` routes. */
   routes: RouteConfig[];
+  /** Layer-4 routes (`tcp:`), in file order; each listens on its own address. @default {[]} */
+  tcp: TcpRouteConfig[];
   /** Address of the admin server (`/metrics`, `/status`, dashboard); off when absent. */
   admin?: { listen: HostPort };
   /** Timeouts in milliseconds. */
@@ -195,6 +199,7 @@ const TOP_KEYS = [
   "scheduler",
   "workers",
   "routes",
+  "tcp",
   "admin",
   "timeouts",
   "limits",
@@ -261,7 +266,8 @@ export function parseConfig(text: string, file: string): Config {
   if (h2c !== undefined) listen.h2c = h2c;
   if (h2c && !http) src.fail(listenMap.get("h2c"), "listen.h2c", "needs listen.http");
   readEdge(src, listenMap, listen);
-  if (!listenMap.get("http") && !listenMap.get("https")) {
+  const tcpOnly = top.has("tcp") && !top.has("routes");
+  if (!listenMap.get("http") && !listenMap.get("https") && !tcpOnly) {
     src.fail(
       top.get("listen") ?? src.root,
       "listen",
@@ -275,6 +281,7 @@ export function parseConfig(text: string, file: string): Config {
     scheduler: src.choice(top.get("scheduler"), "scheduler", SCHEDULER_MODES) ?? "srv",
     workers: workers(src, top.get("workers")),
     routes: [],
+    tcp: [],
     timeouts: { ...DEFAULTS.timeouts },
     limits: { ...DEFAULTS.limits },
     health: { ...DEFAULTS.health },
@@ -335,7 +342,21 @@ export function parseConfig(text: string, file: string): Config {
   const admin = src.map(top.get("admin"), "admin", ["listen"]);
   const adminListen = src.address(admin.get("listen"), "admin.listen");
   if (adminListen) config.admin = { listen: adminListen };
-  readRoutes(src, top.get("routes"), config);
+  if (!tcpOnly) readRoutes(src, top.get("routes"), config);
+  if (tcpOnly && (listenMap.get("http") || listenMap.get("https"))) {
+    src.fail(
+      top.get("listen"),
+      "listen",
+      "serves HTTP: needs routes (tcp routes listen on their own)",
+    );
+  }
+  config.tcp = readTcpRoutes(src, top.get("tcp"), {
+    scheduler: config.scheduler,
+    health: config.health,
+    timeouts: config.timeouts,
+    retries: config.retry.attempts,
+  });
+  checkTcpRoutes(src, top.get("tcp"), config);
   if (src.errors.length) throw new ConfigError(src.errors);
   return config;
 }
@@ -353,6 +374,35 @@ export async function loadConfig(file: string): Promise<Config> {
     throw new ConfigError([`${file}: cannot read config file: ${(e as Error).message}`]);
   }
   return parseConfig(text, file);
+}
+
+// TCP routes against the rest: a name no HTTP route has, an address no other listener has.
+function checkTcpRoutes(src: Source, node: Node | undefined, config: Config): void {
+  const items = src.seq(node, "tcp");
+  const taken = new Map<string, string>();
+  for (const proto of ["http", "https"] as const) {
+    const a = config.listen[proto];
+    if (a !== undefined && a.port !== 0) taken.set(addrKey(a), `listen.${proto}`);
+  }
+  if (config.admin && config.admin.listen.port !== 0) {
+    taken.set(addrKey(config.admin.listen), "admin.listen");
+  }
+  const names = new Set(config.routes.map((r) => r.name));
+  config.tcp.forEach((r, i) => {
+    const m = isMap(items[i]) ? items[i] : undefined;
+    const at = (key: string) => (m?.get(key, true) as Node | undefined) ?? items[i];
+    if (names.has(r.name)) {
+      src.fail(
+        at("name"),
+        `tcp[${i}].name`,
+        `duplicate route name "${r.name}" (an HTTP route has it)`,
+      );
+    }
+    const other = r.listen.port === 0 ? undefined : taken.get(addrKey(r.listen));
+    if (other !== undefined) {
+      src.fail(at("listen"), `tcp[${i}].listen`, `${addrKey(r.listen)} is ${other}'s already`);
+    }
+  });
 }
 
 // listen.proxy_protocol and listen.trusted_proxies.

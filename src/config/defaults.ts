@@ -96,7 +96,12 @@ export interface Health {
   grpc?: boolean;
   /** The service the gRPC check asks about. @default {"" (the server as a whole)} */
   grpc_service?: string;
-  /** `false` turns active checks off even with `path` or `grpc` set. @default {true} */
+  /**
+   * Probe by opening a TCP connection and closing it (no request): the check of
+   * `tcp:` routes, usable by HTTP routes too. @default {false}
+   */
+  tcp?: boolean;
+  /** `false` turns active checks off even with `path`, `grpc` or `tcp` set. @default {true} */
   active?: boolean;
   /** Time between two rounds of active probes (ms). @default {5000} */
   interval: number;

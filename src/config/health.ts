@@ -19,6 +19,7 @@ export const HEALTH_KEYS = [
   "timeout",
   "grpc",
   "grpc_service",
+  "tcp",
   "active",
 ] as const;
 
@@ -45,10 +46,22 @@ export function readHealth(src: Source, node: Node | undefined, at: string, base
   }
   const path = src.string(m.get("path"), join(at, "path"));
   const grpc = src.bool(m.get("grpc"), join(at, "grpc"));
-  if (path !== undefined || grpc !== undefined) { // this mapping says what the probe is
-    if (path !== undefined || grpc === true) delete out.path; // `grpc: false` keeps a path
+  const tcp = src.bool(m.get("tcp"), join(at, "tcp"));
+  if (path !== undefined || grpc !== undefined || tcp === true) { // this mapping says what the probe is
+    if (path !== undefined || grpc === true || tcp === true) delete out.path; // `grpc: false` keeps a path
     delete out.grpc;
     delete out.grpc_service;
+  }
+  if (path !== undefined || grpc === true || tcp !== undefined) delete out.tcp;
+  if (tcp === true) {
+    out.tcp = true;
+    if (path !== undefined || grpc === true) {
+      src.fail(
+        m.get("tcp"),
+        join(at, "tcp"),
+        "tcp: true probes by connecting: leave out path and grpc",
+      );
+    }
   }
   if (path !== undefined) {
     out.path = path;
@@ -69,16 +82,20 @@ export function readHealth(src: Source, node: Node | undefined, at: string, base
   }
   const active = src.bool(m.get("active"), join(at, "active"));
   if (active !== undefined) out.active = active;
-  if (active === true && out.path === undefined && out.grpc !== true) {
-    src.fail(m.get("active"), join(at, "active"), "needs path or grpc: true (what to probe)");
+  if (active === true && out.path === undefined && out.grpc !== true && out.tcp !== true) {
+    src.fail(
+      m.get("active"),
+      join(at, "active"),
+      "needs path, grpc: true or tcp: true (what to probe)",
+    );
   }
   return out;
 }
 
 /**
  * A route's settings as its backends get them: without `active`, and with `path`,
- * `grpc` and `grpc_service` only while active checks are on, so active checks are on
- * exactly when `path` or `grpc` is present.
+ * `grpc`, `grpc_service` and `tcp` only while active checks are on, so active checks
+ * are on exactly when `path`, `grpc` or `tcp` is present.
  *
  * @example
  * ```ts
@@ -91,10 +108,11 @@ export function readHealth(src: Source, node: Node | undefined, at: string, base
  * ```
  */
 export function routeHealth(h: Health): Health {
-  const { active, path, grpc, grpc_service, ...rest } = h;
+  const { active, path, grpc, grpc_service, tcp, ...rest } = h;
   const out: Health = { ...rest };
   if (active === false) return out;
-  if (grpc === true) {
+  if (tcp === true) out.tcp = true;
+  else if (grpc === true) {
     out.grpc = true;
     if (grpc_service !== undefined) out.grpc_service = grpc_service;
   } else if (path !== undefined) out.path = path;

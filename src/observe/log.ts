@@ -8,6 +8,11 @@
  * `duration_ms`, `route` ("" when no route matched), `backend` (id, "" when none was
  * used), and `error` on responses the balancer made itself (404, 502, 503...).
  *
+ * A connection of a `tcp:` route gets one line when it closes, in the same log:
+ * `time` (accepted), `client`, `proto` (`tcp`), `route`, `backend`, `bytes_in` (from
+ * the client), `bytes_out` (to the client), `duration_ms`, `end` (how it ended: see
+ * `ConnectionEnd`) and `error` when something failed.
+ *
  * Access lines are written in batches, like Envoy's access log (flushed every
  * second) or nginx's `access_log ... buffer=`: at {@linkcode ACCESS_BATCH_BYTES},
  * {@linkcode ACCESS_FLUSH_MS} after the first line of a batch, and on close. One
@@ -16,6 +21,7 @@
  * @module
  */
 import type { ExchangeRecord } from "./exchange_record.ts";
+import type { ConnectionRecord } from "./connection_record.ts";
 
 /** Where log lines go. */
 export interface Logger {
@@ -27,6 +33,8 @@ export interface Logger {
   error(message: string): void;
   /** One finished request. */
   access(record: ExchangeRecord): void;
+  /** One finished connection of a `tcp:` route (absent: not logged). */
+  connection?(record: ConnectionRecord): void;
   /** Writes the access lines not yet written, and closes an access log file. */
   close(): void;
 }
@@ -48,7 +56,7 @@ export const ACCESS_FLUSH_MS = 100;
  * import { createLogger } from "./log.ts";
  * const log = createLogger({ access: "off", quiet: true });
  * log.info("started"); // quiet: nothing printed
- * assertEquals(Object.keys(log).sort(), ["access", "close", "error", "info", "warn"]);
+ * assertEquals(Object.keys(log).sort(), ["access", "close", "connection", "error", "info", "warn"]);
  * log.close();
  * ```
  */
@@ -88,6 +96,16 @@ export function createLogger(
     }
   };
   let batch: string[] = [];
+  const add = (line: string) => {
+    batch.push(line);
+    batchBytes += line.length;
+    if (batchBytes >= ACCESS_BATCH_BYTES) flush();
+    else if (timer === undefined) {
+      const t = setTimeout(flush, ACCESS_FLUSH_MS);
+      Deno.unrefTimer(t); // a batch never keeps the process alive; close() writes it
+      timer = t;
+    }
+  };
   let batchBytes = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
@@ -105,15 +123,11 @@ export function createLogger(
     error: (m) => event("error", m),
     access(r) {
       if (sink === undefined) return;
-      const line = accessLine(r, options.worker);
-      batch.push(line);
-      batchBytes += line.length;
-      if (batchBytes >= ACCESS_BATCH_BYTES) flush();
-      else if (timer === undefined) {
-        const t = setTimeout(flush, ACCESS_FLUSH_MS);
-        Deno.unrefTimer(t); // a batch never keeps the process alive; close() writes it
-        timer = t;
-      }
+      add(accessLine(r, options.worker));
+    },
+    connection(r) {
+      if (sink === undefined) return;
+      add(connectionLine(r, options.worker));
     },
     close() {
       flush();
@@ -146,6 +160,33 @@ function accessLine(r: ExchangeRecord, worker: number | undefined): string {
   if (r.policy !== undefined) line += `,"policy":${q(r.policy)}`;
   if (r.target !== undefined) line += `,"upstream_target":${q(r.target)}`;
   if (r.via !== undefined) line += `,"via":${q(r.via)}`;
+  if (worker !== undefined) line += `,"worker":${worker}`;
+  return line + "}\n";
+}
+
+/**
+ * One access log line for a TCP connection.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { connectionLine } from "./log.ts";
+ * const line = connectionLine({
+ *   time: 0, client: "127.0.0.5", route: "pg", backend: "127.0.0.1:5432",
+ *   bytesIn: 12, bytesOut: 340, duration: 1.5, end: "closed",
+ * });
+ * assertEquals(JSON.parse(line), {
+ *   time: "1970-01-01T00:00:00.000Z", client: "127.0.0.5", proto: "tcp", route: "pg",
+ *   backend: "127.0.0.1:5432", bytes_in: 12, bytes_out: 340, duration_ms: 1.5, end: "closed",
+ * });
+ * ```
+ */
+export function connectionLine(r: ConnectionRecord, worker?: number): string {
+  let line = `{"time":"${new Date(r.time).toISOString()}","client":${q(r.client)},"proto":"tcp",` +
+    `"route":${q(r.route)},"backend":${q(r.backend)},"bytes_in":${r.bytesIn},` +
+    `"bytes_out":${r.bytesOut},"duration_ms":${Math.round(r.duration * 1000) / 1000},` +
+    `"end":${q(r.end)}`;
+  if (r.error !== undefined) line += `,"error":${q(r.error)}`;
   if (worker !== undefined) line += `,"worker":${worker}`;
   return line + "}\n";
 }

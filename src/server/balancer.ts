@@ -35,6 +35,10 @@ import { type ServedCertificate, TlsAcceptor, type WatchedTlsPaths } from "./tls
 import { FileWatch } from "./file_watch.ts";
 import { within } from "../_async.ts";
 import { BODY_BUFFERS, type BodyBufferPool } from "../http1/body_buffers.ts";
+import { TcpMetrics } from "../admin/tcp_metrics.ts";
+import { type TcpRoute, TcpRouteSet } from "../tcp/route_set.ts";
+import { onlyRoute, serveTcp, type TcpListenerContext } from "../tcp/connection.ts";
+import type { TcpPair } from "../tcp/pair.ts";
 
 export type { RouteState } from "./route_table.ts";
 export { StartError } from "./listener.ts";
@@ -78,6 +82,12 @@ export interface ReloadResult {
 /** A bound listener: its address key, accept loop and proxy context. */
 type Listening = { key: string; acceptor: Acceptor; ctx: ProxyContext };
 
+/** A bound TCP listen address: its key, accept loop and the routes it holds. */
+type TcpListening = { key: string; acceptor: Acceptor; ctx: TcpListenerContext };
+
+/** TCP listeners bound for a config, not yet serving: `commit` starts them, `abort` closes the new ones. */
+type TcpPrepared = { commit(): void; abort(): void };
+
 /**
  * The running balancer.
  *
@@ -93,6 +103,8 @@ export class Balancer {
   readonly log: Logger;
   /** Request counters and histograms. */
   readonly metrics: Metrics = new Metrics();
+  /** Connection and byte counters of the `tcp:` routes. */
+  readonly tcpMetrics: TcpMetrics = new TcpMetrics();
   /** HTTP/2 client connections and streams open now, on every listener. */
   readonly h2: H2Counts = { connections: 0, streams: 0, closed: {} };
   /** Connections closed for their PROXY header (`listen.proxy_protocol`), by reason. */
@@ -127,6 +139,9 @@ export class Balancer {
     stalls: this.tlsStalls,
   }));
   #listening: Listening[] = [];
+  #tcp: TcpRouteSet | undefined;
+  #tcpListening: TcpListening[] = [];
+  readonly #tcpPairs = new Set<TcpPair>();
   readonly #sessions = new Set<ClientSession>();
   readonly #watchdog: Watchdog;
   readonly #health: PassiveHealth;
@@ -168,8 +183,16 @@ export class Balancer {
       // watched from the start, so an edit made while discovery and listeners start is seen
       await lb.#watchConfig(config);
       lb.#routes = await RouteSet.start(config, lb.#routeOptions());
+      lb.#tcp = await lb.#startTcp(config);
       lb.#activeChecks(config);
-      await lb.#listen(config);
+      const tcp = lb.#listenTcp(lb.#tcp);
+      try {
+        await lb.#listen(config);
+      } catch (e) {
+        tcp.abort();
+        throw e;
+      }
+      tcp.commit();
       if (config.admin && options.reusePort !== "join") {
         const { listen } = config.admin;
         const others = options.workerStats;
@@ -207,6 +230,20 @@ export class Balancer {
     return [];
   }
 
+  /** The `tcp:` routes in config order. */
+  get tcpRoutes(): readonly TcpRoute[] {
+    return this.#tcp?.routes ?? [];
+  }
+
+  /** The bound address of each `tcp:` route (port 0 resolved), by route name. */
+  tcpAddrs(): Map<string, Deno.NetAddr> {
+    const out = new Map<string, Deno.NetAddr>();
+    for (const l of this.#tcpListening) {
+      for (const r of l.ctx.routes) out.set(r.name, l.acceptor.addr);
+    }
+    return out;
+  }
+
   /** Bound listener addresses. */
   get addrs(): { http?: Deno.NetAddr; https?: Deno.NetAddr; admin?: Deno.NetAddr } {
     const out: { http?: Deno.NetAddr; https?: Deno.NetAddr; admin?: Deno.NetAddr } = {};
@@ -227,6 +264,7 @@ export class Balancer {
   srvStates(): Map<string, SrvWatcherState> {
     const out = new Map<string, SrvWatcherState>();
     for (const r of this.routes) if (r.srv) out.set(r.name, r.srv.state);
+    for (const r of this.tcpRoutes) if (r.srv) out.set(r.name, r.srv.state);
     return out;
   }
 
@@ -315,20 +353,33 @@ export class Balancer {
       } catch (e) {
         return this.#reloaded({ ok: false, error: (e as Error).message });
       }
+      let tcp: TcpRouteSet | undefined;
+      let tcpListen: TcpPrepared;
+      try {
+        tcp = await this.#startTcp(next);
+        tcpListen = this.#listenTcp(tcp);
+      } catch (e) {
+        await Promise.all([routes.stop(), tcp?.stop()]);
+        return this.#reloaded({ ok: false, error: (e as Error).message });
+      }
       const old = this.#routes;
+      const oldTcp = this.#tcp;
       const previous = this.#listening;
       try {
         await this.#listen(next, routes);
       } catch (e) {
-        await routes.stop();
+        tcpListen.abort();
+        await Promise.all([routes.stop(), tcp?.stop()]);
         return this.#reloaded({ ok: false, error: (e as Error).message });
       }
+      tcpListen.commit();
+      this.#tcp = tcp;
       this.#routes = routes;
       this.#config = next;
       for (const l of previous) if (!this.#listening.includes(l)) this.#retire(l);
       this.#activeChecks(next);
       await this.#watchConfig(next);
-      await old.stop();
+      await Promise.all([old.stop(), oldTcp?.stop()]);
       this.#prunePools();
       return this.#reloaded({ ok: true });
     };
@@ -351,11 +402,15 @@ export class Balancer {
     const listening = this.#listening;
     this.#listening = [];
     for (const l of listening) this.#retire(l);
+    const tcpListening = this.#tcpListening;
+    this.#tcpListening = [];
+    for (const l of tcpListening) l.acceptor.stop();
     for (const s of this.#sessions) s.closeIfIdle();
-    const drained = Promise.all(listening.map((l) => l.acceptor.done));
+    const drained = Promise.all([...listening, ...tcpListening].map((l) => l.acceptor.done));
     if (await within(drained.then(() => true), this.#config.timeouts.drain) === undefined) {
       this.log.warn("drain timeout reached: closing the remaining connections");
       for (const s of this.#sessions) s.close();
+      for (const p of this.#tcpPairs) p.stop("drain");
       await drained;
     }
     this.tlsStalls.close();
@@ -364,7 +419,7 @@ export class Balancer {
     for (const c of this.#checks.values()) c.ac.abort();
     await Promise.all([...this.#checks.values()].map((c) => c.checker.closed));
     this.#pools.drainAll();
-    await this.#routes?.stop();
+    await Promise.all([this.#routes?.stop(), this.#tcp?.stop()]);
     await this.#admin?.close();
     this.#health.close();
     this.log.close();
@@ -383,6 +438,7 @@ export class Balancer {
     if (!here) return;
     const wanted = new Map<string, BackendChecks>();
     for (const r of this.#routes.routes) if (r.checks.probe) wanted.set(r.checks.key, r.checks);
+    for (const r of this.tcpRoutes) if (r.checks.probe) wanted.set(r.checks.key, r.checks);
     let dropped = false;
     for (const [key, c] of this.#checks) {
       if (wanted.has(key)) continue;
@@ -409,7 +465,9 @@ export class Balancer {
       timeout: checks.timeout,
       fall: checks.failures,
       rise: checks.rise,
-      backends: () => [...this.#routes.backends().values()].flat().filter(mine),
+      backends: () =>
+        [...this.#routes.backends().values(), ...this.#tcp?.backends().values() ?? []].flat()
+          .filter(mine),
       signal: ac.signal,
       onExhausted: (where, e) => this.exhaustion.report(where, e),
       stalls: this.tlsStalls,
@@ -518,6 +576,89 @@ export class Balancer {
   #prunePools(): void {
     const used = this.#routes?.backends();
     if (used !== undefined) this.#pools.prune(used);
+  }
+
+  // The `tcp:` routes of `config`, reusing the running ones' backend records. A worker
+  // of `workers: N` has none: TCP routes are served by the main thread only.
+  async #startTcp(config: Config): Promise<TcpRouteSet | undefined> {
+    if (this.#options.reusePort === "join" || config.tcp.length === 0) return undefined;
+    const options = { log: this.log, dns: config.dns };
+    const known = this.#tcp?.backends();
+    return await TcpRouteSet.start(config.tcp, known ? { ...options, known } : options);
+  }
+
+  // Binds the TCP listen addresses of `set`'s routes that are not bound yet (one per
+  // address; a route on port 0 gets its own); those already bound are kept and get
+  // the new routes at `commit`, which also starts accepting on the new ones and stops
+  // the listeners no route uses any more (their connections carry on to their end).
+  // `abort` closes the new ones. Throws (having closed what it bound) when one cannot bind.
+  #listenTcp(set: TcpRouteSet | undefined): TcpPrepared {
+    const groups = new Map<string, TcpRoute[]>();
+    for (const r of set?.routes ?? []) {
+      const a = r.config.listen;
+      const key = a.port === 0 ? `${addrKey(a)} ${r.name}` : addrKey(a);
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [r]);
+      else group.push(r);
+    }
+    const opened: Array<{ key: string; listener: Deno.Listener; routes: TcpRoute[] }> = [];
+    const kept: Array<{ l: TcpListening; routes: TcpRoute[] }> = [];
+    try {
+      for (const [key, routes] of groups) {
+        const l = this.#tcpListening.find((l) => l.key === key);
+        if (l !== undefined) {
+          kept.push({ l, routes });
+          continue;
+        }
+        const names = routes.map((r) => r.name).join(", ");
+        const addr = routes[0]!.config.listen;
+        const listener = bind(`tcp route ${names}: listen`, addr, () => Deno.listen(addr));
+        opened.push({ key, listener, routes });
+      }
+    } catch (e) {
+      for (const o of opened) o.listener.close();
+      throw e;
+    }
+    return {
+      abort: () => {
+        for (const o of opened) o.listener.close();
+      },
+      commit: () => {
+        const next: TcpListening[] = [];
+        for (const { l, routes } of kept) {
+          l.ctx.routes = routes;
+          next.push(l);
+        }
+        for (const o of opened) {
+          const ctx = this.#tcpContext(o.routes);
+          const onExhausted = (e: unknown) =>
+            this.exhaustion.report(`accept on tcp ${addrKey(o.routes[0]!.config.listen)}`, e);
+          const acceptor = accept(o.listener, (conn) => serveTcp(conn, ctx), onExhausted);
+          next.push({ key: o.key, acceptor, ctx });
+        }
+        for (const l of this.#tcpListening) if (!next.includes(l)) l.acceptor.stop();
+        this.#tcpListening = next;
+      },
+    };
+  }
+
+  #tcpContext(routes: TcpRoute[]): TcpListenerContext {
+    const metrics = this.tcpMetrics;
+    const log = this.log;
+    return {
+      routes,
+      choose: onlyRoute,
+      health: this.#health,
+      buffers: this.bodyBuffers,
+      watchdog: this.#watchdog,
+      pairs: this.#tcpPairs,
+      counters: (route, backend) => metrics.counters(route, backend),
+      onConnection: (r) => {
+        metrics.observe(r);
+        log.connection?.(r);
+      },
+      onExhausted: (where, e) => this.exhaustion.report(where, e),
+    };
   }
 
   // Binds the listeners of `config`, keeping those whose address is unchanged (an

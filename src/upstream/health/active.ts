@@ -20,6 +20,7 @@ import { type HeadLimits, HttpError, readHead } from "../../http1/head.ts";
 import { parseResponse, ResponseHead } from "../../http1/parse.ts";
 import type { ProbeSpec } from "./checks.ts";
 import { probeH2 } from "./h2_probe.ts";
+import { probeTcp } from "./tcp_probe.ts";
 import { connectFailed, errorText, fail, hostHeader, type ProbeResult } from "./_probe_result.ts";
 
 export type { ProbeResult } from "./_probe_result.ts";
@@ -232,7 +233,8 @@ const ENCODER = new TextEncoder();
 
 /**
  * Probes `backend` with `probe` in the backend's protocol: HTTP/1.1 ({@linkcode probe}),
- * or HTTP/2 for a backend spoken to in HTTP/2 (the gRPC check always is).
+ * or HTTP/2 for a backend spoken to in HTTP/2 (the gRPC check always is); the `tcp`
+ * check only connects.
  *
  * @example
  * ```ts ignore
@@ -251,6 +253,7 @@ export function probeBackend(
 ): Promise<ProbeResult> {
   const { probe: spec, timeout, signal, stalls } = options;
   const o = { timeout, stalls, ...(signal !== undefined ? { signal } : {}) };
+  if (spec.kind === "tcp") return probeTcp(backend, o);
   if (backend.h2 || spec.kind === "grpc") return probeH2(backend, { probe: spec, ...o });
   return probe(backend, { path: spec.path, ...o });
 }

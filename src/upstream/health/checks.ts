@@ -9,10 +9,14 @@
  */
 import type { Health } from "../../config/defaults.ts";
 
-/** What an active probe asks: `GET path`, or `grpc.health.v1.Health/Check` for `service`. */
+/**
+ * What an active probe asks: `GET path`, `grpc.health.v1.Health/Check` for `service`,
+ * or nothing (`tcp`: a connect that succeeds passes).
+ */
 export type ProbeSpec =
   | { readonly kind: "path"; readonly path: string }
-  | { readonly kind: "grpc"; readonly service: string };
+  | { readonly kind: "grpc"; readonly service: string }
+  | { readonly kind: "tcp" };
 
 /** How the backend records of one route are checked. */
 export interface BackendChecks {
@@ -47,7 +51,9 @@ export interface BackendChecks {
  * ```
  */
 export function compileChecks(h: Health): BackendChecks {
-  const probe: ProbeSpec | undefined = h.grpc === true
+  const probe: ProbeSpec | undefined = h.tcp === true
+    ? { kind: "tcp" }
+    : h.grpc === true
     ? { kind: "grpc", service: h.grpc_service ?? "" }
     : h.path !== undefined
     ? { kind: "path", path: h.path }
@@ -56,6 +62,8 @@ export function compileChecks(h: Health): BackendChecks {
     ? "passive"
     : probe.kind === "grpc"
     ? `grpc ${JSON.stringify(probe.service)}`
+    : probe.kind === "tcp"
+    ? "tcp"
     : `path ${probe.path}`;
   return {
     failures: h.failures,
@@ -69,8 +77,9 @@ export function compileChecks(h: Health): BackendChecks {
 }
 
 /**
- * How a probe reads in `/status` and log lines: `GET /healthz` or
- * `grpc.health.v1.Health/Check` (with the service in quotes when there is one).
+ * How a probe reads in `/status` and log lines: `GET /healthz`,
+ * `grpc.health.v1.Health/Check` (with the service in quotes when there is one) or
+ * `TCP connect`.
  *
  * @example
  * ```ts
@@ -78,10 +87,12 @@ export function compileChecks(h: Health): BackendChecks {
  * import { describeProbe } from "./checks.ts";
  * assertEquals(describeProbe({ kind: "path", path: "/healthz" }), "GET /healthz");
  * assertEquals(describeProbe({ kind: "grpc", service: "" }), "grpc.health.v1.Health/Check");
+ * assertEquals(describeProbe({ kind: "tcp" }), "TCP connect");
  * ```
  */
 export function describeProbe(probe: ProbeSpec): string {
   if (probe.kind === "path") return `GET ${probe.path}`;
+  if (probe.kind === "tcp") return "TCP connect";
   const service = probe.service === "" ? "" : ` ${JSON.stringify(probe.service)}`;
   return `grpc.health.v1.Health/Check${service}`;
 }

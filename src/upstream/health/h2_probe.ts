@@ -47,7 +47,7 @@ const MAX_GRPC_BODY = 4096;
 export async function probeH2(
   backend: Backend,
   options: {
-    probe: ProbeSpec;
+    probe: Exclude<ProbeSpec, { kind: "tcp" }>;
     timeout: number;
     signal?: AbortSignal;
     stalls?: HandshakeStalls | undefined;

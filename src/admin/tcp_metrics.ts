@@ -1,0 +1,141 @@
+/**
+ * Metrics of the `tcp:` routes: connections (over time and open now) and bytes
+ * each way by route and backend, moved live by the data path, and finished
+ * connections by how they ended. Rendered into `/metrics` as the `unload_tcp_*`
+ * families, and summed into `/status`.
+ *
+ * @module
+ */
+import {
+  CONNECTION_ENDS,
+  type ConnectionCounters,
+  type ConnectionRecord,
+} from "../observe/connection_record.ts";
+import type { TextFormat } from "./_text_format.ts";
+
+/**
+ * Counters of the TCP routes.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { TcpMetrics } from "./tcp_metrics.ts";
+ * const m = new TcpMetrics();
+ * const c = m.counters("pg", "127.0.0.1:5432");
+ * c.connections++;
+ * c.bytesIn += 10;
+ * m.observe({ time: 0, client: "127.0.0.1", route: "pg", backend: "127.0.0.1:5432",
+ *   bytesIn: 10, bytesOut: 0, duration: 1, end: "closed" });
+ * assertEquals(m.route("pg")?.ends.get("closed"), 1);
+ * assertEquals(m.counters("pg", "127.0.0.1:5432").bytesIn, 10);
+ * ```
+ */
+export class TcpMetrics {
+  readonly #routes = new Map<
+    string,
+    { backends: Map<string, ConnectionCounters>; ends: Map<string, number> }
+  >();
+
+  /**
+   * The counters of `route` and `backend`, created (all zero) on first use.
+   *
+   * @param backend A backend id, or "" for connections that reached none.
+   */
+  counters(route: string, backend: string): ConnectionCounters {
+    const r = this.#route(route);
+    let c = r.backends.get(backend);
+    if (c === undefined) {
+      c = { connections: 0, active: 0, bytesIn: 0, bytesOut: 0 };
+      r.backends.set(backend, c);
+    }
+    return c;
+  }
+
+  /** Counts a finished connection by how it ended. */
+  observe(record: ConnectionRecord): void {
+    const ends = this.#route(record.route).ends;
+    ends.set(record.end, (ends.get(record.end) ?? 0) + 1);
+  }
+
+  /** The series of `route`, if any connection or exporter touched it. */
+  route(
+    route: string,
+  ):
+    | { backends: ReadonlyMap<string, ConnectionCounters>; ends: ReadonlyMap<string, number> }
+    | undefined {
+    return this.#routes.get(route);
+  }
+
+  /** Every route's series, by route name, in creation order. */
+  routes(): IterableIterator<
+    [string, { backends: Map<string, ConnectionCounters>; ends: Map<string, number> }]
+  > {
+    return this.#routes.entries();
+  }
+
+  #route(route: string) {
+    let r = this.#routes.get(route);
+    if (r === undefined) {
+      r = { backends: new Map(), ends: new Map() };
+      this.#routes.set(route, r);
+    }
+    return r;
+  }
+}
+
+/**
+ * Writes the `unload_tcp_*` families of `m` to `out`.
+ *
+ * @param routes The configured TCP routes with their backend ids: each gets zero
+ * series before its first connection.
+ */
+export function tcpFamilies(
+  out: TextFormat,
+  m: TcpMetrics,
+  routes: ReadonlyArray<{ name: string; backends: readonly string[] }>,
+): void {
+  for (const r of routes) for (const b of r.backends) m.counters(r.name, b);
+  const all = [...m.routes()];
+  const each = (f: (route: string, backend: string, c: ConnectionCounters) => void) => {
+    for (const [route, s] of all) for (const [backend, c] of s.backends) f(route, backend, c);
+  };
+  out.family(
+    "unload_tcp_connections_total",
+    "counter",
+    'Connections of tcp routes, by route and backend ("" = none could be connected to).',
+  );
+  each((route, backend, c) =>
+    out.sample("unload_tcp_connections_total", { route, backend }, c.connections)
+  );
+  out.family("unload_tcp_connections_active", "gauge", "Connections of tcp routes open now.");
+  each((route, backend, c) =>
+    out.sample("unload_tcp_connections_active", { route, backend }, c.active)
+  );
+  out.family(
+    "unload_tcp_received_bytes_total",
+    "counter",
+    "Bytes tcp routes carried from clients to backends.",
+  );
+  each((route, backend, c) =>
+    out.sample("unload_tcp_received_bytes_total", { route, backend }, c.bytesIn)
+  );
+  out.family(
+    "unload_tcp_sent_bytes_total",
+    "counter",
+    "Bytes tcp routes carried from backends to clients.",
+  );
+  each((route, backend, c) =>
+    out.sample("unload_tcp_sent_bytes_total", { route, backend }, c.bytesOut)
+  );
+  out.family(
+    "unload_tcp_connections_ended_total",
+    "counter",
+    "Finished connections of tcp routes, by how they ended: closed, client_reset, " +
+      "backend_reset, idle_timeout, connect_failed, no_backend, drain.",
+  );
+  for (const [route, s] of all) {
+    for (const end of CONNECTION_ENDS) {
+      out.sample("unload_tcp_connections_ended_total", { route, end }, s.ends.get(end) ?? 0);
+    }
+  }
+}
