@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "@std/assert";
 import { findChromium, launchChromium, type Page } from "./_chromium.ts";
-import { delay, freePort } from "./_http.ts";
+import { delay, freePort, keepAliveBackend, RawClient, startBalancer } from "./_http.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const OUTPUT = new URL("./output/", import.meta.url);
@@ -254,4 +254,75 @@ Deno.test("demo: POST /reload applies the embedded config again (200, no failed 
     const { code, stderr } = await demo.stop();
     assertEquals(code, 0, stderr);
   }
+});
+
+interface PolicyRow {
+  name: string;
+  summary: string;
+  counts: string;
+}
+
+Deno.test({
+  name:
+    "dashboard in headless chromium: a route's policy steps in order, with the answers they gave and the mirror's copies",
+  ignore: !CI && findChromium() === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using backend = keepAliveBackend("b");
+    await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+routes:
+  - name: shop
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+    rewrite: { strip_prefix: /api }
+    host: shop.test
+    headers: { response: { remove: [X-Powered-By] } }
+    mirror: { backends: [{ address: 127.0.0.1:${backend.port} }], percent: 100 }
+  - name: office
+    host: office.test
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+    allow: [10.0.0.0/8]
+  - name: plain
+    host: plain.test
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+`);
+    using c = await RawClient.connect(lb.port);
+    assertEquals((await c.request("GET /api/a HTTP/1.1\r\nHost: shop.test\r\n\r\n")).status, 200);
+    assertEquals((await c.request("GET / HTTP/1.1\r\nHost: office.test\r\n\r\n")).status, 403);
+    let browser;
+    try {
+      browser = await launchChromium();
+      const page = browser.page;
+      await page.goto(`http://127.0.0.1:${lb.addrs.admin!.port}/`);
+      const read = () =>
+        page.evaluate<PolicyRow[]>(`[...document.querySelectorAll("tr[data-policy]")].map((tr) => ({
+          name: tr.dataset.policy, summary: tr.dataset.summary, counts: tr.dataset.counts,
+        }))`);
+      let got: PolicyRow[] = [];
+      await waitFor("the mirror's copy on the page", 10_000, async () => {
+        got = await read();
+        return got.some((r) => r.counts === "mirrored 1");
+      }).catch((e) => {
+        throw new Error(`${e.message}: ${JSON.stringify(got)}`);
+      });
+      assertEquals(got.map((r) => r.name), ["rewrite", "headers", "mirror", "allow"]);
+      assertEquals(got[0]!.summary, "strip prefix /api");
+      assertEquals(got[3]!.counts, "403 ×1");
+      assert(
+        got[2]!.summary.startsWith(`copy to 127.0.0.1:${backend.port}, 100 %`),
+        got[3]!.summary,
+      );
+      const plain = await page.evaluate<number>(
+        `document.querySelectorAll('section[data-route="plain"] tr[data-policy]').length`,
+      );
+      assertEquals(plain, 0, "a route without policy shows none");
+      assertEquals(got[1]!.summary, "response remove x-powered-by");
+      await save("dashboard_policies.png", await page.screenshot());
+      assertEquals(page.errors, [], "no script errors in the page");
+    } finally {
+      await browser?.close();
+    }
+  },
 });

@@ -56,6 +56,10 @@ tr.down td { background: rgba(248, 81, 73, .08); }
   border-radius: 5px; }
 .marker { position: absolute; top: -3px; bottom: -3px; width: 2px; background: var(--mark); }
 .share .txt { min-width: 112px; }
+table.policies { margin-bottom: 12px; table-layout: fixed; }
+table.policies th:nth-child(1) { width: 44px; }
+table.policies th:nth-child(2) { width: 130px; }
+table.policies th:nth-child(4) { width: 260px; }
 svg.spark { width: 90px; height: 20px; vertical-align: middle; }
 svg.spark polyline { fill: none; stroke: var(--bar); stroke-width: 1.5; }
 #conn.bad { color: var(--bad); font-weight: 600; }

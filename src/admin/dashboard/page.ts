@@ -140,6 +140,54 @@ function kpi(k: string, v: Child): HTMLElement {
   return h("div", { class: "kpi" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k));
 }
 
+// What a step did so far: the answers it gave (`403 ×2`), and a mirror's copies by result.
+function stepCounts(r: RouteStatus, name: string): string {
+  const parts: string[] = [];
+  for (const key in r.policyAnswers) {
+    const [policy, code] = key.split(" ");
+    if (policy === name) parts.push(code + " ×" + r.policyAnswers[key]);
+  }
+  if (name === "mirror") {
+    for (const result in r.mirror) parts.push(result.replace("_", " ") + " " + r.mirror[result]);
+  }
+  return parts.join(" · ");
+}
+
+// The route's policy steps in the order they run (none: nothing is shown).
+function renderPolicies(r: RouteStatus): HTMLElement | null {
+  if (r.policySteps.length === 0) return null;
+  const rows = r.policySteps.map((s, i) =>
+    h(
+      "tr",
+      { "data-policy": s.name, "data-summary": s.summary, "data-counts": stepCounts(r, s.name) },
+      h("td", null, i + 1),
+      h("td", { class: "l" }, h("b", null, s.name)),
+      h(
+        "td",
+        { class: "l" },
+        s.summary,
+        s.response != null && s.response !== s.summary
+          ? h("div", { class: "dim" }, "on responses: " + s.response)
+          : null,
+      ),
+      h("td", null, stepCounts(r, s.name) || "–"),
+    )
+  );
+  const head = h(
+    "tr",
+    null,
+    ...["#", "policy", "what it does", "so far"].map((t, i) =>
+      h("th", i === 1 || i === 2 ? { class: "l" } : null, t)
+    ),
+  );
+  return h(
+    "table",
+    { class: "policies" },
+    h("thead", null, head),
+    h("tbody", null, ...rows),
+  );
+}
+
 function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
   const start = windowStart(), end = newest();
   const dt = (end.now - start.now) / 1000;
@@ -272,6 +320,7 @@ function renderRoute(r: RouteStatus, st: Status, alerts: Alert[]): HTMLElement {
     { class: "route", "data-route": r.name },
     h("h2", null, "route " + r.name),
     meta,
+    renderPolicies(r),
     h(
       "div",
       { class: "kpis" },
