@@ -14,8 +14,10 @@ import {
   writeAllText,
 } from "./_http.ts";
 import { runCli } from "./_process.ts";
+import { runGrpcio, startGrpcioServer } from "./_grpcio.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
 import type { Status } from "../src/admin/status.ts";
+import { createLogger } from "../src/observe/log.ts";
 
 const dec = new TextDecoder();
 
@@ -327,4 +329,79 @@ routes:
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("access log file: `policy` names the step that answered (allow 403, redirect, rate_limit 429); a mirrored request is logged once, as the backend answered it", async () => {
+  await using main = recorder("main");
+  await using copy = recorder("mirror");
+  const dir = await Deno.makeTempDir({ prefix: "unload-mirror-log-" });
+  const file = `${dir}/access.log`;
+  try {
+    const logger = createLogger({ access: file, quiet: true });
+    await using lb = await startBalancer(
+      `
+listen: { http: 127.0.0.1:0 }
+routes:
+  - name: office
+    host: office.test
+    backends: [{ address: 127.0.0.1:${main.port} }]
+    allow: [10.0.0.0/8]
+  - name: old
+    host: old.test
+    redirect: { to: "https://new.test{uri}", code: 301 }
+  - name: login
+    host: login.test
+    backends: [{ address: 127.0.0.1:${main.port} }]
+    rate_limit: { rate: 1/h, burst: 1 }
+  - name: shop
+    host: shop.test
+    backends: [{ address: 127.0.0.1:${main.port} }]
+    mirror: { backends: [{ address: 127.0.0.1:${copy.port} }] }
+`,
+      { logger },
+    );
+    using c = await RawClient.connect(lb.port);
+    const send = (host: string) => c.request(`GET /x HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    assertEquals((await send("office.test")).status, 403);
+    assertEquals((await send("old.test")).status, 301);
+    assertEquals((await send("login.test")).status, 200);
+    assertEquals((await send("login.test")).status, 429);
+    assertEquals((await send("shop.test")).status, 200);
+    await until(() => copy.got.length === 1, "the copy");
+    let lines: Record<string, unknown>[] = [];
+    await until(() => {
+      try {
+        lines = Deno.readTextFileSync(file).trim().split("\n").filter((l) => l !== "")
+          .map((l) => JSON.parse(l));
+      } catch { /* not written yet */ }
+      return lines.length === 5;
+    }, "five access log lines");
+    assertEquals(lines.map((l) => [l.route, l.status, l.policy]), [
+      ["office", 403, "allow"],
+      ["old", 301, "redirect"],
+      ["login", 200, undefined],
+      ["login", 429, "rate_limit"],
+      ["shop", 200, undefined],
+    ]);
+    assertEquals(lines[4]!.backend, `127.0.0.1:${main.port}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("mirror: gRPC calls are not mirrored (counted stream); the call is served as without a mirror (grpcio)", async () => {
+  await using backend = await startGrpcioServer({ name: "b1" });
+  await using copy = recorder("mirror");
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0, h2c: true }
+routes:
+  - name: grpc
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+    mirror: { backends: [{ address: 127.0.0.1:${copy.port} }] }
+`);
+  const s = await runGrpcio({ port: lb.port, mode: "unary", calls: 3 });
+  assertEquals(s.codes, { OK: 3 });
+  assertEquals(mirrorCounts(lb, "grpc"), { stream: 3 });
+  assertEquals(copy.accepted, 0);
 });
