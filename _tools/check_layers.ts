@@ -47,6 +47,7 @@ const LAYERS: readonly { name: string; paths: readonly string[] }[] = [
       "config/hash_key.ts",
       "config/pem.ts",
       "config/x509.ts",
+      "config/key_pair.ts",
       "config/cidr.ts",
     ],
   },

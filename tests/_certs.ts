@@ -27,9 +27,13 @@ export interface TestCa extends AsyncDisposable {
   caPem: string;
   /**
    * Issues a server certificate for `names` (DNS names or IPv4 literals) with
-   * the given serial, written as `<file>.pem` and `<file>.key` in `dir`.
+   * the given serial, written as `<file>.pem` and `<file>.key` in `dir`; with
+   * `client: true`, a client certificate (extendedKeyUsage clientAuth) instead.
    */
-  issue(file: string, options: { serial: number; names?: string[] }): Promise<IssuedCert>;
+  issue(
+    file: string,
+    options: { serial: number; names?: string[]; client?: boolean },
+  ): Promise<IssuedCert>;
   /** Deletes the temp dir (idempotent). */
   remove(): Promise<void>;
 }
@@ -78,12 +82,12 @@ export async function makeCa(): Promise<TestCa> {
     dir,
     ca: `${dir}/ca.pem`,
     caPem: await Deno.readTextFile(`${dir}/ca.pem`),
-    async issue(file, { serial, names = ["app.test", "localhost", "127.0.0.1"] }) {
+    async issue(file, { serial, names = ["app.test", "localhost", "127.0.0.1"], client }) {
       const san = names.map((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n) ? `IP:${n}` : `DNS:${n}`);
       await Deno.writeTextFile(
         `${dir}/${file}.ext`,
         `subjectAltName=${san.join(",")}\nbasicConstraints=CA:FALSE\n` +
-          `extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n`,
+          `extendedKeyUsage=${client ? "clientAuth" : "serverAuth"}\nkeyUsage=digitalSignature\n`,
       );
       const subj = `/CN=${names[0]}`;
       await openssl(

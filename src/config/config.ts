@@ -62,8 +62,11 @@ export interface RouteConfig {
    * @default {{ kind: "client_ip" }}
    */
   hash_key?: HashKey;
-  /** Present when `tls: true`: backends are reached over TLS. */
-  tls?: { ca?: string; server_name?: string };
+  /**
+   * Present when `tls: true`: backends are reached over TLS, trusting `ca` besides the
+   * default roots, verifying `server_name`, presenting `client_cert` (mTLS) when asked.
+   */
+  tls?: { ca?: string; server_name?: string; client_cert?: TlsPair };
   /** `/readyz` stays 200 while this route has no healthy backend. @default {false} */
   optional?: boolean;
   /**
@@ -102,7 +105,10 @@ export interface TlsPair {
   cert: string;
   /** Path of the PEM private key. */
   key: string;
-  /** `tls` (for `tls.cert` + `tls.key`) or `tls.certificates[i]`. */
+  /**
+   * Where the config names the pair: `tls` (for `tls.cert` + `tls.key`),
+   * `tls.certificates[i]`, or `FILE:LINE: routes[i].client_cert`.
+   */
   at: string;
 }
 
@@ -219,6 +225,7 @@ const ROUTE_KEYS = [
   "tls",
   "ca",
   "server_name",
+  "client_cert",
   "optional",
   "backend_protocol",
   "proxy_protocol",
@@ -557,6 +564,14 @@ function readRoutes(src: Source, node: Node | undefined, config: Config): void {
       );
     }
     readUpstreamTls(src, m, path, route);
+    if (route.tls?.client_cert && route.proxy_protocol !== undefined) {
+      src.fail(
+        m.get("client_cert"),
+        `${path}.client_cert`,
+        "cannot be combined with proxy_protocol: a client certificate is presented through " +
+          "Deno.connectTls, which connects by itself, so no PROXY header can go before the handshake",
+      );
+    }
     readRouteHealth(src, m, path, route, config.health);
     const optional = src.bool(m.get("optional"), `${path}.optional`);
     if (optional !== undefined && !m.has("redirect")) route.optional = optional;
@@ -648,8 +663,12 @@ function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route:
       `must be a DNS name: received "${serverName}"`,
     );
   }
+  const certNode = m.get("client_cert");
+  const clientCert = certNode === undefined
+    ? undefined
+    : readPair(src, certNode, `${path}.client_cert`);
   if (tls !== true) {
-    for (const k of ["ca", "server_name"] as const) {
+    for (const k of ["ca", "server_name", "client_cert"] as const) {
       if (m.has(k)) src.fail(m.get(k), `${path}.${k}`, "only applies with tls: true");
     }
     return;
@@ -657,4 +676,6 @@ function readUpstreamTls(src: Source, m: Map<string, Node>, path: string, route:
   route.tls = {};
   if (ca !== undefined) route.tls.ca = ca;
   if (serverName !== undefined) route.tls.server_name = serverName;
+  // the files are read when the routes are built: their errors start with file:line
+  if (clientCert) route.tls.client_cert = { ...clientCert, at: src.where(certNode, clientCert.at) };
 }

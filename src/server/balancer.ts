@@ -153,6 +153,8 @@ export class Balancer {
   // healthKeys of the records the active checks (here, or the main thread's) hold down
   #probedDown = new Set<string>();
   #watch: { key: string; watch: FileWatch } | undefined;
+  /** The watch on the routes' client certificate files (`routes[].client_cert`). */
+  #certWatch: { key: string; watch: FileWatch } | undefined;
   readonly #ready = Promise.withResolvers<boolean>();
 
   private constructor(config: Config, options: BalancerOptions) {
@@ -182,6 +184,7 @@ export class Balancer {
     try {
       // watched from the start, so an edit made while discovery and listeners start is seen
       await lb.#watchConfig(config);
+      await lb.#watchClientCerts(config);
       lb.#routes = await RouteSet.start(config, lb.#routeOptions());
       lb.#tcp = await lb.#startTcp(config);
       lb.#activeChecks(config);
@@ -379,6 +382,7 @@ export class Balancer {
       for (const l of previous) if (!this.#listening.includes(l)) this.#retire(l);
       this.#activeChecks(next);
       await this.#watchConfig(next);
+      await this.#watchClientCerts(next);
       await Promise.all([old.stop(), oldTcp?.stop()]);
       this.#prunePools();
       return this.#reloaded({ ok: true });
@@ -398,7 +402,7 @@ export class Balancer {
   }
 
   async #close(): Promise<void> {
-    const watchClosed = this.#watch?.watch.close();
+    const watchClosed = Promise.all([this.#watch?.watch.close(), this.#certWatch?.watch.close()]);
     const listening = this.#listening;
     this.#listening = [];
     for (const l of listening) this.#retire(l);
@@ -502,6 +506,32 @@ export class Balancer {
       },
     });
     this.#watch = { key, watch: fileWatch };
+  }
+
+  // With reload.watch, a change to a route's client certificate or key reloads the
+  // config in force: the routes re-read the files (a bad one refuses the reload,
+  // naming it, and the running routes keep theirs), and new contents get new pools.
+  async #watchClientCerts(config: Config): Promise<void> {
+    const { watch, interval } = config.reload;
+    const files = config.routes.flatMap((r) => {
+      const c = r.tls?.client_cert;
+      return c ? [c.cert, c.key] : [];
+    });
+    const key = watch && files.length > 0 ? `${interval} ${files.join(" ")}` : "";
+    if ((this.#certWatch?.key ?? "") === key) return;
+    const old = this.#certWatch;
+    this.#certWatch = undefined;
+    void old?.watch.close(); // not awaited: this may run inside a reload the old watch started
+    if (key === "" || this.#ac.signal.aborted) return;
+    const fileWatch = await FileWatch.start([...new Set(files)], {
+      interval,
+      onChange: async () => {
+        if (!(await this.#ready.promise) || this.#ac.signal.aborted) return;
+        this.log.info("a routes[].client_cert file changed: reloading the routes");
+        await this.reload(this.#config);
+      },
+    });
+    this.#certWatch = { key, watch: fileWatch };
   }
 
   // A watched file changed: re-read it; settings equal to those in force change nothing.

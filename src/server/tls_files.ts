@@ -4,27 +4,10 @@
  *
  * @module
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
-import { readPem, reason } from "../config/pem.ts";
-import { dnsNames } from "../config/x509.ts";
+import { type KeyPair, readKeyPair } from "../config/key_pair.ts";
 
 /** PEM text of a certificate chain and its key, checked to belong together. */
-export interface TlsFiles {
-  /** The certificate chain, leaf first. */
-  cert: string;
-  /** The private key of the leaf. */
-  key: string;
-  /** The leaf's serial number in hex, as `openssl x509 -serial` prints it. */
-  serial: string;
-  /** The leaf's subject, e.g. `CN=app.test`. */
-  subject: string;
-  /** When the leaf becomes valid. */
-  notBefore: Date;
-  /** When the leaf expires. */
-  notAfter: Date;
-  /** The leaf's DNS names (subjectAltName), lower-cased, `*.` wildcards kept. */
-  names: string[];
-}
+export type TlsFiles = KeyPair;
 
 /** Paths of a certificate chain and its key (the `tls:` section). */
 export interface TlsPaths {
@@ -41,50 +24,18 @@ export interface TlsPaths {
 
 /**
  * Reads the `cert` and `key` PEM files and checks that they parse and that the
- * key is the certificate's.
+ * key is the certificate's (see {@linkcode readKeyPair}).
  *
  * @example
  * ```ts ignore
  * const { cert, key, serial } = await loadTls({ cert: "certs/cert.pem", key: "certs/key.pem" });
  * ```
  * @throws {Error} `tls.cert PATH: ...` or `tls.key PATH: ...` (`tls.certificates[i].cert`
- * with `at`): a file that is missing,
- * holds no PEM block, does not parse, or a key that does not match the certificate.
+ * with `at`): a file that is missing, holds no PEM block, does not parse, or a key that
+ * does not match the certificate.
  */
-export async function loadTls(files: TlsPaths): Promise<TlsFiles> {
-  const at = files.at ?? "tls";
-  const cert = await readPem(files.cert, `${at}.cert`, "CERTIFICATE");
-  const key = await readPem(files.key, `${at}.key`, "PRIVATE KEY");
-  let x509: X509Certificate;
-  let names: string[];
-  try {
-    x509 = new X509Certificate(cert);
-    names = dnsNames(cert);
-  } catch (e) {
-    throw new Error(`${at}.cert ${files.cert}: not a valid PEM certificate: ${reason(e)}`);
-  }
-  let privateKey;
-  try {
-    privateKey = createPrivateKey(key);
-  } catch (e) {
-    throw new Error(
-      `${at}.key ${files.key}: not a valid unencrypted PEM private key: ${reason(e)}`,
-    );
-  }
-  if (!x509.checkPrivateKey(privateKey)) {
-    throw new Error(
-      `${at}.key ${files.key}: does not match the certificate in ${at}.cert ${files.cert}`,
-    );
-  }
-  return {
-    cert,
-    key,
-    serial: x509.serialNumber.toUpperCase(),
-    subject: x509.subject.replaceAll("\n", ", "),
-    notBefore: new Date(x509.validFrom),
-    notAfter: new Date(x509.validTo),
-    names,
-  };
+export function loadTls(files: TlsPaths): Promise<TlsFiles> {
+  return readKeyPair(files, files.at ?? "tls");
 }
 
 /**

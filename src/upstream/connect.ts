@@ -1,12 +1,13 @@
 /**
  * Opening a connection to a backend: TCP with TCP_NODELAY, then TLS with
- * certificate verification for a backend reached over TLS, all within a
- * connect timeout. Shared by the HTTP/1.1 and the HTTP/2 pools.
+ * certificate verification (and the route's client certificate, for mTLS) for a
+ * backend reached over TLS, all within a connect timeout. Shared by the HTTP/1.1
+ * and the HTTP/2 pools, health probes, and anything else that reaches a backend.
  *
  * @module
  */
 import { type Backend, tlsServerName } from "./backend.ts";
-import { upstreamHandshake } from "./tls.ts";
+import { connectUpstreamTls, upstreamHandshake } from "./tls.ts";
 import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import { encodeProxyHeader } from "./proxy_out.ts";
 
@@ -31,7 +32,7 @@ export interface ConnectOptions {
   signal?: AbortSignal | undefined;
   /** ALPN protocols offered to a TLS backend. @default {["http/1.1"]} */
   alpn?: string[];
-  /** Takes TLS handshakes given up before they finished (see {@linkcode upstreamHandshake}). */
+  /** Takes TLS handshakes given up before they finished (see `connectUpstreamTls`). */
   stalls?: HandshakeStalls | undefined;
   /**
    * The PROXY header written first, before TLS, to a backend with `proxy` set.
@@ -71,29 +72,36 @@ export async function connectBackend(
   const signal = options.signal;
   const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
   try {
-    const tcp = await Deno.connect({ hostname, port, signal: both });
-    try {
-      tcp.setNoDelay(true);
-    } catch { /* not a TCP socket */ }
-    if (backend.proxy !== undefined) {
-      const header = options.proxyHeader ?? encodeProxyHeader(backend.proxy);
-      try {
-        for (let at = 0; at < header.length;) at += await tcp.write(header.subarray(at));
-      } catch (e) {
-        tcp.close();
-        throw e;
-      }
-    }
     const tls = backend.tls;
-    if (tls === undefined) return { conn: tcp, alpnProtocol: null };
-    const conn = await upstreamHandshake(tcp, {
-      tls,
+    const handshake = {
       serverName: tlsServerName(backend),
       signal: both,
       ...(options.alpn !== undefined ? { alpn: options.alpn } : {}),
       stalls: options.stalls,
       where: backend.id,
-    });
+    };
+    let conn: Deno.TlsConn;
+    if (tls?.clientCert !== undefined) {
+      // Deno.connectTls: the only call that presents a client certificate (no PROXY header:
+      // it connects by itself, and the config refuses client_cert with proxy_protocol)
+      conn = await connectUpstreamTls({ hostname, port }, { tls, ...handshake });
+    } else {
+      const tcp = await Deno.connect({ hostname, port, signal: both });
+      try {
+        tcp.setNoDelay(true);
+      } catch { /* not a TCP socket */ }
+      if (backend.proxy !== undefined) {
+        const header = options.proxyHeader ?? encodeProxyHeader(backend.proxy);
+        try {
+          for (let at = 0; at < header.length;) at += await tcp.write(header.subarray(at));
+        } catch (e) {
+          tcp.close();
+          throw e;
+        }
+      }
+      if (tls === undefined) return { conn: tcp, alpnProtocol: null };
+      conn = await upstreamHandshake(tcp, { tls, ...handshake });
+    }
     const info = await conn.handshake(); // done: returns what was negotiated
     return { conn, alpnProtocol: info.alpnProtocol };
   } catch (e) {

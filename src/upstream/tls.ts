@@ -5,6 +5,7 @@
  * @module
  */
 import { readPem, reason } from "../config/pem.ts";
+import { readKeyPair } from "../config/key_pair.ts";
 import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 
 /** How a route's backends are reached over TLS (`routes[].tls: true`). */
@@ -13,34 +14,55 @@ export interface UpstreamTls {
   caCerts?: string[];
   /** Name verified in the backend's certificate and sent as SNI. @default {the SRV target, or the configured host} */
   serverName?: string;
+  /** The certificate chain and key (PEM) presented when the backend asks for one (mTLS). */
+  clientCert?: { cert: string; key: string };
   /** Identity of these settings: backends share a pool only when it is equal. */
   key: string;
 }
 
 /**
- * Builds a route's backend TLS settings, reading its CA file.
+ * Builds a route's backend TLS settings, reading its CA file and its client
+ * certificate and key (checked to belong together).
  *
  * @example
  * ```ts ignore
  * const tls = await loadUpstreamTls({ name: "app", ca: "certs/ca.pem", server_name: "app.test" });
  * ```
- * @throws {Error} `route NAME: ca PATH: ...` when the CA file is unreadable or holds no certificate.
+ * @throws {Error} `route NAME: ca PATH: ...` when the CA file is unreadable or holds no
+ * certificate; `FILE:LINE: routes[i].client_cert.cert PATH: ...` (or `.key`) for a client
+ * certificate or key that is unreadable, does not parse, or does not match.
  */
 export async function loadUpstreamTls(
-  route: { name: string; ca?: string; server_name?: string },
+  route: {
+    name: string;
+    ca?: string;
+    server_name?: string;
+    client_cert?: { cert: string; key: string; at: string };
+  },
 ): Promise<UpstreamTls> {
   const out: UpstreamTls = { key: "" };
   let digest = "";
   if (route.ca !== undefined) {
     const pem = await readPem(route.ca, `route ${route.name}: ca`, "CERTIFICATE");
     out.caCerts = [pem];
-    const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(pem));
-    digest = Array.from(new Uint8Array(hash, 0, 8), (b) => b.toString(16).padStart(2, "0"))
-      .join("");
+    digest = await shortDigest(pem);
   }
   if (route.server_name !== undefined) out.serverName = route.server_name;
-  out.key = `tls ${route.server_name ?? ""} ${route.ca ?? ""} ${digest}`;
+  let client = "";
+  const files = route.client_cert;
+  if (files !== undefined) {
+    const pair = await readKeyPair(files, files.at);
+    out.clientCert = { cert: pair.cert, key: pair.key };
+    // new contents, new pools: connections made with the old certificate are not reused
+    client = ` client ${files.cert} ${files.key} ${await shortDigest(pair.cert + pair.key)}`;
+  }
+  out.key = `tls ${route.server_name ?? ""} ${route.ca ?? ""} ${digest}${client}`;
   return out;
+}
+
+async function shortDigest(text: string): Promise<string> {
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(hash, 0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 const HTTP1_ALPN = ["http/1.1"];
@@ -67,7 +89,8 @@ export interface UpstreamHandshakeOptions {
 
 /**
  * Upgrades a connected TCP socket to TLS and completes the handshake, verifying
- * the backend's certificate for `serverName`.
+ * the backend's certificate for `serverName`. Without a client certificate only:
+ * `Deno.startTls` cannot present one (see {@linkcode connectUpstreamTls}).
  *
  * @param tcp a connected socket; consumed.
  * @param options the route's settings, the name to verify, a signal that aborts the
@@ -79,7 +102,7 @@ export async function upstreamHandshake(
   tcp: Deno.TcpConn,
   options: UpstreamHandshakeOptions,
 ): Promise<Deno.TlsConn> {
-  const { tls, serverName, signal } = options;
+  const { tls, serverName } = options;
   let conn: Deno.TlsConn;
   try {
     conn = await Deno.startTls(tcp, {
@@ -93,14 +116,79 @@ export async function upstreamHandshake(
     } catch { /* consumed */ }
     throw new Error(`TLS to ${serverName}: ${reason(e)}`, { cause: e });
   }
-  const handshake = conn.handshake();
-  let abort = () => {};
-  const aborted = new Promise<never>((_, reject) => abort = () => reject(signal.reason));
-  aborted.catch(() => {}); // read through the race below
-  if (signal.aborted) abort();
-  else signal.addEventListener("abort", abort, { once: true });
+  return await handshake(conn, options);
+}
+
+const SERVER_NAME = Symbol.for("unstableServerName");
+
+/**
+ * Connects to a backend over TLS: TCP, then the handshake, verifying the backend's
+ * certificate for `serverName` and presenting the route's client certificate when
+ * it has one (mTLS). Without one this is `Deno.connect` + {@linkcode upstreamHandshake}
+ * (with TCP_NODELAY); with one it is `Deno.connectTls`, the only Deno call that takes a
+ * client certificate: its TCP connect cannot be aborted (a connect that ends after
+ * `signal` is closed, or held as a stalled handshake) and its socket keeps Nagle's
+ * algorithm (Deno has no `setNoDelay` on a TLS connection).
+ *
+ * @example
+ * ```ts ignore
+ * const conn = await connectUpstreamTls({ hostname: "10.0.0.5", port: 443 }, {
+ *   tls: await loadUpstreamTls(route), serverName: "api.internal", signal,
+ * });
+ * ```
+ *
+ * @param addr The backend's address.
+ * @param options The route's settings, the name to verify, a signal that aborts the
+ * connect and the handshake, the ALPN protocols offered.
+ * @returns The TLS connection, handshake done.
+ * @throws {Error} when connecting or the handshake fails, or `signal`'s reason when aborted.
+ */
+export async function connectUpstreamTls(
+  addr: { hostname: string; port: number },
+  options: UpstreamHandshakeOptions,
+): Promise<Deno.TlsConn> {
+  const { tls, serverName, signal } = options;
+  if (tls.clientCert === undefined) {
+    const tcp = await Deno.connect({ ...addr, signal });
+    try {
+      tcp.setNoDelay(true);
+    } catch { /* not a TCP socket */ }
+    return await upstreamHandshake(tcp, options);
+  }
+  const connecting = Deno.connectTls(
+    {
+      hostname: addr.hostname,
+      port: addr.port,
+      ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
+      alpnProtocols: options.alpn ?? HTTP1_ALPN,
+      cert: tls.clientCert.cert,
+      key: tls.clientCert.key,
+      [SERVER_NAME]: serverName,
+    } as Deno.ConnectTlsOptions & Deno.TlsCertifiedKeyPem,
+  );
+  let conn: Deno.TlsConn;
   try {
-    await Promise.race([handshake, aborted]);
+    conn = await abortable(connecting, signal);
+  } catch (e) {
+    if (signal.aborted) {
+      // connected too late: its handshake has started and holds the socket like any other
+      connecting.then((late) => giveUp(late, late.handshake(), options), () => {});
+      throw signal.reason;
+    }
+    throw new Error(`TLS to ${serverName}: ${reason(e)}`, { cause: e });
+  }
+  return await handshake(conn, options);
+}
+
+// Waits for `conn`'s handshake, or for `signal`.
+async function handshake(
+  conn: Deno.TlsConn,
+  options: UpstreamHandshakeOptions,
+): Promise<Deno.TlsConn> {
+  const { signal } = options;
+  const pending = conn.handshake();
+  try {
+    await abortable(pending, signal);
   } catch (e) {
     if (!signal.aborted) {
       try {
@@ -108,13 +196,30 @@ export async function upstreamHandshake(
       } catch { /* closed already */ }
       throw new Error(`TLS handshake: ${reason(e)}`, { cause: e });
     }
-    // Given up before it finished: the socket stays until the backend answers or closes.
-    if (options.stalls) {
-      options.stalls.hold("backend", conn, handshake, options.where ?? serverName);
-    } else conn.close();
+    giveUp(conn, pending, options);
     throw signal.reason;
   } finally {
-    signal.removeEventListener("abort", abort);
+    pending.catch(() => {});
   }
   return conn;
+}
+
+// Given up before it finished: the socket stays until the backend answers or closes.
+function giveUp(conn: Deno.TlsConn, pending: Promise<unknown>, options: UpstreamHandshakeOptions) {
+  if (options.stalls) {
+    options.stalls.hold("backend", conn, pending, options.where ?? options.serverName);
+  } else {
+    try {
+      conn.close();
+    } catch { /* closed already */ }
+  }
+}
+
+// `p`, or a rejection with `signal`'s reason once it aborts (`p` is left running).
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  let abort = () => {};
+  const aborted = new Promise<never>((_, reject) => abort = () => reject(signal.reason));
+  signal.addEventListener("abort", abort, { once: true });
+  return Promise.race([p, aborted]).finally(() => signal.removeEventListener("abort", abort));
 }
