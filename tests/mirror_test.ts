@@ -15,6 +15,7 @@ import {
 } from "./_http.ts";
 import { runCli } from "./_process.ts";
 import { runGrpcio, startGrpcioServer } from "./_grpcio.ts";
+import { startDnsmasq } from "./_dnsmasq.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
 import type { Status } from "../src/admin/status.ts";
 import { createLogger } from "../src/observe/log.ts";
@@ -404,4 +405,46 @@ routes:
   assertEquals(s.codes, { OK: 3 });
   assertEquals(mirrorCounts(lb, "grpc"), { stream: 3 });
   assertEquals(copy.accepted, 0);
+});
+
+Deno.test("mirror: srv: copies go to the addresses a DNS SRV name gives (dnsmasq), spread by the mirror's scheduler; the balancer starts once that name was looked up", async () => {
+  await using main = recorder("main");
+  await using m1 = recorder("m1");
+  await using m2 = recorder("m2");
+  await using dns = await startDnsmasq({
+    srv: [
+      {
+        name: "_http._tcp.shadow.test",
+        target: "m1.shadow.test",
+        port: m1.port,
+        priority: 0,
+        weight: 1,
+      },
+      {
+        name: "_http._tcp.shadow.test",
+        target: "m2.shadow.test",
+        port: m2.port,
+        priority: 0,
+        weight: 1,
+      },
+    ],
+    hosts: [
+      { name: "m1.shadow.test", address: "127.0.0.1" },
+      { name: "m2.shadow.test", address: "127.0.0.1" },
+    ],
+  });
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+dns: { nameserver: 127.0.0.1:${dns.port} }
+routes:
+  - name: shop
+    backends: [{ address: 127.0.0.1:${main.port} }]
+    mirror: { srv: _http._tcp.shadow.test, scheduler: round_robin }
+`);
+  using c = await RawClient.connect(lb.port);
+  // the balancer starts once the mirror's first lookup is done, as a route's own SRV name
+  for (let i = 0; i < 10; i++) assertEquals((await c.get(`/${i}`)).status, 200);
+  await until(() => m1.got.length + m2.got.length >= 10, "ten copies");
+  assertEquals([m1.got.length, m2.got.length], [5, 5]);
+  assertEquals(mirrorCounts(lb, "shop"), { mirrored: 10 });
 });

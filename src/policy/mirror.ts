@@ -108,6 +108,8 @@ class Mirror implements PolicyStep {
   #outstanding = 0;
   #closed = false;
   #srv: SrvWatcher | undefined; // looks the mirror's SRV name up, until close()
+  /** Settles once the SRV name's first lookup is done (at once for static backends). */
+  readonly ready: Promise<void>;
 
   constructor(config: MirrorConfig, context: MirrorContext) {
     this.#config = config;
@@ -120,6 +122,7 @@ class Mirror implements PolicyStep {
       size(config.max_body)
     }; queue ${config.queue}, timeout ${seconds(config.timeout)}`;
     if (config.srv !== undefined && context.dns !== undefined) this.#watch(config.srv);
+    this.ready = this.#srv?.ready ?? Promise.resolve();
   }
 
   /** `explain`: what would happen to this request (nothing is copied). */

@@ -140,6 +140,8 @@ export interface PolicyStep<R extends StepResult = PolicyAnswer | undefined> {
   readonly responseSummary?: string;
   /** Lets go of what the step holds (a store's connection) once its routes are replaced. */
   close?(): void;
+  /** Settles (never rejects) once the step can work: a mirror's first SRV lookup is done. */
+  readonly ready?: Promise<void>;
 }
 
 /** One step as `/status` shows it. */
@@ -220,6 +222,11 @@ export class RoutePolicy {
       if (next !== undefined) return next;
     }
     return undefined;
+  }
+
+  /** Settles (never rejects) once every step can work (see {@linkcode PolicyStep.ready}). */
+  get ready(): Promise<unknown> {
+    return Promise.all(this.steps.map((s) => s.ready));
   }
 
   /** Lets go of what the steps hold (called once the route is replaced or stopped). */

@@ -132,7 +132,7 @@ export class RouteSet {
         set.#index(scheduler.backends);
         set.router.add({ host: rc.host, path: rc.path }, state);
       }
-      await Promise.all(set.routes.map((r) => r.srv?.ready));
+      await Promise.all(set.routes.map((r) => Promise.all([r.srv?.ready, r.policy?.ready])));
     } catch (e) {
       await set.stop();
       throw e;
