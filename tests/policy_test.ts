@@ -258,7 +258,7 @@ Deno.test("policy: the access log says which policy answered and what target the
   assertEquals([moved.policy, moved.status], ["redirect", 308]);
 });
 
-Deno.test("policy: config mistakes are file:line errors (bad regex, bad CIDR, framing headers, redirect with backends, future keys)", () => {
+Deno.test("policy: config mistakes are file:line errors (bad regex, bad CIDR, framing headers, redirect with backends, bad compress)", () => {
   const yaml = `listen: { http: 127.0.0.1:0 }
 routes:
   - name: a
@@ -275,7 +275,7 @@ routes:
     redirect: { to: "https://x{nope}", code: 200 }
   - name: e
     backends: [{ address: 127.0.0.1:9 }]
-    compress: true
+    compress: { types: [nope] }
 `;
   let errors: string[] = [];
   try {
@@ -293,7 +293,7 @@ routes:
   has("unload.yaml:14: routes[3].redirect", "a redirect route has no srv or backends");
   has("unload.yaml:14: routes[3].redirect.to:", "unknown placeholder {nope}");
   has("unload.yaml:14: routes[3].redirect.code:", "must be one of 301, 302, 303, 307, 308");
-  has("unload.yaml:17: routes[4].compress:", "not implemented yet");
+  has("unload.yaml:17: routes[4].compress.types[0]:", "must be a media type");
 });
 
 Deno.test("policy: /metrics counts policy answers by route, policy and code; /status lists each route's policies", async () => {

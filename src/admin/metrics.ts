@@ -75,6 +75,11 @@ export class RouteSeries {
    * `dropped`, `failed`, `too_large`, ...); made on the first one.
    */
   mirror: Map<string, number> | undefined;
+  /**
+   * Responses `compress` encoded, by coding: `[responses, body bytes in, encoded
+   * bytes out]`; made on the first one.
+   */
+  compressed: Map<string, Float64Array> | undefined;
 
   /**
    * The counts of `backend`, created (all zero) on first use.
@@ -118,6 +123,8 @@ export interface MetricsSnapshot {
     authDecisions?: Array<[string, number]>;
     /** Mirror copies by result. */
     mirror?: Array<[string, number]>;
+    /** Compressed responses by coding: `[responses, bytes in, bytes out]`. */
+    compressed?: Array<[string, number[]]>;
   }>;
 }
 
@@ -169,6 +176,12 @@ export class Metrics {
       const key = `${record.policy} ${record.status}`;
       const policies = series.policies ??= new Map();
       policies.set(key, (policies.get(key) ?? 0) + 1);
+    }
+    if (record.encoding !== undefined) {
+      const c = compressedOf(series, record.encoding);
+      c[0]!++;
+      c[1]! += record.encodedIn ?? 0;
+      c[2]! += record.encodedOut ?? 0;
     }
   }
 
@@ -227,6 +240,7 @@ export class Metrics {
         storeErrors: [...s.storeErrors ?? []],
         authDecisions: [...s.authDecisions ?? []],
         mirror: [...s.mirror ?? []],
+        compressed: [...s.compressed ?? []].map(([coding, c]) => [coding, Array.from(c)]),
       })),
     };
   }
@@ -269,6 +283,10 @@ export class Metrics {
       for (const [result, n] of r.mirror ?? []) {
         const mirror = series.mirror ??= new Map();
         mirror.set(result, (mirror.get(result) ?? 0) + n);
+      }
+      for (const [coding, counts] of r.compressed ?? []) {
+        const mine = compressedOf(series, coding);
+        counts.forEach((n, i) => mine[i]! += n);
       }
     }
   }
@@ -337,4 +355,15 @@ export function statusObject(codes: ArrayLike<number> | undefined): Record<strin
     if (codes[i]) out[STATUS_CLASSES[i]!] = codes[i]!;
   }
   return out;
+}
+
+// The compress counters of `coding` in `series`, created (all zero) on first use.
+function compressedOf(series: RouteSeries, coding: string): Float64Array {
+  const all = series.compressed ??= new Map();
+  let c = all.get(coding);
+  if (c === undefined) {
+    c = new Float64Array(3);
+    all.set(coding, c);
+  }
+  return c;
 }

@@ -286,6 +286,7 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
       out.sample("unload_mirror_copies_total", { route, result }, n);
     }
   }
+  compressFamilies(out, m);
 
   if (lb.tcpMetrics !== undefined) {
     const views = (lb.tcpRoutes ?? []).map((r) => ({
@@ -474,4 +475,28 @@ function tlsStallFamilies(out: TextFormat, t: TlsStallCounts | undefined): void 
   for (const side of ["client", "backend"] as const) {
     out.sample("unload_tls_handshake_timeouts_total", { side }, t?.timedOut[side] ?? 0);
   }
+}
+
+// compress: responses encoded, and body bytes in and out (their ratio is the compression ratio).
+function compressFamilies(out: TextFormat, m: Metrics): void {
+  const families = [
+    [
+      "unload_compressed_responses_total",
+      "Responses a route's compress encoded, by route and coding.",
+    ],
+    [
+      "unload_compress_in_bytes_total",
+      "Response body bytes compress took in from the backends, by route and coding.",
+    ],
+    [
+      "unload_compress_out_bytes_total",
+      "Encoded body bytes compress sent (out / in is the compression ratio), by route and coding.",
+    ],
+  ] as const;
+  families.forEach(([name, help], i) => {
+    out.family(name, "counter", help);
+    for (const [route, s] of m.routes()) {
+      for (const [encoding, c] of s.compressed ?? []) out.sample(name, { route, encoding }, c[i]!);
+    }
+  });
 }

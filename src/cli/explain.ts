@@ -10,6 +10,7 @@
 import type { Config, RouteConfig } from "../config/config.ts";
 import { Router } from "../proxy/router.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import { PolicyRequest } from "../policy/policy.ts";
 import { applyRequestPolicy } from "../proxy/policy_heads.ts";
 import { forwardRequestHead, h2RequestFields } from "../proxy/forwarded.ts";
 import type { Request } from "../proxy/client.ts";
@@ -112,6 +113,18 @@ export async function explain(config: Config, ask: ExplainRequest): Promise<stri
     for (const s of policy.response) {
       out.push(
         `  then, on the response to the client: ${s.name}: ${s.responseSummary ?? s.summary}`,
+      );
+    }
+    const body = policy.body;
+    if (body !== undefined) {
+      const h = forwarded.head;
+      const p = new PolicyRequest(h.method, host, target, client, () => {
+        const f: string[] = [];
+        for (let i = 0; i < h.count; i++) f.push(h.rawName(i), h.value(i));
+        return f;
+      });
+      out.push(
+        `  last, on the response body: ${body.name}: ${body.explainResponse?.(p) ?? body.summary}`,
       );
     }
   }

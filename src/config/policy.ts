@@ -48,7 +48,39 @@ export interface PolicyConfig {
   auth?: AuthConfig;
   /** A copy of each sampled request goes to other backends; their answer is discarded. */
   mirror?: MirrorConfig;
+  /** Response bodies compressed by the client's Accept-Encoding. */
+  compress?: CompressConfig;
 }
+
+/** A route's `compress`, as read (`compress: true` is the defaults). */
+export interface CompressConfig {
+  /** Media types compressed: `text/html`, `text/*`, `application/*+json`. */
+  types: string[];
+  /** Bodies whose Content-Length is below this many bytes go as they are. */
+  min_size: number;
+}
+
+/**
+ * Default `compress.types`: text, and the structured text formats a site serves
+ * (JSON, JavaScript, XML, SVG, WebAssembly, TrueType/OpenType fonts); images,
+ * video, archives and WOFF fonts are compressed already.
+ */
+export const COMPRESS_TYPES: readonly string[] = Object.freeze([
+  "text/*",
+  "application/json",
+  "application/*+json",
+  "application/javascript",
+  "application/x-javascript",
+  "application/xml",
+  "application/*+xml",
+  "application/wasm",
+  "image/svg+xml",
+  "image/x-icon",
+  "font/ttf",
+  "font/otf",
+]);
+/** Default `compress.min_size`, in bytes: smaller bodies gain little and cost a coder each. */
+export const COMPRESS_MIN_SIZE = 1024;
 
 /** A route's `mirror`, as read: where copies go, how many, how large. */
 export interface MirrorConfig {
@@ -116,9 +148,10 @@ export const POLICY_KEYS = [
   "rate_limit",
   "auth",
   "mirror",
+  "compress",
 ] as const;
 /** Policy keys of DESIGN.md not implemented yet: named in their error. */
-export const FUTURE_POLICY_KEYS = ["compress"] as const;
+export const FUTURE_POLICY_KEYS: readonly string[] = [];
 /** Redirect codes a `redirect` may use. */
 export const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 
@@ -208,6 +241,10 @@ export function readPolicy(
     const r = readMirror(src, m.get("mirror"), `${path}.mirror`);
     if (r !== undefined) out.mirror = r;
   }
+  if (m.has("compress")) {
+    const c = readCompress(src, m.get("compress"), `${path}.compress`);
+    if (c !== undefined) out.compress = c;
+  }
   return Object.keys(out).length === 0 ? undefined : out;
 }
 
@@ -249,6 +286,48 @@ function readMirror(src: Source, node: Node | undefined, at: string): MirrorConf
     if (out.backends.length === 0) src.fail(r.get("backends"), `${at}.backends`, "is empty");
   }
   return out;
+}
+
+const MEDIA_PATTERN =
+  /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|\*\+[a-z0-9!#$&^_.+-]+|[a-z0-9][a-z0-9!#$&^_.+-]*)$/;
+
+// `compress: true | false` or `{ types: [...], min_size: 1KiB }`.
+function readCompress(src: Source, node: Node | undefined, at: string): CompressConfig | undefined {
+  if (node !== undefined && isScalar(node) && typeof node.value === "boolean") {
+    return node.value ? { types: [...COMPRESS_TYPES], min_size: COMPRESS_MIN_SIZE } : undefined;
+  }
+  if (node === undefined || !isMap(node)) {
+    return src.fail(node, at, "must be true, false or a mapping { types: [...], min_size: 1KiB }");
+  }
+  const c = src.map(node, at, ["types", "min_size"]);
+  let types = [...COMPRESS_TYPES];
+  if (c.has("types")) {
+    types = [];
+    src.seq(c.get("types"), `${at}.types`).forEach((item, i) => {
+      const p = `${at}.types[${i}]`;
+      const t = src.string(item, p);
+      if (t === undefined) return;
+      const lower = t.trim().toLowerCase();
+      if (!MEDIA_PATTERN.test(lower)) {
+        src.fail(
+          item,
+          p,
+          `must be a media type like text/html, text/* or application/*+json: received "${t}"`,
+        );
+      } else if (lower.startsWith("application/grpc")) {
+        src.fail(
+          item,
+          p,
+          "gRPC is never compressed by the balancer (its messages carry their own compression)",
+        );
+      } else types.push(lower);
+    });
+    if (types.length === 0) {
+      src.fail(c.get("types"), `${at}.types`, "must name at least one media type");
+    }
+  }
+  const min = src.size(c.get("min_size"), `${at}.min_size`) ?? COMPRESS_MIN_SIZE;
+  return { types, min_size: min };
 }
 
 const RATE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };

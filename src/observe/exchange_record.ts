@@ -46,4 +46,10 @@ export interface ExchangeRecord {
   policy?: string;
   /** The target the backend got, when a policy rewrote it (`path` keeps the client's). */
   target?: string;
+  /** The content coding `compress` applied to the response body (`gzip`, `br`, `zstd`). */
+  encoding?: string;
+  /** Body bytes the encoder took in (from the backend), when one was applied. */
+  encodedIn?: number;
+  /** Encoded body bytes it gave out (to the client, before framing), when one was applied. */
+  encodedOut?: number;
 }

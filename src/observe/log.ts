@@ -159,6 +159,7 @@ function accessLine(r: ExchangeRecord, worker: number | undefined): string {
   if (r.error) line += `,"error":${q(r.error)}`;
   if (r.policy !== undefined) line += `,"policy":${q(r.policy)}`;
   if (r.target !== undefined) line += `,"upstream_target":${q(r.target)}`;
+  if (r.encoding !== undefined) line += `,"encoding":${q(r.encoding)}`;
   if (r.via !== undefined) line += `,"via":${q(r.via)}`;
   if (worker !== undefined) line += `,"worker":${worker}`;
   return line + "}\n";

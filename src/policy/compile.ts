@@ -1,7 +1,7 @@
 /**
  * Compiles a route's policy keys into its steps, once at config load, in the
  * order of DESIGN.md: deny/allow → redirect → auth → rate_limit →
- * rewrite → request headers → mirror + proxy → response headers.
+ * rewrite → request headers → mirror + proxy → response headers → compress.
  *
  * @module
  */
@@ -9,6 +9,7 @@ import type { PolicyConfig } from "../config/policy.ts";
 import { accessStep } from "./access.ts";
 import type { AuthContext } from "./_auth.ts";
 import { basicAuthStep } from "./auth_basic.ts";
+import { compressStep } from "./compress.ts";
 import { headersStep } from "./headers.ts";
 import { type MirrorContext, mirrorStep } from "./mirror.ts";
 import { type PolicyStep, RoutePolicy, type StepResult } from "./policy.ts";
@@ -55,5 +56,6 @@ export function compilePolicy(
     steps.push(headersStep(h.request, h.response));
   }
   if (config.mirror !== undefined) steps.push(mirrorStep(config.mirror, context));
+  if (config.compress !== undefined) steps.push(compressStep(config.compress));
   return steps.length === 0 ? undefined : new RoutePolicy(steps);
 }

@@ -112,6 +112,45 @@ export interface RequestCopy {
 /** What a request step decides: go on (undefined) or answer; later, for a step that asks a store. */
 export type StepResult = PolicyAnswer | undefined | Promise<PolicyAnswer | undefined>;
 
+/** What a body step sees of the exchange besides the response's fields. */
+export interface ResponseContext {
+  /** The request method. */
+  readonly method: string;
+  /** The response status. */
+  readonly status: number;
+  /** A request field's value by lower-case name (repeated ones joined by ", "), or undefined. */
+  requestField(name: string): string | undefined;
+}
+
+/**
+ * Where an encoder's output goes, piece by piece: `piece` is a view of the
+ * encoder's own buffer, valid until the promise returned (if any) settles.
+ */
+export type EncodedSink = (piece: Uint8Array) => Promise<void> | undefined;
+
+/**
+ * A response body's encoding, made for one response by a body step
+ * (`compress`). The proxy writes each piece the backend sent, then ends it;
+ * and closes it in every case (also when the exchange was abandoned).
+ */
+export interface BodyEncoder {
+  /** The coding's name (`gzip`), for the access log and metrics. */
+  readonly coding: string;
+  /** Body bytes taken in so far. */
+  readonly bytesIn: number;
+  /** Encoded bytes given out so far. */
+  readonly bytesOut: number;
+  /**
+   * Encodes `data` and flushes it: every encoded byte goes to `out` before the
+   * promise settles (then `data` is no longer needed).
+   */
+  write(data: Uint8Array, out: EncodedSink): Promise<void>;
+  /** Ends the encoding: its last bytes go to `out`. */
+  end(out: EncodedSink): Promise<void>;
+  /** Lets go of what it holds (native memory, its buffer); idempotent. */
+  close(): void;
+}
+
 /**
  * One policy step of a route. `R` is what its `onRequest` gives: an answer or
  * nothing at once for most; {@linkcode StepResult} (maybe later) for a step
@@ -138,6 +177,15 @@ export interface PolicyStep<R extends StepResult = PolicyAnswer | undefined> {
   onCopy?(offer: CopyOffer): RequestCopy | undefined;
   /** What `onResponse` does, in one line (for `explain`). */
   readonly responseSummary?: string;
+  /**
+   * Last on the way out, for a response with a body: an encoder for the body,
+   * having changed `fields` to match (`Content-Encoding`, no `Content-Length`),
+   * or undefined to leave the body as it is (maybe having changed `fields`,
+   * e.g. `Vary`). At most one step of a route has it (`compress`).
+   */
+  onResponseBody?(fields: string[], res: ResponseContext): BodyEncoder | undefined;
+  /** For `explain`: what the step would do to the response to `req`, in one line. */
+  explainResponse?(req: PolicyRequest): string;
   /** Lets go of what the step holds (a store's connection) once its routes are replaced. */
   close?(): void;
   /** Settles (never rejects) once the step can work: a mirror's first SRV lookup is done. */
@@ -180,10 +228,12 @@ export class RoutePolicy {
   readonly steps: readonly PolicyStep<StepResult>[];
   /** The steps with an `onRequest`, in order. */
   readonly request: readonly PolicyStep<StepResult>[];
-  /** The steps with an `onResponse`, in order; empty when responses pass unchanged. */
+  /** The steps with an `onResponse`, in order; empty when response heads pass unchanged. */
   readonly response: readonly PolicyStep<StepResult>[];
   /** The step that copies forwarded requests (`mirror`), when there is one. */
   readonly copy: PolicyStep<StepResult> | undefined;
+  /** The step with an `onResponseBody` (`compress`), run after `response`; usually none. */
+  readonly body: PolicyStep<StepResult> | undefined;
 
   /** Keeps `steps` in the order given. */
   constructor(steps: readonly PolicyStep<StepResult>[]) {
@@ -191,6 +241,12 @@ export class RoutePolicy {
     this.request = steps.filter((s) => s.onRequest !== undefined);
     this.response = steps.filter((s) => s.onResponse !== undefined);
     this.copy = steps.find((s) => s.onCopy !== undefined);
+    this.body = steps.findLast((s) => s.onResponseBody !== undefined);
+  }
+
+  /** True when responses pass through unchanged (no response or body step). */
+  get passesResponses(): boolean {
+    return this.response.length === 0 && this.body === undefined;
   }
 
   /**
@@ -234,10 +290,17 @@ export class RoutePolicy {
     for (const s of this.steps) s.close?.();
   }
 
-  /** Runs the response steps over `fields` (flat `name, value, ...`), in place. */
-  runResponse(fields: string[]): void {
+  /**
+   * Runs the response steps over `fields` (flat `name, value, ...`), in place;
+   * then, given `res` (a response with a body), the body step.
+   *
+   * @returns The body's encoder, when the body step chose one.
+   */
+  runResponse(fields: string[], res?: ResponseContext): BodyEncoder | undefined {
     const steps = this.response;
     for (let i = 0; i < steps.length; i++) steps[i]!.onResponse!(fields);
+    if (res === undefined || this.body === undefined) return undefined;
+    return this.body.onResponseBody!(fields, res);
   }
 
   /** One line per step, for `/status`. */

@@ -36,7 +36,9 @@ import { relayBody, type RelayOptions, relayUntilClose } from "./relay.ts";
 import { type BackendConn, ConnectError } from "../upstream/pool.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
 import { requestKey } from "./request_key.ts";
-import { applyResponseFieldsPolicy, applyResponsePolicy } from "./policy_heads.ts";
+import { applyResponseFieldsPolicy, applyResponsePolicy, responseContext } from "./policy_heads.ts";
+import type { BodyEncoder } from "../policy/policy.ts";
+import { EncodedBody } from "./encoded_body.ts";
 import { within } from "../_async.ts";
 import type { RequestCopy } from "../policy/policy.ts";
 
@@ -78,6 +80,9 @@ const FRESH = { fresh: true }; // skip idle pooled connections (a retry after a 
 const REUSE = { fresh: false };
 const CLOSE = { close: true };
 const HTTP1_BODY = { dechunk: false }; // relayed in the client's own framing
+// how an encoded body (compress) reaches the client: its length is not known
+const CHUNKED_FRAMING: Framing = { kind: "chunked", length: 0 };
+const CLOSE_FRAMING: Framing = { kind: "close", length: 0 };
 // why an exchange timed out (Exchange #expired)
 const RESPONSE_TIMEOUT = 1; // no response head within timeouts.response
 const IDLE_TIMEOUT = 2; // nothing moved for timeouts.body_idle
@@ -165,6 +170,7 @@ class Exchange implements Timed, Cancellable {
   #dechunk = false;
   #close = false;
   #backendKeeps = false;
+  #encoder: BodyEncoder | undefined; // the body's encoder, when a policy (compress) chose one
 
   constructor(
     client: ClientSide,
@@ -357,16 +363,19 @@ class Exchange implements Timed, Cancellable {
           return false;
         }
         const framing = this.#resFraming!;
-        // an HTTP/2 client gets a chunked body's trailers as trailers
-        const trailers = client.http2 && framing.kind === "chunked" ? [] : undefined;
-        const moved = relayBody(
-          bc.reader,
-          client.writer,
-          framing,
-          trailers ? { ...DECHUNK, trailers } : this.#dechunk ? DECHUNK : FROM_BACKEND,
-        );
-        if (typeof moved !== "number") await moved;
-        await endResponse(client, trailers?.length ? trailers : undefined);
+        if (this.#encoder !== undefined) await this.#relayEncoded(bc, framing, this.#encoder);
+        else {
+          // an HTTP/2 client gets a chunked body's trailers as trailers
+          const trailers = client.http2 && framing.kind === "chunked" ? [] : undefined;
+          const moved = relayBody(
+            bc.reader,
+            client.writer,
+            framing,
+            trailers ? { ...DECHUNK, trailers } : this.#dechunk ? DECHUNK : FROM_BACKEND,
+          );
+          if (typeof moved !== "number") await moved;
+          await endResponse(client, trailers?.length ? trailers : undefined);
+        }
       } catch {
         this.#abort(new Error("response relay failed"));
         client.writer.discard();
@@ -374,6 +383,7 @@ class Exchange implements Timed, Cancellable {
         return false;
       } finally {
         this.#rec.bytesOut = client.writer.written - before;
+        if (this.#encoder !== undefined) this.#encoded(this.#encoder);
       }
       if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
       pool.release(bc, this.#backendKeeps && this.#reqDone);
@@ -508,14 +518,21 @@ class Exchange implements Timed, Cancellable {
       this.#rec.status = res.status;
       const bodyless = res.endStream || req.head.method === "HEAD" || res.status === 204 ||
         res.status === 304;
-      const length = bodyless ? -1 : contentLength(res.fields);
+      const policy = this.#route.policy;
+      let fields = res.fields;
+      let encoder: BodyEncoder | undefined;
+      if (policy !== undefined && !policy.passesResponses) {
+        const ask = bodyless || policy.body === undefined
+          ? undefined
+          : responseContext(req.head, res.status);
+        const out = applyResponseFieldsPolicy(policy, res.fields, ask);
+        fields = out.head;
+        encoder = this.#encoder = out.encoder;
+      }
+      const length = bodyless || encoder !== undefined ? -1 : contentLength(res.fields);
       const chunked = !client.http2 && !bodyless && length < 0 && req.head.minor === 1;
       const close = !req.keepAlive || ctx.closing ||
         (!client.http2 && !bodyless && length < 0 && !chunked); // HTTP/1.0: delimited by close
-      const policy = this.#route.policy;
-      const fields = policy === undefined || policy.response.length === 0
-        ? res.fields
-        : applyResponseFieldsPolicy(policy, res.fields);
       client.sendFields(res.status, fields, {
         length,
         bodyless,
@@ -527,8 +544,18 @@ class Exchange implements Timed, Cancellable {
       // a gRPC response is followed message by message: one that loses its backend
       // between two messages still ends with a status
       const messages = client.grpc ? new GrpcMessageBoundary() : undefined;
+      const encoded = encoder && new EncodedBody(w, encoder, chunked);
       try {
-        if (!res.endStream) {
+        if (encoded !== undefined) {
+          for (;;) {
+            const data = await stream.read();
+            if (data === null) break;
+            await encoded.write(data);
+          }
+          const trailers = stream.trailers;
+          await encoded.end(trailers);
+          await endResponse(client, trailers);
+        } else if (!res.endStream) {
           for (;;) {
             let data: Uint8Array | null;
             try {
@@ -548,15 +575,18 @@ class Exchange implements Timed, Cancellable {
             await w.flush();
           }
         }
-        const trailers = res.endStream ? undefined : stream.trailers;
-        if (chunked) w.writeString(chunkedEnd(trailers));
-        await endResponse(client, trailers);
+        if (encoded === undefined) {
+          const trailers = res.endStream ? undefined : stream.trailers;
+          if (chunked) w.writeString(chunkedEnd(trailers));
+          await endResponse(client, trailers);
+        }
       } catch {
         this.#abort(new Error("response relay failed"));
         w.discard();
         return false;
       } finally {
         this.#rec.bytesOut = w.written - before;
+        if (encoder !== undefined) this.#encoded(encoder);
       }
       if (!this.#reqDone && this.#reqSettled) await settleSoon(this.#reqSettled);
       if (!this.#reqDone) stream.reset(ErrorCode.CANCEL); // answered before the body ended
@@ -741,22 +771,37 @@ class Exchange implements Timed, Cancellable {
       };
     }
     const upgrade = head.status === 101;
+    const client = this.#client;
     const dechunk = framing.kind === "chunked" &&
-      (req.head.minor === 0 || this.#client.http2);
-    const close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
+      (req.head.minor === 0 || client.http2);
+    let close = !req.keepAlive || framing.kind === "close" || dechunk || ctx.closing;
     this.#resFraming = framing;
     this.#dechunk = dechunk;
-    this.#close = close;
     this.#backendKeeps = framing.kind !== "close" && keepsAlive(head);
     this.#inBody = true;
     this.#arm(this.#route.timeouts.body_idle);
     const policy = this.#route.policy;
-    const sent = policy === undefined || policy.response.length === 0 || upgrade
-      ? head
-      : applyResponsePolicy(policy, head);
-    this.#client.sendHead(sent, {
-      framing,
-      chunked: framing.kind === "chunked" && !dechunk,
+    let sent = head;
+    let sentFraming = framing;
+    if (policy !== undefined && !policy.passesResponses && !upgrade) {
+      const ask = framing.kind === "none" || policy.body === undefined
+        ? undefined
+        : responseContext(req.head, head.status);
+      const out = applyResponsePolicy(policy, head, ask);
+      sent = out.head;
+      if (out.encoder !== undefined) {
+        // the encoded body's length is unknown: chunked for HTTP/1.1, close for HTTP/1.0
+        this.#encoder = out.encoder;
+        const http10 = !client.http2 && req.head.minor === 0;
+        sentFraming = http10 ? CLOSE_FRAMING : CHUNKED_FRAMING;
+        close ||= http10;
+      }
+    }
+    this.#close = close;
+    client.sendHead(sent, {
+      framing: sentFraming,
+      chunked: sentFraming.kind === "chunked" && !client.http2 &&
+        (this.#encoder !== undefined || !dechunk),
       close,
       clientMinor: req.head.minor,
       upgrade,
@@ -767,6 +812,36 @@ class Exchange implements Timed, Cancellable {
       FREE_HEADS.push(head);
     }
     return upgrade ? UPGRADED : RELAY;
+  }
+
+  /**
+   * Relays the response body of `bc` through `encoder` (compress): read as
+   * `framing` says, encoded and flushed piece by piece, then ended (with a
+   * chunked body's trailers).
+   */
+  async #relayEncoded(bc: BackendConn, framing: Framing, encoder: BodyEncoder): Promise<void> {
+    const client = this.#client;
+    const trailers: string[] = [];
+    const body = new EncodedBody(
+      client.writer,
+      encoder,
+      !client.http2 && this.#req.head.minor === 1,
+    );
+    const stage = new BufWriter(body);
+    const moved = relayBody(bc.reader, stage, framing, { ...DECHUNK, trailers });
+    if (typeof moved !== "number") await moved;
+    await stage.flush();
+    await body.end(trailers);
+    await endResponse(client, trailers.length > 0 ? trailers : undefined);
+  }
+
+  // The encoded response is over (sent or not): its encoder lets go, the record says what it did.
+  #encoded(encoder: BodyEncoder): void {
+    encoder.close();
+    const rec = this.#rec;
+    rec.encoding = encoder.coding;
+    rec.encodedIn = encoder.bytesIn;
+    rec.encodedOut = encoder.bytesOut;
   }
 
   async #tunnel(bc: BackendConn): Promise<void> {

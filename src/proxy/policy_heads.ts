@@ -7,9 +7,20 @@
  * @module
  */
 import { PolicyRequest, type RoutePolicy } from "../policy/policy.ts";
-import type { CopyOffer, PolicyAnswer, RequestCopy } from "../policy/policy.ts";
+import type {
+  BodyEncoder,
+  CopyOffer,
+  PolicyAnswer,
+  RequestCopy,
+  ResponseContext,
+} from "../policy/policy.ts";
 import { type ForwardInfo, forwardRequestHead } from "./forwarded.ts";
-import { parseRequestHead, parseResponseHead, type ResponseHead } from "../http1/parse.ts";
+import {
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+} from "../http1/parse.ts";
 import type { Fields } from "../http1/fields.ts";
 import type { Request } from "./client.ts";
 
@@ -70,30 +81,77 @@ function outcome(answer: PolicyAnswer | undefined, p: PolicyRequest, req: Reques
   return { req: { ...req, head: next, path: p.target } };
 }
 
+/** A response head as the response steps left it, and the body's encoder if one was chosen. */
+export interface PolicyResponse<H> {
+  /** The head (a new one). */
+  head: H;
+  /** The body step's encoder, when the body is to be encoded. */
+  encoder: BodyEncoder | undefined;
+}
+
 /**
  * The response head `head` with `policy`'s response steps applied (a new head;
- * `head` itself is left as it was), for a backend that spoke HTTP/1.1.
+ * `head` itself is left as it was), for a backend that spoke HTTP/1.1; given
+ * `res` (a response with a body), the body step too.
  */
-export function applyResponsePolicy(policy: RoutePolicy, head: ResponseHead): ResponseHead {
+export function applyResponsePolicy(
+  policy: RoutePolicy,
+  head: ResponseHead,
+  res?: ResponseContext,
+): PolicyResponse<ResponseHead> {
   const fields = flatFields(head);
-  policy.runResponse(fields);
+  const encoder = policy.runResponse(fields, res);
   let text = `HTTP/1.${head.minor} ${head.status} ${head.reason}\r\n`;
   for (let i = 0; i + 1 < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
-  return parseResponseHead(text + "\r\n");
+  return { head: parseResponseHead(text + "\r\n"), encoder };
 }
 
 /**
  * The fields of an HTTP/2 backend's response (flat, lower-case names) with
- * `policy`'s response steps applied: a new list, names lower-cased as HTTP/2 needs.
+ * `policy`'s response steps applied: a new list, names lower-cased as HTTP/2
+ * needs; given `res` (a response with a body), the body step too.
  */
 export function applyResponseFieldsPolicy(
   policy: RoutePolicy,
   fields: readonly string[],
-): string[] {
+  res?: ResponseContext,
+): PolicyResponse<string[]> {
   const out = fields.slice();
-  policy.runResponse(out);
+  const encoder = policy.runResponse(out, res);
   for (let i = 0; i < out.length; i += 2) out[i] = out[i]!.toLowerCase();
-  return out;
+  return { head: out, encoder };
+}
+
+/**
+ * What a body step sees of an exchange: the request's method and fields
+ * (`head`), the response's status.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { parseRequestHead } from "../http1/parse.ts";
+ * import { responseContext } from "./policy_heads.ts";
+ * const head = parseRequestHead(
+ *   "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\naccept-encoding: br\r\n\r\n",
+ * );
+ * const res = responseContext(head, 200);
+ * assertEquals(res.requestField("accept-encoding"), "gzip, br");
+ * assertEquals(res.requestField("range"), undefined);
+ * ```
+ */
+export function responseContext(head: RequestHead, status: number): ResponseContext {
+  return {
+    method: head.method,
+    status,
+    requestField(name: string): string | undefined {
+      let value: string | undefined;
+      for (let i = 0; i < head.count; i++) {
+        if (head.name(i) !== name) continue;
+        value = value === undefined ? head.value(i) : `${value}, ${head.value(i)}`;
+      }
+      return value;
+    },
+  };
 }
 
 const NO_BODY = { kind: "none", length: 0 } as const;
