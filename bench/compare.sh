@@ -93,7 +93,7 @@ if [ -n "${BEFORE:-}" ]; then
   mkdir -p "$D/before"
   git archive "$BEFORE" | tar -x -C "$D/before"
   sed 's/127.0.0.1:8090/127.0.0.1:8091/; /^  - name: policed/,$d' "$D/unload.yaml" > "$D/before.yaml"
-  (cd "$D/before" && taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 \
+  (cd "$D/before" && exec taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 \
     main.ts run --config "$D/before.yaml" > "$D/before.log" 2>&1) &
   BEFORE_ROW="unload@$BEFORE:8091"
 fi
