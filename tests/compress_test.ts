@@ -10,6 +10,7 @@ import { delay, forEachHead, RawClient, rawServer, startBalancer, writeAllText }
 import { startLbProcess } from "./_process.ts";
 import { runCli } from "./_process.ts";
 import { runGrpcio, startGrpcioServer } from "./_grpcio.ts";
+import { startH2Echo } from "./_h2_echo.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, with python3-brotli
@@ -339,6 +340,65 @@ Deno.test("compress: an HTTP/2 client (curl --http2-prior-knowledge) gets br or 
   ]);
 });
 
+Deno.test("compress: an HTTP/2 backend's answer is compressed for an HTTP/1.1 client, its trailers kept; an HTTP/1.0 client gets the body until close", async () => {
+  await using h2 = startH2Echo();
+  await using backend = siteBackend();
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes:
+  - name: h2
+    host: h2.test
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:${h2.port} }]
+    compress: true
+  - name: site
+    host: app.test
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+    compress: true
+`);
+  // the echo answers a JSON summary of the request: padded past min_size, it is compressed
+  const json = await curl(lb.port, "/summary", [
+    "-H",
+    "Host: h2.test",
+    "-H",
+    `X-Pad: ${"p".repeat(3000)}`,
+    "-H",
+    "Accept-Encoding: gzip",
+  ]);
+  assertEquals(json.headers.get("content-encoding"), "gzip");
+  assertEquals(json.headers.get("transfer-encoding"), "chunked");
+  const summary = JSON.parse(dec.decode(zlib.gunzipSync(json.body)));
+  assertEquals([summary.path, summary.fields.includes("p".repeat(3000))], ["/summary", true]);
+  // a body of unknown length with trailers: compressed, the trailers after the last chunk
+  using c = await RawClient.connect(lb.port);
+  await c.send("GET /trailers HTTP/1.1\r\nHost: h2.test\r\nAccept-Encoding: br\r\n\r\n");
+  const r = chunkReader(c.conn);
+  assertStringIncludes((await r.head()).toLowerCase(), "content-encoding: br");
+  const parts: number[] = [];
+  for (let p = await r.next(); p !== null; p = await r.next()) parts.push(...p);
+  assertEquals(dec.decode(zlib.brotliDecompressSync(new Uint8Array(parts))), "body\n");
+  assertEquals(r.rest(), "x-checksum: abc\r\n\r\n");
+
+  // HTTP/1.0: no chunked coding, the end of the body is the end of the connection
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
+  await writeAllText(
+    conn,
+    "GET /text/50000 HTTP/1.0\r\nHost: app.test\r\nAccept-Encoding: gzip\r\n\r\n",
+  );
+  const all: number[] = [];
+  const buf = new Uint8Array(65536);
+  for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+    all.push(...buf.subarray(0, n));
+  }
+  conn.close();
+  const bytes = new Uint8Array(all);
+  const end = dec.decode(bytes).indexOf("\r\n\r\n");
+  const head = dec.decode(bytes.subarray(0, end)).toLowerCase();
+  assertStringIncludes(head, "content-encoding: gzip");
+  assert(!head.includes("transfer-encoding") && !head.includes("content-length"), head);
+  assertEquals(dec.decode(zlib.gunzipSync(bytes.subarray(end + 4))), page(50000));
+});
+
 Deno.test("compress: gRPC calls through a compress route reach grpcio untouched", async () => {
   await using backend = await startGrpcioServer({ name: "g" });
   await using lb = await startBalancer(`
@@ -382,7 +442,8 @@ Deno.test("compress: an event stream is flushed per backend write, so each event
   assertStringIncludes(head.toLowerCase(), "content-encoding: gzip");
   for (let i = 0; i < 3; i++) {
     while (!text.includes(`data: event ${i}\n\n`)) {
-      const piece = await chunks.next();
+      // bounded: a balancer that held the event back would leave this read waiting forever
+      const piece = await bounded(chunks.next(), `event ${i}`);
       assert(piece !== null, `the stream ended before event ${i}`);
       await new Promise<void>((r) => gunzip.write(piece, () => r()));
     }
@@ -551,6 +612,19 @@ routes:
   assertMatch(bad(route("{ level: 9 }")), /unload\.yaml:5: routes\[0\]\.compress/);
 });
 
+/** `p`, or a failure naming `what` if it has not settled within 20 s (a hang guard, not a timing check). */
+async function bounded<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting for ${what}`)), 20_000);
+  });
+  try {
+    return await Promise.race([p, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A response read as bytes: head fields and the de-chunked body. */
 async function readBinary(
   conn: Deno.Conn,
@@ -607,10 +681,19 @@ function chunkReader(conn: Deno.Conn) {
       let end;
       while ((end = find("\r\n")) === -1) await more();
       const size = parseInt(dec.decode(buf.subarray(0, end)), 16);
+      if (size === 0) { // the trailer section, up to its blank line, is kept for rest()
+        while (find("\r\n\r\n") < end) await more();
+        buf = buf.slice(end + 2);
+        return null;
+      }
       while (buf.length < end + 2 + size + 2) await more();
       const data = buf.slice(end + 2, end + 2 + size);
       buf = buf.slice(end + 2 + size + 2);
-      return size === 0 ? null : data;
+      return data;
+    },
+    /** What was read past the last chunk's size line: its trailers and the final CRLF. */
+    rest(): string {
+      return dec.decode(buf);
     },
   };
 }

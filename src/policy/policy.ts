@@ -315,7 +315,9 @@ export class RoutePolicy {
   get described(): StepDescription[] {
     return this.steps.map((s) => {
       const d: StepDescription = { name: s.name, summary: s.summary };
-      if (s.onResponse !== undefined) d.response = s.responseSummary ?? s.summary;
+      if (s.onResponse !== undefined || s.onResponseBody !== undefined) {
+        d.response = s.responseSummary ?? s.summary;
+      }
       return d;
     });
   }
