@@ -123,8 +123,8 @@ export interface Config {
     /** Also serve HTTP/2 with prior knowledge (h2c) on `http`. @default {false} */
     h2c?: boolean;
     /**
-     * Every connection to `http` must begin with a PROXY v1 or v2 header from a peer
-     * in `trusted_proxies`. @default {false}
+     * Every connection to `http` and `https` must begin with a PROXY v1 or v2 header
+     * from a peer in `trusted_proxies` (on `https`, read before TLS). @default {false}
      */
     proxy_protocol?: boolean;
     /** CIDR blocks (v4, v6) of the peers whose PROXY header and X-Forwarded-For are believed. */
@@ -421,14 +421,8 @@ function readEdge(src: Source, m: Map<string, Node>, listen: Config["listen"]): 
   listen.proxy_protocol = proxy;
   if (!proxy) return;
   const at = m.get("proxy_protocol");
-  if (!m.get("http")) src.fail(at, "listen.proxy_protocol", "needs listen.http");
-  if (m.get("https")) {
-    src.fail(
-      at,
-      "listen.proxy_protocol",
-      "is supported on listen.http only: Deno.listenTls starts TLS itself, so no PROXY " +
-        "header can be read before the handshake (put HTTPS on another unload without it)",
-    );
+  if (!m.get("http") && !m.get("https")) {
+    src.fail(at, "listen.proxy_protocol", "needs listen.http or listen.https");
   }
   if (node === undefined || (listen.trusted_proxies ?? []).length === 0) {
     src.fail(

@@ -38,6 +38,32 @@ export function serveConnection(conn: Deno.Conn, ctx: ProxyContext): Promise<Den
 // `listen.proxy_protocol`: a peer in trusted_proxies names the client in a PROXY
 // header first; any other peer, and any connection without a valid header, is closed.
 async function proxied(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
+  const read = await readOrigin(conn, ctx);
+  if (read === undefined) return conn;
+  if (ctx.h2c) return sniffed(conn, ctx, read.reader, read.origin);
+  return serveConn(conn, ctx, read.reader, read.origin);
+}
+
+/**
+ * Reads the PROXY header a connection must begin with (`listen.proxy_protocol`):
+ * from a peer in `trusted_proxies`, within `timeouts.head`. A connection from any
+ * other peer, or without a valid header, is told to `ctx.onProxyRefused` and closed.
+ *
+ * @example
+ * ```ts ignore
+ * const read = await readOrigin(conn, ctx);
+ * if (read !== undefined) serveConn(conn, ctx, read.reader, read.origin);
+ * ```
+ *
+ * @param conn A fresh connection.
+ * @param ctx The listener's context.
+ * @returns A reader holding the bytes after the header, and the origin it named
+ * (undefined for `LOCAL`: serve as the peer); undefined once `conn` was closed.
+ */
+export async function readOrigin(
+  conn: Deno.Conn,
+  ctx: ProxyContext,
+): Promise<{ reader: BufReader; origin: ClientOrigin | undefined } | undefined> {
   const peer = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
   const trusted = ctx.trustedProxies;
   const bytes = ipBytes(peer);
@@ -48,7 +74,7 @@ async function proxied(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
       "not in listen.trusted_proxies: its PROXY header is not believed",
     );
     closeQuietly(conn);
-    return conn;
+    return undefined;
   }
   const reader = new BufReader(conn, SMALL_READ_BUFFER);
   const guard = new FirstBytes(conn, ctx);
@@ -71,12 +97,11 @@ async function proxied(conn: Deno.Conn, ctx: ProxyContext): Promise<Deno.Conn> {
       : ["closed", `the connection failed before a whole PROXY header: ${(e as Error).message}`];
     ctx.onProxyRefused?.(peer, reason, detail);
     closeQuietly(conn);
-    return conn;
+    return undefined;
   } finally {
     guard.done();
   }
-  if (ctx.h2c) return sniffed(conn, ctx, reader, origin);
-  return serveConn(conn, ctx, reader, origin);
+  return { reader, origin };
 }
 
 // TLS: the handshake tells the protocol (it must end within timeouts.head). One that
@@ -94,12 +119,25 @@ async function negotiated(conn: Deno.TlsConn, ctx: ProxyContext): Promise<Deno.C
   } finally {
     guard.done();
   }
+  const hops = ctx.tlsHops;
   if (info === undefined) {
+    // behind the PROXY hop: closing the hop ends the handshake (EOF) at once
+    hops?.abort(conn);
     if (ctx.stalls) ctx.stalls.hold("client", conn, handshake, "listen.https");
     else closeQuietly(conn);
     return conn;
   }
-  return info.alpnProtocol === "h2" ? serveH2(conn, ctx) : serveConn(conn, ctx);
+  let origin: ClientOrigin | undefined;
+  if (hops !== undefined) {
+    origin = hops.origin(conn);
+    if (origin === undefined) { // not one of the hop's own connections
+      closeQuietly(conn);
+      return conn;
+    }
+  }
+  return info.alpnProtocol === "h2"
+    ? serveH2(conn, ctx, undefined, origin)
+    : serveConn(conn, ctx, undefined, origin);
 }
 
 // Cleartext: read until the bytes either match the HTTP/2 preface or cannot.

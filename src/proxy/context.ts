@@ -136,4 +136,24 @@ export interface ProxyContext {
    * sentence saying what was wrong.
    */
   onProxyRefused?: ((peer: string, reason: string, detail: string) => void) | undefined;
+  /**
+   * `listen.https` with `proxy_protocol`: the hop that read each connection's PROXY
+   * header and carries its bytes to the internal TLS listener; it names the client
+   * of each TLS connection accepted there (see `TlsHops`).
+   */
+  tlsHops?: HopOrigins | undefined;
+}
+
+/** What the TLS side asks of the PROXY hop in front of it (`TlsHops`). */
+export interface HopOrigins {
+  /**
+   * The client and the address it connected to, as the PROXY header of the hop
+   * that carries `conn` named them (its peer's when `LOCAL`); undefined when no
+   * hop carries it (a connection made to the internal listener by anyone else).
+   */
+  origin(
+    conn: Deno.Conn,
+  ): { ip: string; port: number; dest: string; destPort: number } | undefined;
+  /** Closes the hop that carries `conn` (its handshake ran out of time). */
+  abort(conn: Deno.Conn): void;
 }

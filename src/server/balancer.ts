@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { TlsHops } from "../proxy/tls_hop.ts";
 import type { PrivateCounts } from "../upstream/private_pools.ts";
 import { addrKey, type HostPort } from "../config/address.ts";
 import { type Cidr, parseCidr } from "../config/cidr.ts";
@@ -698,10 +699,12 @@ export class Balancer {
     const { listen } = config;
     const wanted: Array<{ proto: "http" | "https"; addr: HostPort; key: string }> = [];
     if (listen.https) {
+      // a PROXY hop in front of TLS is another listener: turning it on or off rebinds
+      const hop = listen.proxy_protocol === true ? " proxy_protocol" : "";
       wanted.push({
         proto: "https",
         addr: listen.https,
-        key: `https ${addrKey(listen.https)}`,
+        key: `https ${addrKey(listen.https)}${hop}`,
       });
     }
     if (listen.http) {
@@ -725,6 +728,11 @@ export class Balancer {
         const onExhausted = (e: unknown) =>
           this.exhaustion.report(`accept on listen.${w.proto} ${addrKey(w.addr)}`, e);
         const listen = () => listenHttp(w.addr, this.#options.reusePort);
+        let hop: ((conn: Deno.Conn, tls: Deno.NetAddr) => Promise<Deno.Conn>) | undefined;
+        if (w.proto === "https" && config.listen.proxy_protocol === true) {
+          const hops = ctx.tlsHops = new TlsHops();
+          hop = (conn, tls) => hops.serve(conn, ctx, tls);
+        }
         const acceptor = w.proto === "https"
           ? await TlsAcceptor.start({
             addr: w.addr,
@@ -733,6 +741,7 @@ export class Balancer {
             onExhausted,
             log: this.log,
             join: this.#options.reusePort === "join",
+            ...(hop ? { hop } : {}),
           })
           : accept(bind("listen.http", w.addr, listen), handle, onExhausted);
         const l = { key: w.key, ctx, acceptor };

@@ -67,7 +67,17 @@ export interface TlsAcceptorOptions {
   log: Logger;
   /** Join a port other workers of this balancer already bound (skip the in-use check). */
   join?: boolean;
+  /**
+   * `listen.proxy_protocol`: `addr` is then a plain TCP listener whose connections
+   * are handed to `hop` with the address of the TLS listener, bound on 127.0.0.1
+   * (see `TlsHops`: the PROXY header is read before TLS, then the bytes are carried
+   * to the TLS listener).
+   */
+  hop?: (conn: Deno.Conn, tls: Deno.NetAddr) => Promise<Deno.Conn>;
 }
+
+// Where the TLS listener behind a PROXY hop is bound (a port chosen by the system).
+const LOOPBACK: HostPort = { hostname: "127.0.0.1", port: 0 };
 
 /**
  * Distinct server names one listener's resolver may be asked before the listener
@@ -94,6 +104,8 @@ export class TlsAcceptor implements Acceptor {
   #interval: number | undefined;
   #served: TlsFiles[];
   #current: Acceptor;
+  /** The public plain-TCP loop in front of the TLS listener (`hop` only). */
+  #front: Acceptor | undefined;
   /** Loops that stopped accepting after a reload, with connections still open. */
   readonly #retired = new Set<Acceptor>();
   #stopped = false;
@@ -120,12 +132,17 @@ export class TlsAcceptor implements Acceptor {
    */
   static async start(options: TlsAcceptorOptions): Promise<TlsAcceptor> {
     const served = await Promise.all(options.tls.certificates.map(loadTls));
-    const { addr } = options;
+    const { addr, hop } = options;
     const a = new TlsAcceptor(options, served);
     const files = options.tls.certificates;
     // bound with reusePort (a new certificate rebinds beside it): check the port first
     if (!options.join) bindOrThrow(addr, files, () => ensureFree(addr));
-    a.#current = a.#accept(bindOrThrow(addr, files, () => a.#listen(addr, served, true)));
+    const tlsAddr = hop === undefined ? addr : LOOPBACK;
+    a.#current = a.#accept(bindOrThrow(tlsAddr, files, () => a.#listen(tlsAddr, served, true)));
+    if (hop !== undefined) {
+      const front = bindOrThrow(addr, files, () => Deno.listen({ ...addr, reusePort: true }));
+      a.#front = accept(front, (conn) => hop(conn, a.#current.addr), options.onExhausted);
+    }
     served.forEach((m, i) => {
       options.log.info(`tls: serving ${describe(m)} from ${at(files[i]!)}.cert ${files[i]!.cert}`);
       a.#check(m, files[i]!, i);
@@ -136,7 +153,7 @@ export class TlsAcceptor implements Acceptor {
 
   /** The bound address. */
   get addr(): Deno.NetAddr {
-    return this.#current.addr;
+    return this.#front?.addr ?? this.#current.addr;
   }
 
   /** The certificates served now, in config order (the first is the default). */
@@ -162,6 +179,7 @@ export class TlsAcceptor implements Acceptor {
   get done(): Promise<void> {
     return Promise.all([
       this.#current.done,
+      this.#front?.done,
       ...[...this.#retired].map((r) => r.done),
       ...this.#unwatching,
     ]).then(
@@ -174,6 +192,7 @@ export class TlsAcceptor implements Acceptor {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#unwatch();
+    this.#front?.stop();
     this.#current.stop();
   }
 
@@ -326,7 +345,8 @@ export class TlsAcceptor implements Acceptor {
 
   // The address actually bound (port 0 resolved), so a replacement lands on the same port.
   #pinned(): HostPort {
-    return { hostname: this.#options.addr.hostname, port: this.#current.addr.port };
+    const hostname = this.#options.hop ? LOOPBACK.hostname : this.#options.addr.hostname;
+    return { hostname, port: this.#current.addr.port };
   }
 
   // Follows new paths, the watch setting and the interval.
