@@ -4,7 +4,8 @@
 #  2. req/s of one unload (CPU 0) answering a 16 KiB HTML page from nginx (CPU 1) through a
 #     route without compress (plain) and a route with `compress: true`, asked for gzip, br and
 #     zstd in turn by wrk (CPU 1); and nginx itself as the proxy with `gzip on; gzip_comp_level 5`
-#     (CPU 0), the line compress replaces.
+#     (CPU 0), the line compress replaces; and a 6-byte answer through both routes (compress
+#     leaves it alone: what a compress route costs a response it does not compress).
 # Env: DUR (s per measurement, 5), CONNS (50), ROUNDS (2: best of N, rows interleaved).
 set -u
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ cat > "$D/backend.conf" <<C
 worker_processes 1; daemon off; pid $D/b.pid; error_log $D/b.err;
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 1000000; types { text/html html; }
-  server { listen 127.0.0.1:19201; root $D/site; } }
+  server { listen 127.0.0.1:19201; root $D/site; default_type text/plain;
+    location = /small { return 200 "hello\\n"; } } }
 C
 taskset -c 1 nginx -c "$D/backend.conf" -p "$D" &
 cat > "$D/proxy.conf" <<C
@@ -46,12 +48,14 @@ C
 start_unload "$D/unload.yaml"
 sleep 4
 declare -A BEST
-ROWS="plain gzip br zstd nginx-gzip"
+ROWS="plain gzip br zstd nginx-gzip plain-small compress-small"
 for round in $(seq 1 "$ROUNDS"); do
   for row in $ROWS; do
     case $row in
       plain) args=(-H "Host: plain.test" -H "Accept-Encoding: gzip, br" http://127.0.0.1:19290/page.html) ;;
       nginx-gzip) args=(-H "Accept-Encoding: gzip" http://127.0.0.1:19282/page.html) ;;
+      plain-small) args=(-H "Host: plain.test" -H "Accept-Encoding: gzip" http://127.0.0.1:19290/small) ;;
+      compress-small) args=(-H "Host: compress.test" -H "Accept-Encoding: gzip" http://127.0.0.1:19290/small) ;;
       *) args=(-H "Host: compress.test" -H "Accept-Encoding: $row" http://127.0.0.1:19290/page.html) ;;
     esac
     curl -s -m 2 -o /dev/null "${args[@]}" || continue
@@ -59,7 +63,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if better_round "$out" "${BEST[$row]:-}"; then BEST[$row]=$out; fi
   done
 done
-size() { curl -s -H "Host: $1" -H "Accept-Encoding: $2" "http://127.0.0.1:$3/page.html" | wc -c; }
+size() { curl -s -H "Host: $1" -H "Accept-Encoding: $2" "http://127.0.0.1:$3/${4:-page.html}" | wc -c; }
 echo "compress req/s — $(date -u +%Y-%m-%d), $(nproc) cores, 16 KiB page, ${DUR}s per run, $CONNS conns, best of $ROUNDS"
 echo
 echo "| route | body bytes | req/s | p50 | p99 | errors | req/s vs plain |"
@@ -70,6 +74,8 @@ for row in $ROWS; do
   case $row in
     plain) bytes=$(size plain.test "gzip, br" 19290) ;;
     nginx-gzip) bytes=$(size x gzip 19282) ;;
+    plain-small) bytes=$(size plain.test gzip 19290 small) ;;
+    compress-small) bytes=$(size compress.test gzip 19290 small) ;;
     *) bytes=$(size compress.test "$row" 19290) ;;
   esac
   if [ -z "$out" ]; then echo "| $row | $bytes | - | - | - | no answer | - |"; continue; fi

@@ -30,7 +30,7 @@ import { removeField } from "./rewrite.ts";
  * import { assertEquals } from "@std/assert";
  * import { compressStep } from "./compress.ts";
  * const step = compressStep({ types: ["text/*"], min_size: 1024 });
- * const res = { method: "GET", status: 200, requestField: (n: string) =>
+ * const res = { method: "GET", status: 200, changed: false, requestField: (n: string) =>
  *   n === "accept-encoding" ? "gzip, br" : undefined };
  * const fields = ["Content-Type", "text/html", "Content-Length", "5000", "ETag", '"v1"'];
  * const enc = step.onResponseBody!(fields, res)!;
@@ -93,9 +93,10 @@ export function compressStep(config: CompressConfig): PolicyStep {
       }
       if (type.startsWith("application/grpc") || !match(type)) return undefined;
       if (length >= 0 && length < config.min_size) return undefined;
-      addVary(fields, vary);
+      res.changed = addVary(fields, vary) || res.changed;
       const coding = chooseCoding(res.requestField("accept-encoding"));
       if (coding === undefined) return undefined;
+      res.changed = true;
       if (etag >= 0 && fields[etag + 1]!.startsWith('"')) {
         fields[etag + 1] = `W/${fields[etag + 1]}`;
       }
@@ -134,22 +135,23 @@ function mediaType(value: string): string {
 }
 
 // `Vary: Accept-Encoding` added, or merged into the last Vary field (at `at`), unless
-// that already names it or is "*".
-function addVary(fields: string[], at: number): void {
+// that already names it or is "*"; true when a field changed.
+function addVary(fields: string[], at: number): boolean {
   if (at < 0) {
     fields.push("Vary", "Accept-Encoding");
-    return;
+    return true;
   }
   // every Vary field counts: look at all of them
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i]!.toLowerCase() !== "vary") continue;
     for (const t of fields[i + 1]!.split(",")) {
       const token = t.trim().toLowerCase();
-      if (token === "*" || token === "accept-encoding") return;
+      if (token === "*" || token === "accept-encoding") return false;
     }
   }
   const value = fields[at + 1]!.trim();
   fields[at + 1] = value === "" ? "Accept-Encoding" : `${value}, Accept-Encoding`;
+  return true;
 }
 
 /**

@@ -120,6 +120,8 @@ export interface ResponseContext {
   readonly status: number;
   /** A request field's value by lower-case name (repeated ones joined by ", "), or undefined. */
   requestField(name: string): string | undefined;
+  /** Set by a body step that changed the response's fields (else the head is sent as it came). */
+  changed: boolean;
 }
 
 /**

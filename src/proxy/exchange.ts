@@ -519,7 +519,7 @@ class Exchange implements Timed, Cancellable {
       const bodyless = res.endStream || req.head.method === "HEAD" || res.status === 204 ||
         res.status === 304;
       const policy = this.#route.policy;
-      let fields = res.fields;
+      let fields: readonly string[] = res.fields;
       let encoder: BodyEncoder | undefined;
       if (policy !== undefined && !policy.passesResponses) {
         const ask = bodyless || policy.body === undefined

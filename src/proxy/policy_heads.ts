@@ -83,7 +83,7 @@ function outcome(answer: PolicyAnswer | undefined, p: PolicyRequest, req: Reques
 
 /** A response head as the response steps left it, and the body's encoder if one was chosen. */
 export interface PolicyResponse<H> {
-  /** The head (a new one). */
+  /** The head: a new one, or the one given when no step changed it. */
   head: H;
   /** The body step's encoder, when the body is to be encoded. */
   encoder: BodyEncoder | undefined;
@@ -101,6 +101,8 @@ export function applyResponsePolicy(
 ): PolicyResponse<ResponseHead> {
   const fields = flatFields(head);
   const encoder = policy.runResponse(fields, res);
+  // a route whose only response step is compress, which left this one alone: the head as it came
+  if (policy.response.length === 0 && res?.changed !== true) return { head, encoder };
   let text = `HTTP/1.${head.minor} ${head.status} ${head.reason}\r\n`;
   for (let i = 0; i + 1 < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
   return { head: parseResponseHead(text + "\r\n"), encoder };
@@ -115,9 +117,10 @@ export function applyResponseFieldsPolicy(
   policy: RoutePolicy,
   fields: readonly string[],
   res?: ResponseContext,
-): PolicyResponse<string[]> {
+): PolicyResponse<readonly string[]> {
   const out = fields.slice();
   const encoder = policy.runResponse(out, res);
+  if (policy.response.length === 0 && res?.changed !== true) return { head: fields, encoder };
   for (let i = 0; i < out.length; i += 2) out[i] = out[i]!.toLowerCase();
   return { head: out, encoder };
 }
@@ -143,6 +146,7 @@ export function responseContext(head: RequestHead, status: number): ResponseCont
   return {
     method: head.method,
     status,
+    changed: false,
     requestField(name: string): string | undefined {
       let value: string | undefined;
       for (let i = 0; i < head.count; i++) {
