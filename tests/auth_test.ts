@@ -7,8 +7,10 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import {
+  captureLogger,
   delay,
   forEachHead,
+  freePort,
   RawClient,
   type RawServer,
   rawServer,
@@ -18,6 +20,7 @@ import {
 import { type LbProcess, runCli, startLbProcess } from "./_process.ts";
 import { runGrpcio } from "./_grpcio.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
+import { createLogger } from "../src/observe/log.ts";
 
 /** A backend that keeps every request head it gets. */
 function recordingBackend(): RawServer & { heads: string[] } {
@@ -323,4 +326,257 @@ routes:
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+const LOGIN_PAGE = '<html><a href="https://sso.test/login">log in</a></html>\n';
+
+/**
+ * A forward auth service on raw sockets: `Bearer good` gets 200 with X-User (and an X-Other
+ * not copied), `Bearer slow` no answer at all, anything else a 302 to the SSO login with a
+ * Set-Cookie and a chunked HTML body.
+ */
+function authService(): RawServer & { heads: string[] } {
+  const heads: string[] = [];
+  const server = rawServer((conn, read) =>
+    forEachHead(read, (head) => {
+      heads.push(head);
+      if (/^authorization: bearer slow/im.test(head)) return Promise.resolve(true);
+      if (/^authorization: bearer good/im.test(head)) {
+        return writeAllText(
+          conn,
+          "HTTP/1.1 200 OK\r\nX-User: ann\r\nX-Other: no\r\ncontent-length: 2\r\n\r\nok",
+        );
+      }
+      const uri = /X-Forwarded-Uri: (.*)/.exec(head)?.[1] ?? "";
+      const half = LOGIN_PAGE.length >> 1;
+      const hex = (n: number) => n.toString(16);
+      return writeAllText(
+        conn,
+        `HTTP/1.1 302 Found\r\nLocation: https://sso.test/login?rd=${uri}\r\n` +
+          "Set-Cookie: csrf=abc; Path=/\r\nContent-Type: text/html\r\n" +
+          "Transfer-Encoding: chunked\r\n\r\n" +
+          `${hex(half)}\r\n${LOGIN_PAGE.slice(0, half)}\r\n` +
+          `${hex(LOGIN_PAGE.length - half)}\r\n${LOGIN_PAGE.slice(half)}\r\n0\r\n\r\n`,
+      );
+    })
+  );
+  return Object.assign(server, { heads });
+}
+
+const forwardConfig = (backend: number, auth: number) => `
+listen: { http: 127.0.0.1:0, h2c: true }
+admin: { listen: 127.0.0.1:0 }
+routes:
+  - name: app
+    host: app.test
+    backends: [{ address: 127.0.0.1:${backend} }]
+    auth:
+      forward: { url: "http://127.0.0.1:${auth}/check", copy_headers: [X-User], timeout: 500ms }
+  - name: down
+    host: down.test
+    backends: [{ address: 127.0.0.1:${backend} }]
+    auth: { forward: { url: "http://127.0.0.1:${freePort()}/check" } }
+  - name: grpc
+    host: 127.0.0.1
+    backend_protocol: h2c
+    backends: [{ address: 127.0.0.1:${backend} }]
+    auth: { forward: { url: "http://127.0.0.1:${auth}/check" } }
+`;
+
+Deno.test("auth forward: a 2xx lets the request through with copy_headers (a forged one removed); the service gets GET, the fields and X-Forwarded-*, no body", async () => {
+  await using backend = recordingBackend();
+  await using auth = authService();
+  await using lb = await startBalancer(forwardConfig(backend.port, auth.port));
+  const out = await curl([
+    "-D",
+    "-",
+    "-H",
+    "Host: app.test",
+    "-H",
+    "Authorization: Bearer good",
+    "-H",
+    "X-User: eve",
+    "-d",
+    "payload",
+    `http://127.0.0.1:${lb.port}/app/x?y=1`,
+  ]);
+  assertMatch(out, /^HTTP\/1\.1 200 /);
+  const asked = auth.heads[0]!.split("\r\n");
+  assertEquals(asked[0], "GET /check HTTP/1.1");
+  for (
+    const line of [
+      `Host: 127.0.0.1:${auth.port}`,
+      "Authorization: Bearer good",
+      "X-Forwarded-Method: POST",
+      "X-Forwarded-Uri: /app/x?y=1",
+      "X-Forwarded-Host: app.test",
+      "X-Forwarded-Proto: http",
+      "X-Forwarded-For: 127.0.0.1",
+    ]
+  ) assert(asked.includes(line), `${line} not in:\n${auth.heads[0]}`);
+  assert(!/content-length|transfer-encoding/i.test(auth.heads[0]!), "no body goes to the service");
+  assertEquals(auth.received, auth.heads[0]!.length + 4, "nothing after the head");
+  const got = backend.heads[0]!.split("\r\n");
+  assertEquals(got[0], "POST /app/x?y=1 HTTP/1.1");
+  assert(got.includes("X-User: ann"), backend.heads[0]);
+  assert(!got.some((l) => /^x-user: eve/i.test(l) || /^x-other/i.test(l)), backend.heads[0]);
+});
+
+Deno.test("auth forward: any other answer reaches the client as the service sent it (302 to the SSO login, its Set-Cookie and body), over HTTP/1.1 and HTTP/2", async () => {
+  await using backend = recordingBackend();
+  await using auth = authService();
+  await using lb = await startBalancer(forwardConfig(backend.port, auth.port));
+  using c = await RawClient.connect(lb.port);
+  const res = await c.request("GET /private?a=b HTTP/1.1\r\nHost: app.test\r\n\r\n");
+  assertEquals(res.status, 302);
+  assertEquals(res.headers.get("location"), "https://sso.test/login?rd=/private?a=b");
+  assertEquals(res.headers.get("set-cookie"), "csrf=abc; Path=/");
+  assertEquals(res.headers.get("content-type"), "text/html");
+  assertEquals(res.headers.get("content-length"), String(LOGIN_PAGE.length));
+  assertEquals(res.headers.get("transfer-encoding"), undefined);
+  assertEquals(res.body, LOGIN_PAGE);
+  const again = await c.request("GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n");
+  assertEquals(again.status, 302, "the client connection goes on");
+  const h2 = await curl([
+    "--http2-prior-knowledge",
+    "-D",
+    "-",
+    "-H",
+    "Host: app.test",
+    `http://127.0.0.1:${lb.port}/p`,
+  ]);
+  assertMatch(h2, /^HTTP\/2 302/);
+  assertStringIncludes(h2, "location: https://sso.test/login?rd=/p");
+  assert(h2.endsWith(LOGIN_PAGE), h2);
+  const ok = await curl([
+    "--http2-prior-knowledge",
+    "-D",
+    "-",
+    "-H",
+    "Host: app.test",
+    "-H",
+    "Authorization: Bearer good",
+    `http://127.0.0.1:${lb.port}/p`,
+  ]);
+  assertMatch(ok, /^HTTP\/2 200/);
+  assertEquals(backend.heads.length, 1, "only the allowed request reached the backend");
+});
+
+Deno.test("auth forward: many requests share one kept-alive connection to the service; timeout 504, unreachable 503, counted in /metrics and the access log", async () => {
+  await using backend = recordingBackend();
+  await using auth = authService();
+  const records: { policy?: string; status: number; route: string }[] = [];
+  const base = createLogger({ access: "off", quiet: true });
+  const captured = captureLogger();
+  const logger = {
+    ...captured,
+    access: (r: Parameters<typeof base.access>[0]) =>
+      void records.push(JSON.parse(JSON.stringify(r))),
+  };
+  await using lb = await startBalancer(forwardConfig(backend.port, auth.port), { logger });
+  for (let i = 0; i < 10; i++) {
+    // a new client connection each time: the service's connection is the balancer's own
+    using c = await RawClient.connect(lb.port);
+    const r = await c.request(
+      `GET /${i} HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer ${
+        i % 2 ? "good" : "other"
+      }\r\n\r\n`,
+    );
+    assertEquals(r.status, i % 2 ? 200 : 302);
+  }
+  assertEquals(auth.heads.length, 10);
+  assertEquals(auth.accepted, 1, "one connection to the service for 10 requests");
+  using c = await RawClient.connect(lb.port);
+  const slow = await c.request(
+    "GET / HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer slow\r\n\r\n",
+  );
+  assertEquals(slow.status, 504);
+  const down = await c.request("GET / HTTP/1.1\r\nHost: down.test\r\n\r\n");
+  assertEquals(down.status, 503);
+  const ok = await c.request(
+    "GET / HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer good\r\n\r\n",
+  );
+  assertEquals(ok.status, 200, "after a timeout, a new connection");
+  assertEquals(auth.accepted, 2);
+  const admin = `http://127.0.0.1:${lb.addrs.admin!.port}`;
+  let m = "";
+  await until("the decisions are counted", async () => {
+    m = await (await fetch(`${admin}/metrics`)).text();
+    return m.includes('policy="auth",code="503"');
+  });
+  const n = (labels: string) => sample(m, "unload_auth_decisions_total", labels);
+  assertEquals(n('route="app",kind="forward",result="allowed"'), 6);
+  assertEquals(n('route="app",kind="forward",result="denied"'), 5);
+  assertEquals(n('route="app",kind="forward",result="timeout"'), 1);
+  assertEquals(n('route="down",kind="forward",result="unreachable"'), 1);
+  assertEquals(
+    sample(m, "unload_policy_answers_total", 'route="app",policy="auth",code="302"'),
+    5,
+  );
+  assertEquals(
+    sample(m, "unload_policy_answers_total", 'route="app",policy="auth",code="504"'),
+    1,
+  );
+  await until("the access log", () => records.length >= 13);
+  const logged = records.filter((r) => r.policy === "auth").map((r) => `${r.route} ${r.status}`);
+  assertEquals(logged.filter((l) => l === "app 302").length, 5);
+  assert(logged.includes("app 504") && logged.includes("down 503"), logged.join(", "));
+  const lines = captured.lines.join("\n");
+  assertStringIncludes(lines, "did not answer within 500ms");
+});
+
+Deno.test("auth forward: a gRPC client the service refuses gets UNAUTHENTICATED (grpcio)", async () => {
+  await using backend = recordingBackend();
+  await using auth = authService();
+  await using lb = await startBalancer(forwardConfig(backend.port, auth.port));
+  const s = await runGrpcio({ target: `127.0.0.1:${lb.port}`, mode: "unary", calls: 1 });
+  assertEquals(s.codes, { UNAUTHENTICATED: 1 });
+  assertEquals(backend.heads.length, 0);
+  assertStringIncludes(auth.heads[0]!, "X-Forwarded-Uri: /t.Test/Unary");
+});
+
+Deno.test("auth forward: `main.ts explain` says it would ask the service, and asks nothing; config mistakes are file:line errors", async () => {
+  await using auth = authService();
+  const dir = await Deno.makeTempDir({ prefix: "unload-auth-" });
+  try {
+    const config = `${dir}/unload.yaml`;
+    await Deno.writeTextFile(
+      config,
+      `listen: { http: 127.0.0.1:0 }
+routes:
+  - name: app
+    backends: [{ address: 127.0.0.1:9 }]
+    auth: { forward: { url: "http://127.0.0.1:${auth.port}/check", copy_headers: [X-User] } }
+`,
+    );
+    const r = await runCli(["explain", "--config", config, "GET", "http://app.test/x"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertStringIncludes(
+      r.stdout,
+      `auth: would ask http://127.0.0.1:${auth.port}/check (explain sends nothing)`,
+    );
+    assertStringIncludes(r.stdout, "backend: 127.0.0.1:9");
+    assertEquals(auth.accepted, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  let errors: string[] = [];
+  try {
+    parseConfig(
+      `listen: { http: 127.0.0.1:0 }
+routes:
+  - name: a
+    backends: [{ address: 127.0.0.1:9 }]
+    auth: { forward: { url: "https://auth/check", copy_headers: [Content-Length], timeout: soon } }
+`,
+      "unload.yaml",
+    );
+  } catch (e) {
+    errors = (e as ConfigError).errors;
+  }
+  const has = (prefix: string, text: string) =>
+    assert(errors.some((e) => e.startsWith(prefix) && e.includes(text)), errors.join("\n"));
+  has("unload.yaml:5: routes[0].auth.forward.url:", "must be http://host[:port][/path]");
+  has("unload.yaml:5: routes[0].auth.forward.copy_headers[0]:", "cannot be copied");
+  has("unload.yaml:5: routes[0].auth.forward.timeout:", "");
 });

@@ -97,7 +97,8 @@ export async function explain(config: Config, ask: ExplainRequest): Promise<stri
   if (policy === undefined) out.push("policy: none");
   else {
     const notes: string[] = [];
-    const outcome = await applyRequestPolicy(policy, req, client, notes);
+    const scheme = url.protocol === "https:" ? "https" : "http";
+    const outcome = await applyRequestPolicy(policy, req, client, { notes, scheme });
     out.push("policy steps, in order:");
     for (const n of notes) out.push(`  ${n}`);
     if (outcome.answer !== undefined) {
@@ -106,6 +107,7 @@ export async function explain(config: Config, ask: ExplainRequest): Promise<stri
         `answer: ${a.status} ${STATUS_TEXT[a.status] ?? ""} by ${a.policy}: ${a.message}`,
       );
       for (const h of a.headers) out.push(`  ${h}`);
+      if (a.body !== undefined) out.push(`  (and its body, ${a.body.length} bytes)`);
       out.push("backend: none (the balancer answers)");
       return out;
     }

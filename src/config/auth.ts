@@ -190,11 +190,10 @@ function readForward(
   const f = src.map(node, at, ["url", "copy_headers", "timeout"]);
   if (!f.has("url")) return src.fail(node, at, 'needs url (e.g. "http://auth:9100/check")');
   const url = src.string(f.get("url"), `${at}.url`);
-  if (url === undefined) return undefined;
-  const m = URL_REGEXP.exec(url);
+  const m = URL_REGEXP.exec(url ?? "");
   const port = Number(m?.[2] ?? 80);
-  if (!m || port < 1 || port > 65535) {
-    return src.fail(
+  if (url !== undefined && (!m || port < 1 || port > 65535)) {
+    src.fail(
       f.get("url"),
       `${at}.url`,
       `must be http://host[:port][/path] (plain HTTP/1.1): received "${url}"`,
@@ -216,6 +215,7 @@ function readForward(
   });
   const timeout = src.duration(f.get("timeout"), `${at}.timeout`) ?? FORWARD_AUTH_TIMEOUT;
   if (timeout < 1) src.fail(f.get("timeout"), `${at}.timeout`, "must be at least 1ms");
+  if (url === undefined || !m || port < 1 || port > 65535) return undefined;
   return {
     url,
     hostname: m[1]!.replace(/^\[|\]$/g, ""),

@@ -40,6 +40,11 @@ export interface SimpleResponseOptions {
   headers?: string[];
   /** Omit the body (answer to HEAD). @default {false} */
   headOnly?: boolean;
+  /**
+   * A body of its own (an auth service's answer, passed on) instead of the short
+   * text one: `headers` are then all its fields but `Content-Length`.
+   */
+  body?: Uint8Array;
 }
 
 /**
@@ -78,6 +83,34 @@ const GENERIC: Readonly<Record<number, string>> = {
  */
 export function simpleBody(status: number, detail: string): string {
   return `${status} ${STATUS_TEXT[status] ?? "Error"}: ${GENERIC[status] ?? detail}\n`;
+}
+
+/**
+ * The HTTP/1.1 head of an answer carrying a body of its own ({@linkcode SimpleResponseOptions.body}):
+ * the status line, `options.headers`, `content-length: bodyLength`, and `connection: close`
+ * when asked for.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { answerHead } from "./status.ts";
+ * assertEquals(
+ *   answerHead(302, 4, { headers: ["Location: /login", "Content-Type: text/plain"] }),
+ *   "HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Type: text/plain\r\ncontent-length: 4\r\n\r\n",
+ * );
+ * ```
+ */
+export function answerHead(
+  status: number,
+  bodyLength: number,
+  options: SimpleResponseOptions = {},
+): string {
+  let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n`;
+  for (const h of options.headers ?? []) head += `${h}\r\n`;
+  // a 204 or 304 has no body and says nothing of one
+  if (status !== 204 && status !== 304) head += `content-length: ${bodyLength}\r\n`;
+  if (options.close) head += "connection: close\r\n";
+  return head + "\r\n";
 }
 
 /**

@@ -10,6 +10,7 @@ import { accessStep } from "./access.ts";
 import type { AuthContext } from "./_auth.ts";
 import { basicAuthStep } from "./auth_basic.ts";
 import { compressStep } from "./compress.ts";
+import { forwardAuthStep } from "./auth_forward.ts";
 import { headersStep } from "./headers.ts";
 import { type MirrorContext, mirrorStep } from "./mirror.ts";
 import { type PolicyStep, RoutePolicy, type StepResult } from "./policy.ts";
@@ -48,7 +49,11 @@ export function compilePolicy(
     steps.push(redirectStep(config.redirect.to, config.redirect.code));
   }
   const auth = config.auth;
-  if (auth !== undefined && "basic" in auth) steps.push(basicAuthStep(auth.basic, context));
+  if (auth !== undefined) {
+    steps.push(
+      "basic" in auth ? basicAuthStep(auth.basic, context) : forwardAuthStep(auth.forward, context),
+    );
+  }
   if (config.rate_limit !== undefined) steps.push(rateLimitStep(config.rate_limit, context));
   if (config.rewrite !== undefined) steps.push(rewriteStep(config.rewrite));
   const h = config.headers;

@@ -21,6 +21,8 @@ export class PolicyRequest {
   path: string;
   /** The query with its leading "?", or "": kept by every rewrite. */
   readonly query: string;
+  /** The scheme the client spoke to the balancer. */
+  scheme: "http" | "https" = "http";
   /** True once a step changed the path or a field. */
   changed = false;
   #fields: string[] | undefined;
@@ -73,8 +75,16 @@ export interface PolicyAnswer {
   status: number;
   /** Why, shown to the client in the short body (4xx) and kept in the access log. */
   message: string;
-  /** Extra header lines (`Location: ...`), each without CRLF. */
+  /**
+   * Extra header lines (`Location: ...`), each without CRLF; with `body`, every
+   * field of the answer but its `Content-Length` (which the balancer writes).
+   */
   headers: string[];
+  /**
+   * The answer's own body (an auth service's login page), sent as it is instead
+   * of the short text one; `message` then goes to the access log only.
+   */
+  body?: Uint8Array;
   /** The `grpc-status` a gRPC client gets. @default {gRPC's mapping of `status`} */
   grpcStatus?: number;
 }

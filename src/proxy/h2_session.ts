@@ -341,20 +341,23 @@ class StreamClient implements ClientSide, ByteConn {
       ], true);
       return;
     }
-    const body = simpleBody(status, message);
-    const fields = ["content-type", "text/plain; charset=utf-8"];
-    fields.push("content-length", String(body.length));
+    const own = options.body; // a body of its own (an auth service's answer): all its fields given
+    const body = own ?? simpleBody(status, message);
+    const fields = own === undefined ? ["content-type", "text/plain; charset=utf-8"] : [];
+    const bodyless = status === 204 || status === 304;
+    if (!bodyless || own === undefined) fields.push("content-length", String(body.length));
     for (const h of options.headers ?? []) {
       const colon = h.indexOf(":");
       fields.push(h.slice(0, colon).trim().toLowerCase(), h.slice(colon + 1).trim());
     }
     this.#responded = true;
-    if (options.headOnly) {
+    if (options.headOnly || body.length === 0) {
       this.#respond(status, fields, true);
       return;
     }
     this.#respond(status, fields, false);
-    this.writer.writeString(body);
+    if (typeof body === "string") this.writer.writeString(body);
+    else this.writer.writeBytes(body, 0, body.length);
   }
 
   // HEADERS, never throwing: a stream the client reset or lost takes no answer, and

@@ -52,20 +52,23 @@ export type PolicyOutcome =
  * @param policy The route's compiled policy.
  * @param req The request as the edge checked it.
  * @param client The client's IP address.
- * @param notes When given (`explain`), each step's decision is added.
- * @returns The outcome; a promise only when a step asks a store (`rate_limit` with Redis).
+ * @param options `notes`: when given (`explain`), each step's decision is added;
+ * `scheme`: what the client spoke (http by default).
+ * @returns The outcome; a promise only when a step asks a service or a store
+ * (`auth`, `rate_limit` with Redis).
  */
 export function applyRequestPolicy(
   policy: RoutePolicy,
   req: Request,
   client: string,
-  notes?: string[],
+  options: { notes?: string[]; scheme?: "http" | "https" } = {},
 ): PolicyOutcome | Promise<PolicyOutcome> {
   const head = req.head;
   // an absolute-form target is forwarded as its path and query (`req.path`); "*" as it is
   const target = head.target === "*" ? head.target : req.path;
   const p = new PolicyRequest(head.method, req.host, target, client, () => flatFields(head));
-  const answer = policy.runRequest(p, notes);
+  if (options.scheme !== undefined) p.scheme = options.scheme;
+  const answer = policy.runRequest(p, options.notes);
   if (answer instanceof Promise) return answer.then((a) => outcome(a, p, req));
   return outcome(answer, p, req);
 }

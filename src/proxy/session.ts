@@ -7,7 +7,14 @@
  */
 import type { ExchangeRecord, ProxyContext, Route } from "./context.ts";
 import type { Timed } from "../timer/watchdog.ts";
-import { answer, type ClientOrigin, type ClientSide, originOf, type Request } from "./client.ts";
+import {
+  answer,
+  type AnswerOptions,
+  type ClientOrigin,
+  type ClientSide,
+  originOf,
+  type Request,
+} from "./client.ts";
 import { PrivatePools } from "../upstream/private_pools.ts";
 import { forward } from "./exchange.ts";
 import { applyRequestPolicy, type PolicyOutcome, startCopy } from "./policy_heads.ts";
@@ -16,7 +23,7 @@ import { requestFraming } from "../http1/body.ts";
 import { EXPECT, HOST, keepsAlive, UPGRADE } from "../http1/fields.ts";
 import { type HeadLimits, HttpError, readHead } from "../http1/head.ts";
 import { parseRequest, RequestHead, type ResponseHead } from "../http1/parse.ts";
-import { simpleResponse, type SimpleResponseOptions } from "../http1/status.ts";
+import { answerHead, simpleResponse, type SimpleResponseOptions } from "../http1/status.ts";
 import {
   type FieldsResponseInfo,
   type ResponseInfo,
@@ -131,7 +138,12 @@ class Session implements ClientSide, Timed {
   /** HTTP/1.x has no way to cancel one request: a client that goes away closes. */
 
   sendSimple(status: number, message: string, options: SimpleResponseOptions): void {
-    this.writer.writeString(simpleResponse(status, message, options));
+    const body = options.body;
+    if (body === undefined) this.writer.writeString(simpleResponse(status, message, options));
+    else {
+      this.writer.writeString(answerHead(status, body.length, options));
+      if (!options.headOnly && body.length > 0) this.writer.writeBytes(body, 0, body.length);
+    }
   }
 
   finish(): undefined {
@@ -300,7 +312,7 @@ export function handleRequest(
   rec.route = route.name;
   const policy = route.policy;
   if (policy === undefined) return forward(client, req, route, ctx, rec);
-  const out = applyRequestPolicy(policy, req, rec.client);
+  const out = applyRequestPolicy(policy, req, rec.client, { scheme: ctx.proto });
   if (out instanceof Promise) {
     return out.then((o) => afterPolicy(client, head, o, route, ctx, rec, close, headOnly));
   }
@@ -321,9 +333,10 @@ function afterPolicy(
   if (out.answer !== undefined) {
     const a = out.answer;
     rec.policy = a.policy;
-    const options = { close, headOnly, headers: a.headers };
-    if (a.grpcStatus === undefined) return answer(client, rec, a.status, a.message, options);
-    return answer(client, rec, a.status, a.message, { ...options, grpcStatus: a.grpcStatus });
+    const options: AnswerOptions & { close: boolean } = { close, headOnly, headers: a.headers };
+    if (a.body !== undefined) options.body = a.body;
+    if (a.grpcStatus !== undefined) options.grpcStatus = a.grpcStatus;
+    return answer(client, rec, a.status, a.message, options);
   }
   const req = out.req;
   if (req.head !== head) rec.target = req.head.target;
