@@ -196,7 +196,10 @@ Deno.test("auth basic: a reload re-reads the htpasswd file (a changed password; 
   try {
     const file = `${dir}/users.htpasswd`;
     await run("htpasswd", ["-cbB", "-C", "5", file, "ann", "old-pw"]);
-    await using lb = await startLbProcess(basicConfig(backend.port, file));
+    // no watch: the change waits for the SIGHUP
+    await using lb = await startLbProcess(
+      basicConfig(backend.port, file) + "reload: { watch: false }\n",
+    );
     const code = (user: string) =>
       curl([
         "-o",
@@ -217,6 +220,37 @@ Deno.test("auth basic: a reload re-reads the htpasswd file (a changed password; 
     await until("the reload", () => lb.stderrSoFar().includes("config reloaded"));
     assertEquals(await code("ann:old-pw"), "401");
     assertEquals(await code("ann:new-pw"), "200");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("auth basic: with reload.watch, a changed htpasswd file is applied by itself", async () => {
+  await using backend = recordingBackend();
+  const dir = await Deno.makeTempDir({ prefix: "unload-auth-" });
+  try {
+    const file = `${dir}/users.htpasswd`;
+    await run("htpasswd", ["-cbB", "-C", "5", file, "ann", "old-pw"]);
+    await using lb = await startLbProcess(
+      basicConfig(backend.port, file) + "reload: { watch: true, interval: 100ms }\n",
+    );
+    const code = (user: string) =>
+      curl([
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: ops.test",
+        "-u",
+        user,
+        `http://127.0.0.1:${lb.port}/`,
+      ]);
+    assertEquals(await code("ann:old-pw"), "200");
+    await run("htpasswd", ["-bB", "-C", "5", file, "bob", "b0b"]);
+    await until("bob is let in", async () => await code("bob:b0b") === "200");
+    assertStringIncludes(lb.stderrSoFar(), "config reloaded");
+    assertEquals(await code("ann:old-pw"), "200");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

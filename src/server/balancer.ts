@@ -488,18 +488,24 @@ export class Balancer {
     return { ac, checker };
   }
 
-  // `reload.watch`: polls the config file; a change re-reads it and applies it when its
-  // settings differ from those in force. Restarted only when the settings changed.
+  // `reload.watch`: polls the config file and the htpasswd files it names; a change re-reads
+  // it and applies it when its settings differ from those in force. Restarted only when the
+  // settings or the files changed.
   async #watchConfig(config: Config): Promise<void> {
     const { watch, interval } = config.reload;
-    const key = watch ? `${config.file} ${interval}` : "";
+    const files = [config.file];
+    for (const r of config.routes) {
+      const auth = r.policy?.auth;
+      if (auth !== undefined && "basic" in auth) files.push(auth.basic.htpasswd);
+    }
+    const key = watch ? `${files.join(" ")} ${interval}` : "";
     if ((this.#watch?.key ?? "") === key) return;
     const old = this.#watch;
     this.#watch = undefined;
     // not awaited: this may run inside a reload the old watch started
     void old?.watch.close();
     if (!watch || this.#ac.signal.aborted) return;
-    const fileWatch = await FileWatch.start([config.file], {
+    const fileWatch = await FileWatch.start(files, {
       interval,
       onChange: async () => {
         if (!(await this.#ready.promise) || this.#ac.signal.aborted) return;
