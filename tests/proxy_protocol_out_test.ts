@@ -9,6 +9,7 @@
  */
 import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import { parseConfig } from "../src/config/config.ts";
+import { renderMetrics } from "../src/admin/prometheus.ts";
 import { freePort, startBalancer, type TestBalancer } from "./_http.ts";
 import { startHaproxy } from "./_haproxy.ts";
 import { type H2Outcome, h2ScenarioArgs } from "./_h2_scenario.ts";
@@ -95,6 +96,9 @@ for (const version of ["v1", "v2"] as const) {
     // the connections are private to each client connection, and reused by it
     await until("both client connections closed", () => lb.privateCounts.opened === 2);
     assertEquals(lb.privateCounts, { opened: 2, reused: 6 });
+    const metrics = renderMetrics(lb);
+    assertMatch(metrics, /\nunload_private_pool_connections_opened_total 2\n/);
+    assertMatch(metrics, /\nunload_private_pool_reuses_total 6\n/);
   });
 }
 

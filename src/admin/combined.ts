@@ -28,6 +28,8 @@ export interface WorkerStats {
   h2: { connections: number; streams: number; closed: Record<string, number> };
   /** Connections closed for their PROXY header, by reason. */
   proxyRefused?: Record<string, number>;
+  /** Backend connections opened and reused by client connections' private pools. */
+  privateCounts?: { opened: number; reused: number };
   /** Body buffers lent now, and the bytes of the large ones. */
   bodyBuffers: { inUse: number; largeBytes: number };
   /** TLS handshakes past their deadline (stalled now, timed out so far), by side. */
@@ -55,6 +57,7 @@ export function workerStats(lb: AdminSource): WorkerStats {
     h2: { connections: lb.h2.connections, streams: lb.h2.streams, closed: { ...lb.h2.closed } },
     bodyBuffers: { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes },
     proxyRefused: { ...lb.proxyRefused },
+    privateCounts: { opened: lb.privateCounts?.opened ?? 0, reused: lb.privateCounts?.reused ?? 0 },
     ...(lb.tlsStalls ? { tls: copyStalls(lb.tlsStalls) } : {}),
     backends: lb.routes.flatMap((r) =>
       r.scheduler.backends.map((b): WorkerStats["backends"][number] => [
@@ -94,7 +97,13 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
   const bodyBuffers = { inUse: lb.bodyBuffers.inUse, largeBytes: lb.bodyBuffers.largeBytes };
   const tls = copyStalls(lb.tlsStalls);
   const proxyRefused: Record<string, number> = { ...lb.proxyRefused };
+  const privateCounts = {
+    opened: lb.privateCounts?.opened ?? 0,
+    reused: lb.privateCounts?.reused ?? 0,
+  };
   others.forEach((o, w) => {
+    privateCounts.opened += o.privateCounts?.opened ?? 0;
+    privateCounts.reused += o.privateCounts?.reused ?? 0;
     for (const side of ["client", "backend"] as const) {
       tls.stalled[side] += o.tls?.stalled[side] ?? 0;
       tls.timedOut[side] += o.tls?.timedOut[side] ?? 0;
@@ -143,6 +152,7 @@ export function combined(lb: AdminSource, others: readonly WorkerStats[]): Admin
     h2,
     bodyBuffers,
     proxyRefused,
+    privateCounts,
     tlsStalls: tls,
     ...(lb.certificates ? { certificates: lb.certificates } : {}), // every worker serves the same
     exhaustion: { counts },

@@ -77,6 +77,11 @@ export type AdminSource = {
   };
   /** Connections closed for their PROXY header, by reason (absent: none counted). */
   readonly proxyRefused?: Readonly<Record<string, number>>;
+  /**
+   * Backend connections opened and reused by the pools private to client connections
+   * (`routes[].proxy_protocol`), counted as each client connection ends.
+   */
+  readonly privateCounts?: { readonly opened: number; readonly reused: number };
   /** Resource exhaustion counts by error code. */
   readonly exhaustion: { readonly counts: ReadonlyMap<string, number> };
   /** Body buffers lent to relays now, and the bytes of the large ones among them. */
@@ -221,6 +226,20 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   for (const reason of PROXY_REFUSALS) {
     out.sample("unload_proxy_protocol_refused_total", { reason }, lb.proxyRefused?.[reason] ?? 0);
   }
+  out.family(
+    "unload_private_pool_connections_opened_total",
+    "counter",
+    "Backend connections opened for one client connection alone (routes with proxy_protocol), " +
+      "counted when the client connection ends.",
+  );
+  out.sample("unload_private_pool_connections_opened_total", {}, lb.privateCounts?.opened ?? 0);
+  out.family(
+    "unload_private_pool_reuses_total",
+    "counter",
+    "Requests sent on a client connection's own backend connection that carried one before " +
+      "(routes with proxy_protocol), counted when the client connection ends.",
+  );
+  out.sample("unload_private_pool_reuses_total", {}, lb.privateCounts?.reused ?? 0);
   out.family(
     "unload_request_duration_seconds",
     "histogram",
