@@ -182,3 +182,55 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
     await backend.close();
   }
 });
+
+Deno.test("listen.https with proxy_protocol serves tls.certificates by SNI through the hop: a.test and b.test each verify against their own certificate behind HAProxy", async () => {
+  await using ca = await makeCa();
+  const a = await ca.issue("a", { serial: 0x61, names: ["a.test"] });
+  const b = await ca.issue("b", { serial: 0x62, names: ["b.test"] });
+  const backend = rawServer((conn, read) =>
+    forEachHead(read, (head) => {
+      const body = /\r\nx-forwarded-for: ([^\r]*)/i.exec(head)?.[1] ?? "-";
+      return writeAllText(conn, `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    })
+  );
+  const lb = await Balancer.start(
+    parseConfig(
+      `
+listen: { https: 127.0.0.1:0, proxy_protocol: true, trusted_proxies: [127.0.0.2/32] }
+tls:
+  watch: false
+  certificates:
+    - { cert: ${a.cert}, key: ${a.key} }
+    - { cert: ${b.cert}, key: ${b.key} }
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`,
+      "edge.yaml",
+    ),
+    { logger: { info() {}, warn() {}, error() {}, access() {}, close() {} } },
+  );
+  try {
+    await using ha = await l4(lb.addrs.https!.port, ["send-proxy-v2 source 127.0.0.2"]);
+    const port = ha.ports[0]!;
+    for (const [name, source] of [["a.test", "127.0.0.5"], ["b.test", "127.0.0.6"]]) {
+      const out = await new Deno.Command("curl", {
+        args: [
+          "-sS",
+          "--interface",
+          source!,
+          "--cacert",
+          ca.ca,
+          "--resolve",
+          `${name}:${port}:127.0.0.1`,
+          `https://${name}:${port}/`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(dec.decode(out.stderr), "", name);
+      assertEquals(dec.decode(out.stdout), source, name);
+    }
+  } finally {
+    await lb.close();
+    await backend.close();
+  }
+});

@@ -230,3 +230,43 @@ routes:
     'u.yaml:5: routes[0].proxy_protocol: must be one of v1, v2: received "v3"',
   );
 });
+
+Deno.test("PROXY in, PROXY out: behind HAProxy send-proxy-v2, the backend's header names the client and the address it connected to at the L4 balancer", async () => {
+  const port = freePort();
+  await using _backend = await echoSource(port, "");
+  await using lb = await balancer(
+    port,
+    "proxy_protocol: v1",
+    "http: 127.0.0.1:0, proxy_protocol: true, trusted_proxies: [127.0.0.2/32]",
+  );
+  const front = freePort();
+  await using _l4 = await startHaproxy(
+    [
+      "defaults",
+      "  mode tcp",
+      "  timeout connect 5s",
+      "  timeout client 30s",
+      "  timeout server 30s",
+      "listen l4",
+      `  bind 127.0.0.1:${front}`,
+      `  server u 127.0.0.1:${lb.port} send-proxy-v2 source 127.0.0.2`,
+    ].join("\n") + "\n",
+    [{ hostname: "127.0.0.1", port: front }],
+  );
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "--interface",
+      "127.0.0.13",
+      "-w",
+      " %{local_port}",
+      `http://127.0.0.1:${front}/`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(out.success, dec.decode(out.stderr));
+  const [seen, dest, localPort] = dec.decode(out.stdout).split(" ");
+  assertEquals(seen, `127.0.0.13:${localPort}`);
+  assertEquals(dest, `127.0.0.1:${front}`); // HAProxy's frontend, not unload's port
+});
