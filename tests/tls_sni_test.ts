@@ -7,7 +7,14 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { installCert, type IssuedCert, makeCa, openssl } from "./_certs.ts";
-import { delay, keepAliveBackend, startBalancer, startLoggedBalancer } from "./_http.ts";
+import {
+  captureLogger,
+  delay,
+  keepAliveBackend,
+  startBalancer,
+  startLoggedBalancer,
+} from "./_http.ts";
+import { TlsAcceptor } from "../src/server/tls_acceptor.ts";
 import { ConfigError, parseConfig } from "../src/config/config.ts";
 import type { Status } from "../src/admin/status.ts";
 
@@ -270,6 +277,36 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:1 }] }]
     started,
     `tls.certificates[1].key ${bad.key}: does not match the certificate in tls.certificates[1].cert ${bad.cert}`,
   );
+});
+
+Deno.test("tls.certificates: after sniNames distinct server names the listener is renewed (Deno caches an answer per name for a listener's life) and goes on choosing by SNI on the same port", async () => {
+  const log = captureLogger();
+  const acceptor = await TlsAcceptor.start({
+    addr: { hostname: "127.0.0.1", port: 0 },
+    tls: { certificates: [a, b], watch: false },
+    handle: (conn) => Promise.resolve(conn).finally(() => conn.close()),
+    log,
+    sniNames: 3,
+  });
+  try {
+    const port = acceptor.addr.port;
+    const renewed = () => log.lines.filter((l) => l.includes("listener renewed")).length;
+    assertEquals((await served(port, "b.test")).subject, "CN=b.test");
+    assertEquals((await served(port, "made-up-1.test")).subject, "CN=a.test");
+    assertEquals(renewed(), 0);
+    assertEquals((await served(port, "made-up-2.test")).subject, "CN=a.test"); // the third name
+    await until("the renewal", () => Promise.resolve(renewed() === 1));
+    assertStringIncludes(
+      log.lines.find((l) => l.includes("listener renewed"))!,
+      "tls: 3 distinct server names",
+    );
+    assertEquals(acceptor.addr.port, port);
+    assertEquals((await served(port, "b.test")).subject, "CN=b.test");
+    assertEquals((await served(port, "a.test")).subject, "CN=a.test");
+  } finally {
+    acceptor.stop();
+    await acceptor.done;
+  }
 });
 
 Deno.test("tls sni test CA cleanup", async () => {

@@ -74,6 +74,11 @@ export interface TlsAcceptorOptions {
    * to the TLS listener).
    */
   hop?: (conn: Deno.Conn, tls: Deno.NetAddr) => Promise<Deno.Conn>;
+  /**
+   * Distinct server names the listener's resolver answers before the listener is renewed.
+   * @default {SNI_NAMES_PER_LISTENER}
+   */
+  sniNames?: number;
 }
 
 // Where the TLS listener behind a PROXY hop is bound (a port chosen by the system).
@@ -317,7 +322,7 @@ export class TlsAcceptor implements Acceptor {
   #listen(addr: HostPort, served: readonly TlsFiles[], reusePort: boolean): Deno.TlsListener {
     this.#names = 0;
     return listenTls(addr, served, reusePort, () => {
-      if (++this.#names === SNI_NAMES_PER_LISTENER) this.#renew();
+      if (++this.#names === (this.#options.sniNames ?? SNI_NAMES_PER_LISTENER)) this.#renew();
     });
   }
 
@@ -325,9 +330,10 @@ export class TlsAcceptor implements Acceptor {
   #renew(): void {
     this.#queued(() => {
       if (this.#stopped) return Promise.resolve();
+      const seen = this.#names;
       this.#swap(this.#served, this.#paths);
       this.#options.log.info(
-        `tls: ${SNI_NAMES_PER_LISTENER} distinct server names asked on listen.https: ` +
+        `tls: ${seen} distinct server names asked on listen.https: ` +
           "listener renewed to empty the runtime's per-name certificate cache",
       );
       return Promise.resolve();
