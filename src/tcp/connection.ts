@@ -97,22 +97,18 @@ export async function serveTcp(conn: Deno.Conn, ctx: TcpListenerContext): Promis
   const time = Date.now();
   const started = performance.now();
   const client = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
-  const pair = new TcpPair(conn, { buffers: ctx.buffers, idle: 0 });
-  ctx.pairs.add(pair);
+  const carried = new TcpPair(conn, { buffers: ctx.buffers, watchdog: ctx.watchdog, idle: 0 });
+  ctx.pairs.add(carried);
   try {
-    const chosen = await ctx.choose(conn, ctx.routes, pair.signal);
-    if (chosen === undefined || pair.signal.aborted) {
-      pair.stop("closed");
+    const chosen = await ctx.choose(conn, ctx.routes, carried.signal);
+    if (chosen === undefined || carried.signal.aborted) {
+      carried.stop("closed");
+      if (chosen !== undefined && chosen.conn !== conn) close(chosen.conn);
       return conn;
     }
     const { route } = chosen;
-    const carried = new TcpPair(chosen.conn, {
-      buffers: ctx.buffers,
-      watchdog: ctx.watchdog,
-      idle: route.config.timeouts.idle,
-    });
-    ctx.pairs.delete(pair);
-    ctx.pairs.add(carried);
+    carried.client = chosen.conn;
+    carried.idle = route.config.timeouts.idle;
     const record = (backend: string, end: ConnectionEnd, error?: string): ConnectionRecord => {
       const r: ConnectionRecord = {
         time,
@@ -152,15 +148,21 @@ export async function serveTcp(conn: Deno.Conn, ctx: TcpListenerContext): Promis
     } finally {
       counters.active--;
       endRequest(backend);
-      ctx.pairs.delete(carried);
     }
     return conn;
   } catch (e) {
-    pair.stop("client_reset", (e as Error)?.message);
+    carried.stop("client_reset", (e as Error)?.message);
+    close(conn);
     return conn;
   } finally {
-    ctx.pairs.delete(pair);
+    ctx.pairs.delete(carried);
   }
+}
+
+function close(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* closed already */ }
 }
 
 type Connected =

@@ -23,7 +23,10 @@ export interface TcpPairOptions {
   buffers: BodyBufferPool;
   /** Fires the idle timeout (absent, or `idle` 0: none). */
   watchdog?: Watchdog | undefined;
-  /** A pair on which no byte moved either way for this many ms is closed; 0 = never. */
+  /**
+   * A pair on which no byte moved either way for this many ms is closed; 0 = never.
+   * It may be set until {@linkcode TcpPair.run} (once the route is known).
+   */
   idle: number;
 }
 
@@ -65,8 +68,11 @@ const LAST_STEP = 2; // BODY_BUFFER_SIZES: 16, 64, 256 KiB
  * ```
  */
 export class TcpPair implements Timed {
-  /** The client connection. */
-  readonly client: Deno.Conn;
+  /**
+   * The client connection: the accepted one, or (set before {@linkcode TcpPair.run})
+   * one wrapped around it, e.g. with TLS terminated.
+   */
+  client: Deno.Conn;
   /** The backend connection, once {@linkcode TcpPair.attach}ed. */
   backend: Deno.Conn | undefined;
   /** Bytes carried from the client. */
@@ -80,12 +86,17 @@ export class TcpPair implements Timed {
   #end: ConnectionEnd | undefined;
   #error: string | undefined;
   #counters: ConnectionCounters | undefined;
-  readonly #options: TcpPairOptions;
+  readonly #options: TcpPairOptions; // idle may change before run()
 
   /** A pair for `client`; its backend comes later ({@linkcode TcpPair.attach}). */
   constructor(client: Deno.Conn, options: TcpPairOptions) {
     this.client = client;
     this.#options = options;
+  }
+
+  /** Sets the idle timeout (ms, 0 = none) of a pair not yet running: its route's. */
+  set idle(ms: number) {
+    this.#options.idle = ms;
   }
 
   /** Aborts when the pair is stopped (drain, reset, idle): a connect in progress gives up. */
