@@ -533,7 +533,7 @@ routes:
   assertLess(Math.max(peak, lb.rss()) - base, 24 * MIB, "RSS growth while compressing 64 MiB");
 });
 
-Deno.test("compress: /metrics counts compressed responses and bytes in and out by route and coding", async () => {
+Deno.test("compress: /metrics and /status count compressed responses and bytes in and out by route and coding", async () => {
   await using backend = siteBackend();
   await using lb = await startBalancer(config(backend.port));
   await curl(lb.port, "/text/100000", ["-H", "Accept-Encoding: gzip"]);
@@ -551,6 +551,11 @@ Deno.test("compress: /metrics counts compressed responses and bytes in and out b
     /unload_compress_out_bytes_total\{route="site",encoding="gzip"\} (\d+)/.exec(text)![1],
   );
   assert(out > 0 && out < 200000 / 3, `gzip out bytes ${out}`);
+  const status = await (await fetch(`http://127.0.0.1:${lb.addrs.admin!.port}/status`)).json();
+  const site = status.routes.find((r: { name: string }) => r.name === "site");
+  assertEquals(site.compressed.gzip, { responses: 2, in: 200000, out });
+  assertEquals(site.compressed.br.responses, 1);
+  assertEquals(site.policySteps.at(-1).name, "compress");
 });
 
 Deno.test("compress: explain says which coding a request would get; config mistakes are file:line errors", async () => {

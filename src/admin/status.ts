@@ -116,6 +116,11 @@ export interface RouteStatus {
   mirror: Record<string, number>;
   /** Requests its policy answered instead of a backend, by `policy status` (`allow 403`). */
   policyAnswers: Record<string, number>;
+  /**
+   * Responses its `compress` encoded, by coding: how many, body bytes in (from
+   * the backend) and encoded bytes out.
+   */
+  compressed: Record<string, { responses: number; in: number; out: number }>;
 }
 
 /** A certificate `listen.https` serves. */
@@ -317,6 +322,12 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
         policySteps: [...r.policy?.described ?? []],
         mirror: Object.fromEntries(series?.mirror ?? []),
         policyAnswers: Object.fromEntries(series?.policies ?? []),
+        compressed: Object.fromEntries(
+          [...series?.compressed ?? []].map(([coding, c]) => [
+            coding,
+            { responses: c[0]!, in: c[1]!, out: c[2]! },
+          ]),
+        ),
         backends: backends.map((b, i) => {
           const pool = pools.get(b.id);
           return {

@@ -150,6 +150,13 @@ function stepCounts(r: RouteStatus, name: string): string {
   if (name === "mirror") {
     for (const result in r.mirror) parts.push(result.replace("_", " ") + " " + r.mirror[result]);
   }
+  if (name === "compress") {
+    for (const coding in r.compressed) {
+      const c = r.compressed[coding]!;
+      const ratio = c.in > 0 ? " (" + Math.round(c.out / c.in * 100) + " %)" : "";
+      parts.push(coding + " " + c.responses + ratio);
+    }
+  }
   return parts.join(" · ");
 }
 
