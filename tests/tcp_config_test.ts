@@ -65,7 +65,7 @@ tcp:
       't.yaml:5: tcp[0].name: duplicate route name "web" (an HTTP route has it)',
       "t.yaml:5: tcp[0].listen: 127.0.0.1:8080 is listen.http's already",
       "t.yaml:6: tcp[1]: needs exactly one of srv (a DNS SRV name) or backends (a list)",
-      't.yaml:7: tcp[2].listen: 127.0.0.1:7000 is tcp route "a"\'s already (routes sharing a listen address need sni:)',
+      't.yaml:7: tcp[2].listen: 127.0.0.1:7000 has a default route already, tcp route "a" (routes sharing a listen address are chosen by sni: and at most one goes without)',
       't.yaml:8: tcp[3].hash_key: a tcp route hashes on client_ip only: received "header:x-user"',
       "t.yaml:9: tcp[4].health.path: a tcp route's backends are checked by connecting: use tcp: true",
       "t.yaml:10: tcp[5].colour: unknown key (expected one of: name, listen, srv, backends, scheduler, hash_key, health, timeouts, retries, sni, tls)",
@@ -74,22 +74,42 @@ tcp:
   );
 });
 
-Deno.test("tcp config: sni and tls are read but refused until passthrough and termination land", () => {
+Deno.test("tcp config: sni routes share a listen address with one default; tls terminates on an address of its own", () => {
+  const c = parseConfig(
+    `
+tcp:
+  - { name: a, listen: 127.0.0.1:8443, sni: A.Test, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: wild, listen: 127.0.0.1:8443, sni: "*.example.com", backends: [{ address: 127.0.0.1:2 }] }
+  - { name: other, listen: 127.0.0.1:8443, backends: [{ address: 127.0.0.1:3 }] }
+  - { name: r, listen: 127.0.0.1:6380, tls: { cert: r.pem, key: r.key }, backends: [{ address: 127.0.0.1:4 }] }
+`,
+    "t.yaml",
+  );
+  assertEquals(c.tcp.map((r) => [r.name, r.sni, r.tls]), [
+    ["a", "a.test", undefined],
+    ["wild", "*.example.com", undefined],
+    ["other", undefined, undefined],
+    ["r", undefined, { cert: "r.pem", key: "r.key" }],
+  ]);
   assertEquals(
     errors(`
 tcp:
-  - name: x
-    listen: 127.0.0.1:8443
-    sni: x.example.com
-    backends: [{ address: 127.0.0.1:1 }]
-  - name: r
-    listen: 127.0.0.1:6380
-    tls: { cert: r.pem, key: r.key }
-    backends: [{ address: 127.0.0.1:1 }]
+  - { name: a, listen: 127.0.0.1:8443, sni: a.test, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: b, listen: 127.0.0.1:8443, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: c, listen: 127.0.0.1:8443, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: d, listen: 127.0.0.1:8443, sni: A.test, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: e, listen: 127.0.0.1:8443, tls: { cert: e.pem, key: e.key }, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: f, listen: 127.0.0.1:9443, sni: "a.*.test", backends: [{ address: 127.0.0.1:1 }] }
+  - { name: g, listen: 127.0.0.1:9444, sni: g.test, tls: { cert: g.pem, key: g.key }, backends: [{ address: 127.0.0.1:1 }] }
+  - { name: h, listen: 127.0.0.1:9445, tls: { cert: h.pem }, backends: [{ address: 127.0.0.1:1 }] }
 `),
     [
-      "t.yaml:5: tcp[0].sni: not yet supported (TLS passthrough by SNI, issue 24)",
-      "t.yaml:9: tcp[1].tls: not yet supported (TLS termination on tcp routes, issue 24)",
+      't.yaml:5: tcp[2].listen: 127.0.0.1:8443 has a default route already, tcp route "b" (routes sharing a listen address are chosen by sni: and at most one goes without)',
+      't.yaml:6: tcp[3].sni: "a.test" on 127.0.0.1:8443 is tcp route "a"\'s already',
+      't.yaml:7: tcp[4].tls: terminates TLS on its own listen address: 127.0.0.1:8443 is shared with tcp route "a"',
+      't.yaml:8: tcp[5].sni: "a.*.test" is not a server name (a DNS name such as db.example.com, or *.example.com)',
+      "t.yaml:9: tcp[6].tls: a route either passes TLS through by name (sni) or terminates it (tls), not both",
+      "t.yaml:10: tcp[7].tls: needs both cert and key",
     ],
   );
 });

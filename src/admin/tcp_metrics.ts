@@ -12,6 +12,7 @@ import {
   type ConnectionRecord,
 } from "../observe/connection_record.ts";
 import type { TextFormat } from "./_text_format.ts";
+import { TCP_REFUSALS, type TcpRefusal } from "../tcp/refusal.ts";
 
 /**
  * Counters of the TCP routes.
@@ -49,6 +50,19 @@ export class TcpMetrics {
       r.backends.set(backend, c);
     }
     return c;
+  }
+
+  /**
+   * Connections a listen address closed before they reached a route (an address of
+   * `sni` routes, or a `tls` route's), by the address (as configured) and why.
+   */
+  readonly refused: Map<string, Map<TcpRefusal, number>> = new Map();
+
+  /** Counts a connection a listen address closed before it reached a route. */
+  refuse(listen: string, reason: TcpRefusal): void {
+    let r = this.refused.get(listen);
+    if (r === undefined) this.refused.set(listen, r = new Map());
+    r.set(reason, (r.get(reason) ?? 0) + 1);
   }
 
   /** Counts a finished connection by how it ended. */
@@ -136,6 +150,19 @@ export function tcpFamilies(
   for (const [route, s] of all) {
     for (const end of CONNECTION_ENDS) {
       out.sample("unload_tcp_connections_ended_total", { route, end }, s.ends.get(end) ?? 0);
+    }
+  }
+  out.family(
+    "unload_tcp_refused_total",
+    "counter",
+    "Connections to a tcp listen address of sni or tls routes, closed before reaching a " +
+      "route, by why: not_tls, malformed, too_large (no whole ClientHello in 16 KiB), closed, " +
+      "timeout (timeouts.head), no_route (an unknown server name and no default route), " +
+      "tls_handshake (a failed handshake on a tls route).",
+  );
+  for (const [listen, reasons] of m.refused) {
+    for (const reason of TCP_REFUSALS) {
+      out.sample("unload_tcp_refused_total", { listen, reason }, reasons.get(reason) ?? 0);
     }
   }
 }

@@ -53,7 +53,13 @@ export interface TcpRouteConfig {
   timeouts: TcpTimeouts;
   /** Other backends tried after a connect that failed. @default {the top-level `retry.attempts`} */
   retries: number;
-  /** The TLS server name it serves by passthrough (several routes may share a listen). */
+  /**
+   * The TLS server name it gets by passthrough (lower case; `*.example.com` takes any
+   * name ending in `.example.com`, the longest match winning): the ClientHello is
+   * read, not answered, and replayed to the backend, which terminates TLS. Several
+   * routes may share a listen address this way, one of them without `sni` as the
+   * default (names no route has, and clients that send none).
+   */
   sni?: string;
   /** Certificate and key PEM files: TLS is terminated, plain TCP goes to the backends. */
   tls?: { cert: string; key: string };
@@ -85,6 +91,9 @@ const TCP_KEYS = [
   "tls",
 ] as const;
 const NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
+// A server name as SNI carries it (lower case): DNS labels, the first one `*` for a wildcard.
+const SNI_REGEXP =
+  /^(?:\*\.)?[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$/;
 
 /**
  * Reads the top-level `tcp:` list (errors go to `src`).
@@ -112,7 +121,7 @@ export function readTcpRoutes(
 ): TcpRouteConfig[] {
   const out: TcpRouteConfig[] = [];
   const names = new Set<string>();
-  const listens = new Map<string, string>(); // address → the route that has it
+  const shared = new Map<string, Sharing[]>(); // the routes of each listen address
   src.seq(node, "tcp").forEach((item, i) => {
     const path = `tcp[${i}]`;
     const m = src.map(item, path, TCP_KEYS);
@@ -124,17 +133,6 @@ export function readTcpRoutes(
     names.add(name);
     const listen = src.address(m.get("listen"), `${path}.listen`);
     if (!m.has("listen")) src.fail(item, path, "needs listen (host:port)");
-    if (listen !== undefined && listen.port !== 0) {
-      const key = addrKey(listen);
-      const other = listens.get(key);
-      if (other !== undefined) {
-        src.fail(
-          m.get("listen"),
-          `${path}.listen`,
-          `${key} is tcp route "${other}"'s already (routes sharing a listen address need sni:)`,
-        );
-      } else listens.set(key, name);
-    }
     const route: TcpRouteConfig = {
       name,
       listen: listen ?? { hostname: "0.0.0.0", port: 0 },
@@ -154,16 +152,31 @@ export function readTcpRoutes(
     route.health = readTcpHealth(src, m.get("health"), `${path}.health`, defaults.health);
     readEdgeKeys(src, m, path, route);
     out.push(route);
+    if (listen !== undefined && listen.port !== 0) {
+      const key = addrKey(listen);
+      const group = shared.get(key) ?? [];
+      group.push({ route, node: m, path });
+      shared.set(key, group);
+    }
   });
+  for (const [key, group] of shared) if (group.length > 1) checkShared(src, key, group);
   return out;
 }
 
-// `sni` and `tls`: read, and refused until SNI passthrough and TLS termination land.
+// `sni`: a server name (or `*.` wildcard) whose TLS connections the route gets by
+// passthrough; `tls`: the certificate and key that terminate TLS on its listen address.
 function readEdgeKeys(src: Source, m: Map<string, Node>, path: string, route: TcpRouteConfig) {
   const sni = src.string(m.get("sni"), `${path}.sni`);
   if (sni !== undefined) {
-    route.sni = sni.toLowerCase();
-    src.fail(m.get("sni"), `${path}.sni`, "not yet supported (TLS passthrough by SNI, issue 24)");
+    const name = sni.toLowerCase().replace(/\.$/, "");
+    if (!SNI_REGEXP.test(name)) {
+      src.fail(
+        m.get("sni"),
+        `${path}.sni`,
+        `"${sni}" is not a server name (a DNS name such as db.example.com, or *.example.com)`,
+      );
+    }
+    route.sni = name;
   }
   const node = m.get("tls");
   if (node === undefined) return;
@@ -173,7 +186,54 @@ function readEdgeKeys(src: Source, m: Map<string, Node>, path: string, route: Tc
   if (cert === undefined || key === undefined) {
     src.fail(node, `${path}.tls`, "needs both cert and key");
   } else route.tls = { cert, key };
-  src.fail(node, `${path}.tls`, "not yet supported (TLS termination on tcp routes, issue 24)");
+  if (sni !== undefined) {
+    src.fail(
+      node,
+      `${path}.tls`,
+      "a route either passes TLS through by name (sni) or terminates it (tls), not both",
+    );
+  }
+}
+
+/** A route on a listen address, with where the config has it. */
+type Sharing = { route: TcpRouteConfig; node: Map<string, Node>; path: string };
+
+// Routes sharing a listen address pass TLS through, chosen by the ClientHello's server
+// name: each has its own sni, but for at most one (the default route, for names no
+// route has and for clients that send none). TLS termination takes an address alone.
+function checkShared(src: Source, key: string, group: Sharing[]): void {
+  const names = new Map<string, string>();
+  let fallback: string | undefined;
+  for (const { route, node, path } of group) {
+    if (route.tls !== undefined) {
+      src.fail(
+        node.get("tls"),
+        `${path}.tls`,
+        `terminates TLS on its own listen address: ${key} is shared with tcp route "${
+          group.find((g) => g.route !== route)!.route.name
+        }"`,
+      );
+    } else if (route.sni === undefined) {
+      if (fallback === undefined) fallback = route.name;
+      else {
+        src.fail(
+          node.get("listen"),
+          `${path}.listen`,
+          `${key} has a default route already, tcp route "${fallback}" (routes sharing a ` +
+            "listen address are chosen by sni: and at most one goes without)",
+        );
+      }
+    } else {
+      const other = names.get(route.sni);
+      if (other !== undefined) {
+        src.fail(
+          node.get("sni"),
+          `${path}.sni`,
+          `"${route.sni}" on ${key} is tcp route "${other}"'s already`,
+        );
+      } else names.set(route.sni, route.name);
+    }
+  }
 }
 
 // `hash_key` only with `scheduler: hash`, and then only client_ip (a TCP route sees no header).

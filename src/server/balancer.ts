@@ -38,7 +38,15 @@ import { within } from "../_async.ts";
 import { BODY_BUFFERS, type BodyBufferPool } from "../http1/body_buffers.ts";
 import { TcpMetrics } from "../admin/tcp_metrics.ts";
 import { type TcpRoute, TcpRouteSet } from "../tcp/route_set.ts";
-import { onlyRoute, serveTcp, type TcpListenerContext } from "../tcp/connection.ts";
+import {
+  type ChooseRoute,
+  onlyRoute,
+  serveTcp,
+  type TcpListenerContext,
+} from "../tcp/connection.ts";
+import { sniChooser } from "../tcp/sni.ts";
+import { terminating } from "../tcp/terminate.ts";
+import type { OnRefused } from "../tcp/refusal.ts";
 import type { TcpPair } from "../tcp/pair.ts";
 
 export type { RouteState } from "./route_table.ts";
@@ -189,7 +197,7 @@ export class Balancer {
       lb.#routes = await RouteSet.start(config, lb.#routeOptions());
       lb.#tcp = await lb.#startTcp(config);
       lb.#activeChecks(config);
-      const tcp = lb.#listenTcp(lb.#tcp);
+      const tcp = await lb.#listenTcp(lb.#tcp, config);
       try {
         await lb.#listen(config);
       } catch (e) {
@@ -361,7 +369,7 @@ export class Balancer {
       let tcpListen: TcpPrepared;
       try {
         tcp = await this.#startTcp(next);
-        tcpListen = this.#listenTcp(tcp);
+        tcpListen = await this.#listenTcp(tcp, next);
       } catch (e) {
         await Promise.all([routes.stop(), tcp?.stop()]);
         return this.#reloaded({ ok: false, error: (e as Error).message });
@@ -629,44 +637,87 @@ export class Balancer {
   // the new routes at `commit`, which also starts accepting on the new ones and stops
   // the listeners no route uses any more (their connections carry on to their end).
   // `abort` closes the new ones. Throws (having closed what it bound) when one cannot bind.
-  #listenTcp(set: TcpRouteSet | undefined): TcpPrepared {
+  async #listenTcp(set: TcpRouteSet | undefined, config: Config): Promise<TcpPrepared> {
     const groups = new Map<string, TcpRoute[]>();
     for (const r of set?.routes ?? []) {
       const a = r.config.listen;
-      const key = a.port === 0 ? `${addrKey(a)} ${r.name}` : addrKey(a);
+      // a tls route has its address alone; the key tells a TLS listener from a plain one
+      const kind = r.config.tls === undefined ? "" : "tls ";
+      const key = a.port === 0 ? `${kind}${addrKey(a)} ${r.name}` : `${kind}${addrKey(a)}`;
       const group = groups.get(key);
       if (group === undefined) groups.set(key, [r]);
       else group.push(r);
     }
-    const opened: Array<{ key: string; listener: Deno.Listener; routes: TcpRoute[] }> = [];
+    type Opened =
+      & { key: string; routes: TcpRoute[] }
+      & (
+        | { listener: Deno.Listener }
+        | { acceptor: TlsAcceptor; ctx: TcpListenerContext }
+      );
+    const opened: Opened[] = [];
     const kept: Array<{ l: TcpListening; routes: TcpRoute[] }> = [];
+    const close = () => {
+      for (const o of opened) "listener" in o ? o.listener.close() : o.acceptor.stop();
+    };
     try {
       for (const [key, routes] of groups) {
         const l = this.#tcpListening.find((l) => l.key === key);
+        const tls = routes[0]!.config.tls;
         if (l !== undefined) {
+          // a new certificate (or new paths) is served from now on; a bad one fails the reload
+          if (tls && l.acceptor instanceof TlsAcceptor) {
+            await l.acceptor.reload(this.#tcpTlsFiles(routes[0]!, config));
+          }
           kept.push({ l, routes });
           continue;
         }
         const names = routes.map((r) => r.name).join(", ");
         const addr = routes[0]!.config.listen;
-        const listener = bind(`tcp route ${names}: listen`, addr, () => Deno.listen(addr));
-        opened.push({ key, listener, routes });
+        if (tls === undefined) {
+          const listener = bind(`tcp route ${names}: listen`, addr, () => Deno.listen(addr));
+          opened.push({ key, listener, routes });
+          continue;
+        }
+        // TLS termination: accepting starts now, on the new routes (they are running)
+        const ctx = this.#tcpContext(routes);
+        const route = routes[0]!;
+        const handle = terminating((conn) => serveTcp(conn, ctx), {
+          watchdog: this.#watchdog,
+          timeout: () => this.#config.timeouts.head,
+          stalls: this.tlsStalls,
+          where: `tcp route ${route.name} ${addrKey(addr)}`,
+          onRefused: this.#tcpRefused(addrKey(addr)),
+        });
+        const acceptor = await TlsAcceptor.start({
+          addr,
+          tls: this.#tcpTlsFiles(route, config),
+          handle,
+          onExhausted: (e) => this.exhaustion.report(`accept on tcp ${addrKey(addr)}`, e),
+          log: this.log,
+          what: `tcp route ${route.name}: listen`,
+          alpnProtocols: [],
+        });
+        this.tcpMetrics.refused.set(addrKey(addr), new Map());
+        opened.push({ key, acceptor, ctx, routes });
       }
     } catch (e) {
-      for (const o of opened) o.listener.close();
+      close();
       throw e;
     }
     return {
-      abort: () => {
-        for (const o of opened) o.listener.close();
-      },
+      abort: close,
       commit: () => {
         const next: TcpListening[] = [];
         for (const { l, routes } of kept) {
           l.ctx.routes = routes;
+          l.ctx.choose = this.#tcpChoice(routes);
           next.push(l);
         }
         for (const o of opened) {
+          if ("acceptor" in o) {
+            next.push({ key: o.key, acceptor: o.acceptor, ctx: o.ctx });
+            continue;
+          }
           const ctx = this.#tcpContext(o.routes);
           const onExhausted = (e: unknown) =>
             this.exhaustion.report(`accept on tcp ${addrKey(o.routes[0]!.config.listen)}`, e);
@@ -684,7 +735,7 @@ export class Balancer {
     const log = this.log;
     return {
       routes,
-      choose: onlyRoute,
+      choose: this.#tcpChoice(routes),
       health: this.#health,
       buffers: this.bodyBuffers,
       watchdog: this.#watchdog,
@@ -695,6 +746,38 @@ export class Balancer {
         log.connection?.(r);
       },
       onExhausted: (where, e) => this.exhaustion.report(where, e),
+    };
+  }
+
+  // How the connections of a listen address with `routes` pick one: by the
+  // ClientHello's server name when any has `sni` (TLS passthrough), else the only one.
+  #tcpChoice(routes: readonly TcpRoute[]): ChooseRoute {
+    if (!routes.some((r) => r.config.sni !== undefined)) return onlyRoute;
+    const listen = addrKey(routes[0]!.config.listen);
+    if (!this.tcpMetrics.refused.has(listen)) this.tcpMetrics.refused.set(listen, new Map());
+    return sniChooser({
+      watchdog: this.#watchdog,
+      timeout: () => this.#config.timeouts.head,
+      onRefused: this.#tcpRefused(listen),
+    });
+  }
+
+  // Counts and logs a connection to `listen` closed before it reached a route.
+  #tcpRefused(listen: string): OnRefused {
+    return (client, reason, detail) => {
+      this.tcpMetrics.refuse(listen, reason);
+      this.log.warn(`tcp ${listen}: closed a connection from ${client} (${reason}): ${detail}`);
+    };
+  }
+
+  // A tls route's certificate files, as the TLS acceptor takes them.
+  #tcpTlsFiles(route: TcpRoute, config: Config): WatchedTlsPaths {
+    const i = config.tcp.indexOf(route.config);
+    const { cert, key } = route.config.tls!;
+    return {
+      certificates: [{ cert, key, at: `tcp[${i}].tls` }],
+      watch: config.tls?.watch ?? config.reload.watch,
+      interval: config.reload.interval,
     };
   }
 

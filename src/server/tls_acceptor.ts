@@ -79,6 +79,10 @@ export interface TlsAcceptorOptions {
    * @default {SNI_NAMES_PER_LISTENER}
    */
   sniNames?: number;
+  /** The listener's name in errors and log lines. @default {"listen.https"} */
+  what?: string;
+  /** The protocols offered by ALPN, preferred first; [] offers none. @default {["h2", "http/1.1"]} */
+  alpnProtocols?: readonly string[];
 }
 
 // Where the TLS listener behind a PROXY hop is bound (a port chosen by the system).
@@ -141,11 +145,14 @@ export class TlsAcceptor implements Acceptor {
     const a = new TlsAcceptor(options, served);
     const files = options.tls.certificates;
     // bound with reusePort (a new certificate rebinds beside it): check the port first
-    if (!options.join) bindOrThrow(addr, files, () => ensureFree(addr));
+    const what = options.what ?? "listen.https";
+    if (!options.join) bindOrThrow(what, addr, files, () => ensureFree(addr));
     const tlsAddr = hop === undefined ? addr : LOOPBACK;
-    a.#current = a.#accept(bindOrThrow(tlsAddr, files, () => a.#listen(tlsAddr, served, true)));
+    a.#current = a.#accept(
+      bindOrThrow(what, tlsAddr, files, () => a.#listen(tlsAddr, served, true)),
+    );
     if (hop !== undefined) {
-      const front = bindOrThrow(addr, files, () => Deno.listen({ ...addr, reusePort: true }));
+      const front = bindOrThrow(what, addr, files, () => Deno.listen({ ...addr, reusePort: true }));
       a.#front = accept(front, (conn) => hop(conn, a.#current.addr), options.onExhausted);
     }
     served.forEach((m, i) => {
@@ -309,9 +316,9 @@ export class TlsAcceptor implements Acceptor {
           this.#current = this.#accept(this.#listen(addr, this.#served, false));
           this.#retire(old);
         } catch (e3) {
-          this.#options.log.error(`tls: listen.https is down: ${(e3 as Error).message}`);
+          this.#options.log.error(`tls: ${this.#what} is down: ${(e3 as Error).message}`);
         }
-        throw bindError("listen.https", addr, e2);
+        throw bindError(this.#what, addr, e2);
       }
     }
     this.#current = this.#accept(listener);
@@ -321,7 +328,8 @@ export class TlsAcceptor implements Acceptor {
 
   #listen(addr: HostPort, served: readonly TlsFiles[], reusePort: boolean): Deno.TlsListener {
     this.#names = 0;
-    return listenTls(addr, served, reusePort, () => {
+    const alpn = this.#options.alpnProtocols ?? ["h2", "http/1.1"];
+    return listenTls(addr, served, { reusePort, alpn }, () => {
       if (++this.#names === (this.#options.sniNames ?? SNI_NAMES_PER_LISTENER)) this.#renew();
     });
   }
@@ -333,11 +341,15 @@ export class TlsAcceptor implements Acceptor {
       const seen = this.#names;
       this.#swap(this.#served, this.#paths);
       this.#options.log.info(
-        `tls: ${seen} distinct server names asked on listen.https: ` +
+        `tls: ${seen} distinct server names asked on ${this.#what}: ` +
           "listener renewed to empty the runtime's per-name certificate cache",
       );
       return Promise.resolve();
     }).catch((e) => this.#options.log.error(`tls: renewing the listener failed: ${e.message}`));
+  }
+
+  get #what(): string {
+    return this.#options.what ?? "listen.https";
   }
 
   #accept(listener: Deno.TlsListener): Acceptor {
@@ -404,15 +416,15 @@ const SNI_RESOLVER = Symbol.for("unstableSniResolver");
 function listenTls(
   addr: HostPort,
   served: readonly TlsFiles[],
-  reusePort: boolean,
+  options: { reusePort: boolean; alpn: readonly string[] },
   onName: () => void,
 ): Deno.TlsListener {
   const base = {
     hostname: addr.hostname,
     port: addr.port,
     transport: "tcp" as const,
-    alpnProtocols: ["h2", "http/1.1"],
-    ...(reusePort ? { reusePort: true } : {}),
+    ...(options.alpn.length > 0 ? { alpnProtocols: [...options.alpn] } : {}),
+    ...(options.reusePort ? { reusePort: true } : {}),
   };
   if (served.length === 1) {
     return Deno.listenTls({ ...base, cert: served[0]!.cert, key: served[0]!.key });
@@ -431,13 +443,18 @@ function listenTls(
   );
 }
 
-function bindOrThrow<T>(addr: HostPort, files: readonly TlsPaths[], open: () => T): T {
+function bindOrThrow<T>(
+  what: string,
+  addr: HostPort,
+  files: readonly TlsPaths[],
+  open: () => T,
+): T {
   try {
     return open();
   } catch (e) {
     throw e instanceof Deno.errors.AddrInUse || e instanceof Deno.errors.AddrNotAvailable ||
         e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable
-      ? bindError("listen.https", addr, e)
+      ? bindError(what, addr, e)
       : tlsError(files, e);
   }
 }
