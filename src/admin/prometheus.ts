@@ -287,7 +287,7 @@ export function renderMetrics(lb: AdminSource, now: number = Date.now()): string
   out.family(
     "unload_auth_decisions_total",
     "counter",
-    "Decisions of a route's auth step, by route, kind (basic, forward) and result: basic cached (credentials verified earlier, no bcrypt), verified, refused, missing, busy (too many bcrypt checks at once: 503); forward allowed, denied, timeout (504), unreachable (503).",
+    "Decisions of a route's auth step, by route, kind (basic, forward) and result: basic cached (no bcrypt check of its own: verified earlier, or joined a check in progress), verified (a bcrypt check passed), refused, missing, busy (too many bcrypt checks at once: 503); forward allowed, denied, timeout (504), unreachable (503).",
   );
   for (const [route, s] of m.routes()) {
     for (const [key, n] of s.authDecisions ?? []) {

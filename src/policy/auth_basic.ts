@@ -120,10 +120,15 @@ export function basicAuthStep(
     list.length === 1 ? "" : "s"
   } from ${config.htpasswd}`;
 
-  const verified = (key: string, ok: boolean): PolicyAnswer | undefined => {
+  // `joined`: the request waited for a check another one started (it paid no bcrypt)
+  const verified = (key: string, ok: boolean, joined = false): PolicyAnswer | undefined => {
     if (!ok) {
       count("refused");
       return refuse("wrong user or password");
+    }
+    if (joined) {
+      count("cached");
+      return undefined;
     }
     count("verified");
     if (cache.size >= BASIC_CACHE_MAX) cache.delete(cache.keys().next().value!);
@@ -163,6 +168,7 @@ export function basicAuthStep(
         cache.delete(key);
       }
       let check = checking.get(key);
+      const joined = check !== undefined;
       if (check === undefined) {
         if (dummy === undefined) return verified(key, false);
         if (worker.pending >= BASIC_MAX_PENDING) {
@@ -179,7 +185,7 @@ export function basicAuthStep(
         checking.set(key, check);
         check.then(() => checking.delete(key));
       }
-      return check.then((ok) => verified(key, ok));
+      return check.then((ok) => verified(key, ok, joined));
     },
     close() {
       worker.close();
