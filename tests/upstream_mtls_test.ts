@@ -27,6 +27,10 @@ function mtlsNginx() {
     ssl_certificate_key ${server.key};
     ssl_client_certificate ${ca.ca};
     ssl_verify_client on;
+    client_max_body_size 16m;
+    location = /big/big.bin {
+      root ${ca.dir};
+    }
     location / {
       add_header x-client-dn $ssl_client_s_dn always;
       add_header x-protocol $server_protocol always;
@@ -51,7 +55,7 @@ function route(name: string, nginxPort: number, extra: string): string {
   return `  - { name: ${name}, path: /${name}, backends: [{ address: 127.0.0.1:${nginxPort} }], tls: true, ca: ${ca.ca}, server_name: backend.test${extra} }`;
 }
 
-Deno.test("client_cert: nginx with ssl_verify_client on sees the route's client certificate over HTTP/1.1 and HTTP/2; a route without one gets nginx's 400", async () => {
+Deno.test("client_cert: nginx with ssl_verify_client on sees the route's client certificate over HTTP/1.1 and HTTP/2; a route without one gets nginx's 400; the backend's certificate is still verified", async () => {
   await using nginx = await mtlsNginx();
   await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
@@ -65,6 +69,7 @@ ${
     )
   }
 ${route("none", nginx.port, "")}
+  - { name: untrusted, path: /untrusted, backends: [{ address: 127.0.0.1:${nginx.port} }], tls: true, server_name: backend.test, client_cert: { cert: ${client.cert}, key: ${client.key} } }
 `);
   assertEquals(await get(lb.port, "/h1"), [
     200,
@@ -81,8 +86,32 @@ ${route("none", nginx.port, "")}
   const [status, , , body] = await get(lb.port, "/none");
   assertEquals(status, 400);
   assertStringIncludes(body as string, "No required SSL certificate was sent");
+  // the backend's certificate is still verified: without the route's ca it is not trusted
+  assertEquals((await get(lb.port, "/untrusted"))[0], 502);
   // the pooled connection is reused and still carries the certificate
   for (let i = 0; i < 3; i++) assertEquals((await get(lb.port, "/h1"))[1], "CN=client.test");
+});
+
+Deno.test("client_cert: a 4 MiB response and a 4 MiB upload cross the client-certificate connection whole, and the route serves the next request", async () => {
+  const big = crypto.getRandomValues(new Uint8Array(4 << 20).subarray(0, 65536));
+  const bytes = new Uint8Array(4 << 20);
+  for (let i = 0; i < bytes.length; i += big.length) bytes.set(big, i);
+  await Deno.mkdir(`${ca.dir}/big`, { recursive: true });
+  await Deno.writeFile(`${ca.dir}/big/big.bin`, bytes);
+  await using nginx = await mtlsNginx();
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes:
+${route("big", nginx.port, `, client_cert: { cert: ${client.cert}, key: ${client.key} }`)}
+`);
+  const res = await fetch(`http://127.0.0.1:${lb.port}/big/big.bin`);
+  assertEquals(res.status, 200);
+  const got = new Uint8Array(await res.arrayBuffer());
+  assertEquals(got.length, bytes.length);
+  assert(got.every((b, i) => b === bytes[i]), "the bytes differ");
+  const up = await fetch(`http://127.0.0.1:${lb.port}/big/upload`, { method: "POST", body: bytes });
+  assertEquals([up.status, (await up.text()).trim()], [200, "verified CN=client.test"]);
+  assertEquals((await get(lb.port, "/big/after"))[1], "CN=client.test");
 });
 
 Deno.test("client_cert: a changed pair is used for new connections; a bad file refuses the reload naming file:line and path, and the running pair keeps working", async () => {

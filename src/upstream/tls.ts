@@ -6,6 +6,7 @@
  */
 import { readPem, reason } from "../config/pem.ts";
 import { readKeyPair } from "../config/key_pair.ts";
+import { connectNodeTls } from "./node_tls.ts";
 import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 
 /** How a route's backends are reached over TLS (`routes[].tls: true`). */
@@ -119,16 +120,13 @@ export async function upstreamHandshake(
   return await handshake(conn, options);
 }
 
-const SERVER_NAME = Symbol.for("unstableServerName");
-
 /**
  * Connects to a backend over TLS: TCP, then the handshake, verifying the backend's
  * certificate for `serverName` and presenting the route's client certificate when
  * it has one (mTLS). Without one this is `Deno.connect` + {@linkcode upstreamHandshake}
- * (with TCP_NODELAY); with one it is `Deno.connectTls`, the only Deno call that takes a
- * client certificate: its TCP connect cannot be aborted (a connect that ends after
- * `signal` is closed, or held as a stalled handshake) and its socket keeps Nagle's
- * algorithm (Deno has no `setNoDelay` on a TLS connection).
+ * (with TCP_NODELAY); with one it is `node:tls` (see {@linkcode connectNodeTls}: the
+ * only Deno call that takes a client certificate, `Deno.connectTls`, leaves Nagle's
+ * algorithm on, which costs a delayed ACK on every request with a body).
  *
  * @example
  * ```ts ignore
@@ -155,29 +153,20 @@ export async function connectUpstreamTls(
     } catch { /* not a TCP socket */ }
     return await upstreamHandshake(tcp, options);
   }
-  const connecting = Deno.connectTls(
-    {
-      hostname: addr.hostname,
-      port: addr.port,
-      ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
-      alpnProtocols: options.alpn ?? HTTP1_ALPN,
+  try {
+    return await connectNodeTls({
+      ...addr,
+      serverName,
+      caCerts: tls.caCerts,
       cert: tls.clientCert.cert,
       key: tls.clientCert.key,
-      [SERVER_NAME]: serverName,
-    } as Deno.ConnectTlsOptions & Deno.TlsCertifiedKeyPem,
-  );
-  let conn: Deno.TlsConn;
-  try {
-    conn = await abortable(connecting, signal);
+      alpn: options.alpn ?? HTTP1_ALPN,
+      signal,
+    });
   } catch (e) {
-    if (signal.aborted) {
-      // connected too late: its handshake has started and holds the socket like any other
-      connecting.then((late) => giveUp(late, late.handshake(), options), () => {});
-      throw signal.reason;
-    }
+    if (signal.aborted) throw signal.reason;
     throw new Error(`TLS to ${serverName}: ${reason(e)}`, { cause: e });
   }
-  return await handshake(conn, options);
 }
 
 // Waits for `conn`'s handshake, or for `signal`.
