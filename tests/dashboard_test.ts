@@ -1,6 +1,15 @@
 import { assert, assertEquals } from "@std/assert";
 import { findChromium, launchChromium, type Page } from "./_chromium.ts";
-import { delay, freePort, keepAliveBackend, RawClient, startBalancer } from "./_http.ts";
+import {
+  delay,
+  forEachHead,
+  freePort,
+  keepAliveBackend,
+  RawClient,
+  rawServer,
+  startBalancer,
+  writeAllText,
+} from "./_http.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const OUTPUT = new URL("./output/", import.meta.url);
@@ -264,12 +273,27 @@ interface PolicyRow {
 
 Deno.test({
   name:
-    "dashboard in headless chromium: a route's policy steps in order, with the answers they gave and the mirror's copies",
+    "dashboard in headless chromium: each route's policy steps in order (rewrite, headers, mirror, auth, compress, allow) with what each did so far",
   ignore: !CI && findChromium() === undefined,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     await using backend = keepAliveBackend("b");
+    // an HTML page worth compressing, and a password file made by the real htpasswd
+    const page4k = "<p>" + "unload ".repeat(600) + "</p>";
+    await using big = rawServer((conn, read) =>
+      forEachHead(read, () =>
+        writeAllText(
+          conn,
+          `HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: ${page4k.length}\r\n\r\n${page4k}`,
+        ))
+    );
+    const dir = await Deno.makeTempDir({ prefix: "unload-dashboard-" });
+    const made = await new Deno.Command("htpasswd", {
+      args: ["-cbB", "-C", "5", `${dir}/users.htpasswd`, "ann", "s3cret"],
+      stderr: "null",
+    }).output();
+    assert(made.success, "htpasswd -B");
     await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0 }
 admin: { listen: 127.0.0.1:0 }
@@ -280,6 +304,11 @@ routes:
     host: shop.test
     headers: { response: { remove: [X-Powered-By] } }
     mirror: { backends: [{ address: 127.0.0.1:${backend.port} }], percent: 100 }
+  - name: docs
+    host: docs.test
+    backends: [{ address: 127.0.0.1:${big.port} }]
+    auth: { basic: { realm: ops, htpasswd: ${dir}/users.htpasswd } }
+    compress: true
   - name: office
     host: office.test
     backends: [{ address: 127.0.0.1:${backend.port} }]
@@ -291,6 +320,11 @@ routes:
     using c = await RawClient.connect(lb.port);
     assertEquals((await c.request("GET /api/a HTTP/1.1\r\nHost: shop.test\r\n\r\n")).status, 200);
     assertEquals((await c.request("GET / HTTP/1.1\r\nHost: office.test\r\n\r\n")).status, 403);
+    const docs = (auth: string) =>
+      c.request(`GET / HTTP/1.1\r\nHost: docs.test\r\nAccept-Encoding: gzip\r\n${auth}\r\n`);
+    assertEquals((await docs("")).status, 401);
+    const zipped = await docs(`Authorization: Basic ${btoa("ann:s3cret")}\r\n`);
+    assertEquals([zipped.status, zipped.headers.get("content-encoding")], [200, "gzip"]);
     let browser;
     try {
       browser = await launchChromium();
@@ -307,9 +341,18 @@ routes:
       }).catch((e) => {
         throw new Error(`${e.message}: ${JSON.stringify(got)}`);
       });
-      assertEquals(got.map((r) => r.name), ["rewrite", "headers", "mirror", "allow"]);
+      assertEquals(got.map((r) => r.name), [
+        "rewrite",
+        "headers",
+        "mirror",
+        "auth",
+        "compress",
+        "allow",
+      ]);
+      assertEquals(got[3]!.counts, "401 ×1 · basic missing 1 · basic verified 1");
+      assert(/^gzip 1 \(\d+ %\)$/.test(got[4]!.counts), got[4]!.counts);
       assertEquals(got[0]!.summary, "strip prefix /api");
-      assertEquals(got[3]!.counts, "403 ×1");
+      assertEquals(got[5]!.counts, "403 ×1");
       assert(
         got[2]!.summary.startsWith(`copy to 127.0.0.1:${backend.port}, 100 %`),
         got[3]!.summary,
@@ -323,6 +366,7 @@ routes:
       assertEquals(page.errors, [], "no script errors in the page");
     } finally {
       await browser?.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -60,6 +60,7 @@ table.policies { margin-bottom: 12px; table-layout: fixed; }
 table.policies th:nth-child(1) { width: 44px; }
 table.policies th:nth-child(2) { width: 130px; }
 table.policies th:nth-child(4) { width: 260px; }
+table.policies td { white-space: normal; overflow-wrap: anywhere; vertical-align: top; }
 svg.spark { width: 90px; height: 20px; vertical-align: middle; }
 svg.spark polyline { fill: none; stroke: var(--bar); stroke-width: 1.5; }
 #conn.bad { color: var(--bad); font-weight: 600; }

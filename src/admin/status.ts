@@ -114,6 +114,8 @@ export interface RouteStatus {
   policySteps: StepDescription[];
   /** What became of requests on its mirror, by result (`mirrored`, `dropped`, ...). */
   mirror: Record<string, number>;
+  /** Decisions of its auth step, by `kind result` (`basic cached`, `forward denied`). */
+  auth: Record<string, number>;
   /** Requests its policy answered instead of a backend, by `policy status` (`allow 403`). */
   policyAnswers: Record<string, number>;
   /**
@@ -321,6 +323,7 @@ export function buildStatus(lb: AdminSource, now: number = Date.now()): Status {
         policies: [...r.policy?.summaries ?? []],
         policySteps: [...r.policy?.described ?? []],
         mirror: Object.fromEntries(series?.mirror ?? []),
+        auth: Object.fromEntries(series?.authDecisions ?? []),
         policyAnswers: Object.fromEntries(series?.policies ?? []),
         compressed: Object.fromEntries(
           [...series?.compressed ?? []].map(([coding, c]) => [

@@ -140,7 +140,8 @@ function kpi(k: string, v: Child): HTMLElement {
   return h("div", { class: "kpi" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k));
 }
 
-// What a step did so far: the answers it gave (`403 ×2`), and a mirror's copies by result.
+// What a step did so far: the answers it gave (`403 ×2`), a mirror's copies by result, auth
+// decisions, and the responses compress encoded (with the size they came to).
 function stepCounts(r: RouteStatus, name: string): string {
   const parts: string[] = [];
   for (const key in r.policyAnswers) {
@@ -149,6 +150,9 @@ function stepCounts(r: RouteStatus, name: string): string {
   }
   if (name === "mirror") {
     for (const result in r.mirror) parts.push(result.replace("_", " ") + " " + r.mirror[result]);
+  }
+  if (name === "auth") {
+    for (const key in r.auth) parts.push(key + " " + r.auth[key]);
   }
   if (name === "compress") {
     for (const coding in r.compressed) {
