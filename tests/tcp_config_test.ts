@@ -68,7 +68,7 @@ tcp:
       't.yaml:7: tcp[2].listen: 127.0.0.1:7000 has a default route already, tcp route "a" (routes sharing a listen address are chosen by sni: and at most one goes without)',
       't.yaml:8: tcp[3].hash_key: a tcp route hashes on client_ip only: received "header:x-user"',
       "t.yaml:9: tcp[4].health.path: a tcp route's backends are checked by connecting: use tcp: true",
-      "t.yaml:10: tcp[5].colour: unknown key (expected one of: name, listen, srv, backends, scheduler, hash_key, health, timeouts, retries, sni, tls)",
+      "t.yaml:10: tcp[5].colour: unknown key (expected one of: name, listen, srv, backends, scheduler, hash_key, health, timeouts, retries, sni, tls, backend_tls, ca, server_name, client_cert)",
       "t.yaml:10: tcp[5]: needs listen (host:port)",
     ],
   );

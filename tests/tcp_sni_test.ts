@@ -3,7 +3,8 @@
  * ClientHello's server name (`sni:`) to nginx TLS servers with their own
  * certificates from a test CA, checked with `openssl s_client` and `curl`; and
  * termination (`tls: { cert, key }`) in front of Debian redis-server, driven with
- * `redis-cli --tls`.
+ * `redis-cli --tls`; and TLS to backends (`backend_tls: true`, with `client_cert`
+ * for nginx's `ssl_verify_client on`).
  *
  * @module
  */
@@ -18,8 +19,9 @@ import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
 import { freePort } from "./_http.ts";
-import { type IssuedCert, makeCa, servedSerial, type TestCa } from "./_certs.ts";
+import { installCert, type IssuedCert, makeCa, servedSerial, type TestCa } from "./_certs.ts";
 import { readAll, redisCli, startRedis, tcpLogger, until, writeAll } from "./_tcp.ts";
+import { startNginx as startOneNginx } from "./_nginx.ts";
 
 import { X509Certificate } from "node:crypto";
 
@@ -360,4 +362,125 @@ Deno.test("tls termination: a certificate file that cannot be read stops the sta
     )
   );
   assertStringIncludes(e.message, "tcp[0].tls.cert /nonexistent/r.pem: cannot read");
+});
+
+/** A plain HTTP/1.1 request written to a tcp route, and the whole answer. */
+async function rawGet(port: number): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(
+    conn,
+    enc.encode("GET / HTTP/1.1\r\nHost: backend.test\r\nConnection: close\r\n\r\n"),
+  );
+  return dec.decode(await readAll(conn));
+}
+
+Deno.test("backend_tls: a plain TCP client reaches nginx over TLS with the route's client certificate (ssl_verify_client on); without one nginx refuses it", async () => {
+  await using ca = await makeCa();
+  const server = await ca.issue("nginx", { serial: 0x51, names: ["backend.test"] });
+  const client = await ca.issue("client", { serial: 0xc1, names: ["client.test"], client: true });
+  await using nginx = await startOneNginx((port) => `
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${server.cert};
+    ssl_certificate_key ${server.key};
+    ssl_client_certificate ${ca.ca};
+    ssl_verify_client on;
+    location / { return 200 "verified $ssl_client_s_dn\\n"; }
+  }`);
+  const common = `backend_tls: true, ca: ${ca.ca}, server_name: backend.test`;
+  await using lb = await startTcp(`
+tcp:
+  - { name: mtls, listen: 127.0.0.1:0, ${common}, client_cert: { cert: ${client.cert}, key: ${client.key} }, backends: [{ address: 127.0.0.1:${nginx.port} }] }
+  - { name: nocert, listen: 127.0.0.1:0, ${common}, backends: [{ address: 127.0.0.1:${nginx.port} }] }
+  - { name: wrongname, listen: 127.0.0.1:0, backend_tls: true, ca: ${ca.ca}, server_name: other.test, backends: [{ address: 127.0.0.1:${nginx.port} }] }
+`);
+  const ok = await rawGet(lb.portOf("mtls"));
+  assertMatch(ok, /^HTTP\/1\.1 200 /);
+  assertStringIncludes(ok, "verified CN=client.test");
+  const refused = await rawGet(lb.portOf("nocert"));
+  assertMatch(refused, /^HTTP\/1\.1 400 /);
+  assertStringIncludes(refused, "No required SSL certificate was sent");
+  // a certificate that is not for server_name: the connect fails, nothing reaches the client
+  assertEquals(await rawGet(lb.portOf("wrongname")), "");
+  await until(() => lb.logger.records.length === 3, "three records");
+  const byRoute = new Map(lb.logger.records.map((r) => [r.route, r]));
+  assertEquals(byRoute.get("mtls")!.end, "closed");
+  assertEquals(byRoute.get("wrongname")!.end, "connect_failed");
+  assertStringIncludes(byRoute.get("wrongname")!.error!, "certificate");
+});
+
+Deno.test("backend_tls: ca, server_name and client_cert without it, and a client_cert that does not match, are refused with file and line", async () => {
+  await using ca = await makeCa();
+  const client = await ca.issue("client", { serial: 0xc1, names: ["client.test"], client: true });
+  const other = await ca.issue("other", { serial: 0xc2, names: ["other.test"], client: true });
+  const e = await assertRejects(() =>
+    Promise.resolve().then(() =>
+      parseConfig(
+        "tcp:\n  - { name: a, listen: 127.0.0.1:0, ca: x.pem, server_name: a.test, backends: [{ address: 127.0.0.1:1 }] }\n",
+        "t.yaml",
+      )
+    )
+  );
+  assertStringIncludes(e.message, "t.yaml:2: tcp[0].ca: only applies with backend_tls: true");
+  assertStringIncludes(
+    e.message,
+    "t.yaml:2: tcp[0].server_name: only applies with backend_tls: true",
+  );
+  const start = await assertRejects(() =>
+    Balancer.start(
+      parseConfig(
+        `tcp:\n  - name: a\n    listen: 127.0.0.1:0\n    backend_tls: true\n    client_cert: { cert: ${client.cert}, key: ${other.key} }\n    backends: [{ address: 127.0.0.1:1 }]\n`,
+        "t.yaml",
+      ),
+      { logger: tcpLogger() },
+    )
+  );
+  assertStringIncludes(start.message, "t.yaml:5: tcp[0].client_cert.key");
+  assertStringIncludes(start.message, "does not match");
+});
+
+Deno.test("tls termination: a new certificate in the route's files is served to new clients without a restart", async () => {
+  await using redis = await startRedis();
+  await using ca = await makeCa();
+  const first = await ca.issue("first", { serial: 0x101, names: ["r.test"] });
+  const second = await ca.issue("second", { serial: 0x102, names: ["r.test"] });
+  const files = { cert: `${ca.dir}/served.pem`, key: `${ca.dir}/served.key` };
+  await installCert(first, files);
+  await using lb = await startTcp(`
+reload: { interval: 100ms }
+tcp:
+  - { name: kv, listen: 127.0.0.1:0, tls: { cert: ${files.cert}, key: ${files.key} }, backends: [{ address: 127.0.0.1:${redis.port} }] }
+`);
+  const port = lb.portOf("kv");
+  assertEquals(await servedSerial(port, "r.test"), "101");
+  await installCert(second, files);
+  await until(
+    () => lb.logger.lines.some((l) => l.includes("certificate reloaded from tcp[0].tls.cert")),
+    "the reload logged",
+  );
+  assertEquals(await servedSerial(port, "r.test"), "102");
+  assertEquals(lb.portOf("kv"), port);
+  const cli = (...args: string[]) =>
+    redisCli(port, "--tls", "--cacert", ca.ca, "--sni", "r.test", ...args);
+  assertEquals(await cli("PING"), "PONG");
+});
+
+Deno.test("reload: a listen address cannot switch between plain TCP and tls termination in one reload; the running config stays", async () => {
+  await using redis = await startRedis();
+  await using ca = await makeCa();
+  const r = await ca.issue("r", { serial: 0x7e, names: ["r.test"] });
+  const port = freePort();
+  const plain =
+    `tcp:\n  - { name: kv, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${redis.port} }] }\n`;
+  await using lb = await startTcp(plain);
+  const result = await lb.reload(parseConfig(
+    `tcp:\n  - { name: kv, listen: 127.0.0.1:${port}, tls: { cert: ${r.cert}, key: ${r.key} }, backends: [{ address: 127.0.0.1:${redis.port} }] }\n`,
+    "t.yaml",
+  ));
+  assertEquals(result.ok, false);
+  assertStringIncludes(
+    (result as { error: string }).error,
+    `tcp route kv: listen 127.0.0.1:${port}: switching an address between tls termination and plain TCP needs a restart`,
+  );
+  assertEquals(await redisCli(port, "PING"), "PONG"); // still plain
 });

@@ -63,6 +63,16 @@ export interface TcpRouteConfig {
   sni?: string;
   /** Certificate and key PEM files: TLS is terminated, plain TCP goes to the backends. */
   tls?: { cert: string; key: string };
+  /**
+   * Present with `backend_tls: true`: the backends are reached over TLS, their
+   * certificate verified (against `ca` too, for `server_name`), presenting
+   * `client_cert` when they ask for one (mTLS), as HTTP routes' `tls: true`.
+   */
+  backend_tls?: {
+    ca?: string;
+    server_name?: string;
+    client_cert?: { cert: string; key: string; at: string };
+  };
 }
 
 /** What a TCP route takes from the top level of the config when it does not say. */
@@ -89,6 +99,10 @@ const TCP_KEYS = [
   "retries",
   "sni",
   "tls",
+  "backend_tls",
+  "ca",
+  "server_name",
+  "client_cert",
 ] as const;
 const NAME_REGEXP = /^[A-Za-z0-9_.-]+$/;
 // A server name as SNI carries it (lower case): DNS labels, the first one `*` for a wildcard.
@@ -151,6 +165,7 @@ export function readTcpRoutes(
     }
     route.health = readTcpHealth(src, m.get("health"), `${path}.health`, defaults.health);
     readEdgeKeys(src, m, path, route);
+    readBackendTls(src, m, path, route);
     out.push(route);
     if (listen !== undefined && listen.port !== 0) {
       const key = addrKey(listen);
@@ -193,6 +208,41 @@ function readEdgeKeys(src: Source, m: Map<string, Node>, path: string, route: Tc
       "a route either passes TLS through by name (sni) or terminates it (tls), not both",
     );
   }
+}
+
+// `backend_tls: true`, with its `ca`, `server_name` and `client_cert` (HTTP routes' keys).
+function readBackendTls(src: Source, m: Map<string, Node>, path: string, route: TcpRouteConfig) {
+  const on = src.bool(m.get("backend_tls"), `${path}.backend_tls`);
+  const ca = src.string(m.get("ca"), `${path}.ca`);
+  const serverName = src.string(m.get("server_name"), `${path}.server_name`);
+  if (serverName !== undefined && !SNI_REGEXP.test(serverName) || serverName?.startsWith("*")) {
+    src.fail(
+      m.get("server_name"),
+      `${path}.server_name`,
+      `must be a DNS name: received "${serverName}"`,
+    );
+  }
+  const certNode = m.get("client_cert");
+  let clientCert: { cert: string; key: string; at: string } | undefined;
+  if (certNode !== undefined) {
+    const at = `${path}.client_cert`;
+    const pair = src.map(certNode, at, ["cert", "key"]);
+    const cert = src.string(pair.get("cert"), `${at}.cert`);
+    const key = src.string(pair.get("key"), `${at}.key`);
+    if (cert === undefined || key === undefined) src.fail(certNode, at, "needs both cert and key");
+    // the files are read when the routes are built: their errors start with file:line
+    else clientCert = { cert, key, at: src.where(certNode, at) };
+  }
+  if (on !== true) {
+    for (const k of ["ca", "server_name", "client_cert"] as const) {
+      if (m.has(k)) src.fail(m.get(k), `${path}.${k}`, "only applies with backend_tls: true");
+    }
+    return;
+  }
+  route.backend_tls = {};
+  if (ca !== undefined) route.backend_tls.ca = ca;
+  if (serverName !== undefined) route.backend_tls.server_name = serverName;
+  if (clientCert !== undefined) route.backend_tls.client_cert = clientCert;
 }
 
 /** A route on a listen address, with where the config has it. */

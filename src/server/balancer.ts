@@ -673,6 +673,14 @@ export class Balancer {
         }
         const names = routes.map((r) => r.name).join(", ");
         const addr = routes[0]!.config.listen;
+        const other = tls ? key.slice("tls ".length) : `tls ${key}`;
+        if (addr.port !== 0 && this.#tcpListening.some((l) => l.key === other)) {
+          throw new Error(
+            `tcp route ${names}: listen ${addrKey(addr)}: switching an address between tls ` +
+              "termination and plain TCP needs a restart (or one reload without the address, " +
+              "then one with it)",
+          );
+        }
         if (tls === undefined) {
           const listener = bind(`tcp route ${names}: listen`, addr, () => Deno.listen(addr));
           opened.push({ key, listener, routes });
@@ -740,6 +748,7 @@ export class Balancer {
       buffers: this.bodyBuffers,
       watchdog: this.#watchdog,
       pairs: this.#tcpPairs,
+      stalls: this.tlsStalls,
       counters: (route, backend) => metrics.counters(route, backend),
       onConnection: (r) => {
         metrics.observe(r);

@@ -24,6 +24,7 @@ import type { Backend } from "../upstream/backend.ts";
 import { beginRequest, endRequest } from "../upstream/backend_state.ts";
 import { connectBackend, ConnectError } from "../upstream/connect.ts";
 import type { PassiveHealth } from "../upstream/health/passive.ts";
+import type { HandshakeStalls } from "../observe/tls_stalls.ts";
 import { TcpPair } from "./pair.ts";
 import type { TcpRoute } from "./route_set.ts";
 
@@ -84,6 +85,8 @@ export interface TcpListenerContext {
   counters(route: string, backend: string): ConnectionCounters;
   /** Told each finished connection. */
   onConnection(record: ConnectionRecord): void;
+  /** Takes TLS handshakes to backends (`backend_tls`) given up before they finished. */
+  stalls?: HandshakeStalls;
   /** Told a connect that failed for lack of local descriptors or ports. */
   onExhausted?(where: string, e: unknown): void;
 }
@@ -165,6 +168,8 @@ function close(conn: Deno.Conn): void {
   } catch { /* closed already */ }
 }
 
+const NO_ALPN: string[] = [];
+
 type Connected =
   | { backend: Backend; conn: Deno.Conn }
   | { end: ConnectionEnd; backend: string; error?: string };
@@ -192,6 +197,8 @@ async function connect(
       const { conn } = await connectBackend(backend, {
         connectTimeout: timeouts.connect,
         signal: pair.signal,
+        alpn: NO_ALPN, // backend_tls: the bytes are the client's, no protocol is offered
+        stalls: ctx.stalls,
       });
       ctx.health.success(backend);
       return { backend, conn };

@@ -16,6 +16,7 @@ import { count } from "../observe/count.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { createScheduler } from "../scheduler/create.ts";
 import { type BackendChecks, compileChecks } from "../upstream/health/checks.ts";
+import { loadUpstreamTls, type UpstreamTls } from "../upstream/tls.ts";
 
 /** A running `tcp:` route. */
 export interface TcpRoute {
@@ -29,6 +30,8 @@ export interface TcpRoute {
   readonly srv?: SrvSource;
   /** How its backends are checked (every record of the route carries these). */
   readonly checks: BackendChecks;
+  /** How its backends are reached over TLS (`backend_tls: true`); absent: plain TCP. */
+  readonly tls?: UpstreamTls;
 }
 
 /** Options for {@linkcode TcpRouteSet.start}. */
@@ -84,11 +87,15 @@ export class TcpRouteSet {
       for (const rc of configs) {
         const checks = compileChecks(rc.health);
         const found = rc.backends ? staticBackends(rc.backends) : [];
+        const tls = rc.backend_tls === undefined
+          ? undefined
+          : await loadUpstreamTls({ name: rc.name, ...rc.backend_tls });
         const route: TcpRoute = {
           name: rc.name,
           config: rc,
-          scheduler: createScheduler(rc.scheduler, set.#reuse(found, checks)),
+          scheduler: createScheduler(rc.scheduler, set.#reuse(found, checks, tls)),
           checks,
+          ...(tls === undefined ? {} : { tls }),
         };
         if (rc.srv !== undefined) {
           (route as { srv?: SrvSource }).srv = set.#watch(rc.srv, route);
@@ -114,13 +121,14 @@ export class TcpRouteSet {
     await Promise.all(this.routes.map((r) => r.srv?.closed));
   }
 
-  // The records of `found` with the route's checks: one already in use (this set's, or
-  // a running set's) when it has the same address, priority, weight and checks.
-  #reuse(found: readonly Backend[], checks: BackendChecks): Backend[] {
+  // The records of `found` with the route's checks (and TLS settings): one already in use
+  // (this set's, or a running set's) when it has the same address, priority, weight,
+  // checks and TLS settings (backendKey tells those apart).
+  #reuse(found: readonly Backend[], checks: BackendChecks, tls?: UpstreamTls): Backend[] {
     const known = this.#options.known;
     const mine = this.backends();
     return found.map((plain) => {
-      const b: Backend = { ...plain, checks };
+      const b: Backend = tls ? { ...plain, tls, checks } : { ...plain, checks };
       const key = backendKey(b);
       const same = (o: Backend) =>
         o.priority === b.priority && o.weight === b.weight && o.checks?.key === checks.key;
@@ -138,7 +146,7 @@ export class TcpRouteSet {
       family,
       signal: this.#ac.signal,
       onUpdate: (found) => {
-        const next = this.#reuse(found, route.checks);
+        const next = this.#reuse(found, route.checks, route.tls);
         route.scheduler.update(next);
         this.#options.onChange?.();
         const list = next.map((b) => `${b.name}=${b.id} p${b.priority} w${b.weight}`).join(", ");
