@@ -9,7 +9,7 @@ import { startLbProcess } from "./_process.ts";
 import { readAll, redisCli, startRedis, tcpBackend, tcpLogger, until, writeAll } from "./_tcp.ts";
 import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
-import { delay } from "./_http.ts";
+import { delay, freePort } from "./_http.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -129,3 +129,33 @@ tcp: [{ name: echo, listen: 127.0.0.1:$PORT, backends: [{ address: 127.0.0.1:${b
   const line = stdout.trim().split("\n").map((l) => JSON.parse(l)).find((l) => l.bytes_in === 10);
   assertEquals([line?.route, line?.end], ["echo", "drain"]);
 });
+
+Deno.test("tcp route: SIGHUP re-reads the file: a route added there starts listening, one removed stops", async () => {
+  await using backend = echoBackend();
+  const other = freePort();
+  const route = (name: string, port: string | number) =>
+    `  - { name: ${name}, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${backend.port} }] }\n`;
+  await using lb = await startLbProcess(`reload: { watch: false }\ntcp:\n${route("a", "$PORT")}`);
+  const file = `${lb.dir}/unload.yaml`;
+  await Deno.writeTextFile(file, `reload: { watch: false }\ntcp:\n${route("b", other)}`);
+  Deno.kill(lb.pid, "SIGHUP");
+  const c = await untilAccepts(other);
+  await writeAll(c, enc.encode("via b"));
+  await c.closeWrite();
+  assertEquals(dec.decode(await readAll(c)), "via b");
+  c.close();
+  await untilRefused(lb.port);
+  assertStringIncludes(lb.stderrSoFar(), "config reloaded from");
+});
+
+/** Connects to 127.0.0.1:`port` once something accepts there. */
+async function untilAccepts(port: number): Promise<Deno.Conn> {
+  for (let i = 0; i < 300; i++) {
+    try {
+      return await Deno.connect({ hostname: "127.0.0.1", port });
+    } catch {
+      await delay(20);
+    }
+  }
+  throw new Error(`nothing accepts on ${port}`);
+}
