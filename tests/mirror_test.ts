@@ -133,7 +133,8 @@ routes:
       "5\r\nabcde\r\n3\r\nfgh\r\n0\r\n\r\n",
   );
   assertEquals(chunked.body, "main 8\n");
-  await until(() => copy.got.length === 3, "three copies");
+  // counted once the mirror's answer was read (after the mirror got the copy)
+  await until(() => mirrorCounts(lb, "shop").mirrored === 3, "three copies answered");
   const [post, list, put] = copy.got;
   assertEquals(post, main.got[0]);
   assertStringIncludes(post!.head, "POST /cart?id=7 HTTP/1.1\r\n");
@@ -226,7 +227,12 @@ routes:${route("0", 0)}${route("100", 100)}${route("50", 50)}${route("half", 0.5
   for (let i = 0; i < 50; i++) await c.get(`/p0/${i}`);
   for (let i = 0; i < 50; i++) await c.get(`/p100/${i}`);
   for (let i = 0; i < 400; i++) await c.get(`/p50/${i}`);
-  await until(() => copy.got.length === 50 + (mirrorCounts(lb, "p50").mirrored ?? 0), "copies");
+  await until(() => {
+    const half = mirrorCounts(lb, "p50");
+    return mirrorCounts(lb, "p100").mirrored === 50 &&
+      (half.mirrored ?? 0) + (half.not_sampled ?? 0) === 400 &&
+      copy.got.length === 50 + (half.mirrored ?? 0);
+  }, "every copy answered");
   assertEquals(mirrorCounts(lb, "p0"), { not_sampled: 50 });
   assertEquals(mirrorCounts(lb, "p100"), { mirrored: 50 });
   const { mirrored = 0, not_sampled = 0 } = mirrorCounts(lb, "p50");
@@ -262,7 +268,7 @@ routes:
   await c.request(
     `POST /exact HTTP/1.1\r\nHost: a.test\r\nContent-Length: ${exact.length}\r\n\r\n${exact}`,
   );
-  await until(() => copy.got.length === 1, "the copy of the body at the limit");
+  await until(() => mirrorCounts(lb, "up").mirrored === 1, "the copy of the body at the limit");
   assertEquals(copy.got[0]!.body, exact);
   assertEquals(mirrorCounts(lb, "up"), { too_large: 2, mirrored: 1 });
   assertEquals(main.got.map((g) => g.body.length), [2048, 1200, 1024]);
@@ -444,7 +450,27 @@ routes:
   using c = await RawClient.connect(lb.port);
   // the balancer starts once the mirror's first lookup is done, as a route's own SRV name
   for (let i = 0; i < 10; i++) assertEquals((await c.get(`/${i}`)).status, 200);
-  await until(() => m1.got.length + m2.got.length >= 10, "ten copies");
+  await until(() => mirrorCounts(lb, "shop").mirrored === 10, "ten copies answered");
   assertEquals([m1.got.length, m2.got.length], [5, 5]);
   assertEquals(mirrorCounts(lb, "shop"), { mirrored: 10 });
+});
+
+Deno.test("mirror: a copy the mirror does not answer within mirror.timeout is closed and counted failed, and its slot takes copies again", async () => {
+  await using main = recorder("main");
+  await using stalled = recorder("stalled", { stall: true });
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+routes:
+  - name: slow
+    backends: [{ address: 127.0.0.1:${main.port} }]
+    mirror: { backends: [{ address: 127.0.0.1:${stalled.port} }], queue: 1, timeout: 200ms }
+`);
+  using c = await RawClient.connect(lb.port);
+  assertEquals((await c.get("/first")).status, 200);
+  await until(() => (mirrorCounts(lb, "slow").failed ?? 0) === 1, "the first copy to time out");
+  await until(() => stalled.open === 0, "the mirror connection to be closed");
+  assertEquals((await c.get("/second")).status, 200);
+  await until(() => stalled.got.length === 2, "the second copy");
+  assertEquals(stalled.got.map((g) => g.head.split(" ")[1]), ["/first", "/second"]);
+  assertEquals(mirrorCounts(lb, "slow").dropped, undefined);
 });
