@@ -153,3 +153,27 @@ Deno.test("tcp config: main.ts validate lists the tcp routes; a port in use make
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tcp config: main.ts validate says which routes pass TLS through by name, terminate it, or reach their backends over TLS", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/unload.yaml`;
+    await Deno.writeTextFile(
+      file,
+      `tcp:
+  - { name: a, listen: 127.0.0.1:8443, sni: a.test, backends: [{ address: 127.0.0.1:1443 }] }
+  - { name: r, listen: 127.0.0.1:6380, tls: { cert: r.pem, key: r.key }, backend_tls: true, backends: [{ address: 127.0.0.1:6379 }] }
+`,
+    );
+    const v = await runCli(["validate", "--config", file]);
+    assertEquals(v.code, 0, v.stderr);
+    assertEquals(
+      v.stdout,
+      `${file}: ok (0 routes, 2 tcp routes)\n` +
+        "  tcp a: 127.0.0.1:8443 → 127.0.0.1:1443 (srv, sni a.test)\n" +
+        "  tcp r: 127.0.0.1:6380 → 127.0.0.1:6379 (srv, tls terminated, tls to backends)\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -18,6 +18,7 @@ import {
 import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
+import { buildStatus } from "../src/admin/status.ts";
 import { freePort } from "./_http.ts";
 import { installCert, type IssuedCert, makeCa, servedSerial, type TestCa } from "./_certs.ts";
 import { readAll, redisCli, startRedis, tcpLogger, until, writeAll } from "./_tcp.ts";
@@ -215,6 +216,9 @@ tcp:
     );
   }
   assertEquals(lb.logger.records, []); // none reached a route
+  const status = buildStatus(lb).tcp[0]!;
+  assertEquals([status.sni, status.tls, status.backendTls], ["a.test", null, false]);
+  assertEquals(status.refused, { not_tls: 1, no_route: 1, timeout: 1 });
 });
 
 /** The first handshake record `openssl s_client ARGS` sends, captured on a plain socket. */

@@ -8,6 +8,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { type SchedulerMode } from "../scheduler/scheduler.ts";
 import { expectedShares } from "../scheduler/create.ts";
 import { backendRequests, LATENCY_BUCKETS, STATUS_CLASSES, statusObject } from "./metrics.ts";
+import { addrKey } from "../config/address.ts";
 import { type AdminSource, poolTotals, prepareSeries, type TcpRouteView } from "./prometheus.ts";
 import type { SrvWatcherState } from "../upstream/discovery/srv.ts";
 import { describeProbe } from "../upstream/health/checks.ts";
@@ -191,6 +192,17 @@ export interface TcpRouteStatus {
   ends: Record<string, number>;
   /** Backends now scheduled, in scheduler order. */
   backends: TcpBackendStatus[];
+  /** The server name it takes by TLS passthrough (`*.` wildcards kept), or null. */
+  sni: string | null;
+  /** The certificate file it terminates TLS with, or null. */
+  tls: string | null;
+  /** Whether its backends are reached over TLS (`backend_tls`). */
+  backendTls: boolean;
+  /**
+   * Connections its listen address closed before reaching a route, by why (non-zero
+   * only; shared by the routes of one address).
+   */
+  refused: Record<string, number>;
 }
 
 /** The whole snapshot. */
@@ -398,6 +410,12 @@ function tcpStatus(lb: AdminSource, srv: Map<string, SrvWatcherState>): TcpRoute
       connections: { total, active },
       bytes: { in: bytesIn, out: bytesOut },
       ends,
+      sni: r.config.sni ?? null,
+      tls: r.config.tls?.cert ?? null,
+      backendTls: r.config.backend_tls !== undefined,
+      refused: Object.fromEntries(
+        [...lb.tcpMetrics?.refused.get(addrKey(r.config.listen)) ?? []].filter(([, n]) => n > 0),
+      ),
       backends: backends.map((b, i) => {
         const c = series?.backends.get(b.id);
         return {

@@ -202,7 +202,14 @@ async function validate(file: string | undefined): Promise<number> {
   console.log(`${file}: ok (${count(config.routes.length, "route")}${tcp})`);
   for (const r of config.tcp) {
     const to = r.srv ?? r.backends!.map((b) => b.address).join(" ");
-    console.log(`  tcp ${r.name}: ${r.listen.hostname}:${r.listen.port} → ${to} (${r.scheduler})`);
+    const tls = [
+      r.sni === undefined ? "" : `, sni ${r.sni}`,
+      r.tls === undefined ? "" : ", tls terminated",
+      r.backend_tls === undefined ? "" : ", tls to backends",
+    ].join("");
+    console.log(
+      `  tcp ${r.name}: ${r.listen.hostname}:${r.listen.port} → ${to} (${r.scheduler}${tls})`,
+    );
   }
   return 0;
 }
