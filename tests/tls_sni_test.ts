@@ -189,6 +189,36 @@ routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
   assertEquals(await serials(), [a.serial, b2.serial, wild2.serial]);
 });
 
+Deno.test("tls.certificates: a config reload adds a certificate; one naming a bad pair is refused as a whole, naming the file, and the certificates in force stay", async () => {
+  await using backend = keepAliveBackend("app");
+  const yaml = (pairs: Array<{ cert: string; key: string }>) => `
+listen: { https: 127.0.0.1:0 }
+tls:
+  certificates:
+${certificatesYaml(pairs)}
+routes: [{ name: app, backends: [{ address: 127.0.0.1:${backend.port} }] }]
+`;
+  await using lb = await startLoggedBalancer(yaml([a, b]));
+  const port = lb.addrs.https!.port;
+  assertEquals((await served(port, "y.wild.test")).subject, "CN=a.test");
+  const added = await lb.reload(
+    parseConfig(yaml([a, b, wild]), "t.yaml"),
+  );
+  assertEquals(added, { ok: true });
+  assertEquals((await served(port, "y.wild.test")).subject, "CN=*.wild.test");
+  const bad = { cert: `${ca.dir}/missing.pem`, key: wild.key };
+  const refused = await lb.reload(
+    parseConfig(yaml([a, bad, x]), "t.yaml"),
+  );
+  assertEquals(refused.ok, false);
+  assertStringIncludes(refused.error ?? "", `tls.certificates[1].cert ${bad.cert}: cannot read`);
+  assertEquals(
+    [(await served(port, "b.test")).subject, (await served(port, "y.wild.test")).subject],
+    ["CN=b.test", "CN=*.wild.test"],
+  );
+  assertEquals(lb.certificates.map((c) => c.cert), [a.cert, b.cert, wild.cert]);
+});
+
 Deno.test("tls.certificates: /status lists each certificate's file, names and expiry, and /metrics has unload_tls_certificate_expiry_seconds per name", async () => {
   await using backend = keepAliveBackend("app");
   const both = await ca.issue("both", { serial: 0xe1, names: ["b.test", "*.wild.test"] });
