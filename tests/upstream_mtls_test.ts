@@ -11,6 +11,7 @@ import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { installCert, makeCa } from "./_certs.ts";
 import { delay, startBalancer, startLoggedBalancer } from "./_http.ts";
 import { startNginx } from "./_nginx.ts";
+import { runCli } from "./_process.ts";
 import { ConfigError, parseConfig } from "../src/config/config.ts";
 
 const ca = await makeCa();
@@ -196,6 +197,27 @@ routes:
     `test.yaml:7: routes[0].client_cert.key ${client2.key}: does not match the certificate in ` +
       `routes[0].client_cert.cert ${client.cert}`,
   );
+});
+
+Deno.test("client_cert: unload validate reports a key that is not the certificate's at its config line, and run exits 2 with the same line", async () => {
+  const file = `${ca.dir}/validate.yaml`;
+  await Deno.writeTextFile(
+    file,
+    `listen: { http: 127.0.0.1:0 }
+routes:
+  - name: app
+    backends: [{ address: 127.0.0.1:1 }]
+    tls: true
+    client_cert: { cert: ${client.cert}, key: ${client2.key} }
+`,
+  );
+  const line = `${file}:6: routes[0].client_cert.key ${client2.key}: does not match the ` +
+    `certificate in routes[0].client_cert.cert ${client.cert}`;
+  const validated = await runCli(["validate", "--config", file]);
+  assertEquals([validated.code, validated.stderr.trim()], [2, line]);
+  const ran = await runCli(["run", "--config", file]);
+  assertEquals(ran.code, 2);
+  assertStringIncludes(ran.stderr, line);
 });
 
 async function until(check: () => Promise<boolean>, ms = 10_000): Promise<void> {

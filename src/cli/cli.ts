@@ -187,7 +187,8 @@ async function validate(file: string | undefined): Promise<number> {
     if (r.tls) await check(loadUpstreamTls({ name: r.name, ...r.tls }));
   }
   if (problems.length > 0) {
-    for (const p of problems) console.error(`${file}: ${p}`);
+    // a problem found at a line of the file (routes[].client_cert) already starts with it
+    for (const p of problems) console.error(p.startsWith(`${file}:`) ? p : `${file}: ${p}`);
     return 2;
   }
   const access = config.log.access;
