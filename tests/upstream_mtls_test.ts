@@ -115,6 +115,30 @@ ${route("big", nginx.port, `, client_cert: { cert: ${client.cert}, key: ${client
   assertEquals((await get(lb.port, "/big/after"))[1], "CN=client.test");
 });
 
+Deno.test("client_cert: active health probes present the route's certificate too (200 from nginx), where a route without one gets 400", async () => {
+  await using nginx = await mtlsNginx();
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+health: { path: /healthz, interval: 50ms, timeout: 5s, failures: 1 }
+routes:
+${route("m", nginx.port, `, client_cert: { cert: ${client.cert}, key: ${client.key} }`)}
+${route("none", nginx.port, "")}
+`);
+  const backend = (name: string) => lb.routes.find((r) => r.name === name)!.scheduler.backends[0]!;
+  await until(() =>
+    Promise.resolve(
+      lb.lastProbe(backend("none")) !== undefined && lb.lastProbe(backend("m")) !== undefined,
+    )
+  );
+  const probes = ["m", "none"].map((n) => {
+    const p = lb.lastProbe(backend(n))!;
+    return [n, p.ok, p.reason];
+  });
+  assertEquals(probes.map(([n, ok]) => [n, ok]), [["m", true], ["none", false]]);
+  assertStringIncludes(String(probes[0]![2]), "200");
+  assertStringIncludes(String(probes[1]![2]), "400");
+});
+
 Deno.test("client_cert: a changed pair is used for new connections; a bad file refuses the reload naming file:line and path, and the running pair keeps working", async () => {
   await using nginx = await mtlsNginx();
   const files = { cert: `${ca.dir}/live-client.pem`, key: `${ca.dir}/live-client.key` };
