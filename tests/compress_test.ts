@@ -453,6 +453,57 @@ Deno.test("compress: an event stream is flushed per backend write, so each event
   assertEquals(text, "data: event 0\n\ndata: event 1\n\ndata: event 2\n\n");
 });
 
+Deno.test("compress: past max_active responses compressed at once, the next goes as it is (with Vary) until one ends", async () => {
+  let release: (() => void) | undefined;
+  const held = new Promise<void>((r) => release = r);
+  await using backend = rawServer((conn, read) =>
+    forEachHead(read, async (head) => {
+      if (head.startsWith("GET /hold")) {
+        await writeAllText(
+          conn,
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            `1000\r\n${page(4096)}\r\n`,
+        );
+        await held;
+        return writeAllText(conn, "0\r\n\r\n");
+      }
+      const body = page(5000);
+      return writeAllText(
+        conn,
+        `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\n${body}`,
+      );
+    })
+  );
+  await using lb = await startBalancer(`
+listen: { http: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+routes:
+  - name: one
+    backends: [{ address: 127.0.0.1:${backend.port} }]
+    compress: { max_active: 1 }
+`);
+  const ask = "Host: a\r\nAccept-Encoding: gzip\r\n\r\n";
+  using first = await RawClient.connect(lb.port);
+  await first.send(`GET /hold HTTP/1.1\r\n${ask}`);
+  const held1 = chunkReader(first.conn);
+  assertStringIncludes((await held1.head()).toLowerCase(), "content-encoding: gzip");
+  assert((await held1.next()) !== null, "the first piece arrives while the backend holds the rest");
+  using second = await RawClient.connect(lb.port);
+  const busy = await second.request(`GET /text HTTP/1.1\r\n${ask}`);
+  assertEquals(busy.headers.get("content-encoding"), undefined, "one is being compressed already");
+  assertEquals([busy.headers.get("vary"), busy.body], ["Accept-Encoding", page(5000)]);
+  release!();
+  while ((await held1.next()) !== null);
+  // once the first response is over (and counted), the route compresses again
+  const metrics = `http://127.0.0.1:${lb.addrs.admin!.port}/metrics`;
+  for (let i = 0; i < 400; i++) {
+    if ((await (await fetch(metrics)).text()).includes('encoding="gzip"} 1\n')) break;
+    await delay(25);
+  }
+  const again = await second.request(`GET /text HTTP/1.1\r\n${ask}`);
+  assertEquals(again.headers.get("content-encoding"), "gzip");
+});
+
 Deno.test("compress: a 64 MiB body is compressed as it streams: a client that stops reading holds the backend back, memory stays flat, every byte arrives", async () => {
   const size = 64 * MIB;
   const piece = 256 * 1024;
@@ -615,6 +666,7 @@ routes:
     /unload\.yaml:5: routes\[0\]\.compress\.min_size: must be a size/,
   );
   assertMatch(bad(route("{ level: 9 }")), /unload\.yaml:5: routes\[0\]\.compress/);
+  assertMatch(bad(route("{ max_active: 0 }")), /routes\[0\]\.compress\.max_active:/);
 });
 
 /** `p`, or a failure naming `what` if it has not settled within 20 s (a hang guard, not a timing check). */

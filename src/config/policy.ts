@@ -58,6 +58,8 @@ export interface CompressConfig {
   types: string[];
   /** Bodies whose Content-Length is below this many bytes go as they are. */
   min_size: number;
+  /** Responses of the route (per worker) compressed at once at most; past it, bodies go as they are. */
+  max_active: number;
 }
 
 /**
@@ -81,6 +83,11 @@ export const COMPRESS_TYPES: readonly string[] = Object.freeze([
 ]);
 /** Default `compress.min_size`, in bytes: smaller bodies gain little and cost a coder each. */
 export const COMPRESS_MIN_SIZE = 1024;
+/**
+ * Default `compress.max_active`: responses of a route compressed at once (each
+ * holds 0.3 to 0.9 MiB of coder memory while its body moves).
+ */
+export const COMPRESS_MAX_ACTIVE = 256;
 
 /** A route's `mirror`, as read: where copies go, how many, how large. */
 export interface MirrorConfig {
@@ -294,12 +301,21 @@ const MEDIA_PATTERN =
 // `compress: true | false` or `{ types: [...], min_size: 1KiB }`.
 function readCompress(src: Source, node: Node | undefined, at: string): CompressConfig | undefined {
   if (node !== undefined && isScalar(node) && typeof node.value === "boolean") {
-    return node.value ? { types: [...COMPRESS_TYPES], min_size: COMPRESS_MIN_SIZE } : undefined;
+    if (!node.value) return undefined;
+    return {
+      types: [...COMPRESS_TYPES],
+      min_size: COMPRESS_MIN_SIZE,
+      max_active: COMPRESS_MAX_ACTIVE,
+    };
   }
   if (node === undefined || !isMap(node)) {
-    return src.fail(node, at, "must be true, false or a mapping { types: [...], min_size: 1KiB }");
+    return src.fail(
+      node,
+      at,
+      "must be true, false or a mapping { types: [...], min_size: 1KiB, max_active: 256 }",
+    );
   }
-  const c = src.map(node, at, ["types", "min_size"]);
+  const c = src.map(node, at, ["types", "min_size", "max_active"]);
   let types = [...COMPRESS_TYPES];
   if (c.has("types")) {
     types = [];
@@ -327,7 +343,9 @@ function readCompress(src: Source, node: Node | undefined, at: string): Compress
     }
   }
   const min = src.size(c.get("min_size"), `${at}.min_size`) ?? COMPRESS_MIN_SIZE;
-  return { types, min_size: min };
+  const maxActive = src.int(c.get("max_active"), `${at}.max_active`, 1, 1_000_000) ??
+    COMPRESS_MAX_ACTIVE;
+  return { types, min_size: min, max_active: maxActive };
 }
 
 const RATE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };

@@ -8,7 +8,8 @@
  * among `types` (never gRPC); there is no `Content-Encoding` (nor a transfer
  * coding other than chunked); `Cache-Control` has no `no-transform`; the
  * `Content-Length`, when there is one, is at least `min_size` (a body of
- * unknown length is compressed). Such a response gets `Vary: Accept-Encoding`
+ * unknown length is compressed); fewer than `max_active` of the route's
+ * responses are being compressed (each holds its coder's memory). Such a response gets `Vary: Accept-Encoding`
  * whether or not this client accepted a coding (a cache must keep the two
  * apart); a compressed one also gets `Content-Encoding`, loses its
  * `Content-Length` and `Accept-Ranges`, and its strong `ETag` becomes weak
@@ -29,12 +30,14 @@ import { removeField } from "./rewrite.ts";
  * ```ts
  * import { assertEquals } from "@std/assert";
  * import { compressStep } from "./compress.ts";
- * const step = compressStep({ types: ["text/*"], min_size: 1024 });
+ * const step = compressStep({ types: ["text/*"], min_size: 1024, max_active: 1 });
  * const res = { method: "GET", status: 200, changed: false, requestField: (n: string) =>
  *   n === "accept-encoding" ? "gzip, br" : undefined };
  * const fields = ["Content-Type", "text/html", "Content-Length", "5000", "ETag", '"v1"'];
  * const enc = step.onResponseBody!(fields, res)!;
  * assertEquals(enc.coding, "br");
+ * const busy = ["Content-Type", "text/html"]; // max_active: 1, and one is open
+ * assertEquals(step.onResponseBody!(busy, res), undefined);
  * enc.close();
  * assertEquals(fields, [
  *   "Content-Type", "text/html", "ETag", 'W/"v1"', "Vary", "Accept-Encoding",
@@ -49,6 +52,8 @@ import { removeField } from "./rewrite.ts";
  */
 export function compressStep(config: CompressConfig): PolicyStep {
   const match = typeMatcher(config.types);
+  let active = 0; // encoders of this route not closed yet
+  const release = () => active--;
   const summary = `gzip, br or zstd by Accept-Encoding (preferring ${
     CODINGS.join(" > ")
   } when equal), for ${config.types.join(" ")} of ${config.min_size} bytes or more`;
@@ -96,14 +101,17 @@ export function compressStep(config: CompressConfig): PolicyStep {
       res.changed = addVary(fields, vary) || res.changed;
       const coding = chooseCoding(res.requestField("accept-encoding"));
       if (coding === undefined) return undefined;
+      // past max_active the body goes as it is (its Vary is there already)
+      if (active >= config.max_active) return undefined;
       res.changed = true;
+      active++;
       if (etag >= 0 && fields[etag + 1]!.startsWith('"')) {
         fields[etag + 1] = `W/${fields[etag + 1]}`;
       }
       removeField(fields, "content-length");
       removeField(fields, "accept-ranges");
       fields.push("Content-Encoding", coding);
-      return new StreamEncoder(coding, type.startsWith("text/") || type.includes("json"));
+      return new StreamEncoder(coding, type.startsWith("text/") || type.includes("json"), release);
     },
     responseSummary: summary,
   };

@@ -124,14 +124,17 @@ export class StreamEncoder implements BodyEncoder {
   bytesOut = 0;
   #coder: Coder | undefined;
   #out: Uint8Array | undefined;
+  readonly #onClose: (() => void) | undefined;
 
   /**
    * @param coding The coding.
    * @param text The body is text (br's text mode).
+   * @param onClose Called once, when the encoder is closed.
    */
-  constructor(coding: Coding, text = true) {
+  constructor(coding: Coding, text = true, onClose?: () => void) {
     this.coding = coding;
     this.#coder = makeCoder(coding, text);
+    this.#onClose = onClose;
   }
 
   /** Encodes `data` and flushes; the output goes to `out`. */
@@ -152,6 +155,7 @@ export class StreamEncoder implements BodyEncoder {
     if (z === undefined) return;
     this.#coder = undefined;
     z.close();
+    this.#onClose?.();
     const buf = this.#out;
     this.#out = undefined;
     if (buf !== undefined && FREE_OUT.length < MAX_FREE_OUT) FREE_OUT.push(buf);
