@@ -29,23 +29,52 @@ import { X509Certificate } from "node:crypto";
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
-/** A balancer started from `yaml` with a {@linkcode tcpLogger}; `await using` closes it. */
-async function startTcp(yaml: string) {
+/**
+ * A balancer started from `yaml` with a {@linkcode tcpLogger}; `await using` closes it.
+ * Given a function, `yaml(port)` names a free port (`port` on the result), tried again
+ * with another when something took it first.
+ */
+async function startTcp(yaml: string | ((port: number) => string)) {
   const logger = tcpLogger();
-  const lb = await Balancer.start(parseConfig(yaml, "test.yaml"), { logger });
-  return Object.assign(lb, {
-    logger,
-    portOf: (name: string) => lb.tcpAddrs().get(name)!.port,
-    metric: (line: string) => renderMetrics(lb).split("\n").find((l) => l.startsWith(line)),
-    [Symbol.asyncDispose]: () => lb.close(),
-  });
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    const text = typeof yaml === "string" ? yaml : yaml(port);
+    let lb: Balancer;
+    try {
+      lb = await Balancer.start(parseConfig(text, "test.yaml"), { logger });
+    } catch (e) {
+      if (attempt < 3 && (e as Error).message.includes("address already in use")) continue;
+      throw e;
+    }
+    return Object.assign(lb, {
+      logger,
+      port,
+      portOf: (name: string) => lb.tcpAddrs().get(name)!.port,
+      metric: (line: string) => renderMetrics(lb).split("\n").find((l) => l.startsWith(line)),
+      [Symbol.asyncDispose]: () => lb.close(),
+    });
+  }
 }
 
 /**
  * nginx (Debian's, HTTP with ssl) serving one TLS server per certificate, each on
  * its own port and answering its name to `GET /`; `await using` stops it.
  */
-async function startNginx(servers: Array<{ name: string; cert: IssuedCert }>) {
+async function startNginx(
+  servers: Array<{ name: string; cert: IssuedCert }>,
+): Promise<AsyncDisposable & { ports: number[] }> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startNginxOnce(servers);
+    } catch (e) {
+      // a port found free was taken before nginx bound it: again, with others
+      if (attempt < 3 && (e as Error).message.includes("Address already in use")) continue;
+      throw e;
+    }
+  }
+}
+
+async function startNginxOnce(servers: Array<{ name: string; cert: IssuedCert }>) {
   const dir = await Deno.makeTempDir({ prefix: "unload-nginx-" });
   const ports = servers.map(() => freePort());
   const blocks = servers.map(({ name, cert }, i) =>
@@ -72,6 +101,8 @@ async function startNginx(servers: Array<{ name: string; cert: IssuedCert }>) {
     for (let up = false; !up;) {
       if (exited) {
         const err = await Deno.readTextFile(`${dir}/error.log`).catch(() => "");
+        await child.stderr.cancel().catch(() => {});
+        await Deno.remove(dir, { recursive: true });
         throw new Error(`nginx did not start: ${err}`);
       }
       try {
@@ -140,13 +171,13 @@ async function backends() {
 
 Deno.test("sni passthrough: openssl and curl see each nginx backend's own certificate through one unload address, by server name", async () => {
   await using be = await backends();
-  const port = freePort();
-  await using lb = await startTcp(`
+  await using lb = await startTcp((port) => `
 tcp:
   - { name: a, listen: 127.0.0.1:${port}, sni: a.test, backends: [{ address: 127.0.0.1:${be.pa} }] }
   - { name: b, listen: 127.0.0.1:${port}, sni: "*.b.test", backends: [{ address: 127.0.0.1:${be.pb} }] }
   - { name: other, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${be.pd} }] }
 `);
+  const port = lb.port;
   // openssl s_client: the certificate the client is shown is the backend's
   assertEquals(await servedSerial(port, "a.test"), "A1");
   assertEquals(await servedSerial(port, "x.b.test"), "B2");
@@ -176,12 +207,12 @@ tcp:
 
 Deno.test("sni passthrough: a client that sends no TLS, one that asks for a name no route has (no default), and one that sends nothing are closed, logged and counted", async () => {
   await using be = await backends();
-  const port = freePort();
-  await using lb = await startTcp(`
+  await using lb = await startTcp((port) => `
 timeouts: { head: 300ms }
 tcp:
   - { name: a, listen: 127.0.0.1:${port}, sni: a.test, backends: [{ address: 127.0.0.1:${be.pa} }] }
 `);
+  const port = lb.port;
   // plain HTTP: closed without a byte, and nothing reached nginx's route
   {
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -245,12 +276,12 @@ async function capturedHello(...args: string[]): Promise<Uint8Array> {
 
 Deno.test("sni passthrough: a ClientHello written one byte at a time still reaches its route, and the backend answers it", async () => {
   await using be = await backends();
-  const port = freePort();
-  await using lb = await startTcp(`
+  await using lb = await startTcp((port) => `
 tcp:
   - { name: a, listen: 127.0.0.1:${port}, sni: a.test, backends: [{ address: 127.0.0.1:${be.pa} }] }
   - { name: other, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${be.pd} }] }
 `);
+  const port = lb.port;
   const hello = await capturedHello("-servername", "a.test", "-tls1_2");
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   conn.setNoDelay(true);
@@ -286,16 +317,19 @@ function contains(hay: Uint8Array, needle: Uint8Array): boolean {
 
 Deno.test("sni passthrough: a reload adds an sni route on the same address; the connections after it reach the new backend", async () => {
   await using be = await backends();
-  const port = freePort();
+  let port = 0;
   const route = (name: string, sni: string, p: number) =>
     `  - { name: ${name}, listen: 127.0.0.1:${port}, sni: "${sni}", backends: [{ address: 127.0.0.1:${p} }] }\n`;
-  const other =
+  const other = () =>
     `  - { name: other, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${be.pd} }] }\n`;
-  await using lb = await startTcp(`tcp:\n${route("a", "a.test", be.pa)}${other}`);
+  await using lb = await startTcp((p) => {
+    port = p;
+    return `tcp:\n${route("a", "a.test", be.pa)}${other()}`;
+  });
   assertEquals(await servedSerial(port, "b.test"), "D3"); // not there yet: the default
   const result = await lb.reload(
     parseConfig(
-      `tcp:\n${route("a", "a.test", be.pa)}${route("b", "b.test", be.pb)}${other}`,
+      `tcp:\n${route("a", "a.test", be.pa)}${route("b", "b.test", be.pb)}${other()}`,
       "t.yaml",
     ),
   );
@@ -473,10 +507,10 @@ Deno.test("reload: a listen address cannot switch between plain TCP and tls term
   await using redis = await startRedis();
   await using ca = await makeCa();
   const r = await ca.issue("r", { serial: 0x7e, names: ["r.test"] });
-  const port = freePort();
-  const plain =
-    `tcp:\n  - { name: kv, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${redis.port} }] }\n`;
-  await using lb = await startTcp(plain);
+  await using lb = await startTcp((port) =>
+    `tcp:\n  - { name: kv, listen: 127.0.0.1:${port}, backends: [{ address: 127.0.0.1:${redis.port} }] }\n`
+  );
+  const port = lb.port;
   const result = await lb.reload(parseConfig(
     `tcp:\n  - { name: kv, listen: 127.0.0.1:${port}, tls: { cert: ${r.cert}, key: ${r.key} }, backends: [{ address: 127.0.0.1:${redis.port} }] }\n`,
     "t.yaml",
