@@ -47,7 +47,7 @@ const ENCODER = new TextEncoder();
  * assertEquals([...v2.subarray(16, 20)], [203, 0, 113, 7]);
  * assertEquals(encodeProxyHeader("v2")[12], 0x20); // LOCAL
  * const six = encodeProxyHeader("v2", { ...ends, dest: "2001:db8::1" });
- * assertEquals([six.length, six[13]], [16 + 36, 0x21 + 0x10]); // TCP over IPv6, the client mapped
+ * assertEquals([six.length, six[13]], [16 + 36, 0x21]); // TCP over IPv6, the client mapped
  * ```
  *
  * @param version `v1` (text) or `v2` (binary).
