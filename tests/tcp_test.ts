@@ -12,6 +12,7 @@ import { buildStatus } from "../src/admin/status.ts";
 import { createScheduler } from "../src/scheduler/create.ts";
 import { staticBackends } from "../src/upstream/discovery/static.ts";
 import { freePort } from "./_http.ts";
+import { launchChromium } from "./_chromium.ts";
 import {
   namedTcpBackend,
   nc,
@@ -338,4 +339,42 @@ Deno.test("tcp route: a reload onto a port in use is refused and the running rou
   );
   assertEquals(await nc(port, ""), "one\n");
   assertEquals(lb.tcpRoutes.map((r) => r.name), ["a"]);
+});
+
+Deno.test("tcp route: the dashboard lists the tcp routes with each backend's state and connections (chromium)", async () => {
+  await using live = namedTcpBackend("live");
+  const dead = freePort();
+  await using lb = await startTcp(`
+admin: { listen: 127.0.0.1:0 }
+health: { failures: 1, backoff: 1h }
+tcp:
+  - name: cache
+    listen: 127.0.0.1:0
+    scheduler: round_robin
+    backends: [{ address: 127.0.0.1:${live.port} }, { address: 127.0.0.1:${dead} }]
+`);
+  for (let i = 0; i < 3; i++) assertEquals(await nc(lb.portOf("cache"), ""), "live\n");
+  await using browser = await launchChromium();
+  const page = browser.page;
+  await page.goto(`http://127.0.0.1:${lb.addrs.admin!.port}/`);
+  type Row = { id: string; healthy: string; text: string };
+  let rows: Row[] = [];
+  for (let i = 0; i < 100 && rows.length < 2; i++) {
+    rows = await page.evaluate<Row[]>(
+      `[...document.querySelectorAll('tr[data-tcp-backend][data-route="cache"]')].map((tr) => ({
+        id: tr.dataset.tcpBackend, healthy: tr.dataset.healthy, text: tr.textContent }))`,
+    );
+    if (rows.length < 2) await new Promise((r) => setTimeout(r, 100));
+  }
+  assertEquals(rows.map((r) => [r.id, r.healthy]), [
+    [`127.0.0.1:${live.port}`, "true"],
+    [`127.0.0.1:${dead}`, "false"],
+  ]);
+  assertStringIncludes(rows[0]!.text, "up");
+  assertStringIncludes(rows[1]!.text, "down");
+  const route = await page.evaluate<string>(
+    `document.querySelector('tr[data-tcp-route="cache"]').textContent`,
+  );
+  assertStringIncludes(route, "closed 3");
+  assertEquals(page.errors, [], "no script errors in the page");
 });

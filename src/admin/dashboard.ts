@@ -93,6 +93,7 @@ export const DASHBOARD_HTML: string = `<!doctype html>
   <div id="alerts"></div>
   <div id="certs"></div>
   <div id="routes"></div>
+  <div id="tcp"></div>
 </main>
 <footer>
   Polls <a href="status" style="color:inherit">status</a> every second; rates and shares are

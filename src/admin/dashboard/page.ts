@@ -386,6 +386,78 @@ function renderCertificates(st: Status, alerts: Alert[]): Node[] {
   ];
 }
 
+// Bytes in a short human unit (B, KiB, MiB, GiB).
+function bytes(n: number): string {
+  if (n < 1024) return n + " B";
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) v /= 1024, i++;
+  return v.toFixed(v < 10 ? 1 : 0) + " " + units[i];
+}
+
+// The tcp: routes, one table: a row per backend of each route, with its health, the
+// connections open to it and over time, and the bytes each way.
+function renderTcp(st: Status, alerts: Alert[]): Node[] {
+  if (!st.tcp || st.tcp.length === 0) return [];
+  const rows: Node[] = [];
+  for (const r of st.tcp) {
+    if (r.backends.length > 0 && !r.backends.some((b) => b.healthy)) {
+      alerts.push(["bad", "tcp route " + r.name + " (" + r.listen + ") has no healthy backend"]);
+    }
+    const ends = Object.entries(r.ends).map(([e, n]) => e + " " + n).join(" · ");
+    rows.push(h(
+      "tr",
+      { "data-tcp-route": r.name },
+      h("td", { class: "l" }, h("b", null, r.name)),
+      h("td", { class: "l" }, r.listen + " · " + r.scheduler + (r.srv ? " · " + r.srv.name : "")),
+      h("td", null, ""),
+      h("td", null, r.connections.active),
+      h("td", null, r.connections.total),
+      h("td", null, bytes(r.bytes.in)),
+      h("td", null, bytes(r.bytes.out)),
+      h("td", { class: "l dim" }, ends),
+    ));
+    for (const b of r.backends) {
+      rows.push(h(
+        "tr",
+        {
+          "data-tcp-backend": b.id,
+          "data-route": r.name,
+          "data-healthy": String(b.healthy),
+          "data-active": String(b.active),
+        },
+        h("td", null, ""),
+        h("td", { class: "l" }, b.id + (b.name !== b.id ? " (" + b.name + ")" : "")),
+        h(
+          "td",
+          null,
+          h("span", { class: "badge " + (b.healthy ? "ok" : "bad") }, b.healthy ? "up" : "down"),
+        ),
+        h("td", null, b.active),
+        h("td", null, b.connections),
+        h("td", null, bytes(b.bytesIn)),
+        h("td", null, bytes(b.bytesOut)),
+        h("td", { class: "l dim" }, b.probe ? b.probe.reason : ""),
+      ));
+    }
+  }
+  const head = h(
+    "tr",
+    null,
+    ...["tcp route", "listen / backend", "state", "open", "total", "in", "out", ""].map((t, i) =>
+      h("th", i < 2 || i === 7 ? { class: "l" } : null, t)
+    ),
+  );
+  return [
+    h(
+      "section",
+      { class: "route", id: "tcp-routes" },
+      h("h2", null, "TCP routes"),
+      h("table", null, h("thead", null, head), h("tbody", null, ...rows)),
+    ),
+  ];
+}
+
 function byId(id: string): HTMLElement {
   return document.getElementById(id)!;
 }
@@ -436,6 +508,7 @@ function render(st: Status): void {
   byId("certs").replaceChildren(...renderCertificates(st, alerts));
   const sections = st.routes.map((r) => renderRoute(r, st, alerts));
   byId("routes").replaceChildren(...sections);
+  byId("tcp").replaceChildren(...renderTcp(st, alerts));
   byId("alerts").replaceChildren(
     ...alerts.map(([cls, text]) => h("div", { class: "alert " + cls }, text)),
   );
