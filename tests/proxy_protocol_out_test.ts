@@ -12,6 +12,7 @@ import { parseConfig } from "../src/config/config.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
 import { freePort, startBalancer, type TestBalancer } from "./_http.ts";
 import { startHaproxy } from "./_haproxy.ts";
+import { makeCa } from "./_certs.ts";
 import { type H2Outcome, h2ScenarioArgs } from "./_h2_scenario.ts";
 
 const dec = new TextDecoder();
@@ -269,4 +270,23 @@ Deno.test("PROXY in, PROXY out: behind HAProxy send-proxy-v2, the backend's head
   const [seen, dest, localPort] = dec.decode(out.stdout).split(" ");
   assertEquals(seen, `127.0.0.13:${localPort}`);
   assertEquals(dest, `127.0.0.1:${front}`); // HAProxy's frontend, not unload's port
+});
+
+Deno.test("proxy_protocol v2 to a TLS backend: the header goes before the handshake (HAProxy accept-proxy ssl)", async () => {
+  await using ca = await makeCa();
+  const cert = await ca.issue("backend", { serial: 0x71, names: ["backend.test"] });
+  const pem = `${ca.dir}/haproxy.pem`;
+  await Deno.writeTextFile(
+    pem,
+    (await Deno.readTextFile(cert.cert)) + (await Deno.readTextFile(cert.key)),
+  );
+  const port = freePort();
+  await using _backend = await echoSource(port, ` ssl crt ${pem}`);
+  await using lb = await balancer(
+    port,
+    `proxy_protocol: v2, tls: true, ca: ${ca.ca}, server_name: backend.test`,
+  );
+  const lines = await takeTurns(lb.port, 2, "127.0.0.14", "127.0.0.15");
+  assertEquals(lines.length, 4);
+  assertOwnAddresses(lines, lb.port);
 });
