@@ -198,6 +198,10 @@ export function forwardAuthStep(
     try {
       for (let fresh = false;; fresh = true) {
         conn = await pool.acquire(fresh, deadline);
+        if (timedOut) { // waited for a free connection past the deadline: give it back unused
+          pool.release(conn, true);
+          throw new AskError("timed out", true);
+        }
         const reused = conn.uses > 0;
         try {
           const reply = await exchange(conn, head);
