@@ -423,10 +423,11 @@ async function rawGet(port: number): Promise<string> {
   return dec.decode(await readAll(conn));
 }
 
-Deno.test("backend_tls: a plain TCP client reaches nginx over TLS with the route's client certificate (ssl_verify_client on); without one nginx refuses it", async () => {
+Deno.test("backend_tls: a plain TCP client reaches nginx over TLS with the route's client certificate (ssl_verify_client on), also behind tls: termination; without one nginx refuses it", async () => {
   await using ca = await makeCa();
   const server = await ca.issue("nginx", { serial: 0x51, names: ["backend.test"] });
   const client = await ca.issue("client", { serial: 0xc1, names: ["client.test"], client: true });
+  const front = await ca.issue("front", { serial: 0xf1, names: ["front.test"] });
   await using nginx = await startOneNginx((port) => `
   server {
     listen 127.0.0.1:${port} ssl;
@@ -442,6 +443,7 @@ tcp:
   - { name: mtls, listen: 127.0.0.1:0, ${common}, client_cert: { cert: ${client.cert}, key: ${client.key} }, backends: [{ address: 127.0.0.1:${nginx.port} }] }
   - { name: nocert, listen: 127.0.0.1:0, ${common}, backends: [{ address: 127.0.0.1:${nginx.port} }] }
   - { name: wrongname, listen: 127.0.0.1:0, backend_tls: true, ca: ${ca.ca}, server_name: other.test, backends: [{ address: 127.0.0.1:${nginx.port} }] }
+  - { name: both, listen: 127.0.0.1:0, tls: { cert: ${front.cert}, key: ${front.key} }, ${common}, client_cert: { cert: ${client.cert}, key: ${client.key} }, backends: [{ address: 127.0.0.1:${nginx.port} }] }
 `);
   const ok = await rawGet(lb.portOf("mtls"));
   assertMatch(ok, /^HTTP\/1\.1 200 /);
@@ -451,7 +453,18 @@ tcp:
   assertStringIncludes(refused, "No required SSL certificate was sent");
   // a certificate that is not for server_name: the connect fails, nothing reaches the client
   assertEquals(await rawGet(lb.portOf("wrongname")), "");
-  await until(() => lb.logger.records.length === 3, "three records");
+  // tls: and backend_tls: together: openssl to unload (its certificate), unload to nginx (mTLS)
+  const both = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      `printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | openssl s_client -quiet ` +
+      `-verify_return_error -CAfile ${ca.ca} -connect 127.0.0.1:${lb.portOf("both")} ` +
+      `-servername front.test 2>/dev/null`,
+    ],
+    stdout: "piped",
+  }).output();
+  assertStringIncludes(dec.decode(both.stdout), "verified CN=client.test");
+  await until(() => lb.logger.records.length === 4, "four records");
   const byRoute = new Map(lb.logger.records.map((r) => [r.route, r]));
   assertEquals(byRoute.get("mtls")!.end, "closed");
   assertEquals(byRoute.get("wrongname")!.end, "connect_failed");
