@@ -183,22 +183,28 @@ tcp:
   assertEquals(await servedSerial(port, "x.b.test"), "B2");
   assertEquals(await servedSerial(port, "deep.x.b.test"), "B2"); // *. takes deeper names too
   assertEquals(await servedSerial(port, "unknown.test"), "D3"); // the default route
-  // a ClientHello over several TLS records (openssl -split_send_frag) is gathered whole
-  const split = await new Deno.Command("bash", {
-    args: [
-      "-c",
-      `openssl s_client -connect 127.0.0.1:${port} -servername a.test -tls1_2 -max_send_frag 512` +
-      ` -split_send_frag 64 </dev/null 2>/dev/null | openssl x509 -noout -serial`,
-    ],
-    stdout: "piped",
-  }).output();
-  assertEquals(dec.decode(split.stdout).trim(), "serial=A1");
+  // a ClientHello over several TLS records (openssl -split_send_frag) is gathered whole; one
+  // without a server name goes to the default route
+  const serial = async (args: string) => {
+    const out = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `openssl s_client -connect 127.0.0.1:${port} ${args} </dev/null 2>/dev/null` +
+        ` | openssl x509 -noout -serial`,
+      ],
+      stdout: "piped",
+    }).output();
+    return dec.decode(out.stdout).trim();
+  };
+  const split = "-tls1_2 -max_send_frag 512 -split_send_frag 64";
+  assertEquals(await serial(`-servername a.test ${split}`), "serial=A1");
+  assertEquals(await serial("-noservername"), "serial=D3");
   // curl verifies the backend's certificate for the name it asked, end to end
   assertEquals(await curl(be.ca, "a.test", port), "a\n");
   assertEquals(await curl(be.ca, "www.b.test", port), "b\n");
   assertEquals(await curl(be.ca, "default.test", port), "default\n");
   // each went to its route's backend, as the access log says
-  await until(() => lb.logger.records.length === 8, "eight connection records");
+  await until(() => lb.logger.records.length === 9, "nine connection records");
   const seen = lb.logger.records.map((r) => `${r.route}→${r.backend.split(":")[1]}`).sort();
   assertEquals(
     seen,
@@ -209,6 +215,7 @@ tcp:
       `b→${be.pb}`,
       `b→${be.pb}`,
       `b→${be.pb}`,
+      `other→${be.pd}`,
       `other→${be.pd}`,
       `other→${be.pd}`,
     ].sort(),
