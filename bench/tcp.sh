@@ -5,8 +5,10 @@
 #   throughput: iperf3, one stream for DUR seconds (client → server, then -R server → client)
 #   requests/s: redis-benchmark GET, 50 keep-alive connections, small answers (per-chunk cost)
 #   conns/s:    redis-benchmark PING with -k 0: a new connection per request (accept + connect cost)
-# Env: DUR (s per iperf3 run, 8), N (redis-benchmark requests, 200000; conns/s uses N/4),
-#   ROUNDS (1: best of N), BASE (first port, 25100; uses BASE..BASE+40).
+# Env: DUR (s per iperf3 run, 8), N (redis-benchmark requests, 200000; conns/s uses N/10),
+#   ROUNDS (1: best of N), BASE (first port, 25100; uses BASE..BASE+42),
+#   BEFORE (a git revision: its unload also runs, as "unload@REV", so a change is measured
+#   against what it replaced in the same run).
 # Prints a markdown table, with each balancer's CPU seconds over the whole run (utime+stime).
 set -u
 cd "$(dirname "$0")/.."
@@ -56,6 +58,15 @@ C
 taskset -c 0 nginx -c "$D/nginx.conf" -p "$D" &
 taskset -c 0 haproxy -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 &
 start_unload "$D/unload.yaml"
+BEFORE_ROW=""
+if [ -n "${BEFORE:-}" ]; then
+  mkdir -p "$D/before"
+  git archive "$BEFORE" | tar -x -C "$D/before"
+  sed "s/:$((BASE + 31)),/:$((BASE + 41)),/; s/:$((BASE + 32)),/:$((BASE + 42)),/" "$D/unload.yaml" > "$D/before.yaml"
+  (cd "$D/before" && taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 \
+    main.ts run --config "$D/before.yaml" > "$D/before.log" 2>&1) &
+  BEFORE_ROW="unload@$BEFORE:40"
+fi
 sleep 4
 
 # cpu_seconds PID: utime + stime of PID and its threads, in seconds.
@@ -71,7 +82,7 @@ iperf_gbits() { # iperf3 output → the receiver's Gbit/s
 rb_rps() { echo "$1" | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ { print $2 }' | tail -1; }
 
 declare -A BEST CPU
-for t in direct:0 haproxy:10 nginx:20 unload:30; do
+for t in direct:0 haproxy:10 nginx:20 $BEFORE_ROW unload:30; do
   name=${t%:*}; off=${t##*:}
   if [ "$name" = direct ]; then pi=$IPERF; pr=$REDIS; else pi=$((BASE + off + 1)); pr=$((BASE + off + 2)); fi
   pid=""; [ "$name" = direct ] || pid=$(pid_of "$pi")
@@ -80,7 +91,7 @@ for t in direct:0 haproxy:10 nginx:20 unload:30; do
     up=$(iperf_gbits "$(taskset -c 1 iperf3 -c 127.0.0.1 -p "$pi" -t "$DUR" 2>&1)")
     down=$(iperf_gbits "$(taskset -c 1 iperf3 -c 127.0.0.1 -p "$pi" -t "$DUR" -R 2>&1)")
     rps=$(rb_rps "$(taskset -c 1 redis-benchmark -p "$pr" -c 50 -n "$N" -t get -q 2>&1)")
-    cps=$(rb_rps "$(taskset -c 1 redis-benchmark -p "$pr" -c 50 -n $((N / 4)) -k 0 -t ping_inline -q 2>&1)")
+    cps=$(rb_rps "$(taskset -c 1 redis-benchmark -p "$pr" -c 50 -n $((N / 10)) -k 0 -t ping_inline -q 2>&1)")
     for k in up down rps cps; do
       v=${!k:-0}
       awk -v a="$v" -v b="${BEST[$name/$k]:-0}" 'BEGIN{exit !(a > b)}' && BEST[$name/$k]=$v
@@ -93,7 +104,7 @@ echo "tcp routes vs peers — $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 '
 echo
 echo "| path | iperf3 up Gbit/s | iperf3 down Gbit/s | redis GET req/s (50 conns) | new conns/s (PING, -k 0) | balancer CPU s | vs HAProxy (up, down, req/s, conns/s) |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-for name in direct haproxy nginx unload; do
+for name in direct haproxy nginx ${BEFORE_ROW%:*} unload; do
   ratio=$(awk -v a="${BEST[$name/up]:-0}" -v b="${BEST[haproxy/up]:-0}" -v c="${BEST[$name/down]:-0}" \
     -v d="${BEST[haproxy/down]:-0}" -v e="${BEST[$name/rps]:-0}" -v f="${BEST[haproxy/rps]:-0}" \
     -v g="${BEST[$name/cps]:-0}" -v h="${BEST[haproxy/cps]:-0}" \

@@ -378,3 +378,46 @@ tcp:
   assertStringIncludes(route, "closed 3");
   assertEquals(page.errors, [], "no script errors in the page");
 });
+
+Deno.test("tcp route: a connect that times out (a backend whose accept queue is full) is retried on another and charged", async () => {
+  // python3 listening with a backlog of 0: once one connection waits unaccepted, the
+  // kernel drops further SYNs, so a connect there hangs until its timeout
+  const stalled = new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(0)\n" +
+      "print(s.getsockname()[1], flush=True)\nsys.stdin.read()",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = stalled.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await reader.read()).value!.trim());
+  const filler = await Deno.connect({ hostname: "127.0.0.1", port }); // fills the queue
+  try {
+    await using live = namedTcpBackend("live");
+    await using lb = await startTcp(`
+health: { failures: 1, backoff: 1h }
+tcp:
+  - name: app
+    listen: 127.0.0.1:0
+    scheduler: round_robin
+    timeouts: { connect: 300ms }
+    backends: [{ address: 127.0.0.1:${port} }, { address: 127.0.0.1:${live.port} }]
+`);
+    for (let i = 0; i < 2; i++) assertEquals(await nc(lb.portOf("app"), ""), "live\n");
+    const stuck = lb.tcpRoutes[0]!.scheduler.backends.find((b) => b.port === port)!;
+    assertEquals(stuck.healthy, false);
+    assert(
+      lb.logger.lines.some((l) =>
+        l.startsWith(`warn backend 127.0.0.1:${port} ejected:`) && l.includes("timed out")
+      ),
+      lb.logger.lines.join("\n"),
+    );
+  } finally {
+    filler.close();
+    await stalled.stdin.close();
+    await stalled.status;
+    await reader.cancel();
+  }
+});

@@ -194,12 +194,15 @@ async function connect(
     beginRequest(backend);
     const since = Date.now();
     try {
-      const { conn } = await connectBackend(backend, {
-        connectTimeout: timeouts.connect,
-        signal: pair.signal,
-        alpn: NO_ALPN, // backend_tls: the bytes are the client's, no protocol is offered
-        stalls: ctx.stalls,
-      });
+      // plain TCP is timed by the watchdog; TLS (backend_tls) through connectBackend
+      const conn = backend.tls === undefined
+        ? await pair.connect(backend, timeouts.connect)
+        : (await connectBackend(backend, {
+          connectTimeout: timeouts.connect,
+          signal: pair.signal,
+          alpn: NO_ALPN, // backend_tls: the bytes are the client's, no protocol is offered
+          stalls: ctx.stalls,
+        })).conn;
       ctx.health.success(backend);
       return { backend, conn };
     } catch (e) {

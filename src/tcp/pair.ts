@@ -16,6 +16,8 @@
 import type { BodyBufferPool } from "../http1/body_buffers.ts";
 import type { ConnectionCounters, ConnectionEnd } from "../observe/connection_record.ts";
 import type { Timed, Watchdog } from "../timer/watchdog.ts";
+import type { Backend } from "../upstream/backend.ts";
+import { ConnectError } from "../upstream/connect.ts";
 
 /** Options of {@linkcode TcpPair}. */
 export interface TcpPairOptions {
@@ -86,6 +88,8 @@ export class TcpPair implements Timed {
   #end: ConnectionEnd | undefined;
   #error: string | undefined;
   #counters: ConnectionCounters | undefined;
+  // the connect in progress, aborted by its deadline (the watchdog) or by stop()
+  #attempt: { ac: AbortController; timedOut: boolean } | undefined;
   readonly #options: TcpPairOptions; // idle may change before run()
 
   /** A pair for `client`; its backend comes later ({@linkcode TcpPair.attach}). */
@@ -133,13 +137,51 @@ export class TcpPair implements Timed {
     this.#end = end;
     if (error !== undefined) this.#error = error;
     this.#ac.abort(end);
+    this.#attempt?.ac.abort(end);
     close(this.client);
     if (this.backend !== undefined) close(this.backend);
   }
 
-  /** The idle timeout (called by the watchdog). */
+  /** The connect timeout, or the idle timeout (called by the watchdog). */
   expire(): void {
-    this.stop("idle_timeout");
+    const attempt = this.#attempt;
+    if (attempt === undefined) return this.stop("idle_timeout");
+    attempt.timedOut = true;
+    attempt.ac.abort("connect timeout");
+  }
+
+  /**
+   * Opens a TCP connection to `backend` (TCP_NODELAY on) within `timeout` ms, timed by
+   * the watchdog: no timer of its own, as a thousand new connections a second would
+   * otherwise arm and clear. Aborted when the pair is stopped.
+   *
+   * @throws {ConnectError} when it fails, times out or is aborted.
+   */
+  async connect(backend: Backend, timeout: number): Promise<Deno.TcpConn> {
+    const watchdog = this.#options.watchdog;
+    const attempt = { ac: new AbortController(), timedOut: false };
+    if (this.#ac.signal.aborted) attempt.ac.abort(this.#end);
+    this.#attempt = attempt;
+    if (watchdog !== undefined) {
+      this.deadline = watchdog.now + timeout;
+      watchdog.add(this);
+    }
+    try {
+      const { hostname, port } = backend;
+      const conn = await Deno.connect({ hostname, port, signal: attempt.ac.signal });
+      try {
+        conn.setNoDelay(true);
+      } catch { /* closed already */ }
+      return conn;
+    } catch (e) {
+      throw new ConnectError(backend, e, attempt.timedOut);
+    } finally {
+      this.#attempt = undefined;
+      if (watchdog !== undefined) {
+        watchdog.delete(this);
+        this.deadline = 0;
+      }
+    }
   }
 
   /**
