@@ -8,9 +8,9 @@
  * (10-12), so:
  * - credentials once verified are kept, as Caddy does, for
  *   {@linkcode BASIC_CACHE_TTL} ms, at most {@linkcode BASIC_CACHE_MAX} of them
- *   per route (the oldest go first), keyed by a SHA-256 of user and password
- *   (no password is kept in the clear); a logged-in client's next requests cost
- *   a hash and a map look-up;
+ *   per route (the oldest go first), keyed by a SHA-256 of the credentials as
+ *   sent (no password is kept in the clear); a logged-in client's next requests
+ *   cost a base64 decoding, a one-block hash and a map look-up;
  * - the checks run in a Worker (`_bcrypt.ts`), never on the event loop, and the
  *   same credentials asked for at once are checked once;
  * - at most {@linkcode BASIC_MAX_PENDING} checks per route wait or run at once:
@@ -22,12 +22,12 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import bcrypt from "bcryptjs";
 import type { BasicAuthConfig } from "../config/auth.ts";
 import type { PolicyAnswer, PolicyRequest, PolicyStep, StepResult } from "./policy.ts";
 import { type AuthContext, fieldValue, GRPC_UNAUTHENTICATED } from "./_auth.ts";
 import { BcryptWorker } from "./_bcrypt.ts";
+import { sha256Hex } from "./_sha256.ts";
 
 /** How long verified credentials are kept, in ms (5 minutes). */
 export const BASIC_CACHE_TTL = 5 * 60_000;
@@ -38,6 +38,32 @@ export const BASIC_MAX_PENDING = 16;
 
 const BASIC_REGEXP = /^Basic[ \t]+([A-Za-z0-9+/]+=*)[ \t]*$/i;
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The decoded bytes (`user:password`) of a `Basic` Authorization value, or
+ * undefined when it is none (another scheme, bad base64).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { basicBytes } from "./auth_basic.ts";
+ * assertEquals(basicBytes("basic " + btoa("ann:x")), new TextEncoder().encode("ann:x"));
+ * assertEquals(basicBytes("Bearer abc"), undefined);
+ * ```
+ */
+export function basicBytes(value: string | undefined): Uint8Array | undefined {
+  const m = value === undefined ? null : BASIC_REGEXP.exec(value);
+  if (!m) return undefined;
+  let text: string;
+  try {
+    text = atob(m[1]!);
+  } catch {
+    return undefined;
+  }
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
 
 /**
  * The user and password of a `Basic` Authorization value, or undefined when it
@@ -52,11 +78,14 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function basicCredentials(value: string | undefined): [string, string] | undefined {
-  const m = value === undefined ? null : BASIC_REGEXP.exec(value);
-  if (!m) return undefined;
+  const bytes = basicBytes(value);
+  return bytes === undefined ? undefined : splitCredentials(bytes);
+}
+
+function splitCredentials(bytes: Uint8Array): [string, string] | undefined {
   let text: string;
   try {
-    text = UTF8.decode(Uint8Array.from(atob(m[1]!), (c) => c.charCodeAt(0)));
+    text = UTF8.decode(bytes);
   } catch {
     return undefined;
   }
@@ -140,7 +169,18 @@ export function basicAuthStep(
     name: "auth",
     summary,
     onRequest(req: PolicyRequest, notes?: string[]): StepResult {
-      const creds = basicCredentials(fieldValue(req.fields, "authorization"));
+      const bytes = basicBytes(fieldValue(req.fields, "authorization"));
+      // a logged-in client's request: a SHA-256 of the credentials as sent, and a look-up
+      const key = bytes === undefined || notes !== undefined ? "" : sha256Hex(bytes);
+      const expires = key === "" ? undefined : cache.get(key);
+      if (expires !== undefined) {
+        if (expires > performance.now()) {
+          count("cached");
+          return undefined;
+        }
+        cache.delete(key);
+      }
+      const creds = bytes && splitCredentials(bytes);
       if (creds === undefined) {
         notes?.push(`auth: no Basic credentials in Authorization (${summary}): 401`);
         count("missing");
@@ -156,16 +196,6 @@ export function basicAuthStep(
             (ok ? "valid credentials: passes" : "unknown user or wrong password: 401"),
         );
         return ok ? undefined : refuse("wrong user or password");
-      }
-      const key = createHash("sha256").update(user).update("\0").update(password)
-        .digest("base64");
-      const expires = cache.get(key);
-      if (expires !== undefined) {
-        if (expires > performance.now()) {
-          count("cached");
-          return undefined;
-        }
-        cache.delete(key);
       }
       let check = checking.get(key);
       const joined = check !== undefined;
