@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")/.."
 . bench/_backends.sh
-need_commands bench/tcp.sh nginx haproxy iperf3 redis-server redis-benchmark taskset
+need_commands bench/tcp.sh nginx haproxy iperf3 redis-server redis-benchmark taskset nc ss
 bench_start
 DUR=${DUR:-8}; N=${N:-200000}; ROUNDS=${ROUNDS:-1}; BASE=${BASE:-25100}
 IPERF=$((BASE + 1)); REDIS=$((BASE + 2))
@@ -35,7 +35,7 @@ C
 cat > "$D/haproxy.cfg" <<C
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode tcp
   timeout connect 5s
@@ -63,7 +63,7 @@ if [ -n "${BEFORE:-}" ]; then
   mkdir -p "$D/before"
   git archive "$BEFORE" | tar -x -C "$D/before"
   sed "s/:$((BASE + 31)),/:$((BASE + 41)),/; s/:$((BASE + 32)),/:$((BASE + 42)),/" "$D/unload.yaml" > "$D/before.yaml"
-  (cd "$D/before" && taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 \
+  (cd "$D/before" && exec taskset -c 0 $DENO run --allow-net --allow-read --v8-flags=--max-semi-space-size=4 \
     main.ts run --config "$D/before.yaml" > "$D/before.log" 2>&1) &
   BEFORE_ROW="unload@$BEFORE:40"
 fi
@@ -85,13 +85,15 @@ declare -A BEST CPU
 for t in direct:0 haproxy:10 nginx:20 $BEFORE_ROW unload:30; do
   name=${t%:*}; off=${t##*:}
   if [ "$name" = direct ]; then pi=$IPERF; pr=$REDIS; else pi=$((BASE + off + 1)); pr=$((BASE + off + 2)); fi
+  # a balancer that did not start is left out (its row shows "-"), never waited on
+  if ! nc -z 127.0.0.1 "$pi" || ! nc -z 127.0.0.1 "$pr"; then echo "$name: not listening, skipped" >&2; continue; fi
   pid=""; [ "$name" = direct ] || pid=$(pid_of "$pi")
   before=0; [ -n "$pid" ] && before=$(cpu_seconds "$pid")
   for round in $(seq 1 "$ROUNDS"); do
-    up=$(iperf_gbits "$(taskset -c 1 iperf3 -c 127.0.0.1 -p "$pi" -t "$DUR" 2>&1)")
-    down=$(iperf_gbits "$(taskset -c 1 iperf3 -c 127.0.0.1 -p "$pi" -t "$DUR" -R 2>&1)")
-    rps=$(rb_rps "$(taskset -c 1 redis-benchmark -p "$pr" -c 50 -n "$N" -t get -q 2>&1)")
-    cps=$(rb_rps "$(taskset -c 1 redis-benchmark -p "$pr" -c 50 -n $((N / 10)) -k 0 -t ping_inline -q 2>&1)")
+    up=$(iperf_gbits "$(timeout $((DUR + 30)) taskset -c 1 iperf3 -c 127.0.0.1 -p "$pi" -t "$DUR" 2>&1)")
+    down=$(iperf_gbits "$(timeout $((DUR + 30)) taskset -c 1 iperf3 -c 127.0.0.1 -p "$pi" -t "$DUR" -R 2>&1)")
+    rps=$(rb_rps "$(timeout 300 taskset -c 1 redis-benchmark -p "$pr" -c 50 -n "$N" -t get -q 2>&1)")
+    cps=$(rb_rps "$(timeout 300 taskset -c 1 redis-benchmark -p "$pr" -c 50 -n $((N / 10)) -k 0 -t ping_inline -q 2>&1)")
     for k in up down rps cps; do
       v=${!k:-0}
       awk -v a="$v" -v b="${BEST[$name/$k]:-0}" 'BEGIN{exit !(a > b)}' && BEST[$name/$k]=$v
