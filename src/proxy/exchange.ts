@@ -681,13 +681,14 @@ class Exchange implements Timed, Cancellable {
     this.#copy = undefined;
     this.#reqSettled = (async () => {
       try {
-        const n = await relayBody(client.reader, sink, this.#req.framing, {
+        const relay: RelayOptions = {
           errorStatus: 400,
           side: "client",
           maxBody: this.#ctx.limits.max_body,
           dechunk: options.dechunk,
-          tee: copy,
-        });
+        };
+        if (copy !== undefined) relay.tee = copy; // a mirrored request's options only
+        const n = await relayBody(client.reader, sink, this.#req.framing, relay);
         copy?.end();
         await sink.flush();
         if (options.end) await options.end();
