@@ -49,8 +49,8 @@ C
 start_unload "$D/unload.yaml"
 pid=$!
 for i in $(seq 1 100); do curl -s -m 1 "http://127.0.0.1:$PORT/m" | grep -q client.test && break; sleep 0.2; done
-head -c 3000 /dev/zero | tr '\0' x > "$D/body"
-printf 'wrk.method = "POST"\nlocal f = io.open("%s"); wrk.body = f:read("*a"); f:close()\n' "$D/body" > "$D/post.lua"
+head -c 3000 /dev/zero | tr '\0' x > "$D/post.body"
+printf 'wrk.method = "POST"\nlocal f = io.open("%s"); wrk.body = f:read("*a"); f:close()\n' "$D/post.body" > "$D/post.lua"
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
