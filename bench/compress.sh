@@ -20,6 +20,7 @@ echo
 # the page: 16 KiB of this repository's README (HTML-like text)
 mkdir -p "$D/site"
 head -c 16384 README.md > "$D/site/page.html"
+chmod o+rx "$D" "$D/site" && chmod o+r "$D/site/page.html" # nginx's workers read it as nobody
 cat > "$D/backend.conf" <<C
 worker_processes 1; daemon off; pid $D/b.pid; error_log $D/b.err;
 events { worker_connections 8192; }
@@ -47,6 +48,8 @@ routes:
 C
 start_unload "$D/unload.yaml"
 sleep 4
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: plain.test" http://127.0.0.1:19290/page.html)
+[ "$code" = 200 ] || { echo "bench/compress.sh: the page is not served (HTTP $code)" >&2; exit 1; }
 declare -A BEST
 ROWS="plain gzip br zstd nginx-gzip plain-small compress-small"
 for round in $(seq 1 "$ROUNDS"); do

@@ -71,10 +71,17 @@ export class EncodedBody implements ByteConn {
     return Promise.resolve(null);
   }
 
+  /**
+   * Set once the body's last piece is about to be written: what it encodes to
+   * is staged, not flushed, so that it leaves with the end (one write, not two
+   * that Nagle's algorithm and a delayed ACK could hold apart).
+   */
+  last = false;
+
   /** Encodes `p` and sends what comes out; resolves once the client's side took it. */
   async write(p: Uint8Array): Promise<number> {
     await this.#encoder.write(p, this.#send);
-    await this.#dst.flush();
+    if (!this.last) await this.#dst.flush();
     return p.length;
   }
 

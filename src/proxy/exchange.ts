@@ -831,6 +831,7 @@ class Exchange implements Timed, Cancellable {
     const stage = new BufWriter(body);
     const moved = relayBody(bc.reader, stage, framing, { ...DECHUNK, trailers });
     if (typeof moved !== "number") await moved;
+    body.last = true; // the whole body was read: what is staged leaves with the end
     await stage.flush();
     await body.end(trailers);
     await endResponse(client, trailers.length > 0 ? trailers : undefined);
