@@ -5,7 +5,8 @@
 #     and TLS handshake per request (`Connection: close`: conns/s, the ClientHello sniffed each
 #     time) or 50 kept connections (TLS records carried: req/s);
 #   termination: unload `tls:` vs HAProxy `bind ... ssl` in mode tcp, to a plain nginx; a new
-#     connection per request (conns/s: a handshake on the balancer each time).
+#     connection per request (conns/s: a handshake on the balancer each time);
+#   and, for what reading the ClientHello costs, a plain tcp route to the same TLS nginx.
 # nginx and wrk are pinned to CPU 1, each balancer to CPU 0 (as bench/compare.sh). Each
 # balancer's CPU time (utime+stime from /proc) over its runs is divided by the requests wrk made.
 # Env: DUR (s per wrk run, 8), ROUNDS (best of, 1), BASE (first port, 26200; uses BASE..BASE+40).
@@ -58,6 +59,9 @@ backend tls_be
   server s 127.0.0.1:$TLS_BE
 backend other
   server s 127.0.0.1:1
+listen plain
+  bind 127.0.0.1:$((BASE + 13))
+  server s 127.0.0.1:$TLS_BE
 frontend terminate
   bind 127.0.0.1:$((BASE + 12)) ssl crt $D/haproxy.pem
   default_backend plain_be
@@ -70,6 +74,7 @@ reload: { watch: false }
 tcp:
   - { name: pass, listen: 127.0.0.1:$((BASE + 31)), sni: localhost, backends: [{ address: 127.0.0.1:$TLS_BE }] }
   - { name: other, listen: 127.0.0.1:$((BASE + 31)), backends: [{ address: 127.0.0.1:1 }] }
+  - { name: plain, listen: 127.0.0.1:$((BASE + 33)), backends: [{ address: 127.0.0.1:$TLS_BE }] }
   - name: term
     listen: 127.0.0.1:$((BASE + 32))
     tls: { cert: $D/cert.pem, key: $D/key.pem }
@@ -113,6 +118,8 @@ run haproxy $((BASE + 11)) close
 run unload $((BASE + 31)) close
 run haproxy $((BASE + 11)) keep
 run unload $((BASE + 31)) keep
+run haproxy $((BASE + 13)) plain
+run unload $((BASE + 33)) plain
 run haproxy $((BASE + 12)) term
 run unload $((BASE + 32)) term
 # and straight to nginx, for scale
@@ -129,6 +136,7 @@ row() {
   echo "| $label | ${BEST[haproxy/$k]:--} | ${BEST[unload/$k]:--} | $ratio | ${CPUUS[haproxy/$k]:--}, ${CPUUS[unload/$k]:--} |"
 }
 row "passthrough by SNI, new connection + handshake per request (nginx direct: ${direct_close:--})" close
+row "plain tcp route (no SNI read) to the same nginx, new connection + handshake per request" plain
 row "passthrough by SNI, 50 kept connections (nginx direct: ${direct_keep:--})" keep
 row "termination (tls:), new connection + handshake per request" term
 echo
