@@ -14,6 +14,7 @@ import { parseDuration } from "../src/config/duration.ts";
 import { runCli } from "./_process.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url);
 const K8S = `${DEPLOY}kubernetes/`;
 const MANIFESTS = [
   "deployment.yaml",
@@ -170,6 +171,39 @@ Deno.test("deploy: the ConfigMap's config passes `main.ts validate` and its SRV 
     `_${port.name}._${port.protocol.toLowerCase()}.${web.metadata.name}.${ns}.svc.cluster.local`;
   assertEquals(srv, "_http._tcp.web.default.svc.cluster.local");
   assertEquals(config().routes.map((r) => r.srv), [srv]);
+});
+
+/** Every module under src/ that `new Worker(new URL("./x.ts", import.meta.url))` starts, from the root. */
+function workerModules(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(new URL(dir, ROOT))) {
+      if (e.isDirectory) walk(`${dir}${e.name}/`);
+      else if (e.name.endsWith(".ts")) {
+        const text = Deno.readTextFileSync(new URL(`${dir}${e.name}`, ROOT));
+        for (const m of text.matchAll(/new Worker\(\s*new URL\("\.\/([^"]+)"/g)) {
+          found.push(`${dir}${m[1]}`);
+        }
+      }
+    }
+  };
+  walk("src/");
+  return found.sort();
+}
+
+Deno.test("deploy: every Worker module is --include'd by the compile task, the Dockerfile and the release workflow (deno compile leaves workers out otherwise)", () => {
+  const workers = workerModules();
+  assertGreater(workers.length, 1, "the request workers and the bcrypt worker");
+  const release = Deno.readTextFileSync(new URL(".github/workflows/release.yml", ROOT));
+  const commands = {
+    "deno.json compile": denoJson.tasks.compile,
+    "deno.json compile:all": denoJson.tasks["compile:all"],
+    "deploy/Dockerfile": dockerfile().compile ?? "",
+    "release.yml": release.replaceAll("\\\n", " "),
+  };
+  for (const [where, command] of Object.entries(commands)) {
+    for (const w of workers) assertStringIncludes(command, `--include=${w}`, where);
+  }
 });
 
 Deno.test("deploy: the Dockerfile compiles with the flags of deno.json's compile task into a distroless non-root image", () => {
