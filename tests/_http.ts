@@ -409,3 +409,27 @@ export function freePort(): number {
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Waits until `check` holds, asking again every 25 ms for up to `ms`; throws
+ * naming `what` (and the check's last error, if it threw) when it never does. A
+ * check that throws counts as "not yet". A bound on a wait, never a timed assertion.
+ */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 30_000,
+): Promise<void> {
+  let last: unknown;
+  for (const end = Date.now() + ms;; await delay(25)) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      const why = last === undefined ? "" : ` (last error: ${(last as Error)?.message ?? last})`;
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${why}`);
+    }
+  }
+}

@@ -8,13 +8,13 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import {
   captureLogger,
-  delay,
   forEachHead,
   freePort,
   RawClient,
   type RawServer,
   rawServer,
   startBalancer,
+  until,
   writeAllText,
 } from "./_http.ts";
 import { type LbProcess, runCli, startLbProcess } from "./_process.ts";
@@ -45,15 +45,6 @@ async function curl(args: string[]): Promise<string> {
   const r = await new Deno.Command("curl", { args: ["-sS", "--max-time", "30", ...args] })
     .output();
   return new TextDecoder().decode(r.stdout);
-}
-
-/** Waits (bounded) until `check` holds; throws with `what` when it never does. */
-async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await check()) return;
-    await delay(50);
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 async function metrics(lb: LbProcess): Promise<string> {

@@ -1,7 +1,14 @@
 import { assert, assertEquals, assertLess, assertStringIncludes } from "@std/assert";
 import { BODY_BUFFERS } from "../src/http1/body_buffers.ts";
 import { makeCa } from "./_certs.ts";
-import { delay, rawServer, type RawServerOptions, startBalancer, writeAllText } from "./_http.ts";
+import {
+  delay,
+  rawServer,
+  type RawServerOptions,
+  startBalancer,
+  until,
+  writeAllText,
+} from "./_http.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -112,11 +119,6 @@ async function readBody(conn: Deno.Conn, rest: Uint8Array, size: number): Promis
 }
 
 // Waits (bounded) until `ok()` holds.
-async function until(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 400 && !ok(); i++) await delay(25);
-  assert(ok(), `timed out waiting until ${what}`);
-}
-
 // Samples the pool 40 times over a second (the relay is stalled all along): the most
 // buffers and large-buffer bytes lent at once.
 async function sampleLent(): Promise<{ buffers: number; bytes: number }> {

@@ -9,7 +9,7 @@
  */
 import { assert, assertEquals, assertLess } from "@std/assert";
 import { startDemoBackend } from "../src/cli/demo/backends.ts";
-import { delay, freePort, RawClient } from "./_http.ts";
+import { freePort, RawClient, until } from "./_http.ts";
 import { type LbProcess, startLbProcess } from "./_process.ts";
 
 const PROMETHEUS = "/usr/bin/prometheus";
@@ -78,14 +78,6 @@ scrape_configs:
     },
     stop,
   };
-}
-
-/** Polls `check` every 100 ms until true; fails after `ms` naming `what`. */
-async function until(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  for (const end = Date.now() + ms;; await delay(100)) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-  }
 }
 
 Deno.test("prometheus rules file passes promtool check rules", {

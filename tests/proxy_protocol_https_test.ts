@@ -13,19 +13,10 @@ import { parseConfig } from "../src/config/config.ts";
 import type { Logger } from "../src/observe/log.ts";
 import type { ExchangeRecord } from "../src/proxy/context.ts";
 import { makeCa } from "./_certs.ts";
-import { forEachHead, freePort, rawServer, writeAllText } from "./_http.ts";
+import { forEachHead, freePort, rawServer, until, writeAllText } from "./_http.ts";
 import { startHaproxy } from "./_haproxy.ts";
 
 const dec = new TextDecoder();
-
-/** Polls `check` until true (bounded: 10 s). */
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** curl from `source` to `https://app.test:port/path` through 127.0.0.1; the body, or undefined. */
 async function curl(

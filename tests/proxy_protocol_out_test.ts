@@ -10,7 +10,7 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import { parseConfig } from "../src/config/config.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
-import { freePort, startBalancer, type TestBalancer } from "./_http.ts";
+import { freePort, startBalancer, type TestBalancer, until } from "./_http.ts";
 import { startHaproxy } from "./_haproxy.ts";
 import { makeCa } from "./_certs.ts";
 import { type H2Outcome, h2ScenarioArgs } from "./_h2_scenario.ts";
@@ -63,15 +63,6 @@ async function takeTurns(port: number, rounds: number, ...sources: string[]): Pr
   }).output();
   assert(out.success, dec.decode(out.stderr));
   return dec.decode(out.stdout).trim().split("\n");
-}
-
-/** Polls `check` until true (bounded: 10 s). */
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 // Each line's client (`source:port`) must be what the backend saw, and the

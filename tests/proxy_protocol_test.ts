@@ -15,7 +15,15 @@ import type { ExchangeRecord } from "../src/proxy/context.ts";
 import { renderMetrics } from "../src/admin/prometheus.ts";
 import { buildStatus } from "../src/admin/status.ts";
 import { startLbProcess } from "./_process.ts";
-import { delay, forEachHead, freePort, type RawServer, rawServer, writeAllText } from "./_http.ts";
+import {
+  delay,
+  forEachHead,
+  freePort,
+  type RawServer,
+  rawServer,
+  until,
+  writeAllText,
+} from "./_http.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -140,15 +148,6 @@ async function startHaproxy(
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-/** Polls `check` until true (bounded: 10 s). */
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (check()) return;
-    await delay(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Sends `bytes` on a fresh connection from 127.0.0.1 and returns all it got back before the close. */

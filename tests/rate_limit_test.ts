@@ -5,9 +5,9 @@
  * a Redis store (Debian redis-server, started here) shared by three balancer
  * processes, failing open (or closed) when Redis dies or stalls.
  */
+import { redisCli, startRedis } from "./_redis.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import {
-  delay,
   forEachHead,
   freePort,
   RawClient,
@@ -15,6 +15,7 @@ import {
   rawServer,
   startBalancer,
   startLoggedBalancer,
+  until,
   writeAllText,
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
@@ -37,58 +38,6 @@ async function curl(args: string[]): Promise<string> {
   const r = await new Deno.Command("curl", { args: ["-sS", "--max-time", "20", ...args] })
     .output();
   return new TextDecoder().decode(r.stdout);
-}
-
-/** Waits (bounded) until `check` holds; throws with `what` when it never does. */
-async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (await check()) return;
-    await delay(50);
-  }
-  throw new Error(`never happened: ${what}`);
-}
-
-/** A Redis server (Debian redis-server) on a free port, without persistence. */
-async function startRedis(): Promise<
-  AsyncDisposable & { port: number; pid: number; kill(): Promise<void> }
-> {
-  for (let attempt = 1;; attempt++) {
-    const port = freePort();
-    const child = new Deno.Command("redis-server", {
-      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    let exited = false;
-    child.status.then(() => exited = true);
-    let up = false;
-    for (let i = 0; i < 200 && !exited && !up; i++) {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        up = true;
-      } catch {
-        await delay(25);
-      }
-    }
-    const kill = async () => {
-      if (!exited) {
-        try {
-          Deno.kill(child.pid, "SIGCONT");
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }
-      await child.status;
-    };
-    if (up) return { port, pid: child.pid, kill, [Symbol.asyncDispose]: kill };
-    await kill();
-    if (attempt === 3) throw new Error("redis-server did not start");
-  }
-}
-
-/** What `redis-cli -p PORT ARGS...` prints. */
-async function redisCli(port: number, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("redis-cli", { args: ["-p", String(port), ...args] }).output();
-  return new TextDecoder().decode(out.stdout);
 }
 
 const localRoutes = (port: number) => `

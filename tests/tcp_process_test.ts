@@ -6,7 +6,8 @@
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { startDnsmasq } from "./_dnsmasq.ts";
 import { startLbProcess } from "./_process.ts";
-import { readAll, redisCli, startRedis, tcpBackend, tcpLogger, until, writeAll } from "./_tcp.ts";
+import { readAll, tcpBackend, tcpLogger, until, writeAll } from "./_tcp.ts";
+import { redisCli, startRedis } from "./_redis.ts";
 import { Balancer } from "../src/server/balancer.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { delay, freePort } from "./_http.ts";

@@ -21,7 +21,8 @@ import { renderMetrics } from "../src/admin/prometheus.ts";
 import { buildStatus } from "../src/admin/status.ts";
 import { freePort } from "./_http.ts";
 import { installCert, type IssuedCert, makeCa, servedSerial, type TestCa } from "./_certs.ts";
-import { readAll, redisCli, startRedis, tcpLogger, until, writeAll } from "./_tcp.ts";
+import { readAll, tcpLogger, until, writeAll } from "./_tcp.ts";
+import { redisCli, startRedis } from "./_redis.ts";
 import { startNginx as startOneNginx } from "./_nginx.ts";
 
 import { X509Certificate } from "node:crypto";

@@ -13,17 +13,8 @@ import { createScheduler } from "../src/scheduler/create.ts";
 import { staticBackends } from "../src/upstream/discovery/static.ts";
 import { freePort } from "./_http.ts";
 import { launchChromium } from "./_chromium.ts";
-import {
-  namedTcpBackend,
-  nc,
-  readAll,
-  redisCli,
-  startRedis,
-  tcpBackend,
-  tcpLogger,
-  until,
-  writeAll,
-} from "./_tcp.ts";
+import { namedTcpBackend, nc, readAll, tcpBackend, tcpLogger, until, writeAll } from "./_tcp.ts";
+import { redisCli, startRedis } from "./_redis.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -11,7 +11,14 @@
  */
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { makeCa } from "./_certs.ts";
-import { captureLogger, delay, keepAliveBackend, RawClient, startBalancer } from "./_http.ts";
+import {
+  captureLogger,
+  delay,
+  keepAliveBackend,
+  RawClient,
+  startBalancer,
+  until,
+} from "./_http.ts";
 import { findChromium, launchChromium } from "./_chromium.ts";
 import type { Status } from "../src/admin/status.ts";
 
@@ -20,13 +27,6 @@ const ca = await makeCa();
 const cert = await ca.issue("server", { serial: 0x2601 });
 /** The first bytes of a TLS ClientHello record: type handshake, version 3.1. */
 const HELLO_START = new Uint8Array([0x16, 0x03, 0x01]);
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000) {
-  for (const end = Date.now() + ms; Date.now() < end; await delay(50)) {
-    if (await check()) return;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** ESTABLISHED TCP sockets whose local (`sport`) or remote (`dport`) port is `port`. */
 async function established(side: "sport" | "dport", port: number): Promise<number> {

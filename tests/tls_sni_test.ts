@@ -9,10 +9,10 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/as
 import { installCert, type IssuedCert, makeCa, openssl } from "./_certs.ts";
 import {
   captureLogger,
-  delay,
   keepAliveBackend,
   startBalancer,
   startLoggedBalancer,
+  until,
 } from "./_http.ts";
 import { TlsAcceptor } from "../src/server/tls_acceptor.ts";
 import { ConfigError, parseConfig } from "../src/config/config.ts";
@@ -52,13 +52,6 @@ async function live(name: string, cert: IssuedCert) {
   const files = { cert: `${ca.dir}/live-${name}.pem`, key: `${ca.dir}/live-${name}.key` };
   await installCert(cert, files);
   return files;
-}
-
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  for (const end = Date.now() + ms; Date.now() < end; await delay(100)) {
-    if (await check().catch(() => false)) return;
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 function certificatesYaml(pairs: Array<{ cert: string; key: string }>): string {

@@ -18,6 +18,7 @@ import {
   rawServer,
   startBalancer,
   startLoggedBalancer,
+  until,
   writeAllText,
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
@@ -38,13 +39,6 @@ async function liveFiles(name: string, cert: IssuedCert) {
   const files = { cert: `${ca.dir}/${name}.pem`, key: `${ca.dir}/${name}.key` };
   await installCert(cert, files);
   return files;
-}
-
-async function until(what: string, check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  for (const end = Date.now() + ms; Date.now() < end; await delay(100)) {
-    if (await check().catch(() => false)) return;
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 Deno.test("tls terminates HTTPS: curl gets the backend's body and the backend sees X-Forwarded-Proto: https", async () => {
