@@ -11,7 +11,7 @@ import {
   type ConnectionCounters,
   type ConnectionRecord,
 } from "../observe/connection_record.ts";
-import type { TextFormat } from "./_text_format.ts";
+import type { MetricType, TextFormat } from "./_text_format.ts";
 import { TCP_REFUSALS, type TcpRefusal } from "../tcp/refusal.ts";
 
 /**
@@ -97,6 +97,36 @@ export class TcpMetrics {
   }
 }
 
+/** The families counted by route and backend: name, type, help and the counter each shows. */
+const BACKEND_FAMILIES: ReadonlyArray<
+  readonly [string, MetricType, string, (c: ConnectionCounters) => number]
+> = [
+  [
+    "unload_tcp_connections_total",
+    "counter",
+    'Connections of tcp routes, by route and backend ("" = none could be connected to).',
+    (c) => c.connections,
+  ],
+  [
+    "unload_tcp_connections_active",
+    "gauge",
+    "Connections of tcp routes open now.",
+    (c) => c.active,
+  ],
+  [
+    "unload_tcp_received_bytes_total",
+    "counter",
+    "Bytes tcp routes carried from clients to backends.",
+    (c) => c.bytesIn,
+  ],
+  [
+    "unload_tcp_sent_bytes_total",
+    "counter",
+    "Bytes tcp routes carried from backends to clients.",
+    (c) => c.bytesOut,
+  ],
+];
+
 /**
  * Writes the `unload_tcp_*` families of `m` to `out`.
  *
@@ -110,37 +140,12 @@ export function tcpFamilies(
 ): void {
   for (const r of routes) for (const b of r.backends) m.counters(r.name, b);
   const all = [...m.routes()];
-  const each = (f: (route: string, backend: string, c: ConnectionCounters) => void) => {
-    for (const [route, s] of all) for (const [backend, c] of s.backends) f(route, backend, c);
-  };
-  out.family(
-    "unload_tcp_connections_total",
-    "counter",
-    'Connections of tcp routes, by route and backend ("" = none could be connected to).',
-  );
-  each((route, backend, c) =>
-    out.sample("unload_tcp_connections_total", { route, backend }, c.connections)
-  );
-  out.family("unload_tcp_connections_active", "gauge", "Connections of tcp routes open now.");
-  each((route, backend, c) =>
-    out.sample("unload_tcp_connections_active", { route, backend }, c.active)
-  );
-  out.family(
-    "unload_tcp_received_bytes_total",
-    "counter",
-    "Bytes tcp routes carried from clients to backends.",
-  );
-  each((route, backend, c) =>
-    out.sample("unload_tcp_received_bytes_total", { route, backend }, c.bytesIn)
-  );
-  out.family(
-    "unload_tcp_sent_bytes_total",
-    "counter",
-    "Bytes tcp routes carried from backends to clients.",
-  );
-  each((route, backend, c) =>
-    out.sample("unload_tcp_sent_bytes_total", { route, backend }, c.bytesOut)
-  );
+  for (const [name, type, help, value] of BACKEND_FAMILIES) {
+    out.family(name, type, help);
+    for (const [route, s] of all) {
+      for (const [backend, c] of s.backends) out.sample(name, { route, backend }, value(c));
+    }
+  }
   out.family(
     "unload_tcp_connections_ended_total",
     "counter",
