@@ -433,3 +433,20 @@ export async function until(
     }
   }
 }
+
+/**
+ * A backend that keeps every request head it gets (`heads`, in order) and
+ * answers each with `answer(head)`: by default 200 with the body `ok\n`.
+ */
+export function recordingBackend(
+  answer: (head: string) => string = () => "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n",
+): RawServer & { heads: string[] } {
+  const heads: string[] = [];
+  const server = rawServer((conn, read) =>
+    forEachHead(read, (head) => {
+      heads.push(head);
+      return writeAllText(conn, answer(head));
+    })
+  );
+  return Object.assign(server, { heads });
+}

@@ -13,6 +13,7 @@ import {
   RawClient,
   type RawServer,
   rawServer,
+  recordingBackend,
   startBalancer,
   until,
   writeAllText,
@@ -21,18 +22,6 @@ import { type LbProcess, runCli, startLbProcess } from "./_process.ts";
 import { runGrpcio } from "./_grpcio.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
 import { createLogger } from "../src/observe/log.ts";
-
-/** A backend that keeps every request head it gets. */
-function recordingBackend(): RawServer & { heads: string[] } {
-  const heads: string[] = [];
-  const server = rawServer((conn, read) =>
-    forEachHead(read, (head) => {
-      heads.push(head);
-      return writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
-    })
-  );
-  return Object.assign(server, { heads });
-}
 
 async function run(cmd: string, args: string[]): Promise<string> {
   const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
@@ -45,6 +34,21 @@ async function curl(args: string[]): Promise<string> {
   const r = await new Deno.Command("curl", { args: ["-sS", "--max-time", "30", ...args] })
     .output();
   return new TextDecoder().decode(r.stdout);
+}
+
+/** The status code curl gets from ops.test on `port` with `-u user`. */
+function opsStatus(port: number, user: string): Promise<string> {
+  return curl([
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code}",
+    "-H",
+    "Host: ops.test",
+    "-u",
+    user,
+    `http://127.0.0.1:${port}/`,
+  ]);
 }
 
 async function metrics(lb: LbProcess): Promise<string> {
@@ -192,18 +196,7 @@ Deno.test("auth basic: a reload re-reads the htpasswd file (a changed password; 
     await using lb = await startLbProcess(
       basicConfig(backend.port, file) + "reload: { watch: false }\n",
     );
-    const code = (user: string) =>
-      curl([
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Host: ops.test",
-        "-u",
-        user,
-        `http://127.0.0.1:${lb.port}/`,
-      ]);
+    const code = (user: string) => opsStatus(lb.port, user);
     assertEquals(await code("ann:old-pw"), "200");
     assertEquals(await code("ann:old-pw"), "200"); // from the cache now
     await run("htpasswd", ["-bB", "-C", "5", file, "ann", "new-pw"]);
@@ -226,18 +219,7 @@ Deno.test("auth basic: with reload.watch, a changed htpasswd file is applied by 
     await using lb = await startLbProcess(
       basicConfig(backend.port, file) + "reload: { watch: true, interval: 100ms }\n",
     );
-    const code = (user: string) =>
-      curl([
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Host: ops.test",
-        "-u",
-        user,
-        `http://127.0.0.1:${lb.port}/`,
-      ]);
+    const code = (user: string) => opsStatus(lb.port, user);
     assertEquals(await code("ann:old-pw"), "200");
     await run("htpasswd", ["-bB", "-C", "5", file, "bob", "b0b"]);
     await until("bob is let in", async () => await code("bob:b0b") === "200");

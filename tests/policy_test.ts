@@ -4,15 +4,7 @@
  * HTTP/2 (curl) and gRPC (grpcio).
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
-import {
-  captureLogger,
-  forEachHead,
-  RawClient,
-  type RawServer,
-  rawServer,
-  startBalancer,
-  writeAllText,
-} from "./_http.ts";
+import { captureLogger, RawClient, recordingBackend, startBalancer } from "./_http.ts";
 import { runGrpcio } from "./_grpcio.ts";
 import { runCli } from "./_process.ts";
 import { startH2Echo } from "./_h2_echo.ts";
@@ -20,23 +12,6 @@ import { startDnsmasq } from "./_dnsmasq.ts";
 import { createLogger } from "../src/observe/log.ts";
 import type { Status } from "../src/admin/status.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
-
-/** A backend that keeps every request head it gets and answers with an X-Powered-By. */
-function recordingBackend(): RawServer & { heads: string[] } {
-  const heads: string[] = [];
-  const server = rawServer((conn, read) =>
-    forEachHead(read, (head) => {
-      heads.push(head);
-      const body = `ok ${head.split(" ")[1]}\n`;
-      return writeAllText(
-        conn,
-        `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nX-Powered-By: php\r\n` +
-          `x-keep: 1\r\n\r\n${body}`,
-      );
-    })
-  );
-  return Object.assign(server, { heads });
-}
 
 function lines(head: string): string[] {
   return head.split("\r\n");
@@ -93,8 +68,15 @@ routes:
     backends: [{ address: 127.0.0.1:${port} }]
 `;
 
+/** The policy tests' backend answer: the target in the body, an X-Powered-By to remove. */
+function policyAnswer(head: string): string {
+  const body = `ok ${head.split(" ")[1]}\n`;
+  return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nX-Powered-By: php\r\n` +
+    `x-keep: 1\r\n\r\n${body}`;
+}
+
 Deno.test("policy: strip_prefix, request and response headers reach the backend and the client over HTTP/1.1", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(routes(backend.port));
   using c = await RawClient.connect(lb.port);
   const res = await c.request(
@@ -117,7 +99,7 @@ Deno.test("policy: strip_prefix, request and response headers reach the backend 
 });
 
 Deno.test("policy: a regex rewrite and a prefix rewrite keep the query; a route without policy is untouched", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(routes(backend.port));
   using c = await RawClient.connect(lb.port);
   assertEquals((await c.get("/v1/items/3?x=1")).body, "ok /v2/items/3?x=1\n");
@@ -129,7 +111,7 @@ Deno.test("policy: a regex rewrite and a prefix rewrite keep the query; a route 
 });
 
 Deno.test("policy: allow and deny answer 403 to the peer's address, deny wins; nothing reaches the backend", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(routes(backend.port));
   using c = await RawClient.connect(lb.port);
   const office = await c.get("/admin");
@@ -143,7 +125,7 @@ Deno.test("policy: allow and deny answer 403 to the peer's address, deny wins; n
 });
 
 Deno.test("policy: allow and deny match an IPv6 peer against v6 blocks", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(routes(backend.port).replace("127.0.0.1:0", '"[::1]:0"'));
   const code = async (path: string) =>
     (await curl([
@@ -174,7 +156,7 @@ Deno.test("policy: a redirect route answers with its code and Location from {uri
 });
 
 Deno.test("policy: HTTP/2 clients get the same rewrite, headers, 403 and redirect (curl)", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(routes(backend.port));
   const base = `http://127.0.0.1:${lb.port}`;
   const ok = await curl([
@@ -219,7 +201,7 @@ Deno.test("policy: HTTP/2 clients get the same rewrite, headers, 403 and redirec
 });
 
 Deno.test("policy: a gRPC client refused by allow gets PERMISSION_DENIED (grpcio)", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(`
 listen: { http: 127.0.0.1:0, h2c: true }
 routes:
@@ -235,7 +217,7 @@ routes:
 });
 
 Deno.test("policy: the access log says which policy answered and what target the backend got", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   const records: string[] = [];
   const base = createLogger({ access: "off", quiet: true });
   const logger = {
@@ -297,7 +279,7 @@ routes:
 });
 
 Deno.test("policy: /metrics counts policy answers by route, policy and code; /status lists each route's policies", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   await using lb = await startBalancer(
     routes(backend.port).replace("routes:", "admin: { listen: 127.0.0.1:0 }\nroutes:"),
   );
@@ -338,7 +320,7 @@ Deno.test("policy: /metrics counts policy answers by route, policy and code; /st
 });
 
 Deno.test("policy: `main.ts explain` prints the route, each step's decision, the backend's head and pick, and sends nothing", async () => {
-  await using backend = recordingBackend();
+  await using backend = recordingBackend(policyAnswer);
   const dir = await Deno.makeTempDir({ prefix: "unload-explain-" });
   try {
     const file = `${dir}/unload.yaml`;

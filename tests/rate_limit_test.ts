@@ -8,31 +8,16 @@
 import { redisCli, startRedis } from "./_redis.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import {
-  forEachHead,
   freePort,
   RawClient,
-  type RawServer,
-  rawServer,
+  recordingBackend,
   startBalancer,
   startLoggedBalancer,
   until,
-  writeAllText,
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
 import { runGrpcio, startGrpcioServer } from "./_grpcio.ts";
 import { type ConfigError, parseConfig } from "../src/config/config.ts";
-
-/** A backend that counts the requests it gets. */
-function countingBackend(): RawServer & { heads: string[] } {
-  const heads: string[] = [];
-  const server = rawServer((conn, read) =>
-    forEachHead(read, (head) => {
-      heads.push(head);
-      return writeAllText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
-    })
-  );
-  return Object.assign(server, { heads });
-}
 
 async function curl(args: string[]): Promise<string> {
   const r = await new Deno.Command("curl", { args: ["-sS", "--max-time", "20", ...args] })
@@ -60,7 +45,7 @@ routes:
 `;
 
 Deno.test("rate_limit: past the burst a client gets 429 with Retry-After and RateLimit fields; only the burst reaches the backend (HTTP/1.1)", async () => {
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   await using lb = await startBalancer(localRoutes(backend.port));
   using c = await RawClient.connect(lb.port);
   const statuses: number[] = [];
@@ -83,7 +68,7 @@ Deno.test("rate_limit: past the burst a client gets 429 with Retry-After and Rat
 });
 
 Deno.test("rate_limit: key header:X-User gives each user a bucket, over HTTP/2 (curl); a request without the header counts by address", async () => {
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   await using lb = await startBalancer(localRoutes(backend.port));
   const code = (user?: string) =>
     curl([
@@ -132,7 +117,7 @@ routes:
 });
 
 Deno.test("rate_limit: local buckets stay under max_keys: a flood of new keys evicts the least recently used", async () => {
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   await using lb = await startBalancer(localRoutes(backend.port));
   using c = await RawClient.connect(lb.port);
   const get = (sid: string) =>
@@ -149,7 +134,7 @@ Deno.test("rate_limit: local buckets stay under max_keys: a flood of new keys ev
 
 Deno.test("rate_limit: store redis:// shares one budget across three balancer processes (Debian redis-server): burst in all, not three times it", async () => {
   await using redis = await startRedis();
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   const yaml = `
 listen: { http: 127.0.0.1:$PORT }
 admin: { listen: 127.0.0.1:$ADMIN }
@@ -203,7 +188,7 @@ routes:
 
 Deno.test("rate_limit: a stalled Redis (SIGSTOP) costs a request the timeout, then it passes; on_store_error: deny answers 503 instead", async () => {
   await using redis = await startRedis();
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   const route = (name: string, onError: string) => `
   - name: ${name}
     path: /${name}
@@ -253,7 +238,7 @@ routes:${route("open", "allow")}${route("closed", "deny")}
 
 Deno.test("rate_limit: a reload keeps a Redis budget (the keys are in Redis) and closes the old connection", async () => {
   await using redis = await startRedis();
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   const yaml = (burst: number) => `
 listen: { http: 127.0.0.1:0 }
 routes:
@@ -281,7 +266,7 @@ routes:
 });
 
 Deno.test("rate_limit: a Redis that is not there at all fails open with one log line per outage", async () => {
-  await using backend = countingBackend();
+  await using backend = recordingBackend();
   const port = freePort();
   await using lb = await startLoggedBalancer(`
 listen: { http: 127.0.0.1:0 }
