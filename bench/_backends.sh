@@ -109,6 +109,26 @@ wrk_cells() {
   echo "$r | $(wrk_pct "$1" 50%) | $(wrk_pct "$1" 99%) | ${err:-0} | $ratio"
 }
 
+# cost_table TITLE ROW...: a markdown table of the wrk reports in the BEST array (by row name),
+# each row's req/s against the first row's (the route without the policy), then unload's
+# warnings and errors from $D/unload.log.
+cost_table() {
+  local title=$1 base row out warnings; shift
+  echo "$title — $(date -u +%Y-%m-%d), $(nproc) cores, ${DUR}s per run, $CONNS conns, best of $ROUNDS"
+  echo
+  echo "| route | req/s | p50 | p99 | errors | req/s vs $1 |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  base=$(wrk_rps "${BEST[$1]:-}")
+  for row in "$@"; do
+    out=${BEST[$row]:-}
+    if [ -z "$out" ]; then echo "| $row | - | - | - | no answer | - |"; continue; fi
+    echo "| $row | $(wrk_cells "$out" "$base" "×") |"
+  done
+  warnings=$(grep -v ' info ' "$D/unload.log" | tail -n 5)
+  echo
+  echo "unload's log, warnings and errors during the run: ${warnings:-none}"
+}
+
 # better_round NEW BEST: succeeds when the wrk report NEW should replace BEST (empty: no
 # round yet) as the best of the rounds. A round answered with non-2xx responses (fast
 # 5xx look like high req/s) never beats a clean one; otherwise the higher req/s wins.

@@ -36,16 +36,4 @@ for round in $(seq 1 "$ROUNDS"); do
     if better_round "$out" "${BEST[$path]:-}"; then BEST[$path]=$out; fi
   done
 done
-echo "rate_limit cost — $(date -u +%Y-%m-%d), $(nproc) cores, ${DUR}s per run, $CONNS conns, best of $ROUNDS"
-echo
-echo "| route | req/s | p50 | p99 | errors | req/s vs plain |"
-echo "| --- | --- | --- | --- | --- | --- |"
-base=$(wrk_rps "${BEST[plain]:-}")
-for path in plain local redis; do
-  out=${BEST[$path]:-}
-  if [ -z "$out" ]; then echo "| $path | - | - | - | no answer | - |"; continue; fi
-  echo "| $path | $(wrk_cells "$out" "$base" "×") |"
-done
-warnings=$(grep -v ' info ' "$D/unload.log" | tail -n 5)
-echo
-echo "unload's log, warnings and errors during the run: ${warnings:-none}"
+cost_table "rate_limit cost" plain local redis
