@@ -5,6 +5,7 @@
  * event loop serving while bcrypt checks queue, the bound on those checks,
  * reload, HTTP/2 and gRPC. `forward`: an auth service written here.
  */
+import { configErrors } from "./_config_errors.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import {
   captureLogger,
@@ -20,7 +21,6 @@ import {
 } from "./_http.ts";
 import { type LbProcess, runCli, startLbProcess } from "./_process.ts";
 import { runGrpcio } from "./_grpcio.ts";
-import { type ConfigError, parseConfig } from "../src/config/config.ts";
 import { createLogger } from "../src/observe/log.ts";
 
 async function run(cmd: string, args: string[]): Promise<string> {
@@ -248,14 +248,7 @@ routes:
     backends: [{ address: 127.0.0.1:9 }]
     auth: { basic: { realm: ops, htpasswd: ${file} }, forward: { url: "http://a/" } }
 `;
-    let errors: string[] = [];
-    try {
-      parseConfig(yaml, "unload.yaml");
-    } catch (e) {
-      errors = (e as ConfigError).errors;
-    }
-    const has = (prefix: string, text: string) =>
-      assert(errors.some((e) => e.startsWith(prefix) && e.includes(text)), errors.join("\n"));
+    const { has } = configErrors(yaml);
     has(`${file}:2: user bob:`, "not a bcrypt hash");
     has("unload.yaml:8: routes[1].auth.basic.realm:", "cannot hold a quote");
     has("unload.yaml:8: routes[1].auth.basic.htpasswd:", `cannot read ${dir}/nope`);
@@ -568,22 +561,12 @@ routes:
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-  let errors: string[] = [];
-  try {
-    parseConfig(
-      `listen: { http: 127.0.0.1:0 }
+  const { has } = configErrors(`listen: { http: 127.0.0.1:0 }
 routes:
   - name: a
     backends: [{ address: 127.0.0.1:9 }]
     auth: { forward: { url: "https://auth/check", copy_headers: [Content-Length], timeout: soon } }
-`,
-      "unload.yaml",
-    );
-  } catch (e) {
-    errors = (e as ConfigError).errors;
-  }
-  const has = (prefix: string, text: string) =>
-    assert(errors.some((e) => e.startsWith(prefix) && e.includes(text)), errors.join("\n"));
+`);
   has("unload.yaml:5: routes[0].auth.forward.url:", "must be http://host[:port][/path]");
   has("unload.yaml:5: routes[0].auth.forward.copy_headers[0]:", "cannot be copied");
   has("unload.yaml:5: routes[0].auth.forward.timeout:", "");

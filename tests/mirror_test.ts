@@ -4,6 +4,7 @@
  * backend's answer, never delayed or failed by the mirror), sampling, the body
  * limit, and what /metrics counts.
  */
+import { configErrors } from "./_config_errors.ts";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import {
   freePort,
@@ -16,7 +17,6 @@ import {
 import { runCli } from "./_process.ts";
 import { runGrpcio, startGrpcioServer } from "./_grpcio.ts";
 import { startDnsmasq } from "./_dnsmasq.ts";
-import { type ConfigError, parseConfig } from "../src/config/config.ts";
 import type { Status } from "../src/admin/status.ts";
 import { createLogger } from "../src/observe/log.ts";
 
@@ -287,14 +287,7 @@ routes:
     backends: [{ address: 127.0.0.1:9 }]
     mirror: { srv: _http._tcp.m.test, backends: [{ address: 127.0.0.1:9 }] }
 `;
-  let errors: string[] = [];
-  try {
-    parseConfig(yaml, "unload.yaml");
-  } catch (e) {
-    errors = (e as ConfigError).errors;
-  }
-  const has = (prefix: string, text: string) =>
-    assert(errors.some((e) => e.startsWith(prefix) && e.includes(text)), errors.join("\n"));
+  const { has } = configErrors(yaml);
   has("unload.yaml:5: routes[0].mirror:", "needs exactly one of srv");
   has("unload.yaml:8: routes[1].mirror.percent:", "must be a number 0..100");
   has("unload.yaml:8: routes[1].mirror.queue:", "must be an integer 1..100000");

@@ -3,6 +3,7 @@
  * what the client gets and what the backend gets, over HTTP/1.1 (raw sockets),
  * HTTP/2 (curl) and gRPC (grpcio).
  */
+import { configErrors } from "./_config_errors.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { captureLogger, RawClient, recordingBackend, startBalancer } from "./_http.ts";
 import { runGrpcio } from "./_grpcio.ts";
@@ -11,7 +12,6 @@ import { startH2Echo } from "./_h2_echo.ts";
 import { startDnsmasq } from "./_dnsmasq.ts";
 import { createLogger } from "../src/observe/log.ts";
 import type { Status } from "../src/admin/status.ts";
-import { type ConfigError, parseConfig } from "../src/config/config.ts";
 
 function lines(head: string): string[] {
   return head.split("\r\n");
@@ -259,14 +259,7 @@ routes:
     backends: [{ address: 127.0.0.1:9 }]
     compress: { types: [nope] }
 `;
-  let errors: string[] = [];
-  try {
-    parseConfig(yaml, "unload.yaml");
-  } catch (e) {
-    errors = (e as ConfigError).errors;
-  }
-  const has = (prefix: string, text: string) =>
-    assert(errors.some((e) => e.startsWith(prefix) && e.includes(text)), errors.join("\n"));
+  const { has } = configErrors(yaml);
   has("unload.yaml:5: routes[0].rewrite.regex:", "invalid regular expression");
   has("unload.yaml:8: routes[1].allow[0]:", "prefix length");
   has("unload.yaml:8: routes[1].allow[1]:", "not an IP address");

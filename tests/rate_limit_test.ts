@@ -5,6 +5,7 @@
  * a Redis store (Debian redis-server, started here) shared by three balancer
  * processes, failing open (or closed) when Redis dies or stalls.
  */
+import { configErrors } from "./_config_errors.ts";
 import { redisCli, startRedis } from "./_redis.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import {
@@ -17,7 +18,7 @@ import {
 } from "./_http.ts";
 import { runCli, startLbProcess } from "./_process.ts";
 import { runGrpcio, startGrpcioServer } from "./_grpcio.ts";
-import { type ConfigError, parseConfig } from "../src/config/config.ts";
+import { parseConfig } from "../src/config/config.ts";
 
 async function curl(args: string[]): Promise<string> {
   const r = await new Deno.Command("curl", { args: ["-sS", "--max-time", "20", ...args] })
@@ -352,14 +353,7 @@ routes:
     backends: [{ address: 127.0.0.1:9 }]
     rate_limit: { burst: 5 }
 `;
-  let errors: string[] = [];
-  try {
-    parseConfig(yaml, "unload.yaml");
-  } catch (e) {
-    errors = (e as ConfigError).errors;
-  }
-  const has = (prefix: string, text: string) =>
-    assert(errors.some((e) => e.startsWith(prefix) && e.includes(text)), errors.join("\n"));
+  const { has } = configErrors(yaml);
   has(
     "unload.yaml:5: routes[0].rate_limit.rate:",
     'must be N/s, N/m or N/h with N > 0 (e.g. 100/s): received "10/d"',
