@@ -8,6 +8,7 @@
  */
 import type { Node } from "./_yaml.ts";
 import type { Source } from "./_source.ts";
+import { TOKEN_REGEXP } from "./hash_key.ts";
 
 /** `auth.basic`: users and their bcrypt hashes, from an htpasswd file. */
 export interface BasicAuthConfig {
@@ -43,10 +44,12 @@ export const FORWARD_AUTH_TIMEOUT = 2000;
 
 // `$2y$` (Apache htpasswd -B), `$2a$` (Caddy hash-password, older tools), `$2b$` (OpenBSD)
 const BCRYPT_REGEXP = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
-const TOKEN_REGEXP = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const URL_REGEXP = /^http:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(\/[^\s#]*)?$/;
-// Fields a forward auth answer may not put on the request: the balancer frames and forwards it.
-const OWN_FIELDS = new Set([
+/**
+ * Fields the balancer frames and forwards a request by (and its Host): a forward auth
+ * answer may not put them on the request, nor a `headers` policy set them.
+ */
+export const FRAMING_FIELDS: readonly string[] = [
   "content-length",
   "transfer-encoding",
   "connection",
@@ -56,7 +59,8 @@ const OWN_FIELDS = new Set([
   "trailer",
   "upgrade",
   "host",
-]);
+];
+const OWN_FIELDS = new Set(FRAMING_FIELDS);
 
 /**
  * Reads `auth` at `at` (`routes[0].auth`); a `basic` one's htpasswd file is read now.

@@ -14,8 +14,8 @@ export type HashKey =
 /** The default hash key: the client connection's IP address. */
 export const CLIENT_IP_KEY: HashKey = Object.freeze({ kind: "client_ip" });
 
-// RFC 9110 token: header field names and cookie names are tokens
-const TOKEN_REGEXP = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** An RFC 9110 token: what a header field name or a cookie name must be. */
+export const TOKEN_REGEXP = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * Parses a `hash_key` value. Header names are lower-cased (they are matched

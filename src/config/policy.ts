@@ -9,7 +9,8 @@ import { isMap, isScalar, type Node } from "./_yaml.ts";
 import type { YAMLMap } from "yaml";
 import type { Source } from "./_source.ts";
 import { parseCidr } from "./cidr.ts";
-import { type AuthConfig, readAuth } from "./auth.ts";
+import { type AuthConfig, FRAMING_FIELDS, readAuth } from "./auth.ts";
+import { TOKEN_REGEXP } from "./hash_key.ts";
 import { readBackends } from "./backends.ts";
 import type { StaticBackendEntry } from "../upstream/discovery/static.ts";
 import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
@@ -162,18 +163,9 @@ export const FUTURE_POLICY_KEYS: readonly string[] = [];
 /** Redirect codes a `redirect` may use. */
 export const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 
-const TOKEN_REGEXP = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Fields the balancer writes or frames by itself: no policy may touch them.
 const OWN_FIELDS = new Set([
-  "content-length",
-  "transfer-encoding",
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "upgrade",
-  "host",
+  ...FRAMING_FIELDS,
   "via",
   "x-forwarded-for",
   "x-forwarded-proto",
