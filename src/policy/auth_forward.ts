@@ -39,24 +39,6 @@ export const FORWARD_MAX_CONNS = 256;
 export const FORWARD_MAX_IDLE = 64;
 const IDLE_TIMEOUT = 15_000;
 
-// Fields never sent to the auth service (hop-by-hop, framing, and what it is told itself).
-const NOT_SENT = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "content-length",
-  "expect",
-  "host",
-  "x-forwarded-method",
-  "x-forwarded-uri",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-forwarded-for",
-]);
 // Fields of the service's answer never passed on to the client (hop-by-hop and framing).
 const NOT_PASSED = new Set([
   "connection",
@@ -67,6 +49,17 @@ const NOT_PASSED = new Set([
   "transfer-encoding",
   "upgrade",
   "content-length",
+]);
+// Fields never sent to the auth service: those, and what it is told itself.
+const NOT_SENT = new Set([
+  ...NOT_PASSED,
+  "expect",
+  "host",
+  "x-forwarded-method",
+  "x-forwarded-uri",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-for",
 ]);
 
 /** What the service answered. */
