@@ -13,6 +13,8 @@ import { SCHEDULER_MODES, type SchedulerMode } from "../scheduler/scheduler.ts";
 import { readHealth, routeHealth } from "./health.ts";
 import { readBackends } from "./backends.ts";
 import { readTcpRoutes, type TcpRouteConfig } from "./tcp.ts";
+import { readPair, type TlsPair } from "./tls_pair.ts";
+export type { TlsPair } from "./tls_pair.ts";
 import {
   FUTURE_POLICY_KEYS,
   POLICY_KEYS,
@@ -97,19 +99,6 @@ export interface RouteConfig {
    * `headers`), absent when it has none. A route with `redirect` has no backends.
    */
   policy?: PolicyConfig;
-}
-
-/** A certificate and key PEM file pair, and where the config names it (for errors). */
-export interface TlsPair {
-  /** Path of the PEM certificate chain, leaf first. */
-  cert: string;
-  /** Path of the PEM private key. */
-  key: string;
-  /**
-   * Where the config names the pair: `tls` (for `tls.cert` + `tls.key`),
-   * `tls.certificates[i]`, or `FILE:LINE: routes[i].client_cert`.
-   */
-  at: string;
 }
 
 /** A validated configuration with defaults applied. */
@@ -466,21 +455,6 @@ function readTls(src: Source, node: Node | undefined, config: Config): void {
   const redirect = src.bool(tls.get("redirect_http"), "tls.redirect_http") ?? false;
   const watch = src.bool(tls.get("watch"), "tls.watch") ?? config.reload.watch;
   config.tls = { certificates, redirect_http: redirect, watch };
-}
-
-// A `{ cert, key }` mapping at `at` (its entries `read` already, for `tls` itself).
-function readPair(
-  src: Source,
-  node: Node,
-  at: string,
-  read: Map<string, Node> = src.map(node, at, ["cert", "key"]),
-): TlsPair | undefined {
-  const cert = src.string(read.get("cert"), `${at}.cert`);
-  const key = src.string(read.get("key"), `${at}.key`);
-  if (cert === undefined || key === undefined) {
-    return src.fail(node, at, "needs both cert and key");
-  }
-  return { cert, key, at };
 }
 
 function readSection<T extends object>(

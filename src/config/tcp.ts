@@ -15,6 +15,7 @@ import { CLIENT_IP_KEY, type HashKey } from "./hash_key.ts";
 import type { Health, Timeouts } from "./defaults.ts";
 import { readHealth, routeHealth } from "./health.ts";
 import { readBackends } from "./backends.ts";
+import { readPair, type TlsPair } from "./tls_pair.ts";
 
 /** The timeouts of a TCP route's connections, in milliseconds. */
 export interface TcpTimeouts {
@@ -71,7 +72,7 @@ export interface TcpRouteConfig {
   backend_tls?: {
     ca?: string;
     server_name?: string;
-    client_cert?: { cert: string; key: string; at: string };
+    client_cert?: TlsPair;
   };
 }
 
@@ -223,16 +224,9 @@ function readBackendTls(src: Source, m: Map<string, Node>, path: string, route: 
     );
   }
   const certNode = m.get("client_cert");
-  let clientCert: { cert: string; key: string; at: string } | undefined;
-  if (certNode !== undefined) {
-    const at = `${path}.client_cert`;
-    const pair = src.map(certNode, at, ["cert", "key"]);
-    const cert = src.string(pair.get("cert"), `${at}.cert`);
-    const key = src.string(pair.get("key"), `${at}.key`);
-    if (cert === undefined || key === undefined) src.fail(certNode, at, "needs both cert and key");
-    // the files are read when the routes are built: their errors start with file:line
-    else clientCert = { cert, key, at: src.where(certNode, at) };
-  }
+  const pair = certNode === undefined ? undefined : readPair(src, certNode, `${path}.client_cert`);
+  // the files are read when the routes are built: their errors start with file:line
+  const clientCert = pair && { ...pair, at: src.where(certNode, pair.at) };
   if (on !== true) {
     for (const k of ["ca", "server_name", "client_cert"] as const) {
       if (m.has(k)) src.fail(m.get(k), `${path}.${k}`, "only applies with backend_tls: true");
